@@ -1,0 +1,34 @@
+# bulkops: PGXS build.
+#   make && make install          build and install into the pg_config found on PATH
+#   make installcheck             pg_regress suites on a temporary, preloaded instance
+#   make prove_installcheck       TAP suites (test/t/*.pl)
+MODULE_big = bulkops
+OBJS = \
+	src/bulkops.o \
+	src/api.o \
+	src/auth.o \
+	src/encode.o \
+	src/enqueue.o \
+	src/http.o \
+	src/options.o \
+	src/receipts.o \
+	src/worker.o \
+	src/dialects/registry.o \
+	src/dialects/clinia.o
+
+EXTENSION = bulkops
+DATA = bulkops--1.0.sql
+PGFILEDESC = "bulkops - bulk API pushes from SQL"
+
+SHLIB_LINK = $(shell curl-config --libs)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
+
+REGRESS = setup enqueue encode targets worker security
+REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,192 @@
+/*-------------------------------------------------------------------------
+ *
+ * dialect.h
+ *	  The contract between bulkops' generic machinery and one remote API
+ *	  family.
+ *
+ * A dialect is a table of functions.  It turns one source row into the
+ * API's wire encoding (at enqueue, in the caller's backend), turns a batch
+ * into the next HTTP request, and turns each HTTP answer into per-row
+ * outcomes or the next step.  It never touches SPI, tables, latches or
+ * curl: it sees plain C structs and palloc'd memory in the caller's
+ * current memory context, and reports bad input with ereport(ERROR).
+ *
+ * The worker owns persistence and retry.  A batch is a list of encoded
+ * rows plus a persisted (step, remote_id) pair.  Step 0 always means
+ * "submit the rows that have no outcome yet"; the meaning of every other
+ * step belongs to the dialect.  The worker persists a new step and
+ * remote_id before it acts on them, so a dialect must be able to resume a
+ * batch from (step, remote_id) alone after a crash.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_DIALECT_H
+#define BULKOPS_DIALECT_H
+
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+#include "encode.h"
+
+typedef enum BulkopsOp
+{
+	BULKOPS_OP_INSERT,
+	BULKOPS_OP_UPDATE,
+	BULKOPS_OP_UPSERT,
+	BULKOPS_OP_DELETE,
+	BULKOPS_OP_OVERWRITE,
+	BULKOPS_NUM_OPS
+} BulkopsOp;
+
+typedef enum BulkopsRowStatus
+{
+	BULKOPS_ROW_SUCCEEDED,
+	BULKOPS_ROW_FAILED,
+	BULKOPS_ROW_CANCELLED,
+	BULKOPS_ROW_UNKNOWN
+} BulkopsRowStatus;
+
+/* The final outcome of one row, as a dialect learned it from an answer. */
+typedef struct BulkopsOutcome
+{
+	int			row;			/* index within the batch, from 0 */
+	BulkopsRowStatus status;
+	int			created;		/* 1 inserted, 0 updated, -1 not said */
+	char	   *remote_id;		/* may be NULL */
+	char	   *error_code;		/* may be NULL */
+	char	   *error_message;	/* may be NULL */
+} BulkopsOutcome;
+
+/*
+ * A target as a dialect sees it at enqueue time: enough to encode rows.
+ */
+typedef struct BulkopsEncodeTarget
+{
+	const char *resource;		/* may be NULL */
+	BulkopsOp	op;
+	const char *key;			/* key column name, may be NULL */
+	int			key_att;		/* its index in the source, or -1 */
+	Jsonb	   *options;		/* effective options of the job */
+	void	   *private;		/* dialect's own cache, set by begin_encode */
+} BulkopsEncodeTarget;
+
+/*
+ * A batch as a dialect sees it in the worker.  Row i's encoding is
+ * body[offsets[i] .. offsets[i + 1]).  pending[i] is true while row i has
+ * no outcome.
+ */
+typedef struct BulkopsBatch
+{
+	int64		job_id;
+	int32		batch_no;
+	BulkopsOp	op;
+	const char *url;			/* target base URL, no trailing slash */
+	const char *resource;
+	Jsonb	   *options;		/* effective options of the job */
+	int			nrows;
+	const char *body;
+	const int32 *offsets;		/* nrows + 1 entries */
+	const bool *pending;
+	int			npending;
+	int			step;
+	const char *remote_id;		/* NULL at step 0 */
+} BulkopsBatch;
+
+typedef struct BulkopsHeader
+{
+	const char *name;
+	const char *value;
+} BulkopsHeader;
+
+/* What the worker should send next for a batch. */
+typedef struct BulkopsRequest
+{
+	const char *method;			/* "GET", "POST", "PUT", "PATCH", "DELETE" */
+	char	   *url;			/* absolute; usually batch->url + path */
+	StringInfo	body;			/* NULL for none */
+	const char *content_type;	/* NULL when there is no body */
+	List	   *headers;		/* of BulkopsHeader *, besides auth */
+} BulkopsRequest;
+
+typedef struct BulkopsResponse
+{
+	long		status;
+	const char *body;			/* NUL-terminated */
+	size_t		len;
+	const char *content_type;	/* may be NULL */
+} BulkopsResponse;
+
+/* What to do with a batch after an answer. */
+typedef enum BulkopsNext
+{
+	BULKOPS_NEXT_DONE,			/* every pending row has an outcome now */
+	BULKOPS_NEXT_STEP,			/* persist (step, remote_id), act after
+								 * delay_ms */
+	BULKOPS_NEXT_RESUBMIT,		/* outcomes given; resend the rest at step 0 */
+	BULKOPS_NEXT_RETRY,			/* transient: repeat the same step later */
+	BULKOPS_NEXT_FAIL			/* the remaining rows fail with error */
+} BulkopsNext;
+
+typedef struct BulkopsResult
+{
+	BulkopsNext next;
+	List	   *outcomes;		/* of BulkopsOutcome * */
+	int			step;			/* for NEXT_STEP */
+	char	   *remote_id;		/* for NEXT_STEP */
+	int			delay_ms;		/* for NEXT_STEP and NEXT_RETRY; 0 = default */
+	bool		counts_attempt; /* NEXT_RESUBMIT: does the resend use up an
+								 * attempt? */
+	char	   *error;			/* for NEXT_RETRY and NEXT_FAIL */
+	char	   *error_code;		/* for NEXT_FAIL, optional */
+} BulkopsResult;
+
+typedef struct BulkopsOptionDef BulkopsOptionDef;
+
+typedef struct BulkopsDialect
+{
+	const char *name;
+	/* the operations it has; NULL where it has none */
+	const char *op_names[BULKOPS_NUM_OPS];
+	/* may repeating a submit of this op never double-apply it? */
+	bool		idempotent[BULKOPS_NUM_OPS];
+	/* does an op need a key column? */
+	bool		needs_key[BULKOPS_NUM_OPS];
+	/* its own options, terminated by a NULL name */
+	const BulkopsOptionDef *options;
+
+	/* refuse a target the API cannot serve (bad resource, options) */
+	void		(*validate_target) (const char *url, const char *resource,
+									Jsonb *options);
+	/* once per job, after the source's columns are known */
+	void		(*begin_encode) (BulkopsEncodeTarget *target,
+								 BulkopsEncoder *enc);
+	/* append one row's wire encoding to out */
+	void		(*encode_row) (BulkopsEncodeTarget *target, BulkopsEncoder *enc,
+							   Datum *values, bool *nulls, StringInfo out);
+	/* the request that carries out the batch's current step */
+	void		(*build_request) (const BulkopsBatch *batch,
+								  BulkopsRequest *req);
+	/* what a (non-429, non-transport-error) answer means */
+	void		(*handle_response) (const BulkopsBatch *batch,
+									const BulkopsResponse *resp,
+									BulkopsResult *result);
+} BulkopsDialect;
+
+/* registry.c */
+extern const BulkopsDialect *bulkops_find_dialect(const char *name,
+												  bool missing_ok);
+extern const char *bulkops_op_name(BulkopsOp op);
+extern BulkopsOp bulkops_op_from_name(const char *name);
+
+/* helpers a dialect may use */
+extern BulkopsOutcome *bulkops_outcome(BulkopsResult *result, int row,
+									   BulkopsRowStatus status);
+extern void bulkops_result_fail_rest(const BulkopsBatch *batch,
+									 BulkopsResult *result,
+									 const char *error);
+
+/* the dialects */
+extern const BulkopsDialect bulkops_clinia_dialect;
+
+#endif							/* BULKOPS_DIALECT_H */

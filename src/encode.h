@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * encode.h
+ *	  Tuple to JSON encoding with per-column cached type information.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_ENCODE_H
+#define BULKOPS_ENCODE_H
+
+#include "access/tupdesc.h"
+#include "lib/stringinfo.h"
+
+typedef struct BulkopsEncoder BulkopsEncoder;
+
+/*
+ * Build an encoder for rows of tupdesc.  Everything it needs (output
+ * functions, JSON keys of the column names, per-type categories) is looked
+ * up once here and lives in mcxt.
+ */
+extern BulkopsEncoder *bulkops_encoder_create(TupleDesc tupdesc,
+											  MemoryContext mcxt);
+
+extern int	bulkops_encoder_natts(BulkopsEncoder *enc);
+extern const char *bulkops_encoder_attname(BulkopsEncoder *enc, int att);
+
+/* index of a (non-dropped) column by exact name, or -1 */
+extern int	bulkops_encoder_find(BulkopsEncoder *enc, const char *name);
+
+/*
+ * Append {"col": value, ...} for every column whose omit[] entry is false
+ * (omit may be NULL).  NULL columns are written as null.
+ */
+extern void bulkops_encode_object(BulkopsEncoder *enc, Datum *values,
+								  bool *nulls, const bool *omit,
+								  StringInfo out);
+
+/* Append one column's value as JSON (null for NULL). */
+extern void bulkops_encode_value(BulkopsEncoder *enc, int att, Datum value,
+								 bool isnull, StringInfo out);
+
+/* The column's value as plain text (its output function); never NULL. */
+extern char *bulkops_encode_text(BulkopsEncoder *enc, int att, Datum value);
+
+/* Append str[0..len) as a quoted, escaped JSON string. */
+extern void bulkops_json_string(StringInfo out, const char *str, int len);
+
+#endif							/* BULKOPS_ENCODE_H */
