@@ -10,6 +10,7 @@ OBJS = \
 	src/encode.o \
 	src/enqueue.o \
 	src/http.o \
+	src/launcher.o \
 	src/options.o \
 	src/receipts.o \
 	src/worker.o \

@@ -11,7 +11,11 @@
  * curl: it sees plain C structs and palloc'd memory in the caller's
  * current memory context, and reports bad input with ereport(ERROR).
  *
- * The worker owns persistence and retry.  A batch is a list of encoded
+ * The worker owns persistence and retry.  While a remote step is under way
+ * the set of pending rows does not change: outcomes land only when a step
+ * ends.  So a dialect may map the n-th operation of a request to the n-th
+ * pending row, at submit time and when it reads the answer.
+ *  A batch is a list of encoded
  * rows plus a persisted (step, remote_id) pair.  Step 0 always means
  * "submit the rows that have no outcome yet"; the meaning of every other
  * step belongs to the dialect.  The worker persists a new step and
@@ -138,6 +142,9 @@ typedef struct BulkopsResult
 	bool		counts_attempt; /* NEXT_RESUBMIT: does the resend use up an
 								 * attempt? */
 	char	   *error;			/* for NEXT_RETRY and NEXT_FAIL */
+	BulkopsRowStatus fail_status;	/* NEXT_FAIL: FAILED (the default, also
+									 * when left SUCCEEDED), UNKNOWN or
+									 * CANCELLED */
 	char	   *error_code;		/* for NEXT_FAIL, optional */
 } BulkopsResult;
 
@@ -182,9 +189,18 @@ extern BulkopsOp bulkops_op_from_name(const char *name);
 /* helpers a dialect may use */
 extern BulkopsOutcome *bulkops_outcome(BulkopsResult *result, int row,
 									   BulkopsRowStatus status);
-extern void bulkops_result_fail_rest(const BulkopsBatch *batch,
-									 BulkopsResult *result,
-									 const char *error);
+extern void bulkops_result_settle_rest(const BulkopsBatch *batch,
+									   BulkopsResult *result,
+									   BulkopsRowStatus status,
+									   const char *error);
+
+/* reading answers: parse raises ERROR on malformed JSON */
+extern Jsonb *bulkops_json_parse(const char *body, size_t len);
+extern JsonbValue *bulkops_jget(JsonbContainer *obj, const char *key);
+extern JsonbContainer *bulkops_jcontainer(JsonbValue *v);
+extern int	bulkops_jarray_size(JsonbContainer *arr);
+extern JsonbValue *bulkops_jarray_get(JsonbContainer *arr, int i);
+extern char *bulkops_jtext(JsonbValue *v);
 
 /* the dialects */
 extern const BulkopsDialect bulkops_clinia_dialect;

@@ -1,0 +1,478 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  The SQL-callable functions: targets, bulk_*, wait and cancel.
+ *
+ * They run in the caller's backend and transaction.  Reads that a user may
+ * make run as the caller, so row-level security decides what they see;
+ * writes to bulkops' tables run as the extension's owner (the schema's
+ * owner) after the caller's right to make them was checked here, so no
+ * ordinary role needs write access to those tables and nobody can forge a
+ * job or a receipt by hand.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "bulkops.h"
+
+/* ---- running as the extension's owner ---- */
+
+static Oid
+extension_owner(void)
+{
+	Oid			nsp = get_namespace_oid("bulkops", false);
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+void
+bulkops_become_owner(BulkopsSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->uid, &saved->sec);
+	SetUserIdAndSecContext(extension_owner(),
+						   saved->sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+bulkops_restore_user(BulkopsSavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->uid, saved->sec);
+}
+
+bool
+bulkops_is_admin(void)
+{
+	Oid			admin = get_role_oid("bulkops_admin", true);
+
+	return superuser() ||
+		(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin));
+}
+
+static void
+require_admin(const char *action)
+{
+	if (!bulkops_is_admin())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", action),
+				 errhint("Only superusers and members of \"bulkops_admin\" manage targets.")));
+}
+
+/* Run one owner-side statement with parameters; returns SPI_processed. */
+static uint64
+exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
+			  const char *nulls, int expect)
+{
+	BulkopsSavedUser saved;
+	int			rc;
+
+	bulkops_become_owner(&saved);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	bulkops_restore_user(&saved);
+	if (rc != expect)
+		elog(ERROR, "bulkops: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static char *
+text_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static char *
+normalize_url(const char *url)
+{
+	char	   *u = pstrdup(url);
+	int			len = strlen(u);
+
+	while (len > 0 && u[len - 1] == '/')
+		u[--len] = '\0';
+	return u;
+}
+
+/* ---- targets ---- */
+
+static void
+validate_target(const BulkopsDialect *d, const char *url, const char *resource,
+				Jsonb *auth, Jsonb *options)
+{
+	bulkops_check_url(url, ERROR, NULL);
+	bulkops_validate_auth(auth);
+	bulkops_validate_options(options, d, "target");
+	d->validate_target(url, resource, options);
+}
+
+static bool
+target_exists(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	return exec_as_owner("SELECT 1 FROM bulkops.targets WHERE name = $1",
+						 1, types, values, NULL, SPI_OK_SELECT) > 0;
+}
+
+PG_FUNCTION_INFO_V1(bulkops_create_target);
+Datum
+bulkops_create_target(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "name");
+	char	   *dialect = text_arg(fcinfo, 1, "dialect");
+	char	   *url = normalize_url(text_arg(fcinfo, 2, "url"));
+	char	   *resource = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Jsonb	   *auth = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	Jsonb	   *options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	const BulkopsDialect *d;
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NAMEOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+
+	require_admin("create targets");
+	d = bulkops_find_dialect(dialect, false);
+	validate_target(d, url, resource, auth, options);
+
+	SPI_connect();
+	if (target_exists(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("target \"%s\" already exists", name),
+				 errhint("Use bulkops.alter_target() to change it.")));
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(dialect);
+	values[2] = CStringGetTextDatum(url);
+	values[3] = resource ? CStringGetTextDatum(resource) : (Datum) 0;
+	nulls[3] = resource ? ' ' : 'n';
+	values[4] = auth ? JsonbPGetDatum(auth) : (Datum) 0;
+	nulls[4] = auth ? ' ' : 'n';
+	values[5] = options ? JsonbPGetDatum(options) : DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	values[6] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	exec_as_owner("INSERT INTO bulkops.targets (name, dialect, url, resource, auth, options, owner) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+				  7, types, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(bulkops_alter_target);
+Datum
+bulkops_alter_target(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "name");
+	Oid			types[1] = {TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	Oid			utypes[6] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BOOLOID};
+	char	   *dialect;
+	char	   *url;
+	char	   *resource;
+	Jsonb	   *auth;
+	Jsonb	   *options;
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+
+	require_admin("alter targets");
+	SPI_connect();
+	values[0] = CStringGetTextDatum(name);
+	if (exec_as_owner("SELECT dialect, url, resource, auth, options FROM bulkops.targets "
+					  "WHERE name = $1 FOR UPDATE",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("target \"%s\" does not exist", name)));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	dialect = SPI_getvalue(tup, desc, 1);
+	url = PG_ARGISNULL(1) ? SPI_getvalue(tup, desc, 2)
+		: normalize_url(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	resource = PG_ARGISNULL(2) ? SPI_getvalue(tup, desc, 3)
+		: text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (PG_ARGISNULL(3))
+	{
+		Datum		d = SPI_getbinval(tup, desc, 4, &isnull);
+
+		auth = isnull ? NULL : DatumGetJsonbPCopy(d);
+	}
+	else
+		auth = PG_GETARG_JSONB_P(3);
+	if (PG_ARGISNULL(4))
+		options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+	else
+		options = PG_GETARG_JSONB_P(4);
+
+	validate_target(bulkops_find_dialect(dialect, false), url, resource, auth,
+					options);
+
+	values[1] = CStringGetTextDatum(url);
+	values[2] = resource ? CStringGetTextDatum(resource) : (Datum) 0;
+	nulls[2] = resource ? ' ' : 'n';
+	values[3] = auth ? JsonbPGetDatum(auth) : (Datum) 0;
+	nulls[3] = auth ? ' ' : 'n';
+	values[4] = JsonbPGetDatum(options);
+	values[5] = BoolGetDatum(true);
+	exec_as_owner("UPDATE bulkops.targets SET url = $2, resource = $3, auth = $4, "
+				  "options = $5, updated_at = now() WHERE name = $1 AND $6",
+				  6, utypes, values, nulls, SPI_OK_UPDATE);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(bulkops_drop_target);
+Datum
+bulkops_drop_target(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	require_admin("drop targets");
+	SPI_connect();
+	if (!target_exists(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("target \"%s\" does not exist", name)));
+	if (exec_as_owner("SELECT 1 FROM bulkops.jobs WHERE target = $1 "
+					  "AND state IN ('queued', 'running')",
+					  1, types, values, NULL, SPI_OK_SELECT) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("target \"%s\" has unfinished jobs", name),
+				 errhint("Wait for them or cancel them with bulkops.cancel() first.")));
+	exec_as_owner("DELETE FROM bulkops.targets WHERE name = $1",
+				  1, types, values, NULL, SPI_OK_DELETE);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* ---- pushes ---- */
+
+static Datum
+bulk_op(FunctionCallInfo fcinfo, BulkopsOp op)
+{
+	char	   *target = text_arg(fcinfo, 0, "target");
+	text	   *source;
+	char	   *key = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Jsonb	   *options = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("source must not be null")));
+	source = PG_GETARG_TEXT_PP(1);
+	PG_RETURN_INT64(bulkops_enqueue(target, op, source, key, options));
+}
+
+PG_FUNCTION_INFO_V1(bulkops_bulk_insert);
+Datum
+bulkops_bulk_insert(PG_FUNCTION_ARGS)
+{
+	return bulk_op(fcinfo, BULKOPS_OP_INSERT);
+}
+
+PG_FUNCTION_INFO_V1(bulkops_bulk_update);
+Datum
+bulkops_bulk_update(PG_FUNCTION_ARGS)
+{
+	return bulk_op(fcinfo, BULKOPS_OP_UPDATE);
+}
+
+PG_FUNCTION_INFO_V1(bulkops_bulk_upsert);
+Datum
+bulkops_bulk_upsert(PG_FUNCTION_ARGS)
+{
+	return bulk_op(fcinfo, BULKOPS_OP_UPSERT);
+}
+
+PG_FUNCTION_INFO_V1(bulkops_bulk_delete);
+Datum
+bulkops_bulk_delete(PG_FUNCTION_ARGS)
+{
+	return bulk_op(fcinfo, BULKOPS_OP_DELETE);
+}
+
+PG_FUNCTION_INFO_V1(bulkops_bulk_overwrite);
+Datum
+bulkops_bulk_overwrite(PG_FUNCTION_ARGS)
+{
+	return bulk_op(fcinfo, BULKOPS_OP_OVERWRITE);
+}
+
+/* ---- wait and cancel ---- */
+
+typedef struct JobStatus
+{
+	bool		found;
+	bool		this_xact;		/* created by the calling transaction */
+	char	   *state;
+	int64		total;
+	int64		done;
+} JobStatus;
+
+/* Read a job as the caller sees it (row-level security applies). */
+static JobStatus
+read_job(int64 job)
+{
+	JobStatus	js = {0};
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job)};
+	int			rc;
+
+	rc = SPI_execute_with_args("SELECT state, rows_total, "
+							   "rows_succeeded + rows_failed + rows_cancelled + rows_unknown, "
+							   "xmin::text "
+							   "FROM bulkops.jobs WHERE id = $1",
+							   1, types, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read job " INT64_FORMAT ": %s", job,
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		js.found = true;
+		js.state = SPI_getvalue(tup, desc, 1);
+		js.total = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		js.done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		js.this_xact = TransactionIdIsCurrentTransactionId((TransactionId)
+														   strtoul(SPI_getvalue(tup, desc, 4), NULL, 10));
+	}
+	return js;
+}
+
+static bool
+state_is_final(const char *state)
+{
+	return strcmp(state, "queued") != 0 && strcmp(state, "running") != 0;
+}
+
+PG_FUNCTION_INFO_V1(bulkops_wait);
+Datum
+bulkops_wait(PG_FUNCTION_ARGS)
+{
+	int64		job = PG_GETARG_INT64(0);
+	Interval   *timeout = PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1);
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = 0;
+	TimestampTz last_notice = start;
+	int64		last_done = 0;
+	JobStatus	js;
+	char	   *result;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("bulkops.wait() cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("Such a transaction would never see the job advance.")));
+	if (timeout)
+		deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(start),
+														   PointerGetDatum(timeout)));
+
+	SPI_connect();
+	for (;;)
+	{
+		js = read_job(job);
+		if (!js.found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("job " INT64_FORMAT " does not exist", job)));
+		if (state_is_final(js.state))
+			break;
+		if (js.this_xact)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("job " INT64_FORMAT " was created by this transaction", job),
+					 errdetail("The worker starts a job only once the transaction that created it commits."),
+					 errhint("Commit, then call bulkops.wait().")));
+		if (deadline && GetCurrentTimestamp() >= deadline)
+		{
+			ereport(NOTICE,
+					(errmsg("job " INT64_FORMAT " is still %s after the wait's timeout",
+							job, js.state)));
+			break;
+		}
+		if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(), 5000))
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			double		secs = (now - last_notice) / 1000000.0;
+
+			ereport(NOTICE,
+					(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " of " INT64_FORMAT " rows done, %.0f rows/s",
+							job, js.done, js.total,
+							(js.done - last_done) / secs)));
+			last_notice = now;
+			last_done = js.done;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	result = pstrdup(js.state);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+PG_FUNCTION_INFO_V1(bulkops_cancel);
+Datum
+bulkops_cancel(PG_FUNCTION_ARGS)
+{
+	int64		job = PG_GETARG_INT64(0);
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job)};
+	JobStatus	js;
+
+	SPI_connect();
+	js = read_job(job);
+	if (!js.found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job " INT64_FORMAT " does not exist", job)));
+	if (state_is_final(js.state))
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+	exec_as_owner("UPDATE bulkops.jobs SET cancel_requested = true WHERE id = $1",
+				  1, types, values, NULL, SPI_OK_UPDATE);
+	{
+		BulkopsSavedUser saved;
+
+		bulkops_become_owner(&saved);
+		bulkops_cancel_queued_batches(job);
+		bulkops_finish_job_if_done(job);
+		bulkops_restore_user(&saved);
+	}
+	SPI_finish();
+	bulkops_wake_worker_at_commit();
+	PG_RETURN_BOOL(true);
+}

@@ -1,0 +1,254 @@
+/*-------------------------------------------------------------------------
+ *
+ * auth.c
+ *	  A target's credentials: validation when a target is written, and the
+ *	  request headers that carry them when the worker sends.
+ *
+ * Kinds: bearer {"token"}, basic {"username", "password"}, header {"name",
+ * "value"}.  Each secret is a string or {"file": "/path"} or {"env":
+ * "NAME"}, read by the worker at request time so a rotated secret needs no
+ * ALTER.  No message here ever contains a secret's value: only which member
+ * or source was wrong.  Allocations go to CurrentMemoryContext.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+
+#include "catalog/pg_authid.h"
+#include "common/base64.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/jsonb.h"
+
+#include "bulkops.h"
+
+typedef struct AuthKind
+{
+	const char *type;
+	const char *members[3];		/* required secret-or-string members */
+} AuthKind;
+
+static const AuthKind auth_kinds[] = {
+	{"bearer", {"token"}},
+	{"basic", {"username", "password"}},
+	{"header", {"name", "value"}},
+	{NULL}
+};
+
+static const AuthKind *
+find_kind(Jsonb *auth)
+{
+	char	   *type = bulkops_opt_string(auth, "type", NULL);
+	const AuthKind *k;
+
+	if (type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth must have a \"type\" member"),
+				 errhint("Use one of: bearer, basic, header.")));
+	for (k = auth_kinds; k->type; k++)
+		if (strcmp(k->type, type) == 0)
+			return k;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized auth type \"%s\"", type),
+			 errhint("Use one of: bearer, basic, header.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/* Is v a secret source object, {"file": ...} or {"env": ...}? */
+static const char *
+secret_source(JsonbValue *v, char **arg)
+{
+	Jsonb	   *obj;
+	char	   *s;
+
+	if (v->type != jbvBinary)
+		return NULL;
+	obj = JsonbValueToJsonb(v);
+	if ((s = bulkops_opt_string(obj, "file", NULL)) != NULL)
+	{
+		*arg = s;
+		return "file";
+	}
+	if ((s = bulkops_opt_string(obj, "env", NULL)) != NULL)
+	{
+		*arg = s;
+		return "env";
+	}
+	return NULL;
+}
+
+void
+bulkops_validate_auth(Jsonb *auth)
+{
+	const AuthKind *kind;
+	int			i;
+
+	if (auth == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(auth))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth must be a JSON object")));
+	kind = find_kind(auth);
+	for (i = 0; i < lengthof(kind->members) && kind->members[i]; i++)
+	{
+		const char *m = kind->members[i];
+		JsonbValue *v = bulkops_jsonb_get(auth, m);
+		const char *src;
+		char	   *arg;
+
+		if (v == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth type \"%s\" needs a \"%s\" member",
+							kind->type, m)));
+		if (v->type == jbvString)
+			continue;
+		src = secret_source(v, &arg);
+		if (src == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth member \"%s\" must be a string, {\"file\": ...} or {\"env\": ...}",
+							m)));
+
+		/*
+		 * Reading a server file or the server's environment and sending it
+		 * to a URL of one's choosing is what pg_read_server_files guards.
+		 */
+		if (strcmp(src, "file") == 0 &&
+			!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to read secrets from server files"),
+					 errhint("Only roles with privileges of the \"pg_read_server_files\" role may use {\"file\": ...}.")));
+		if (strcmp(src, "env") == 0 && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to read secrets from the server's environment"),
+					 errhint("Only superusers may use {\"env\": ...}.")));
+		if (strcmp(src, "file") == 0 && !is_absolute_path(arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("secret file path must be absolute")));
+	}
+}
+
+static char *
+read_secret_file(const char *path, const char *target)
+{
+	FILE	   *f;
+	StringInfoData buf;
+	char		chunk[1024];
+	size_t		n;
+
+	f = AllocateFile(path, "r");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open secret file \"%s\" of target \"%s\": %m",
+						path, target)));
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		appendBinaryStringInfo(&buf, chunk, n);
+	FreeFile(f);
+	while (buf.len > 0 && (buf.data[buf.len - 1] == '\n' ||
+						   buf.data[buf.len - 1] == '\r'))
+		buf.data[--buf.len] = '\0';
+	return buf.data;
+}
+
+/* The value of one secret member, from wherever it lives. */
+static char *
+resolve_secret(Jsonb *auth, const char *member, const char *target)
+{
+	JsonbValue *v = bulkops_jsonb_get(auth, member);
+	const char *src;
+	char	   *arg = NULL;
+	char	   *val;
+
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth of target \"%s\" has no \"%s\" member", target,
+						member)));
+	if (v->type == jbvString)
+		val = pnstrdup(v->val.string.val, v->val.string.len);
+	else if ((src = secret_source(v, &arg)) != NULL && strcmp(src, "file") == 0)
+		val = read_secret_file(arg, target);
+	else if (src != NULL)
+	{
+		const char *e = getenv(arg);
+
+		if (e == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("environment variable \"%s\" of target \"%s\" is not set",
+							arg, target)));
+		val = pstrdup(e);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth member \"%s\" of target \"%s\" is malformed",
+						member, target)));
+
+	/* a CR or LF would let a secret inject headers */
+	if (strpbrk(val, "\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth member \"%s\" of target \"%s\" contains a line break",
+						member, target)));
+	return val;
+}
+
+static BulkopsHeader *
+make_header(const char *name, const char *value)
+{
+	BulkopsHeader *h = palloc(sizeof(BulkopsHeader));
+
+	h->name = name;
+	h->value = value;
+	return h;
+}
+
+/*
+ * The headers that authenticate a request to target.  Errors (a missing
+ * file, an unset variable) are raised here; the worker turns them into the
+ * batch's failure.
+ */
+List *
+bulkops_auth_headers(Jsonb *auth, const char *target)
+{
+	const AuthKind *kind;
+
+	if (auth == NULL)
+		return NIL;
+	kind = find_kind(auth);
+	if (strcmp(kind->type, "bearer") == 0)
+		return list_make1(make_header("Authorization",
+									  psprintf("Bearer %s",
+											   resolve_secret(auth, "token", target))));
+	if (strcmp(kind->type, "basic") == 0)
+	{
+		char	   *pair = psprintf("%s:%s",
+									resolve_secret(auth, "username", target),
+									resolve_secret(auth, "password", target));
+		int			len = strlen(pair);
+		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+		int			n = pg_b64_encode(pair, len, enc, pg_b64_enc_len(len));
+
+		if (n < 0)
+			elog(ERROR, "could not encode basic credentials");
+		enc[n] = '\0';
+		return list_make1(make_header("Authorization",
+									  psprintf("Basic %s", enc)));
+	}
+	/* header */
+	return list_make1(make_header(resolve_secret(auth, "name", target),
+								  resolve_secret(auth, "value", target)));
+}

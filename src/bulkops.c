@@ -1,0 +1,312 @@
+/*-------------------------------------------------------------------------
+ *
+ * bulkops.c
+ *	  Module load: settings, shared memory, the launcher's registration and
+ *	  the wake-at-commit hook.
+ *
+ * Shared memory holds one small table: which process serves which
+ * database.  Backends read it at commit to set the right worker's latch;
+ * tests read it to know a worker is up.  A spinlock guards it: every
+ * critical section is a few loads and stores.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/guc.h"
+
+#include "bulkops.h"
+
+PG_MODULE_MAGIC;
+
+/* settings */
+char	   *bulkops_database_names = NULL;
+char	   *bulkops_allowed_hosts = NULL;
+bool		bulkops_allow_http = false;
+int			bulkops_batch_size = 1000;
+int			bulkops_concurrency = 4;
+int			bulkops_max_attempts = 5;
+int			bulkops_http_timeout_ms = 30000;
+int			bulkops_poll_interval_ms = 1000;
+int			bulkops_max_response_size = 256 * 1024 * 1024;
+int			bulkops_launcher_naptime_ms = 1000;
+
+bool		bulkops_preloaded = false;
+
+typedef struct BulkopsWorkerSlot
+{
+	Oid			dboid;
+	int			pid;
+	int			pgprocno;
+} BulkopsWorkerSlot;
+
+typedef struct BulkopsShared
+{
+	slock_t		mutex;
+	BulkopsWorkerSlot slots[BULKOPS_MAX_DATABASES];
+} BulkopsShared;
+
+static BulkopsShared *bulkops_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+
+void		_PG_init(void);
+static void bulkops_shmem_request(void);
+static void bulkops_shmem_startup(void);
+static void bulkops_xact_callback(XactEvent event, void *arg);
+static void define_settings(void);
+static void register_launcher(void);
+
+void
+_PG_init(void)
+{
+	define_settings();
+
+	/*
+	 * Loaded by CREATE EXTENSION in a backend rather than at server start:
+	 * keep the settings (so they can be shown) but start nothing;
+	 * bulkops_check_preloaded() refuses the install with a hint.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	bulkops_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = bulkops_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = bulkops_shmem_startup;
+	register_launcher();
+}
+
+static void
+define_settings(void)
+{
+	DefineCustomStringVariable("bulkops.database_name",
+							   "Comma-separated list of databases the bulkops worker serves.",
+							   NULL, &bulkops_database_names, "postgres",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("bulkops.allowed_hosts",
+							   "Comma-separated host[:port] patterns targets may reach; * allows all.",
+							   "A pattern may start with *. to allow every subdomain.",
+							   &bulkops_allowed_hosts, "*",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("bulkops.allow_http",
+							 "Allows plain http to hosts other than the loopback interface.",
+							 NULL, &bulkops_allow_http, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.batch_size",
+							"Default number of rows per request.",
+							NULL, &bulkops_batch_size, 1000, 1, 1000000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.concurrency",
+							"Default number of batches in flight per target.",
+							NULL, &bulkops_concurrency, 4, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.max_attempts",
+							"Default number of times a batch is submitted before its rows fail.",
+							NULL, &bulkops_max_attempts, 5, 1, 100,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.http_timeout",
+							"Time limit of one HTTP request.",
+							NULL, &bulkops_http_timeout_ms, 30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.poll_interval",
+							"Time between two polls of a remote task.",
+							NULL, &bulkops_poll_interval_ms, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.max_response_size",
+							"Largest answer body the worker accepts.",
+							NULL, &bulkops_max_response_size, 256 * 1024 * 1024,
+							1024, INT_MAX, PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.launcher_naptime",
+							"Time the launcher waits before it restarts a worker that stopped.",
+							NULL, &bulkops_launcher_naptime_ms, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("bulkops");
+}
+
+static void
+register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "bulkops");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "bulkops_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "bulkops launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "bulkops launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+static void
+bulkops_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(BulkopsShared)));
+}
+
+static void
+bulkops_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	bulkops_shared = ShmemInitStruct("bulkops", sizeof(BulkopsShared), &found);
+	if (!found)
+	{
+		memset(bulkops_shared, 0, sizeof(BulkopsShared));
+		SpinLockInit(&bulkops_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * A worker announces itself so that committing backends can wake it.
+ */
+void
+bulkops_worker_register_self(Oid dboid)
+{
+	int			i;
+	int			free_slot = -1;
+
+	SpinLockAcquire(&bulkops_shared->mutex);
+	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
+	{
+		BulkopsWorkerSlot *slot = &bulkops_shared->slots[i];
+
+		if (slot->dboid == dboid || (slot->pid == 0 && free_slot < 0))
+			free_slot = i;
+		if (slot->dboid == dboid)
+			break;
+	}
+	if (free_slot >= 0)
+	{
+		bulkops_shared->slots[free_slot].dboid = dboid;
+		bulkops_shared->slots[free_slot].pid = MyProcPid;
+		bulkops_shared->slots[free_slot].pgprocno = MyProc->pgprocno;
+	}
+	SpinLockRelease(&bulkops_shared->mutex);
+
+	if (free_slot < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("bulkops serves at most %d databases",
+						BULKOPS_MAX_DATABASES)));
+}
+
+void
+bulkops_worker_unregister_self(void)
+{
+	int			i;
+
+	if (bulkops_shared == NULL)
+		return;
+	SpinLockAcquire(&bulkops_shared->mutex);
+	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
+	{
+		if (bulkops_shared->slots[i].pid == MyProcPid)
+			memset(&bulkops_shared->slots[i], 0, sizeof(BulkopsWorkerSlot));
+	}
+	SpinLockRelease(&bulkops_shared->mutex);
+}
+
+int
+bulkops_worker_pid(Oid dboid)
+{
+	int			i;
+	int			pid = 0;
+
+	if (bulkops_shared == NULL)
+		return 0;
+	SpinLockAcquire(&bulkops_shared->mutex);
+	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
+		if (bulkops_shared->slots[i].dboid == dboid)
+			pid = bulkops_shared->slots[i].pid;
+	SpinLockRelease(&bulkops_shared->mutex);
+	return pid;
+}
+
+/*
+ * Called by enqueue: set the worker's latch once this transaction commits.
+ * Many enqueues in one transaction cause one wake; a rollback causes none.
+ */
+void
+bulkops_wake_worker_at_commit(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(bulkops_xact_callback, NULL);
+		registered = true;
+	}
+	wake_at_commit = true;
+}
+
+static void
+bulkops_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+	int			procno = -1;
+
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		wake_at_commit = false;
+		return;
+	}
+	if (event != XACT_EVENT_COMMIT || !wake_at_commit)
+		return;
+	wake_at_commit = false;
+	if (bulkops_shared == NULL)
+		return;
+
+	SpinLockAcquire(&bulkops_shared->mutex);
+	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
+		if (bulkops_shared->slots[i].dboid == MyDatabaseId &&
+			bulkops_shared->slots[i].pid != 0)
+			procno = bulkops_shared->slots[i].pgprocno;
+	SpinLockRelease(&bulkops_shared->mutex);
+
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+PG_FUNCTION_INFO_V1(bulkops_check_preloaded);
+Datum
+bulkops_check_preloaded(PG_FUNCTION_ARGS)
+{
+	if (!bulkops_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("bulkops must be loaded via shared_preload_libraries"),
+				 errhint("Add bulkops to shared_preload_libraries in postgresql.conf and restart the server.")));
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(bulkops_worker_pid_sql);
+Datum
+bulkops_worker_pid_sql(PG_FUNCTION_ARGS)
+{
+	int			pid = bulkops_worker_pid(MyDatabaseId);
+
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(pid);
+}

@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * bulkops.h
+ *	  Private declarations shared by the parts of bulkops.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_H
+#define BULKOPS_H
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+#include "dialect.h"
+
+#define BULKOPS_VERSION "1.0"
+#define BULKOPS_USER_AGENT "bulkops/" BULKOPS_VERSION
+#define BULKOPS_MAX_DATABASES 16
+
+/* bulkops.c: settings */
+extern char *bulkops_database_names;
+extern char *bulkops_allowed_hosts;
+extern bool bulkops_allow_http;
+extern int	bulkops_batch_size;
+extern int	bulkops_concurrency;
+extern int	bulkops_max_attempts;
+extern int	bulkops_http_timeout_ms;
+extern int	bulkops_poll_interval_ms;
+extern int	bulkops_max_response_size;
+extern int	bulkops_launcher_naptime_ms;
+
+/* bulkops.c: shared state */
+extern bool bulkops_preloaded;
+extern void bulkops_wake_worker_at_commit(void);
+extern void bulkops_worker_register_self(Oid dboid);
+extern void bulkops_worker_unregister_self(void);
+extern int	bulkops_worker_pid(Oid dboid);
+
+/* api.c: acting as the extension's owner */
+typedef struct BulkopsSavedUser
+{
+	Oid			uid;
+	int			sec;
+} BulkopsSavedUser;
+
+extern void bulkops_become_owner(BulkopsSavedUser *saved);
+extern void bulkops_restore_user(BulkopsSavedUser *saved);
+extern bool bulkops_is_admin(void);
+
+/* launcher and worker entry points (worker.c, launcher.c) */
+extern PGDLLEXPORT void bulkops_launcher_main(Datum arg);
+extern PGDLLEXPORT void bulkops_worker_main(Datum arg);
+
+/* options.c */
+typedef enum BulkopsOptionType
+{
+	BULKOPS_OPT_INT,
+	BULKOPS_OPT_REAL,
+	BULKOPS_OPT_BOOL,
+	BULKOPS_OPT_STRING
+} BulkopsOptionType;
+
+struct BulkopsOptionDef
+{
+	const char *name;
+	BulkopsOptionType type;
+	double		min;			/* numbers only */
+	double		max;
+};
+
+extern void bulkops_validate_options(Jsonb *options,
+									 const BulkopsDialect *dialect,
+									 const char *what);
+extern Jsonb *bulkops_merge_options(Jsonb *base, Jsonb *over);
+extern int	bulkops_opt_int(Jsonb *options, const char *name, int dflt);
+extern double bulkops_opt_real(Jsonb *options, const char *name, double dflt);
+extern bool bulkops_opt_bool(Jsonb *options, const char *name, bool dflt);
+extern char *bulkops_opt_string(Jsonb *options, const char *name,
+								const char *dflt);
+extern JsonbValue *bulkops_jsonb_get(Jsonb *jb, const char *key);
+
+/* auth.c */
+extern void bulkops_validate_auth(Jsonb *auth);
+extern List *bulkops_auth_headers(Jsonb *auth, const char *target);
+
+/* http.c: host policy (also used at create_target) */
+extern void bulkops_check_url(const char *url, int elevel, char **errmsg_out);
+
+/* enqueue.c */
+extern int64 bulkops_enqueue(const char *target, BulkopsOp op,
+							 text *source, const char *key, Jsonb *options);
+
+/* receipts.c */
+typedef struct BulkopsBatchRef
+{
+	int64		job_id;
+	int32		batch_no;
+	int64		first_row;
+	int			nrows;
+	char	  **keys;			/* nrows entries */
+	bool	   *pending;		/* nrows entries, updated as outcomes land */
+	int			npending;
+	int			attempts;
+} BulkopsBatchRef;
+
+extern void bulkops_write_outcomes(BulkopsBatchRef *ref, List *outcomes,
+								   int http_status);
+extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
+								int http_status);
+extern void bulkops_finish_job_if_done(int64 job_id);
+extern void bulkops_cancel_queued_batches(int64 job_id);
+extern char *bulkops_clean_text(const char *s, int maxlen);
+
+#endif							/* BULKOPS_H */

@@ -1,0 +1,168 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  The list of dialects, operation names, and small helpers dialects
+ *	  share for building results.
+ *
+ * Adding a dialect is one line in dialects[] and one extern in dialect.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "bulkops.h"
+#include "dialect.h"
+
+static const BulkopsDialect *const dialects[] = {
+	&bulkops_clinia_dialect,
+	NULL
+};
+
+static const char *const op_names[BULKOPS_NUM_OPS] = {
+	"insert", "update", "upsert", "delete", "overwrite"
+};
+
+const BulkopsDialect *
+bulkops_find_dialect(const char *name, bool missing_ok)
+{
+	int			i;
+	StringInfoData known;
+
+	for (i = 0; dialects[i]; i++)
+		if (strcmp(dialects[i]->name, name) == 0)
+			return dialects[i];
+	if (missing_ok)
+		return NULL;
+
+	initStringInfo(&known);
+	for (i = 0; dialects[i]; i++)
+		appendStringInfo(&known, "%s%s", i ? ", " : "", dialects[i]->name);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized dialect \"%s\"", name),
+			 errhint("Known dialects are: %s.", known.data)));
+	return NULL;				/* keep compiler quiet */
+}
+
+const char *
+bulkops_op_name(BulkopsOp op)
+{
+	return op_names[op];
+}
+
+BulkopsOp
+bulkops_op_from_name(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < BULKOPS_NUM_OPS; i++)
+		if (strcmp(op_names[i], name) == 0)
+			return (BulkopsOp) i;
+	elog(ERROR, "unrecognized bulkops operation \"%s\"", name);
+	return BULKOPS_OP_INSERT;	/* keep compiler quiet */
+}
+
+BulkopsOutcome *
+bulkops_outcome(BulkopsResult *result, int row, BulkopsRowStatus status)
+{
+	BulkopsOutcome *o = palloc0(sizeof(BulkopsOutcome));
+
+	o->row = row;
+	o->status = status;
+	o->created = -1;
+	result->outcomes = lappend(result->outcomes, o);
+	return o;
+}
+
+/*
+ * Give every pending row that the result does not already settle an
+ * outcome of the given status carrying error.
+ */
+void
+bulkops_result_settle_rest(const BulkopsBatch *batch, BulkopsResult *result,
+						   BulkopsRowStatus status, const char *error)
+{
+	bool	   *settled = palloc0(sizeof(bool) * Max(batch->nrows, 1));
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, result->outcomes)
+	{
+		BulkopsOutcome *o = lfirst(lc);
+
+		if (o->row >= 0 && o->row < batch->nrows)
+			settled[o->row] = true;
+	}
+	for (i = 0; i < batch->nrows; i++)
+		if (batch->pending[i] && !settled[i])
+			bulkops_outcome(result, i, status)->error_message =
+				error ? pstrdup(error) : NULL;
+	pfree(settled);
+}
+
+Jsonb *
+bulkops_json_parse(const char *body, size_t len)
+{
+	char	   *copy = pnstrdup(body, len);
+
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
+}
+
+JsonbValue *
+bulkops_jget(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	k;
+
+	if (obj == NULL || !JsonContainerIsObject(obj))
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
+}
+
+JsonbContainer *
+bulkops_jcontainer(JsonbValue *v)
+{
+	if (v == NULL || v->type != jbvBinary)
+		return NULL;
+	return v->val.binary.data;
+}
+
+int
+bulkops_jarray_size(JsonbContainer *arr)
+{
+	if (arr == NULL || !JsonContainerIsArray(arr))
+		return -1;
+	return JsonContainerSize(arr);
+}
+
+JsonbValue *
+bulkops_jarray_get(JsonbContainer *arr, int i)
+{
+	return getIthJsonbValueFromContainer(arr, i);
+}
+
+/* A scalar as text: strings as they are, numbers and booleans printed. */
+char *
+bulkops_jtext(JsonbValue *v)
+{
+	if (v == NULL)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return NULL;
+	}
+}

@@ -1,0 +1,506 @@
+/*-------------------------------------------------------------------------
+ *
+ * enqueue.c
+ *	  Turn a source (table, view or query) into a job: run it with the
+ *	  caller's rights, encode each row once in the dialect's wire encoding,
+ *	  cut the rows into batches and write job and batches.
+ *
+ * Runs in the caller's backend and transaction, so a rollback leaves no
+ * job.  The source streams through a DestReceiver: rows are encoded as the
+ * executor produces them and a batch is written as soon as it is full, so
+ * memory holds one batch whatever the size of the source.  Row memory lives
+ * in a per-batch context reset after each flush.  Writes to bulkops' tables
+ * run as the extension's owner (see api.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/dest.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/regproc.h"
+
+#include "bulkops.h"
+
+#define DEFAULT_BATCH_BYTES (8 * 1024 * 1024)
+
+typedef struct EnqueueState
+{
+	DestReceiver pub;			/* must be first */
+
+	const BulkopsDialect *dialect;
+	BulkopsEncodeTarget target;
+	BulkopsEncoder *enc;
+	const char *key;
+	int64		job_id;
+	int			batch_size;
+	int			batch_bytes;
+	MemoryContext job_cxt;		/* encoder, kept plan */
+	MemoryContext batch_cxt;	/* one batch's rows, reset per flush */
+	SPIPlanPtr	insert_plan;
+
+	/* the batch being filled */
+	StringInfoData body;		/* starts with room for a varlena header */
+	int32	   *offsets;
+	Datum	   *keys;
+	bool	   *key_nulls;
+	int			nrows;
+
+	/* totals */
+	int64		rows;
+	int64		bytes;
+	int32		batches;
+} EnqueueState;
+
+/* ---- the source ---- */
+
+static bool
+looks_like_query(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '(')
+		s++;
+	return pg_strncasecmp(s, "select", 6) == 0 ||
+		pg_strncasecmp(s, "with", 4) == 0 ||
+		pg_strncasecmp(s, "values", 6) == 0 ||
+		pg_strncasecmp(s, "table", 5) == 0;
+}
+
+/* The query to run for source: itself, or SELECT * FROM the relation. */
+static char *
+source_query(const char *source)
+{
+	List	   *names;
+	RangeVar   *rv;
+	Oid			relid;
+
+	if (looks_like_query(source))
+		return pstrdup(source);
+
+	names = stringToQualifiedNameList(source);
+	rv = makeRangeVarFromNameList(names);
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s\" does not exist", source),
+				 errhint("The source is a table or view name, or a query starting with SELECT, WITH, VALUES or TABLE.")));
+	return psprintf("SELECT * FROM %s",
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											   get_rel_name(relid)));
+}
+
+/*
+ * Refuse anything but one plain query: bulkops reads the source and must
+ * never change data or take row locks on the caller's behalf.
+ */
+static void
+check_read_only(SPIPlanPtr plan)
+{
+	List	   *sources = SPI_plan_get_plan_sources(plan);
+	CachedPlanSource *ps;
+	Query	   *q;
+
+	if (list_length(sources) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must be a single query")));
+	ps = linitial(sources);
+	if (list_length(ps->query_list) != 1)
+		goto refuse;
+	q = linitial_node(Query, ps->query_list);
+	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL ||
+		q->hasModifyingCTE || q->rowMarks != NIL)
+		goto refuse;
+	return;
+
+refuse:
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("source must be a read-only query"),
+			 errdetail("The source may not modify data, lock rows or create tables."),
+			 errhint("Move data changes out of the source query.")));
+}
+
+/* ---- batches ---- */
+
+static void
+batch_reset(EnqueueState *st)
+{
+	MemoryContext old;
+
+	MemoryContextReset(st->batch_cxt);
+	old = MemoryContextSwitchTo(st->batch_cxt);
+	initStringInfo(&st->body);
+	appendStringInfoSpaces(&st->body, VARHDRSZ);
+	st->offsets = palloc(sizeof(int32) * (st->batch_size + 1));
+	st->keys = palloc(sizeof(Datum) * st->batch_size);
+	st->key_nulls = palloc(sizeof(bool) * st->batch_size);
+	st->nrows = 0;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+prepare_insert(EnqueueState *st)
+{
+	Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT4OID,
+	TEXTARRAYOID, INT4ARRAYOID, BYTEAOID};
+
+	st->insert_plan = SPI_prepare("INSERT INTO bulkops.batches "
+								  "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+	if (st->insert_plan == NULL)
+		elog(ERROR, "could not prepare batch insert: %s",
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(st->insert_plan);
+}
+
+/*
+ * Write the batch being filled.  Called from inside the executor of the
+ * source query, hence its own (nested) SPI connection.
+ */
+static void
+batch_flush(EnqueueState *st)
+{
+	Datum		values[7];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			rc;
+	bytea	   *body;
+	BulkopsSavedUser saved;
+	MemoryContext old;
+
+	if (st->nrows == 0)
+		return;
+	old = MemoryContextSwitchTo(st->batch_cxt);
+
+	/* body was built with its varlena header in front: no copy needed */
+	body = (bytea *) st->body.data;
+	SET_VARSIZE(body, st->body.len);
+	dims[0] = st->nrows + 1;
+
+	values[0] = Int64GetDatum(st->job_id);
+	values[1] = Int32GetDatum(st->batches + 1);
+	values[2] = Int64GetDatum(st->rows - st->nrows + 1);
+	values[3] = Int32GetDatum(st->nrows);
+	dims[0] = st->nrows;
+	values[4] = PointerGetDatum(construct_md_array(st->keys, st->key_nulls, 1,
+												   dims, lbs, TEXTOID, -1,
+												   false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array((Datum *) NULL, 0, INT4OID,
+												4, true, TYPALIGN_INT));
+	{
+		Datum	   *od = palloc(sizeof(Datum) * (st->nrows + 1));
+		int			i;
+
+		for (i = 0; i <= st->nrows; i++)
+			od[i] = Int32GetDatum(st->offsets[i]);
+		values[5] = PointerGetDatum(construct_array(od, st->nrows + 1, INT4OID,
+													4, true, TYPALIGN_INT));
+	}
+	values[6] = PointerGetDatum(body);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	bulkops_become_owner(&saved);
+	rc = SPI_execute_plan(st->insert_plan, values, NULL, false, 0);
+	bulkops_restore_user(&saved);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write batch: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	MemoryContextSwitchTo(old);
+
+	st->bytes += st->body.len - VARHDRSZ;
+	st->batches++;
+	batch_reset(st);
+}
+
+/* ---- the DestReceiver that sees every source row ---- */
+
+static bool
+enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	EnqueueState *st = (EnqueueState *) self;
+	MemoryContext old;
+	int			row;
+
+	slot_getallattrs(slot);
+	old = MemoryContextSwitchTo(st->batch_cxt);
+	row = st->nrows;
+	st->rows++;
+
+	if (st->target.key_att >= 0)
+	{
+		int			k = st->target.key_att;
+
+		if (slot->tts_isnull[k])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("key column \"%s\" is null in row " INT64_FORMAT " of the source",
+							st->key, st->rows),
+					 errhint("Every row needs a key; filter out rows whose key is null.")));
+		st->keys[row] = CStringGetTextDatum(bulkops_encode_text(st->enc, k,
+																slot->tts_values[k]));
+		st->key_nulls[row] = false;
+	}
+	else
+	{
+		st->keys[row] = (Datum) 0;
+		st->key_nulls[row] = true;
+	}
+
+	st->offsets[row] = st->body.len - VARHDRSZ;
+	st->dialect->encode_row(&st->target, st->enc, slot->tts_values,
+							slot->tts_isnull, &st->body);
+	st->nrows++;
+	st->offsets[st->nrows] = st->body.len - VARHDRSZ;
+	MemoryContextSwitchTo(old);
+
+	if (st->nrows >= st->batch_size || st->body.len >= st->batch_bytes)
+		batch_flush(st);
+	return true;
+}
+
+static void
+check_columns(EnqueueState *st)
+{
+	int			n = bulkops_encoder_natts(st->enc);
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+		for (j = i + 1; j < n; j++)
+			if (strcmp(bulkops_encoder_attname(st->enc, i),
+					   bulkops_encoder_attname(st->enc, j)) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("source has more than one column named \"%s\"",
+								bulkops_encoder_attname(st->enc, i)),
+						 errhint("Give the columns distinct names with AS.")));
+
+	st->target.key_att = st->key ? bulkops_encoder_find(st->enc, st->key) : -1;
+	if (st->key && st->target.key_att < 0)
+	{
+		StringInfoData cols;
+
+		initStringInfo(&cols);
+		for (i = 0; i < n; i++)
+			appendStringInfo(&cols, "%s%s", i ? ", " : "",
+							 quote_identifier(bulkops_encoder_attname(st->enc, i)));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("key column \"%s\" is not in the source", st->key),
+				 errdetail("The source's columns are: %s.", cols.data)));
+	}
+}
+
+static void
+enqueue_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	EnqueueState *st = (EnqueueState *) self;
+
+	st->enc = bulkops_encoder_create(typeinfo, st->job_cxt);
+	check_columns(st);
+	if (st->dialect->begin_encode)
+	{
+		MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
+
+		st->dialect->begin_encode(&st->target, st->enc);
+		MemoryContextSwitchTo(old);
+	}
+	batch_reset(st);
+}
+
+static void
+enqueue_shutdown(DestReceiver *self)
+{
+	batch_flush((EnqueueState *) self);
+}
+
+static void
+enqueue_destroy(DestReceiver *self)
+{
+}
+
+/* ---- the job ---- */
+
+typedef struct TargetInfo
+{
+	const BulkopsDialect *dialect;
+	char	   *resource;
+	Jsonb	   *options;
+} TargetInfo;
+
+/* Read the target as the caller: every column but auth is public. */
+static TargetInfo
+read_target(const char *name)
+{
+	TargetInfo	ti;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	HeapTuple	tup;
+	bool		isnull;
+	int			rc;
+
+	rc = SPI_execute_with_args("SELECT dialect, resource, options FROM bulkops.targets "
+							   "WHERE name = $1", 1, types, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("target \"%s\" does not exist", name),
+				 errhint("Create it with bulkops.create_target().")));
+	tup = SPI_tuptable->vals[0];
+	ti.dialect = bulkops_find_dialect(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1),
+									  false);
+	ti.resource = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+	ti.options = DatumGetJsonbPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3,
+												  &isnull));
+	return ti;
+}
+
+static int64
+insert_job(const char *target, const BulkopsDialect *d, BulkopsOp op,
+		   const char *key, Jsonb *options)
+{
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, NAMEOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	BulkopsSavedUser saved;
+	bool		isnull;
+	int			rc;
+
+	values[0] = CStringGetTextDatum(target);
+	values[1] = CStringGetTextDatum(d->name);
+	values[2] = CStringGetTextDatum(bulkops_op_name(op));
+	values[3] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	nulls[3] = key ? ' ' : 'n';
+	values[4] = JsonbPGetDatum(options);
+	values[5] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	bulkops_become_owner(&saved);
+	rc = SPI_execute_with_args("INSERT INTO bulkops.jobs "
+							   "(target, dialect, operation, key_column, options, created_by) "
+							   "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+							   6, types, values, nulls, false, 1);
+	bulkops_restore_user(&saved);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not create job: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+close_job(EnqueueState *st)
+{
+	Oid			types[4] = {INT8OID, INT8OID, INT4OID, INT8OID};
+	Datum		values[4];
+	BulkopsSavedUser saved;
+	int			rc;
+
+	values[0] = Int64GetDatum(st->job_id);
+	values[1] = Int64GetDatum(st->rows);
+	values[2] = Int32GetDatum(st->batches);
+	values[3] = Int64GetDatum(st->bytes);
+	bulkops_become_owner(&saved);
+	rc = SPI_execute_with_args("UPDATE bulkops.jobs SET rows_total = $2, batches_total = $3, "
+							   "bytes_total = $4, "
+							   "state = CASE WHEN $3 = 0 THEN 'succeeded' ELSE state END, "
+							   "finished_at = CASE WHEN $3 = 0 THEN now() END "
+							   "WHERE id = $1", 4, types, values, NULL, false, 0);
+	bulkops_restore_user(&saved);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update job: %s", SPI_result_code_string(rc));
+}
+
+static void
+check_op(const BulkopsDialect *d, BulkopsOp op, const char *key)
+{
+	if (d->op_names[op] == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("dialect \"%s\" has no %s operation", d->name,
+						bulkops_op_name(op))));
+	if (d->needs_key[op] && key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s with dialect \"%s\" needs a key column",
+						bulkops_op_name(op), d->name),
+				 errhint("Pass key => 'column', naming the source column that identifies each row remotely.")));
+}
+
+int64
+bulkops_enqueue(const char *target, BulkopsOp op, text *source,
+				const char *key, Jsonb *job_options)
+{
+	EnqueueState st;
+	TargetInfo	ti;
+	Jsonb	   *options;
+	SPIPlanPtr	plan;
+	SPIExecuteOptions xopts;
+	char	   *query;
+	int			rc;
+
+	memset(&st, 0, sizeof(st));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+
+	ti = read_target(target);
+	check_op(ti.dialect, op, key);
+	bulkops_validate_options(job_options, ti.dialect, "job");
+	options = bulkops_merge_options(ti.options, job_options);
+
+	query = source_query(text_to_cstring(source));
+	plan = SPI_prepare(query, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare source: %s",
+			 SPI_result_code_string(SPI_result));
+	check_read_only(plan);
+
+	st.job_cxt = AllocSetContextCreate(CurrentMemoryContext, "bulkops enqueue",
+									   ALLOCSET_DEFAULT_SIZES);
+	st.batch_cxt = AllocSetContextCreate(st.job_cxt, "bulkops batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	st.pub.receiveSlot = enqueue_receive;
+	st.pub.rStartup = enqueue_startup;
+	st.pub.rShutdown = enqueue_shutdown;
+	st.pub.rDestroy = enqueue_destroy;
+	st.pub.mydest = DestNone;
+	st.dialect = ti.dialect;
+	st.key = key;
+	st.target.resource = ti.resource;
+	st.target.op = op;
+	st.target.key = key;
+	st.target.options = options;
+	st.batch_size = bulkops_opt_int(options, "batch_size", bulkops_batch_size);
+	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", DEFAULT_BATCH_BYTES);
+	prepare_insert(&st);
+	st.job_id = insert_job(target, ti.dialect, op, key, options);
+
+	memset(&xopts, 0, sizeof(xopts));
+	xopts.read_only = true;
+	xopts.dest = (DestReceiver *) &st;
+	rc = SPI_execute_plan_extended(plan, &xopts);
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must be a query that returns rows")));
+
+	close_job(&st);
+	SPI_freeplan(st.insert_plan);
+	SPI_finish();
+	MemoryContextDelete(st.job_cxt);
+
+	bulkops_wake_worker_at_commit();
+	return st.job_id;
+}

@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.h
+ *	  The worker's HTTP client (libcurl multi under the latch).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_HTTP_H
+#define BULKOPS_HTTP_H
+
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+
+#include "dialect.h"
+
+typedef struct BulkopsHttpOptions
+{
+	int			timeout_ms;
+	int			max_response_size;
+	const char *ca_file;		/* NULL: the system's trust store */
+} BulkopsHttpOptions;
+
+typedef struct BulkopsHttpCall
+{
+	MemoryContext cxt;			/* owns the call and its answer */
+	void	   *arg;			/* the caller's */
+	void	   *easy;			/* CURL * */
+	void	   *headers;		/* struct curl_slist * */
+	char	   *req_body;
+	int			max_size;
+
+	/* the outcome */
+	int			curl_code;		/* CURLcode; 0 = an HTTP answer arrived */
+	char	   *error;			/* transport failure, NULL if none */
+	bool		nothing_sent;	/* failed before the request left */
+	bool		too_large;
+	long		status;
+	StringInfoData body;
+	char	   *content_type;
+	long		retry_after_ms; /* 0 if absent */
+} BulkopsHttpCall;
+
+extern void bulkops_http_init(void);
+extern BulkopsHttpCall *bulkops_http_start(const BulkopsRequest *req,
+										   List *auth_headers,
+										   const BulkopsHttpOptions *opts,
+										   void *arg);
+extern bool bulkops_http_wait(long timeout_ms);
+extern BulkopsHttpCall *bulkops_http_next_done(void);
+extern void bulkops_http_free(BulkopsHttpCall *call);
+extern int	bulkops_http_inflight(void);
+
+#endif							/* BULKOPS_HTTP_H */

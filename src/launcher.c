@@ -1,0 +1,165 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The launcher: a static background worker that keeps one bulkops
+ *	  worker running per database named in bulkops.database_name.
+ *
+ * Workers are dynamic and BGW_NEVER_RESTART: the launcher itself restarts
+ * a worker that stopped, after bulkops.launcher_naptime, so that after a
+ * crash-and-restart of the server (which forgets such workers while it
+ * restarts the launcher) no database ends up with two workers.  The
+ * launcher connects to no database and holds no transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+#include "utils/wait_event.h"
+
+#include "bulkops.h"
+
+typedef struct LaunchedWorker
+{
+	char		dbname[NAMEDATALEN];
+	BackgroundWorkerHandle *handle;
+	TimestampTz restart_at;
+	bool		wanted;
+} LaunchedWorker;
+
+static LaunchedWorker launched[BULKOPS_MAX_DATABASES];
+static int	nlaunched = 0;
+
+static LaunchedWorker *
+find_or_add(const char *dbname)
+{
+	int			i;
+
+	for (i = 0; i < nlaunched; i++)
+		if (strcmp(launched[i].dbname, dbname) == 0)
+			return &launched[i];
+	if (nlaunched >= BULKOPS_MAX_DATABASES)
+	{
+		ereport(WARNING,
+				(errmsg("bulkops serves at most %d databases; \"%s\" is ignored",
+						BULKOPS_MAX_DATABASES, dbname)));
+		return NULL;
+	}
+	memset(&launched[nlaunched], 0, sizeof(LaunchedWorker));
+	strlcpy(launched[nlaunched].dbname, dbname, NAMEDATALEN);
+	return &launched[nlaunched++];
+}
+
+static void
+start_worker(LaunchedWorker *lw)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "bulkops");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "bulkops_worker_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "bulkops worker for %s", lw->dbname);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "bulkops worker");
+	strlcpy(bgw.bgw_extra, lw->dbname, BGW_EXTRALEN);
+	bgw.bgw_notify_pid = MyProcPid;
+
+	if (lw->handle)
+		pfree(lw->handle);
+	lw->handle = NULL;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &lw->handle))
+		ereport(WARNING,
+				(errmsg("could not start the bulkops worker for database \"%s\"",
+						lw->dbname),
+				 errhint("Raise max_worker_processes.")));
+	lw->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 bulkops_launcher_naptime_ms);
+}
+
+static bool
+worker_running(LaunchedWorker *lw)
+{
+	pid_t		pid;
+
+	return lw->handle != NULL &&
+		GetBackgroundWorkerPid(lw->handle, &pid) != BGWH_STOPPED;
+}
+
+/* Bring the set of workers in line with bulkops.database_name. */
+static void
+reconcile(void)
+{
+	char	   *names = pstrdup(bulkops_database_names ? bulkops_database_names : "");
+	List	   *list;
+	ListCell   *lc;
+	int			i;
+
+	if (!SplitGUCList(names, ',', &list))
+	{
+		ereport(WARNING,
+				(errmsg("invalid list syntax in bulkops.database_name")));
+		return;
+	}
+	for (i = 0; i < nlaunched; i++)
+		launched[i].wanted = false;
+	foreach(lc, list)
+	{
+		LaunchedWorker *lw = find_or_add((char *) lfirst(lc));
+
+		if (lw)
+			lw->wanted = true;
+	}
+	for (i = 0; i < nlaunched; i++)
+	{
+		LaunchedWorker *lw = &launched[i];
+
+		if (!lw->wanted)
+		{
+			if (worker_running(lw))
+				TerminateBackgroundWorker(lw->handle);
+			continue;
+		}
+		if (!worker_running(lw) && GetCurrentTimestamp() >= lw->restart_at)
+			start_worker(lw);
+	}
+	list_free(list);
+	pfree(names);
+}
+
+void
+bulkops_launcher_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	ereport(LOG, (errmsg("bulkops launcher started")));
+	for (;;)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		reconcile();
+		MemoryContextSwitchTo(old);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 bulkops_launcher_naptime_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
