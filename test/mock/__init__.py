@@ -1,0 +1,1 @@
+# The mock API server and its tests (see mock_api.py).

@@ -1,0 +1,350 @@
+"""clinia.py - the mock's "clinia" dialect (PROTOCOLS.md section 2).
+
+This file owns the clinia bulk API as bulkops sees it, mounted by mock_api.py under
+/clinia, so a target url is http://127.0.0.1:PORT/clinia/sources/<sourceKey>/v1:
+
+  POST {url}/resources/bulk              submit: 400 REJECTED or 202 ACCEPTED + task id
+  GET  {url}/resources/bulk/<taskId>     poll:   PENDING ... then SUCCESS | FAILURE
+  (the same under /relationships/bulk, with a store of its own)
+
+and its test hooks under /_control/clinia: store, applied, tasks.
+
+Rows ask for failures through their data: "_reject": msg fails synchronous validation
+(the whole request is REJECTED), "_fail": msg fails that operation in the task.
+Configuration (POST /_control/config {"clinia": {...}}), all optional:
+  api_key, bearer, basic ("user:pass")   credentials required on every request
+  pending_polls (1)                      polls answered PENDING before a task runs
+  legacy_bulk_id (false)                 answer "bulkId" instead of "taskId"
+  task_failure_all (false)               tasks end FAILURE, every operation failed
+
+Assumed where PROTOCOLS.md is silent (kept here, in one place):
+  * the store is keyed by (kind, sourceKey, type, id): two sources never collide;
+  * a task answers 404 when polled under another sourceKey or kind;
+  * a submit with an empty "operations" list is a 400 error, like a missing one;
+  * "id" and "type" must be non-empty strings, "data" an object when present;
+  * a failed CREATE has no id, so its receipt has no "id" member;
+  * "contained" is stored inside the stored data under the key "contained", which
+    gives back the row as bulkops read it (minus the key column);
+  * pending_polls and task_failure_all are read when the task is submitted.
+"""
+
+import base64
+import collections
+import functools
+import json
+import re
+
+from mock_api import Response, error_response, json_response
+
+NAME = "clinia"
+
+KINDS = ("resources", "relationships")
+MEMBERS = {"UPSERT": "upsert", "CREATE": "create", "DELETE": "delete"}
+NEEDS_ID = ("UPSERT", "DELETE")
+
+TASK_FAILURE_ALL_ERROR = {"code": 500, "message": "task failed", "type": "INTERNAL"}
+NOT_FOUND_ERROR = {"code": 404, "message": "resource not found", "type": "NOT_FOUND"}
+
+# --bench answers, built once as bytes.
+BENCH_RECEIPT = b'{"action": "UPSERT", "status": "SUCCESS"}'
+BENCH_OP_RX = re.compile(rb'\{\s*"action"\s*:')
+
+
+def _is_name(value):
+    return isinstance(value, str) and value != ""
+
+
+def validate(op):
+    """Why an operation fails synchronous validation, or None when it passes."""
+    if not isinstance(op, dict):
+        return "operation must be an object"
+    action = op.get("action")
+    member = MEMBERS.get(action)
+    if member is None:
+        return "unknown action %s" % json.dumps(action)
+    body = op.get(member)
+    if not isinstance(body, dict):
+        return "missing member \"%s\" for action %s" % (member, action)
+    if not _is_name(body.get("type")):
+        return "missing type"
+    if action in NEEDS_ID and not _is_name(body.get("id")):
+        return "missing id"
+    data = body.get("data")
+    if data is not None and not isinstance(data, dict):
+        return "data must be an object"
+    if data and "_reject" in data:
+        return str(data["_reject"])
+    return None
+
+
+def count_operations(body):
+    """Operations in a submit body without parsing it (--bench)."""
+    n = body.count(b'{"action"')
+    return n if n else len(BENCH_OP_RX.findall(body))
+
+
+class Task:
+    """One accepted bulk request and, once it has run, its receipts."""
+
+    __slots__ = ("id", "src", "kind", "ops", "count", "polls", "pending_polls",
+                 "fail_all", "status", "receipts")
+
+    def __init__(self, task_id, src, kind, ops, count, pending_polls, fail_all):
+        self.id = task_id
+        self.src = src
+        self.kind = kind
+        self.ops = ops              # validated operations (None in --bench)
+        self.count = count
+        self.polls = 0
+        self.pending_polls = pending_polls
+        self.fail_all = fail_all
+        self.status = "PENDING"
+        self.receipts = None        # set when the task has run
+
+    def pending_receipts(self):
+        out = []
+        for op in self.ops:
+            body = op[MEMBERS[op["action"]]]
+            r = {"action": op["action"], "status": "PENDING"}
+            if body.get("id") is not None:
+                r["id"] = body["id"]
+            r["type"] = body["type"]
+            out.append(r)
+        return out
+
+
+class Dialect:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.reset()
+
+    def reset(self):
+        self.store = {}                         # (kind, src, type, id) -> data
+        self.applied = collections.Counter()    # (kind, src, type, id) -> times
+        self.tasks = {}
+        self.next_task = 1
+        self.next_gen = 1
+        self.counts = collections.Counter()
+
+    def routes(self):
+        out = []
+        for kind in KINDS:
+            base = "/sources/{src}/v1/%s/bulk" % kind
+            out.append(("POST", base, functools.partial(self.submit, kind)))
+            out.append(("GET", base + "/{task}", functools.partial(self.poll, kind)))
+        return out
+
+    def control_routes(self):
+        return [("GET", "/store", self.ctl_store),
+                ("GET", "/applied", self.ctl_applied),
+                ("GET", "/tasks", self.ctl_tasks)]
+
+    def stats(self):
+        c = self.counts
+        return {"submits": c["submits"], "rejected": c["rejected"],
+                "bad_requests": c["bad_requests"], "tasks": c["tasks"],
+                "polls": c["polls"], "operations": c["operations"],
+                "applied": c["applied"], "creates": c["creates"],
+                "failures": c["failures"],
+                "max_applications_per_id": max(self.applied.values(), default=0),
+                "store_size": len(self.store)}
+
+    @property
+    def config(self):
+        return self.ctx.section(NAME)
+
+    # -- auth -----------------------------------------------------------------
+
+    def check_auth(self, req):
+        """A 401 Response when the configured credentials are missing, else None."""
+        cfg = self.config
+        if cfg.get("api_key") is not None and \
+                req.headers.get("X-Clinia-API-Key") != cfg["api_key"]:
+            return error_response(401, "invalid api key")
+        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
+        scheme = scheme.lower()
+        if cfg.get("bearer") is not None and \
+                (scheme != "bearer" or value.strip() != cfg["bearer"]):
+            return error_response(401, "invalid bearer token")
+        if cfg.get("basic") is not None and \
+                (scheme != "basic" or not self._basic_matches(value, cfg["basic"])):
+            return error_response(401, "invalid credentials")
+        return None
+
+    @staticmethod
+    def _basic_matches(value, expected):
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode() == expected
+        except (ValueError, UnicodeDecodeError):
+            return False
+
+    # -- submit ---------------------------------------------------------------
+
+    def submit(self, kind, req, params):
+        denied = self.check_auth(req)
+        if denied:
+            return denied
+        self.counts["submits"] += 1
+        if self.ctx.bench:
+            return self.bench_submit(kind, req, params)
+        try:
+            ops = req.json().get("operations")
+        except (ValueError, AttributeError):
+            ops = None
+        if not isinstance(ops, list) or not ops:
+            self.counts["bad_requests"] += 1
+            return error_response(400, "body must be a JSON object with a non-empty "
+                               "\"operations\" array", "INVALID_REQUEST")
+        errors = [validate(op) for op in ops]
+        if any(errors):
+            self.counts["rejected"] += 1
+            return json_response(400, {"status": "REJECTED",
+                                       "receipts": [self._rejected_receipt(e)
+                                                    for e in errors]})
+        task = self.new_task(params["src"], kind, ops, len(ops))
+        return self.accepted(task)
+
+    @staticmethod
+    def _rejected_receipt(error):
+        if error is None:
+            return {"status": "CANCELLED"}
+        return {"status": "FAILURE",
+                "error": {"code": 400, "message": error, "type": "VALIDATION"}}
+
+    def new_task(self, src, kind, ops, count):
+        cfg = self.config
+        task = Task("bk_%d" % self.next_task, src, kind, ops, count,
+                    int(cfg.get("pending_polls", 1)),
+                    bool(cfg.get("task_failure_all", False)))
+        self.next_task += 1
+        self.tasks[task.id] = task
+        self.counts["tasks"] += 1
+        self.counts["operations"] += count
+        return task
+
+    def accepted(self, task):
+        id_member = "bulkId" if self.config.get("legacy_bulk_id") else "taskId"
+        return Response(202, b'{"status": "ACCEPTED", "%s": "%s"}'
+                        % (id_member.encode(), task.id.encode()))
+
+    def bench_submit(self, kind, req, params):
+        # No JSON parsing: at a million rows the mock must not be the bottleneck.
+        task = self.new_task(params["src"], kind, None, count_operations(req.body))
+        return self.accepted(task)
+
+    # -- poll -----------------------------------------------------------------
+
+    def poll(self, kind, req, params):
+        denied = self.check_auth(req)
+        if denied:
+            return denied
+        task = self.tasks.get(params["task"])
+        if task is None or task.kind != kind or task.src != params["src"]:
+            return error_response(404, "task not found", "NOT_FOUND")
+        self.counts["polls"] += 1
+        task.polls += 1
+        with_receipts = req.query.get("withReceipts", "").lower() == "true"
+        if self.ctx.bench:
+            return self.bench_poll(task, with_receipts)
+        if task.status == "PENDING" and task.polls > task.pending_polls:
+            self.run(task)
+        answer = {"status": task.status}
+        if with_receipts:
+            answer["receipts"] = task.receipts or task.pending_receipts()
+        return json_response(200, answer)
+
+    def bench_poll(self, task, with_receipts):
+        if task.status == "PENDING":
+            task.status = "SUCCESS"
+            self.counts["applied"] += task.count
+        if not with_receipts:
+            return Response(200, b'{"status": "SUCCESS"}')
+        return Response(200, b'{"status": "SUCCESS", "receipts": ['
+                        + b", ".join([BENCH_RECEIPT] * task.count) + b"]}")
+
+    # -- running a task -------------------------------------------------------
+
+    def run(self, task):
+        """Apply the task's operations once, in order, and keep the receipts."""
+        if task.fail_all:
+            task.receipts = [self._receipt(op, None, TASK_FAILURE_ALL_ERROR)
+                             for op in task.ops]
+        else:
+            task.receipts = [self.apply(task, op) for op in task.ops]
+        failed = sum(r["status"] == "FAILURE" for r in task.receipts)
+        self.counts["failures"] += failed
+        task.status = "FAILURE" if failed else "SUCCESS"
+
+    def apply(self, task, op):
+        """Apply one operation to the store; its receipt."""
+        action = op["action"]
+        body = op[MEMBERS[action]]
+        data = body.get("data") or {}
+        if "_fail" in data:
+            return self._receipt(op, body.get("id"),
+                                 {"code": 422, "message": str(data["_fail"]),
+                                  "type": "VALIDATION"})
+        rid = body.get("id")
+        if action == "CREATE":
+            rid = "gen_%d" % self.next_gen
+            self.next_gen += 1
+            self.counts["creates"] += 1
+        key = (task.kind, task.src, body["type"], rid)
+        if action == "DELETE":
+            if key not in self.store:
+                return self._receipt(op, rid, NOT_FOUND_ERROR)
+            del self.store[key]
+        else:
+            self.store[key] = self._stored(body)
+        self.applied[key] += 1
+        self.counts["applied"] += 1
+        return self._receipt(op, rid, None)
+
+    @staticmethod
+    def _stored(body):
+        data = dict(body.get("data") or {})
+        if "contained" in body:
+            data["contained"] = body["contained"]
+        return data
+
+    @staticmethod
+    def _receipt(op, rid, error):
+        r = {"action": op["action"], "status": "FAILURE" if error else "SUCCESS"}
+        if rid is not None:
+            r["id"] = rid
+        r["type"] = op[MEMBERS[op["action"]]]["type"]
+        if error:
+            r["error"] = dict(error)
+        return r
+
+    # -- control --------------------------------------------------------------
+
+    def _select(self, mapping, req):
+        """Entries of a (kind, src, type, id)-keyed mapping picked by the query.
+
+        kind defaults to resources; src, when absent, takes every source.  Keys are
+        ids when type is given, "type/id" otherwise.
+        """
+        q = req.query
+        kind, src, rtype = q.get("kind", "resources"), q.get("src"), q.get("type")
+        out = {}
+        for (k, s, t, i), v in mapping.items():
+            if k != kind or (src is not None and s != src):
+                continue
+            if rtype is None:
+                out["%s/%s" % (t, i)] = v
+            elif t == rtype:
+                out[i] = v
+        return out
+
+    def ctl_store(self, req, params):
+        return json_response(200, self._select(self.store, req))
+
+    def ctl_applied(self, req, params):
+        return json_response(200, self._select(self.applied, req))
+
+    def ctl_tasks(self, req, params):
+        return json_response(200, {t.id: {"src": t.src, "kind": t.kind,
+                                          "status": t.status, "polls": t.polls,
+                                          "operations": t.count}
+                                   for t in self.tasks.values()})

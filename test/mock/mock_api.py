@@ -1,0 +1,670 @@
+#!/usr/bin/env python3
+"""mock_api.py - the in-memory stand-in for every remote bulk API bulkops speaks.
+
+This file owns everything that is not one API's format:
+
+  * the HTTP server (threaded, HTTP/1.1 keep-alive, raw response writing),
+  * request routing by path template, and the dialect registry,
+  * the control API under /_control (reset, config, stats, request log, faults),
+  * fault injection (status, reset, delay, malformed, truncate, huge, trickle).
+
+Each dialect (the format of one vendor's API, see /work/shared/PROTOCOLS.md) lives in
+its own module next to this one and is registered by one line in DIALECT_MODULES.
+A dialect module defines NAME and a class Dialect(ctx) with:
+
+    routes()          -> [(method, template, handler)]  mounted under /<NAME>
+    control_routes()  -> [(method, template, handler)]  mounted under /_control/<NAME>
+    reset()           forget all state
+    stats()           -> dict, reported as stats[NAME]
+
+A handler is called as handler(req, params) with ctx.lock held and returns a Response.
+Templates are paths whose {name} segments match one path segment each.
+
+Requests under /_control are never logged, counted or spoiled by faults, so tests can
+always inspect the server whatever rules they installed.
+
+Usage:
+    python3 test/mock/mock_api.py --port 8765 [--host 127.0.0.1] [--bench]
+                                  [--pidfile F] [--quiet]
+"""
+
+import argparse
+import collections
+import http.server
+import importlib
+import json
+import os
+import re
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+
+# One line per dialect: the module name, which is also its mount point.
+DIALECT_MODULES = (
+    "clinia",
+)
+
+REQUEST_LOG_SIZE = 1000
+LOGGED_BODY_BYTES = 2000
+CONTROL_PREFIX = "/_control"
+
+
+# ---------------------------------------------------------------------------
+# Requests and responses
+# ---------------------------------------------------------------------------
+
+class Request:
+    """One parsed HTTP request, as handlers see it."""
+
+    __slots__ = ("method", "path", "query", "headers", "body")
+
+    def __init__(self, method, path, query, headers, body):
+        self.method = method
+        self.path = path
+        self.query = query          # dict: name -> last value given
+        self.headers = headers      # email.message.Message (case-insensitive get)
+        self.body = body            # bytes
+
+    def json(self):
+        """The body parsed as JSON; raises ValueError when it is not JSON."""
+        return json.loads(self.body)
+
+
+class Response:
+    """An answer to write: status, body bytes and extra headers."""
+
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status, body=b"", content_type="application/json",
+                 headers=None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers or {}
+
+
+def json_response(status, obj, headers=None):
+    return Response(status, json.dumps(obj).encode(), headers=headers)
+
+
+def error_response(status, message, type_=None):
+    """The error shape shared by the control API and dialects that have none."""
+    err = {"code": status, "message": message}
+    if type_:
+        err["type"] = type_
+    return json_response(status, {"error": err})
+
+
+def reason_phrase(status):
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
+
+
+def encode_head(status, content_type, content_length, headers, close):
+    """Status line and headers as bytes, ready to prefix a body."""
+    lines = ["HTTP/1.1 %d %s" % (status, reason_phrase(status)),
+             "Server: bulkops-mock",
+             "Content-Type: " + content_type,
+             "Content-Length: %d" % content_length]
+    lines.extend("%s: %s" % kv for kv in headers.items())
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# ---------------------------------------------------------------------------
+# Routing
+# ---------------------------------------------------------------------------
+
+class Router:
+    """Maps (method, path) to a handler through path templates.
+
+    The template string doubles as the key under which stats count requests, so
+    /clinia/sources/a/... and /clinia/sources/b/... add up in one counter.
+    """
+
+    def __init__(self):
+        self._routes = []   # (method, compiled regex, template, handler)
+
+    @staticmethod
+    def _compile(template):
+        parts = re.split(r"(\{\w+\})", template)
+        rx = "".join("(?P<%s>[^/]+)" % p[1:-1] if p.startswith("{") else re.escape(p)
+                     for p in parts)
+        return re.compile(rx + "$")
+
+    def add(self, method, template, handler):
+        self._routes.append((method, self._compile(template), template, handler))
+
+    def match(self, method, path):
+        """(handler, params, template); handler is None for 404/405."""
+        path_known = False
+        for m, rx, template, handler in self._routes:
+            hit = rx.match(path)
+            if hit is None:
+                continue
+            if m == method:
+                return handler, hit.groupdict(), template
+            path_known = True
+        if path_known:
+            return None, 405, "(method not allowed)"
+        return None, 404, "(no route)"
+
+
+# ---------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------
+
+FAULT_DEFAULTS = {"skip": 0, "times": 1, "when": "before"}
+
+
+class FaultRule:
+    """One configured fault: which requests it hits, how often, and what it does."""
+
+    def __init__(self, spec):
+        if not isinstance(spec, dict):
+            raise ValueError("a rule must be an object")
+        self.spec = dict(FAULT_DEFAULTS, **spec)
+        self.action = self.spec.get("action")
+        if self.action not in FAULT_ACTIONS:
+            raise ValueError("unknown fault action %r" % (self.action,))
+        if self.spec["when"] not in ("before", "after"):
+            raise ValueError("when must be \"before\" or \"after\"")
+        self.method = (self.spec.get("method") or "").upper() or None
+        self.path_rx = re.compile(self.spec["path"]) if self.spec.get("path") else None
+        self.seen = 0       # matching requests let through by "skip"
+        self.fired = 0
+
+    @property
+    def after(self):
+        return self.spec["when"] == "after"
+
+    def matches(self, method, path):
+        if self.method and self.method != method:
+            return False
+        return self.path_rx is None or self.path_rx.search(path) is not None
+
+    def exhausted(self):
+        times = self.spec["times"]
+        return times != -1 and self.fired >= times
+
+    def describe(self):
+        return dict(self.spec, seen=self.seen, fired=self.fired)
+
+
+def pick_fault(rules, method, path):
+    """The rule that fires for this request, or None; updates the rules' counters.
+
+    Rules are tried in order and the first that fires takes the request: a request
+    taken by an earlier rule does not count towards a later rule's "skip".
+    """
+    for rule in rules:
+        if rule.exhausted() or not rule.matches(method, path):
+            continue
+        if rule.seen < rule.spec["skip"]:
+            rule.seen += 1
+            continue
+        rule.fired += 1
+        return rule
+    return None
+
+
+# Each action is fault_<name>(handler, rule, produce); produce() runs the request for
+# real (with the lock) and returns its Response.  "before" actions never call it.
+
+def _real_or_placeholder(rule, produce):
+    """The answer a spoiling action damages: the real one when when=after."""
+    if rule.after:
+        return produce()
+    body = rule.spec.get("body", '{"status": "ACCEPTED", "taskId": "bk_fault"}')
+    return Response(rule.spec.get("status", 200), body.encode())
+
+
+def fault_status(h, rule, produce):
+    if rule.after:
+        produce()
+    status = rule.spec.get("status", 503)
+    body = rule.spec.get("body")
+    if body is None:
+        body = json.dumps({"error": {"code": status, "message": "injected fault"}})
+    h.send_response_obj(Response(status, body.encode(),
+                                 rule.spec.get("content_type", "application/json"),
+                                 rule.spec.get("headers")))
+
+
+def fault_reset(h, rule, produce):
+    # Half of the head is enough for the client to have started parsing an answer.
+    head = h.response_bytes(_real_or_placeholder(rule, produce), body=False)
+    h.write_quietly(head[:len(head) // 2])
+    h.abort_connection()
+
+
+def fault_delay(h, rule, produce):
+    seconds = float(rule.spec.get("seconds", 1.0))
+    if not rule.after:
+        time.sleep(seconds)
+    resp = produce()
+    if rule.after:
+        time.sleep(seconds)
+    h.send_response_obj(resp)
+
+
+def fault_malformed(h, rule, produce):
+    if rule.after:
+        produce()
+    body = rule.spec.get("body", '{"status": "ACC')
+    h.send_response_obj(Response(rule.spec.get("status", 200), body.encode(),
+                                 rule.spec.get("content_type", "application/json")))
+
+
+def fault_truncate(h, rule, produce):
+    resp = _real_or_placeholder(rule, produce)
+    head = h.response_bytes(resp, body=False, close=True)
+    # The declared length stays that of the full body; only half of it follows.
+    h.write_quietly(head + resp.body[:len(resp.body) // 2])
+    h.close_connection = True
+
+
+def fault_huge(h, rule, produce):
+    if rule.after:
+        produce()
+    h.send_huge(int(rule.spec.get("bytes", 16 << 20)), rule.spec.get("status", 200))
+
+
+def fault_trickle(h, rule, produce):
+    # The answer is the real one whatever "when" says: only its pace is spoiled.
+    h.send_trickle(h.response_bytes(produce()), float(rule.spec.get("interval", 0.1)))
+
+
+FAULT_ACTIONS = {
+    "status": fault_status,
+    "reset": fault_reset,
+    "delay": fault_delay,
+    "malformed": fault_malformed,
+    "truncate": fault_truncate,
+    "huge": fault_huge,
+    "trickle": fault_trickle,
+}
+
+
+# ---------------------------------------------------------------------------
+# Shared state and the control API
+# ---------------------------------------------------------------------------
+
+def deep_merge(dst, src):
+    """Merge src into dst in place: objects merge key by key, the rest replaces."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            deep_merge(dst[k], v)
+        else:
+            dst[k] = v
+    return dst
+
+
+class MockContext:
+    """Everything the server remembers; every access holds self.lock."""
+
+    def __init__(self, bench=False, quiet=False):
+        self.lock = threading.Lock()
+        self.bench = bench
+        self.quiet = quiet
+        self.router = Router()
+        self.dialects = {}
+        self.config = {}
+        self.faults = []
+        self.request_counts = collections.Counter()
+        self.request_log = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self.faults_fired = 0
+        self._add_control_routes()
+        for name in DIALECT_MODULES:
+            self._register(importlib.import_module(name))
+
+    def section(self, name):
+        """A dialect's configuration object (empty when never configured)."""
+        return self.config.get(name) or {}
+
+    def _register(self, module):
+        dialect = module.Dialect(self)
+        self.dialects[module.NAME] = dialect
+        for method, template, handler in dialect.routes():
+            self.router.add(method, "/" + module.NAME + template, handler)
+        for method, template, handler in dialect.control_routes():
+            self.router.add(method, "%s/%s%s" % (CONTROL_PREFIX, module.NAME, template),
+                            handler)
+
+    def _add_control_routes(self):
+        for method, path, handler in (
+                ("POST", "/reset", self.ctl_reset),
+                ("GET", "/config", self.ctl_get_config),
+                ("POST", "/config", self.ctl_set_config),
+                ("GET", "/stats", self.ctl_stats),
+                ("GET", "/requests", self.ctl_requests),
+                ("GET", "/faults", self.ctl_get_faults),
+                ("POST", "/faults", self.ctl_add_faults),
+                ("DELETE", "/faults", self.ctl_clear_faults)):
+            self.router.add(method, CONTROL_PREFIX + path, handler)
+
+    def record(self, req, template):
+        """Count and log one API request (not called for /_control)."""
+        self.request_counts["%s %s" % (req.method, template)] += 1
+        self.request_log.append({
+            "time": time.time(),
+            "method": req.method,
+            "path": req.path,
+            "query": req.query,
+            "headers": dict(req.headers.items()),
+            "body_len": len(req.body),
+            "body": req.body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"),
+        })
+
+    # -- control handlers -------------------------------------------------
+
+    def ctl_reset(self, req, params):
+        self.config = {}
+        self.faults = []
+        self.request_counts.clear()
+        self.request_log.clear()
+        self.faults_fired = 0
+        for d in self.dialects.values():
+            d.reset()
+        return json_response(200, {"reset": True})
+
+    def ctl_get_config(self, req, params):
+        return json_response(200, self.config)
+
+    def ctl_set_config(self, req, params):
+        body = _json_object(req)
+        if body is None:
+            return error_response(400, "config must be a JSON object")
+        deep_merge(self.config, body)
+        return json_response(200, self.config)
+
+    def ctl_stats(self, req, params):
+        out = {"requests": dict(self.request_counts),
+               "faults_fired": self.faults_fired,
+               "bench": self.bench}
+        for name, d in self.dialects.items():
+            out[name] = d.stats()
+        return json_response(200, out)
+
+    def ctl_requests(self, req, params):
+        entries = list(self.request_log)
+        try:
+            last = int(req.query.get("last", len(entries)))
+        except ValueError:
+            return error_response(400, "last must be an integer")
+        return json_response(200, entries[-last:] if last > 0 else [])
+
+    def ctl_get_faults(self, req, params):
+        return json_response(200, {"rules": [r.describe() for r in self.faults]})
+
+    def ctl_add_faults(self, req, params):
+        body = _json_object(req)
+        if body is None or not isinstance(body.get("rules"), list):
+            return error_response(400, "expected {\"rules\": [...]}")
+        try:
+            rules = [FaultRule(spec) for spec in body["rules"]]
+        except (ValueError, re.error) as e:
+            return error_response(400, "bad fault rule: %s" % e)
+        self.faults.extend(rules)
+        return json_response(200, {"rules": len(self.faults)})
+
+    def ctl_clear_faults(self, req, params):
+        self.faults = []
+        return json_response(200, {"rules": 0})
+
+
+def _json_object(req):
+    try:
+        body = req.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+# ---------------------------------------------------------------------------
+# HTTP plumbing
+# ---------------------------------------------------------------------------
+
+class MockHandler(http.server.BaseHTTPRequestHandler):
+    """Reads a request, picks a fault, runs the route, writes raw bytes.
+
+    Responses are written as one buffer (head + body) rather than through
+    send_response/send_header, which saves a write per request and lets faults
+    damage the exact bytes.
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "bulkops-mock"
+
+    @property
+    def ctx(self):
+        return self.server.ctx
+
+    def log_message(self, fmt, *args):
+        if not self.ctx.quiet:
+            sys.stderr.write("mock_api: " + (fmt % args) + "\n")
+
+    # All methods go the same way; routing decides what exists.
+    def do_GET(self):
+        self.serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def serve(self):
+        req = self.read_request()
+        if req is None:
+            return
+        handler, params, template = self.ctx.router.match(req.method, req.path)
+        control = req.path.startswith(CONTROL_PREFIX + "/")
+        fault = None
+        with self.ctx.lock:
+            if not control:
+                self.ctx.record(req, template)
+                fault = pick_fault(self.ctx.faults, req.method, req.path)
+                if fault:
+                    self.ctx.faults_fired += 1
+
+        def produce():
+            return self.dispatch(handler, params, req)
+
+        if fault is None:
+            resp = produce()
+            self.send_response_obj(resp)
+        else:
+            FAULT_ACTIONS[fault.action](self, fault, produce)
+            resp = None
+        self.log_message("%s %s%s -> %s", req.method, req.path,
+                         " [fault %s]" % fault.action if fault else "",
+                         resp.status if resp else "-")
+
+    def dispatch(self, handler, params, req):
+        """Run the route's handler under the lock; unknown routes get 404/405."""
+        if handler is None:
+            return error_response(params, "no route for %s %s" % (req.method, req.path))
+        try:
+            with self.ctx.lock:
+                return handler(req, params)
+        except Exception:
+            # A bug in the mock: say so loudly, but keep serving.
+            traceback.print_exc()
+            return error_response(500, "mock handler crashed")
+
+    def read_request(self):
+        """The current request with its whole body, or None if the body is bad."""
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        try:
+            body = self.read_body()
+        except ValueError as e:
+            self.close_connection = True
+            self.send_response_obj(error_response(400, str(e)))
+            return None
+        return Request(self.command, url.path, query, self.headers, body)
+
+    def read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.read_chunked()
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        n = int(length)
+        # One read: BufferedReader hands large reads straight to the socket.
+        body = self.rfile.read(n)
+        if len(body) != n:
+            raise ValueError("request body shorter than Content-Length")
+        return body
+
+    def read_chunked(self):
+        parts = []
+        while True:
+            line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise ValueError("bad chunk size line") from None
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass    # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(16)
+
+    # -- writing --------------------------------------------------------------
+
+    def response_bytes(self, resp, body=True, close=None):
+        close = self.close_connection if close is None else close
+        head = encode_head(resp.status, resp.content_type, len(resp.body),
+                           resp.headers, close)
+        return head + resp.body if body else head
+
+    def send_response_obj(self, resp):
+        self.write_quietly(self.response_bytes(resp))
+
+    def write_quietly(self, data):
+        """Write to a client that may already have given up (timeouts are tested)."""
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+    def send_huge(self, size, status):
+        """A valid-looking JSON object of exactly size bytes, streamed in chunks."""
+        prefix = b'{"status": "SUCCESS", "receipts": [], "padding": "'
+        suffix = b'"}'
+        pad = max(0, size - len(prefix) - len(suffix))
+        chunk = b"x" * 65536
+        self.write_quietly(encode_head(status, "application/json",
+                                       len(prefix) + pad + len(suffix), {}, False)
+                           + prefix)
+        while pad > 0 and not self.close_connection:
+            n = min(pad, len(chunk))
+            self.write_quietly(chunk[:n])
+            pad -= n
+        self.write_quietly(suffix)
+
+    def send_trickle(self, data, interval):
+        for i in range(len(data)):
+            self.write_quietly(data[i:i + 1])
+            if self.close_connection:
+                return
+            time.sleep(interval)
+
+    def abort_connection(self):
+        """Close with RST: SO_LINGER 0 makes close() discard and reset.
+
+        The socket is closed here, not by the server's shutdown_request, because
+        that one would send a FIN first and the client would see a clean EOF.
+        """
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        # The makefile'd rfile holds the descriptor open: close both.  wfile stays
+        # open because handle_one_request() flushes it after this returns.
+        self.rfile.close()
+        self.connection.close()
+
+
+class MockServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address, ctx):
+        self.ctx = ctx
+        super().__init__(address, MockHandler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind resolves the host's FQDN, which can take seconds
+        # without DNS; the mock does not need a server name.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address):
+        # Clients that hang up (timeouts, our own resets) are part of the tests.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="bulkops mock remote API server")
+    p.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--bench", action="store_true",
+                   help="cheapest possible answers, for throughput measurements")
+    p.add_argument("--pidfile")
+    p.add_argument("--quiet", action="store_true", help="log nothing per request")
+    return p.parse_args(argv)
+
+
+def _exit_on_signal(signum, frame):
+    # SystemExit unwinds serve_forever() in the main thread, through the finally.
+    raise SystemExit(0)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Dialect modules sit next to this file, whatever the current directory, and
+    # import this one as "mock_api": make that the running module, not a second copy.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.modules.setdefault("mock_api", sys.modules[__name__])
+    server = MockServer((args.host, args.port),
+                        MockContext(bench=args.bench, quiet=args.quiet))
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    if args.pidfile:
+        with open(args.pidfile, "w") as f:
+            f.write("%d\n" % os.getpid())
+    try:
+        print("mock_api ready on %s:%d" % (args.host, server.server_address[1]),
+              flush=True)
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        if args.pidfile:
+            try:
+                os.unlink(args.pidfile)
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,478 @@
+"""test_mock_api.py - proves the mock API server behaves as the bulkops tests rely on.
+
+It starts test/mock/mock_api.py on a free port as a subprocess and checks, over real
+HTTP: the readiness line and clean exit, the clinia flow (ACCEPTED -> PENDING ->
+SUCCESS/FAILURE, receipts in order, CREATE ids, REJECTED, _fail rows, auth), the
+control API (reset, config, stats, request log), every fault action, and --bench.
+
+Run from the worktree root:  python3 -m unittest test/mock/test_mock_api.py -v
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+MOCK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mock_api.py")
+READY_RX = re.compile(r"^mock_api ready on 127\.0\.0\.1:(\d+)$")
+SRC = "/clinia/sources/src1/v1"
+BULK = SRC + "/resources/bulk"
+
+
+def start_mock(*args):
+    """(process, port, seconds from spawn to the ready line)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, MOCK, "--port", "0", "--quiet"] + list(args),
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().rstrip("\n")
+    elapsed = time.monotonic() - t0
+    m = READY_RX.match(line)
+    if not m:
+        proc.kill()
+        raise AssertionError("no ready line, got %r" % line)
+    return proc, int(m.group(1)), elapsed
+
+
+def stop_mock(proc):
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(5)
+    proc.stdout.close()
+    return rc
+
+
+def upsert(id_, type_="Patient", **data):
+    return {"action": "UPSERT", "upsert": {"id": id_, "type": type_, "data": data}}
+
+
+def create(type_="Patient", **data):
+    return {"action": "CREATE", "create": {"type": type_, "data": data}}
+
+
+def delete(id_, type_="Patient"):
+    return {"action": "DELETE", "delete": {"id": id_, "type": type_}}
+
+
+class MockTestCase(unittest.TestCase):
+    """One server per class, reset before every test."""
+
+    extra_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proc, cls.port, cls.startup = start_mock(*cls.extra_args)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_mock(cls.proc)
+
+    def setUp(self):
+        self.ctl("POST", "/reset")
+
+    # -- client helpers ---------------------------------------------------
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def raw(self, method, path, body=None, headers=None, timeout=10):
+        """(status, headers, body bytes) over a fresh connection."""
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.headers, r.read()
+        finally:
+            c.close()
+
+    def call(self, method, path, body=None, headers=None, timeout=10):
+        """(status, parsed JSON body)."""
+        status, _, data = self.raw(method, path, body, headers, timeout)
+        return status, json.loads(data) if data else None
+
+    def ctl(self, method, path, body=None):
+        status, out = self.call(method, "/_control" + path, body)
+        self.assertEqual(status, 200, out)
+        return out
+
+    def submit(self, ops, path=BULK, headers=None):
+        return self.call("POST", path, {"operations": ops}, headers)
+
+    def poll(self, task_id, path=BULK, receipts=True, headers=None):
+        q = "?withReceipts=true" if receipts else ""
+        return self.call("GET", "%s/%s%s" % (path, task_id, q), headers=headers)
+
+    def faults(self, *rules):
+        self.ctl("POST", "/faults", {"rules": list(rules)})
+
+    def stats(self):
+        return self.ctl("GET", "/stats")
+
+
+class TestLifecycle(unittest.TestCase):
+    def test_ready_line_pidfile_and_clean_exit(self):
+        with tempfile.TemporaryDirectory() as d:
+            pidfile = os.path.join(d, "mock.pid")
+            proc, port, elapsed = start_mock("--pidfile", pidfile)
+            self.assertLess(elapsed, 1.0, "startup must be well under a second")
+            with open(pidfile) as f:
+                self.assertEqual(int(f.read()), proc.pid)
+            self.assertEqual(stop_mock(proc), 0)
+            self.assertFalse(os.path.exists(pidfile), "pidfile left behind")
+
+
+class TestClinia(MockTestCase):
+    def test_accepted_pending_success_in_order(self):
+        status, out = self.submit([upsert("p1", name="a"), create(name="b"),
+                                   upsert("p2", name="c")])
+        self.assertEqual(status, 202)
+        self.assertEqual(out["status"], "ACCEPTED")
+        task = out["taskId"]
+        self.assertRegex(task, r"^bk_\d+$")
+
+        status, out = self.poll(task)
+        self.assertEqual((status, out["status"]), (200, "PENDING"))
+        self.assertEqual([r["status"] for r in out["receipts"]], ["PENDING"] * 3)
+        self.assertEqual(self.ctl("GET", "/clinia/store?type=Patient"), {},
+                         "nothing applied while pending")
+
+        status, out = self.poll(task)
+        self.assertEqual(out["status"], "SUCCESS")
+        rs = out["receipts"]
+        self.assertEqual([(r["action"], r["status"], r["type"]) for r in rs],
+                         [("UPSERT", "SUCCESS", "Patient"), ("CREATE", "SUCCESS", "Patient"),
+                          ("UPSERT", "SUCCESS", "Patient")])
+        self.assertEqual(rs[0]["id"], "p1")
+        self.assertRegex(rs[1]["id"], r"^gen_\d+$")
+        self.assertEqual(rs[2]["id"], "p2")
+
+        store = self.ctl("GET", "/clinia/store?type=Patient")
+        self.assertEqual(store, {"p1": {"name": "a"}, rs[1]["id"]: {"name": "b"},
+                                 "p2": {"name": "c"}})
+        # Polling again must not apply again.
+        self.assertEqual(self.poll(task)[1], out)
+        st = self.stats()["clinia"]
+        self.assertEqual((st["applied"], st["creates"], st["max_applications_per_id"],
+                          st["store_size"], st["tasks"]), (3, 1, 1, 3, 1))
+
+    def test_pending_polls_and_receipts_optional(self):
+        self.ctl("POST", "/config", {"clinia": {"pending_polls": 3}})
+        task = self.submit([upsert("p1")])[1]["taskId"]
+        for _ in range(3):
+            out = self.poll(task, receipts=False)[1]
+            self.assertEqual(out, {"status": "PENDING"})
+        self.assertEqual(self.poll(task, receipts=False)[1], {"status": "SUCCESS"})
+
+    def test_legacy_bulk_id(self):
+        self.ctl("POST", "/config", {"clinia": {"legacy_bulk_id": True}})
+        status, out = self.submit([upsert("p1")])
+        self.assertEqual(status, 202)
+        self.assertIn("bulkId", out)
+        self.assertNotIn("taskId", out)
+
+    def test_rejected_applies_nothing(self):
+        ops = [upsert("p1"), upsert("p2", _reject="name is required"),
+               {"action": "UPSERT", "upsert": {"type": "Patient", "data": {}}},
+               {"action": "MERGE", "merge": {}},
+               {"action": "CREATE"},
+               create()]
+        status, out = self.submit(ops)
+        self.assertEqual(status, 400)
+        self.assertEqual(out["status"], "REJECTED")
+        self.assertEqual([r["status"] for r in out["receipts"]],
+                         ["CANCELLED", "FAILURE", "FAILURE", "FAILURE", "FAILURE",
+                          "CANCELLED"])
+        err = out["receipts"][1]["error"]
+        self.assertEqual(err, {"code": 400, "message": "name is required",
+                               "type": "VALIDATION"})
+        self.assertNotIn("taskId", out)
+        st = self.stats()["clinia"]
+        self.assertEqual((st["rejected"], st["tasks"], st["store_size"]), (1, 0, 0))
+
+    def test_bad_bodies(self):
+        for body in (b"not json", b"{}", b'{"operations": []}', b"[1]"):
+            status, out = self.call("POST", BULK, body)
+            self.assertEqual(status, 400, body)
+            self.assertEqual(out["error"]["code"], 400)
+
+    def test_fail_rows_and_missing_delete(self):
+        task = self.submit([upsert("p1"), upsert("p2", _fail="bad birth date"),
+                            delete("nope"), upsert("p3")])[1]["taskId"]
+        self.poll(task)
+        out = self.poll(task)[1]
+        self.assertEqual(out["status"], "FAILURE")
+        rs = out["receipts"]
+        self.assertEqual([r["status"] for r in rs],
+                         ["SUCCESS", "FAILURE", "FAILURE", "SUCCESS"])
+        self.assertEqual(rs[1]["error"], {"code": 422, "message": "bad birth date",
+                                          "type": "VALIDATION"})
+        self.assertEqual(rs[2]["error"]["type"], "NOT_FOUND")
+        self.assertEqual(rs[2]["error"]["code"], 404)
+        self.assertEqual(sorted(self.ctl("GET", "/clinia/store?type=Patient")),
+                         ["p1", "p3"])
+
+    def test_delete_and_application_counts(self):
+        for ops in ([upsert("p1", v=1)], [upsert("p1", v=2)], [delete("p1")]):
+            task = self.submit(ops)[1]["taskId"]
+            self.poll(task)
+            self.assertEqual(self.poll(task)[1]["status"], "SUCCESS")
+        self.assertEqual(self.ctl("GET", "/clinia/store?type=Patient"), {})
+        self.assertEqual(self.ctl("GET", "/clinia/applied?type=Patient"), {"p1": 3})
+        self.assertEqual(self.stats()["clinia"]["max_applications_per_id"], 3)
+
+    def test_task_failure_all(self):
+        self.ctl("POST", "/config", {"clinia": {"task_failure_all": True,
+                                                "pending_polls": 0}})
+        task = self.submit([upsert("p1"), create()])[1]["taskId"]
+        out = self.poll(task)[1]
+        self.assertEqual(out["status"], "FAILURE")
+        self.assertEqual([r["status"] for r in out["receipts"]], ["FAILURE"] * 2)
+        self.assertEqual(self.stats()["clinia"]["store_size"], 0)
+
+    def test_contained_and_relationships_store(self):
+        op = upsert("r1", "Link", w=1)
+        op["upsert"]["contained"] = [{"x": 1}]
+        rel = SRC + "/relationships/bulk"
+        task = self.submit([op], path=rel)[1]["taskId"]
+        self.poll(task, path=rel)
+        self.assertEqual(self.poll(task, path=rel)[1]["status"], "SUCCESS")
+        self.assertEqual(self.ctl("GET", "/clinia/store?type=Link&kind=relationships"),
+                         {"r1": {"w": 1, "contained": [{"x": 1}]}})
+        self.assertEqual(self.ctl("GET", "/clinia/store?type=Link"), {})
+        # A task belongs to its kind and source.
+        self.assertEqual(self.poll(task)[0], 404)
+        self.assertEqual(self.poll(task, path="/clinia/sources/other/v1/relationships/bulk")[0],
+                         404)
+
+    def test_unknown_task_and_route(self):
+        status, out = self.poll("bk_999")
+        self.assertEqual(status, 404)
+        self.assertEqual(out["error"]["code"], 404)
+        self.assertEqual(self.call("GET", "/nowhere")[0], 404)
+        self.assertEqual(self.call("DELETE", BULK)[0], 405)
+
+    def test_auth(self):
+        self.ctl("POST", "/config", {"clinia": {"api_key": "k1"}})
+        status, out = self.submit([upsert("p1")])
+        self.assertEqual(status, 401)
+        self.assertEqual(out, {"error": {"code": 401, "message": "invalid api key"}})
+        self.assertEqual(self.submit([upsert("p1")], headers={"X-Clinia-API-Key": "no"})[0],
+                         401)
+        status, out = self.submit([upsert("p1")], headers={"X-Clinia-API-Key": "k1"})
+        self.assertEqual(status, 202)
+        self.assertEqual(self.poll(out["taskId"])[0], 401)
+
+        self.ctl("POST", "/reset")
+        self.ctl("POST", "/config", {"clinia": {"bearer": "tok"}})
+        self.assertEqual(self.submit([upsert("p1")])[0], 401)
+        self.assertEqual(self.submit([upsert("p1")],
+                                     headers={"Authorization": "Bearer tok"})[0], 202)
+
+        self.ctl("POST", "/reset")
+        self.ctl("POST", "/config", {"clinia": {"basic": "u:p"}})
+        good = "Basic " + base64.b64encode(b"u:p").decode()
+        bad = "Basic " + base64.b64encode(b"u:x").decode()
+        self.assertEqual(self.submit([upsert("p1")], headers={"Authorization": bad})[0], 401)
+        self.assertEqual(self.submit([upsert("p1")], headers={"Authorization": good})[0], 202)
+
+    def test_chunked_request_body(self):
+        body = json.dumps({"operations": [upsert("p1")]}).encode()
+        c = self.conn()
+        c.request("POST", BULK, body=iter([body[:10], body[10:]]), encode_chunked=True,
+                  headers={"Transfer-Encoding": "chunked"})
+        r = c.getresponse()
+        self.assertEqual(r.status, 202, r.read())
+        c.close()
+
+
+class TestControl(MockTestCase):
+    def test_config_merge(self):
+        self.ctl("POST", "/config", {"clinia": {"pending_polls": 3}})
+        self.ctl("POST", "/config", {"clinia": {"api_key": "k"}})
+        self.assertEqual(self.ctl("GET", "/config"),
+                         {"clinia": {"pending_polls": 3, "api_key": "k"}})
+        self.assertEqual(self.call("POST", "/_control/config", "[]")[0], 400)
+
+    def test_stats_and_request_log(self):
+        task = self.submit([upsert("p1"), upsert("p2")],
+                           headers={"X-Test": "yes"})[1]["taskId"]
+        self.poll(task)
+        self.poll(task, receipts=False)
+        st = self.stats()
+        self.assertEqual(st["requests"],
+                         {"POST /clinia/sources/{src}/v1/resources/bulk": 1,
+                          "GET /clinia/sources/{src}/v1/resources/bulk/{task}": 2})
+        self.assertEqual((st["clinia"]["submits"], st["clinia"]["polls"],
+                          st["clinia"]["operations"]), (1, 2, 2))
+        log = self.ctl("GET", "/requests?last=3")
+        self.assertEqual([e["method"] for e in log], ["POST", "GET", "GET"])
+        self.assertEqual(log[0]["headers"]["X-Test"], "yes")
+        self.assertEqual(log[0]["path"], BULK)
+        self.assertEqual(json.loads(log[0]["body"])["operations"][0]["upsert"]["id"], "p1")
+        self.assertEqual(log[0]["body_len"], len(log[0]["body"]))
+        self.assertEqual(log[1]["query"], {"withReceipts": "true"})
+        self.assertEqual(len(self.ctl("GET", "/requests?last=1")), 1)
+
+    def test_reset_clears_everything(self):
+        self.ctl("POST", "/config", {"clinia": {"pending_polls": 0}})
+        task = self.submit([upsert("p1")])[1]["taskId"]
+        self.poll(task)
+        self.faults({"path": "nothing-matches", "action": "status"})
+        self.ctl("POST", "/reset")
+        st = self.stats()
+        self.assertEqual(st["requests"], {})
+        self.assertEqual(st["faults_fired"], 0)
+        self.assertTrue(all(v == 0 for v in st["clinia"].values()), st)
+        self.assertEqual(self.ctl("GET", "/config"), {})
+        self.assertEqual(self.ctl("GET", "/faults"), {"rules": []})
+        self.assertEqual(self.ctl("GET", "/requests"), [])
+        self.assertEqual(self.poll(task)[0], 404)
+
+    def test_keep_alive(self):
+        c = self.conn()
+        body = json.dumps({"operations": [upsert("p1")]})
+        socks = set()
+        for _ in range(3):
+            c.request("POST", BULK, body=body)
+            r = c.getresponse()
+            self.assertEqual(r.status, 202)
+            r.read()
+            socks.add(id(c.sock))
+        c.close()
+        self.assertEqual(len(socks), 1, "connection was not kept alive")
+
+    def test_bad_fault_rule(self):
+        status, _ = self.call("POST", "/_control/faults", {"rules": [{"action": "explode"}]})
+        self.assertEqual(status, 400)
+
+
+class TestFaults(MockTestCase):
+    ops = [upsert("p1")]
+
+    def assertApplied(self, tasks):
+        self.assertEqual(self.stats()["clinia"]["tasks"], tasks)
+
+    def test_status_with_retry_after_once(self):
+        self.faults({"method": "POST", "path": "/resources/bulk$", "action": "status",
+                     "status": 429, "headers": {"Retry-After": "1"}})
+        status, headers, body = self.raw("POST", BULK, {"operations": self.ops})
+        self.assertEqual(status, 429)
+        self.assertEqual(headers["Retry-After"], "1")
+        self.assertEqual(json.loads(body)["error"]["code"], 429)
+        self.assertEqual(self.submit(self.ops)[0], 202, "fault fires once by default")
+        self.assertApplied(1)
+        self.assertEqual(self.stats()["faults_fired"], 1)
+
+    def test_status_custom_body_skip_method_forever(self):
+        self.faults({"method": "GET", "skip": 1, "times": -1, "action": "status",
+                     "status": 403, "body": '[{"errorCode": "REQUEST_LIMIT_EXCEEDED"}]'})
+        task = self.submit(self.ops)[1]["taskId"]      # POST: not matched
+        self.assertEqual(self.poll(task)[0], 200)      # skipped
+        for _ in range(3):
+            status, out = self.poll(task)
+            self.assertEqual(status, 403)
+            self.assertEqual(out[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED")
+        self.ctl("DELETE", "/faults")
+        self.assertEqual(self.poll(task)[0], 200)
+        self.assertEqual(self.stats()["faults_fired"], 3)
+
+    def test_status_after_processes_the_request(self):
+        self.faults({"path": "bulk$", "when": "after", "action": "status", "status": 502})
+        self.assertEqual(self.submit(self.ops)[0], 502)
+        self.assertApplied(1)
+
+    def test_reset(self):
+        self.faults({"path": "bulk$", "action": "reset"})
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            self.raw("POST", BULK, {"operations": self.ops})
+        self.assertApplied(0)
+        self.assertEqual(self.submit(self.ops)[0], 202, "server survives a reset")
+
+    def test_reset_after(self):
+        self.faults({"path": "bulk$", "action": "reset", "when": "after"})
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            self.raw("POST", BULK, {"operations": self.ops})
+        self.assertApplied(1)
+
+    def test_delay_before_and_after(self):
+        self.faults({"path": "bulk$", "action": "delay", "seconds": 0.3})
+        t0 = time.monotonic()
+        self.assertEqual(self.submit(self.ops)[0], 202)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        # Slower than the client's timeout, yet applied: the classic lost answer.
+        self.faults({"path": "bulk$", "action": "delay", "seconds": 1.0, "when": "after"})
+        with self.assertRaises(TimeoutError):
+            self.raw("POST", BULK, {"operations": self.ops}, timeout=0.3)
+        self.assertApplied(2)
+
+    def test_malformed(self):
+        self.faults({"path": "bulk$", "action": "malformed", "status": 202})
+        status, headers, body = self.raw("POST", BULK, {"operations": self.ops})
+        self.assertEqual(status, 202)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(body, b'{"status": "ACC')
+        with self.assertRaises(ValueError):
+            json.loads(body)
+        self.assertApplied(0)
+
+    def test_truncate(self):
+        self.faults({"path": "bulk$", "action": "truncate", "when": "after"})
+        with self.assertRaises(http.client.IncompleteRead):
+            self.raw("POST", BULK, {"operations": self.ops})
+        self.assertApplied(1)
+
+    def test_huge(self):
+        size = 5 * 1000 * 1000
+        self.faults({"path": "bulk$", "action": "huge", "bytes": size})
+        status, _, body = self.raw("POST", BULK, {"operations": self.ops})
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), size)
+        self.assertEqual(json.loads(body)["status"], "SUCCESS")
+
+    def test_trickle(self):
+        self.faults({"path": "bulk$", "action": "trickle", "interval": 0.002})
+        t0 = time.monotonic()
+        status, headers, body = self.raw("POST", BULK, {"operations": self.ops})
+        elapsed = time.monotonic() - t0
+        self.assertEqual(status, 202)
+        self.assertEqual(json.loads(body)["status"], "ACCEPTED")
+        self.assertGreaterEqual(elapsed, 0.002 * len(body))
+        self.assertApplied(1)
+
+    def test_control_is_never_faulted(self):
+        self.faults({"times": -1, "action": "status", "status": 500})
+        self.assertEqual(self.submit(self.ops)[0], 500)
+        self.assertEqual(self.stats()["faults_fired"], 1)
+
+
+class TestBench(MockTestCase):
+    extra_args = ("--bench",)
+
+    def test_bench_counts_without_parsing(self):
+        body = '{"operations":[' + ",".join(
+            '{"action":"UPSERT","upsert":{"id":"k%d","type":"T","data":{}}}' % i
+            for i in range(5)) + "]}"
+        status, out = self.call("POST", BULK, body)
+        self.assertEqual((status, out["status"]), (202, "ACCEPTED"))
+        self.assertEqual(self.poll(out["taskId"], receipts=False)[1], {"status": "SUCCESS"})
+        out = self.poll(out["taskId"])[1]
+        self.assertEqual(out["receipts"], [{"action": "UPSERT", "status": "SUCCESS"}] * 5)
+        # Pretty-printed JSON is still counted.
+        status, out = self.submit([upsert("a"), upsert("b")])
+        self.assertEqual(len(self.poll(out["taskId"])[1]["receipts"]), 2)
+        st = self.stats()
+        self.assertTrue(st["bench"])
+        self.assertEqual((st["clinia"]["submits"], st["clinia"]["operations"],
+                          st["clinia"]["applied"]), (2, 7, 7))
+        self.assertEqual(st["requests"]["POST /clinia/sources/{src}/v1/resources/bulk"], 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
