@@ -33,3 +33,10 @@ PROVE_TESTS = test/t/*.pl
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The two halves of installcheck, for test/run-tests.sh.
+.PHONY: installcheck-regress-only prove-only
+installcheck-regress-only:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+prove-only:
+	$(prove_installcheck)

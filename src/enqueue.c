@@ -196,8 +196,6 @@ batch_flush(EnqueueState *st)
 	values[4] = PointerGetDatum(construct_md_array(st->keys, st->key_nulls, 1,
 												   dims, lbs, TEXTOID, -1,
 												   false, TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_array((Datum *) NULL, 0, INT4OID,
-												4, true, TYPALIGN_INT));
 	{
 		Datum	   *od = palloc(sizeof(Datum) * (st->nrows + 1));
 		int			i;
@@ -491,10 +489,9 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	xopts.read_only = true;
 	xopts.dest = (DestReceiver *) &st;
 	rc = SPI_execute_plan_extended(plan, &xopts);
-	if (rc != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("source must be a query that returns rows")));
+	/* SPI says UTILITY for a SELECT whose rows go to a DestNone receiver */
+	if (rc != SPI_OK_SELECT && rc != SPI_OK_UTILITY)
+		elog(ERROR, "could not run source: %s", SPI_result_code_string(rc));
 
 	close_job(&st);
 	SPI_freeplan(st.insert_plan);

@@ -267,6 +267,15 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+static void
+add_done(BulkopsHttpCall *call)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	done_calls = lappend(done_calls, call);
+	MemoryContextSwitchTo(old);
+}
+
 /* ---- the public face ---- */
 
 void
@@ -316,7 +325,7 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	{
 		call->error = policy_error;
 		call->nothing_sent = true;
-		done_calls = lappend(done_calls, call);
+		add_done(call);
 		MemoryContextSwitchTo(old);
 		return call;
 	}
@@ -417,7 +426,7 @@ collect_done(void)
 		}
 		curl_multi_remove_handle(multi, msg->easy_handle);
 		inflight--;
-		done_calls = lappend(done_calls, call);
+		add_done(call);
 	}
 }
 
@@ -501,7 +510,12 @@ bulkops_http_next_done(void)
 	if (done_calls == NIL)
 		return NULL;
 	call = linitial(done_calls);
-	done_calls = list_delete_first(done_calls);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		done_calls = list_delete_first(done_calls);
+		MemoryContextSwitchTo(old);
+	}
 	return call;
 }
 

@@ -74,8 +74,17 @@ typedef struct Work
 	long		last_status;
 } Work;
 
-static List *works = NIL;
+static List *works = NIL;		/* in TopMemoryContext */
 static TimestampTz next_claim = 0;
+
+static void
+works_add(Work *w)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	works = lappend(works, w);
+	MemoryContextSwitchTo(old);
+}
 
 /* ---- transactions ---- */
 
@@ -104,11 +113,10 @@ commit_tx(void)
 static void
 abort_tx(MemoryContext cxt)
 {
-	MemoryContextSwitchTo(cxt);
 	EmitErrorReport();
 	FlushErrorState();
 	AbortCurrentTransaction();
-	SPI_finish();
+	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -173,7 +181,7 @@ load_pending(Work *w)
 	uint64		i;
 	int			rc;
 
-	w->ref.pending = palloc(sizeof(bool) * Max(w->ref.nrows, 1));
+	w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
 	for (i = 0; i < (uint64) w->ref.nrows; i++)
 		w->ref.pending[i] = true;
 	w->ref.npending = w->ref.nrows;
@@ -256,6 +264,9 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->batch.options = DatumGetJsonbPCopy(getbin(7, &isnull));
 	w->cancel = DatumGetBool(getbin(8, &isnull));
 	w->target = getstr(9);
+	w->batch.job_id = job_id;
+	w->batch.batch_no = batch_no;
+	w->batch.nrows = w->ref.nrows;
 	d = getbin(10, &isnull);
 	{
 		Datum		offs = getbin(11, &isnull);
@@ -263,9 +274,6 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 
 		load_rows(w, d, offs, body);
 	}
-	w->batch.job_id = job_id;
-	w->batch.batch_no = batch_no;
-	w->batch.nrows = w->ref.nrows;
 	w->max_attempts = bulkops_opt_int(w->batch.options, "max_attempts",
 									  bulkops_max_attempts);
 	w->concurrency = bulkops_opt_int(w->batch.options, "concurrency",
@@ -278,6 +286,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 
 		rc = SPI_execute_with_args("SELECT dialect, url, resource, auth FROM bulkops.targets "
 								   "WHERE name = $1", 1, ttypes, tvals, NULL, true, 1);
+		/* SPI leaves us in its own context after every call */
+		MemoryContextSwitchTo(cxt);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
 		if (SPI_processed == 0)
@@ -381,16 +391,34 @@ claim(void)
 				continue;
 			w = take_batch(jobs[i], nos[i], false);
 			if (w)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 				taken = lappend(taken, w);
+				MemoryContextSwitchTo(old);
+			}
 		}
 		commit_tx();
-		works = list_concat(works, taken);
 	}
 	PG_CATCH();
 	{
+		ListCell   *lc;
+
 		abort_tx(cxt);
+		/* the claim was rolled back: forget what it loaded */
+		foreach(lc, taken)
+			MemoryContextDelete(((Work *) lfirst(lc))->cxt);
+		list_free(taken);
+		return;
 	}
 	PG_END_TRY();
+	{
+		ListCell   *lc;
+
+		foreach(lc, taken)
+			works_add(lfirst(lc));
+		list_free(taken);
+	}
 }
 
 /*
@@ -443,7 +471,7 @@ recover(void)
 				if (w)
 				{
 					w->in_doubt = true;
-					works = lappend(works, w);
+					works_add(w);
 				}
 			}
 			else
@@ -510,7 +538,10 @@ refresh_cancels(void)
 static void
 free_work(Work *w)
 {
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 	works = list_delete_ptr(works, w);
+	MemoryContextSwitchTo(old);
 	next_claim = 0;				/* room for another batch: look now */
 	if (w->call)
 		bulkops_http_free(w->call);
@@ -922,6 +953,7 @@ bulkops_worker_main(Datum arg)
 {
 	char		dbname[NAMEDATALEN];
 	bool		woken = true;
+	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -947,12 +979,18 @@ bulkops_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "bulkops worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(loop_cxt);
 	recover();
 
 	for (;;)
 	{
 		BulkopsHttpCall *call;
 
+		/* whatever one turn of the loop allocates dies with it */
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -10,7 +10,8 @@ This file owns the clinia bulk API as bulkops sees it, mounted by mock_api.py un
 and its test hooks under /_control/clinia: store, applied, tasks.
 
 Rows ask for failures through their data: "_reject": msg fails synchronous validation
-(the whole request is REJECTED), "_fail": msg fails that operation in the task.
+(the whole request is REJECTED), "_fail": msg fails that operation in the task; a null
+value asks for nothing, since a SQL source has the column on every row.
 Configuration (POST /_control/config {"clinia": {...}}), all optional:
   api_key, bearer, basic ("user:pass")   credentials required on every request
   pending_polls (1)                      polls answered PENDING before a task runs
@@ -72,7 +73,8 @@ def validate(op):
     data = body.get("data")
     if data is not None and not isinstance(data, dict):
         return "data must be an object"
-    if data and "_reject" in data:
+    # null means "no": a SQL source has the column on every row
+    if data and data.get("_reject") is not None:
         return str(data["_reject"])
     return None
 
@@ -280,7 +282,7 @@ class Dialect:
         action = op["action"]
         body = op[MEMBERS[action]]
         data = body.get("data") or {}
-        if "_fail" in data:
+        if data.get("_fail") is not None:
             return self._receipt(op, body.get("id"),
                                  {"code": 422, "message": str(data["_fail"]),
                                   "type": "VALIDATION"})
