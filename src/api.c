@@ -386,6 +386,7 @@ bulkops_wait(PG_FUNCTION_ARGS)
 	int64		last_done = 0;
 	JobStatus	js;
 	char	   *result;
+	MemoryContext fcxt = CurrentMemoryContext;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -437,7 +438,7 @@ bulkops_wait(PG_FUNCTION_ARGS)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	result = pstrdup(js.state);
+	result = MemoryContextStrdup(fcxt, js.state);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }

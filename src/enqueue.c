@@ -495,8 +495,8 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 
 	close_job(&st);
 	SPI_freeplan(st.insert_plan);
-	SPI_finish();
 	MemoryContextDelete(st.job_cxt);
+	SPI_finish();
 
 	bulkops_wake_worker_at_commit();
 	return st.job_id;

@@ -66,6 +66,7 @@ typedef struct Work
 	int			max_attempts;
 	int			concurrency;
 	int			poll_errors;
+	int			polls;			/* polls at the current step */
 	bool		cancel;			/* its job was cancelled */
 	bool		in_doubt;		/* resumed submit of a non-idempotent op */
 	char	   *settle_error;	/* settle at once as failed, with this */
@@ -548,6 +549,22 @@ free_work(Work *w)
 	MemoryContextDelete(w->cxt);
 }
 
+/*
+ * Poll soon after a step starts, then less and less often up to
+ * poll_interval: small tasks finish in milliseconds, large ones take
+ * minutes, and neither should wait on the other's cadence.
+ */
+static long
+poll_delay_ms(Work *w)
+{
+	long		cap = (long) (1000 * bulkops_opt_real(w->batch.options, "poll_interval",
+													  bulkops_poll_interval_ms / 1000.0));
+	long		ms = 20L << Min(w->polls, 20);
+
+	w->polls++;
+	return Min(ms, cap);
+}
+
 static long
 backoff_ms(int attempt, long retry_after_ms)
 {
@@ -654,12 +671,13 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 	switch (res->next)
 	{
 		case BULKOPS_NEXT_STEP:
+			if (res->step != w->batch.step)
+				w->polls = 0;
 			w->batch.step = res->step;
 			w->batch.remote_id = res->remote_id ? pstrdup(res->remote_id) : NULL;
 			w->poll_errors = 0;
 			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-												 : (long) (1000 * bulkops_opt_real(w->batch.options, "poll_interval",
-																				   bulkops_poll_interval_ms / 1000.0)));
+												 : poll_delay_ms(w));
 			break;
 		case BULKOPS_NEXT_RESUBMIT:
 			w->batch.step = 0;

@@ -16,7 +16,7 @@ cleanup() {
 	[ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null
 	rm -rf "$data"
 }
-trap cleanup EXIT
+trap cleanup EXIT; [ -n "${KEEP_LOG:-}" ] && trap "cat $data/server.log; cleanup" EXIT
 
 bulkops_start_mock "$top"
 echo "mock API server on 127.0.0.1:$MOCK_PORT"
