@@ -120,6 +120,19 @@ normalize_url(const char *url)
 /* ---- targets ---- */
 
 static void
+check_target_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > 63 ||
+		strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid target name \"%s\"", name),
+				 errdetail("A target name has 1 to 63 letters, digits, \"_\", \".\" or \"-\".")));
+}
+
+static void
 validate_target(const BulkopsDialect *d, const char *url, const char *resource,
 				Jsonb *auth, Jsonb *options)
 {
@@ -155,6 +168,7 @@ bulkops_create_target(PG_FUNCTION_ARGS)
 	char		nulls[7] = "       ";
 
 	require_admin("create targets");
+	check_target_name(name);
 	d = bulkops_find_dialect(dialect, false);
 	validate_target(d, url, resource, auth, options);
 
@@ -448,8 +462,6 @@ Datum
 bulkops_cancel(PG_FUNCTION_ARGS)
 {
 	int64		job = PG_GETARG_INT64(0);
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(job)};
 	JobStatus	js;
 
 	SPI_connect();
@@ -463,8 +475,6 @@ bulkops_cancel(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}
-	exec_as_owner("UPDATE bulkops.jobs SET cancel_requested = true WHERE id = $1",
-				  1, types, values, NULL, SPI_OK_UPDATE);
 	{
 		BulkopsSavedUser saved;
 

@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/regproc.h"
+#include "utils/varlena.h"
 
 #include "bulkops.h"
 
@@ -75,6 +76,18 @@ looks_like_query(const char *s)
 		pg_strncasecmp(s, "table", 5) == 0;
 }
 
+/* Does s parse as [schema.]name?  (No error either way.) */
+static bool
+is_qualified_name(const char *s)
+{
+	char	   *copy = pstrdup(s);
+	List	   *parts;
+	bool		ok = SplitIdentifierString(copy, '.', &parts) &&
+		list_length(parts) >= 1 && list_length(parts) <= 3;
+
+	return ok;
+}
+
 /* The query to run for source: itself, or SELECT * FROM the relation. */
 static char *
 source_query(const char *source)
@@ -83,7 +96,7 @@ source_query(const char *source)
 	RangeVar   *rv;
 	Oid			relid;
 
-	if (looks_like_query(source))
+	if (looks_like_query(source) || !is_qualified_name(source))
 		return pstrdup(source);
 
 	names = stringToQualifiedNameList(source);

@@ -250,10 +250,15 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 
 	if (n > 12 && pg_strncasecmp(data, "Retry-After:", 12) == 0)
 	{
-		long		secs = strtol(data + 12, NULL, 10);
+		char	   *end;
+		long		secs = strtol(data + 12, &end, 10);
 
-		/* an HTTP-date form is rare here; treat it as "a while" */
-		call->retry_after_ms = secs > 0 ? secs * 1000 : 30000;
+		/* delta-seconds, capped; the rare HTTP-date form means "a while" */
+		if (end == data + 12 || secs < 0)
+			call->retry_after_ms = 30000;
+		else
+			call->retry_after_ms = Min(secs, 3600) * 1000;
+		call->has_retry_after = true;
 	}
 	else if (n > 13 && pg_strncasecmp(data, "Content-Type:", 13) == 0)
 	{

@@ -38,6 +38,7 @@ typedef struct BulkopsHttpCall
 	StringInfoData body;
 	char	   *content_type;
 	long		retry_after_ms; /* 0 if absent */
+	bool		has_retry_after;
 } BulkopsHttpCall;
 
 extern void bulkops_http_init(void);

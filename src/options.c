@@ -52,6 +52,14 @@ type_name(BulkopsOptionType type)
 	return "?";
 }
 
+static char *
+format_number(double d)
+{
+	if (d == floor(d) && fabs(d) < 1e15)
+		return psprintf("%.0f", d);
+	return psprintf("%g", d);
+}
+
 static const BulkopsOptionDef *
 find_def(const BulkopsOptionDef *defs, const char *name)
 {
@@ -113,8 +121,8 @@ check_value(const BulkopsOptionDef *def, JsonbValue *v, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s option \"%s\" is out of range", what, def->name),
-				 errdetail("The value must be between %g and %g.",
-						   def->min, def->max)));
+				 errdetail("The value must be between %s and %s.",
+						   format_number(def->min), format_number(def->max))));
 }
 
 /*

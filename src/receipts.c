@@ -240,15 +240,19 @@ bulkops_finish_job_if_done(int64 job_id)
 }
 
 /*
- * Settle the batches of job that were never sent: their rows become
- * cancelled.  Batches already in the worker's hands are the worker's to
- * settle, since a remote task may be applying them.
+ * Mark job cancelled and settle its batches that were never sent: their
+ * rows become cancelled.  Batches already in the worker's hands are the
+ * worker's to settle, since a remote task may be applying them.
+ *
+ * Locks are taken in the worker's order, batches before their job, so a
+ * cancel racing a claim waits instead of deadlocking.
  */
 void
 bulkops_cancel_queued_batches(int64 job_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(job_id)};
+	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(job_id)};
+	bool		isnull;
 
 	SPI_connect();
 	exec("WITH b AS ("
@@ -264,9 +268,13 @@ bulkops_cancel_queued_batches(int64 job_id)
 		 " WHERE NOT EXISTS (SELECT 1 FROM bulkops.receipts r"
 		 "  WHERE r.job_id = $1 AND r.row_no = b.first_row + i - 1)"
 		 " RETURNING 1)"
-		 "UPDATE bulkops.jobs SET rows_cancelled = rows_cancelled + (SELECT count(*) FROM ins),"
-		 " batches_done = batches_done + (SELECT count(*) FROM b)"
+		 "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM b)",
+		 1, types, values, NULL, SPI_OK_SELECT);
+	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	exec("UPDATE bulkops.jobs SET cancel_requested = true,"
+		 " rows_cancelled = rows_cancelled + $2, batches_done = batches_done + $3"
 		 " WHERE id = $1",
-		 1, types, values, NULL, SPI_OK_UPDATE);
+		 3, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 }

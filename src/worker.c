@@ -575,7 +575,8 @@ backoff_ms(int attempt, long retry_after_ms)
 		base = 60000.0;
 	/* jitter spreads retries of many batches hitting one limit */
 	ms = (long) (base * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
-	return Max(ms, retry_after_ms);
+	/* the remote side knows its limits better than any formula */
+	return retry_after_ms >= 0 ? retry_after_ms : ms;
 }
 
 /*
@@ -850,7 +851,8 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		dialect_answer(w, call, &res);
 	MemoryContextSwitchTo(old);
 
-	plan_next(w, &res, not_applied, call->retry_after_ms);
+	plan_next(w, &res, not_applied,
+			  call->has_retry_after ? call->retry_after_ms : -1);
 	bulkops_http_free(call);
 	commit_result(w, &res);
 }
@@ -988,7 +990,7 @@ bulkops_worker_main(Datum arg)
 	while (!extension_ready())
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 5000, PG_WAIT_EXTENSION);
+						 Max(bulkops_poll_interval_ms, 1000), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
