@@ -38,8 +38,8 @@ RESET ROLE;
 SET ROLE bob;
 SELECT count(*) AS bob_jobs FROM bulkops.jobs;
 SELECT count(*) AS bob_receipts FROM bulkops.receipts;
-SELECT bulkops.cancel(:job);
-SELECT bulkops.wait(:job);
+SELECT test.try('SELECT bulkops.cancel(' || :job || ')') AS cancel_alices;
+SELECT test.try('SELECT bulkops.wait(' || :job || ')') AS wait_alices;
 SELECT bulkops.bulk_upsert('sec', 'alice_docs', key => 'id');
 RESET ROLE;
 

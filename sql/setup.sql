@@ -34,6 +34,17 @@ BEGIN
 END
 $$;
 
+-- run a statement; its error message with numbers masked, or 'ok'
+CREATE FUNCTION test.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9]+', 'N', 'g');
+END
+$$;
+GRANT USAGE ON SCHEMA test TO PUBLIC;
+
 -- the worker for this database is up and registered (the launcher starts it
 -- within bulkops.launcher_naptime of the database existing)
 DO $$

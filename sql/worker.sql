@@ -141,6 +141,31 @@ SELECT count(*) = 2500 AS one_receipt_per_row, count(DISTINCT row_no) = 2500 AS 
 FROM bulkops.receipts WHERE job_id = :job;
 SELECT bulkops.cancel(:job) AS cancel_again;
 
+-- 12. basic credentials
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"clinia": {"basic": "ann:pa:ss"}}');
+SELECT bulkops.create_target('w_basic', 'clinia', :'url', 'Person',
+       '{"type": "basic", "username": "ann", "password": "pa:ss"}');
+SELECT bulkops.bulk_upsert('w_basic', 'SELECT id, name FROM people WHERE id <= 3', key => 'id') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT r->'headers'->>'Authorization' AS sent
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
+
+-- 13. allowed_hosts is enforced before every request, not only at create_target:
+-- a host allowed then is refused once the setting changes, and nothing is sent
+SELECT test.mock('POST', '/_control/reset');
+ALTER SYSTEM SET bulkops.allowed_hosts = 'api.example.com';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);  -- let the worker take the reload
+SELECT bulkops.bulk_upsert('w', 'SELECT id, name FROM people WHERE id <= 3', key => 'id') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT DISTINCT status, error_message FROM bulkops.receipts WHERE job_id = :job;
+SELECT coalesce((s->'clinia'->>'submits')::int, 0) AS submits_seen
+FROM test.mock('GET', '/_control/stats') AS s;
+ALTER SYSTEM RESET bulkops.allowed_hosts;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+
 -- every job of this suite is final, and no target has unfinished work
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');
 SELECT count(*) AS open_batches FROM bulkops.batches WHERE state <> 'done';

@@ -330,6 +330,7 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	{
 		call->error = policy_error;
 		call->nothing_sent = true;
+		call->refused = true;
 		add_done(call);
 		MemoryContextSwitchTo(old);
 		return call;

@@ -34,6 +34,7 @@ typedef struct BulkopsHttpCall
 	char	   *error;			/* transport failure, NULL if none */
 	bool		nothing_sent;	/* failed before the request left */
 	bool		too_large;
+	bool		refused;		/* by the host policy: never retry */
 	long		status;
 	StringInfoData body;
 	char	   *content_type;

@@ -829,7 +829,12 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 
 	w->call = NULL;
 	w->last_status = call->status;
-	if (call->error)
+	if (call->refused)
+	{
+		res.next = BULKOPS_NEXT_FAIL;
+		res.error = pstrdup(call->error);
+	}
+	else if (call->error)
 	{
 		res.next = BULKOPS_NEXT_RETRY;
 		res.error = psprintf("%s %s: %s", w->batch.step == 0 ? "submit" : "poll",
