@@ -7,6 +7,7 @@ OBJS = \
 	src/bulkops.o \
 	src/api.o \
 	src/auth.o \
+	src/claim.o \
 	src/encode.o \
 	src/enqueue.o \
 	src/http.o \

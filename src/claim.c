@@ -1,0 +1,425 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.c
+ *	  Taking batches from the tables into the worker: claiming runnable
+ *	  ones up to each target's concurrency, resuming those a crash left
+ *	  active, and noticing cancelled jobs.
+ *
+ * Every function here runs its own short transaction (bulkops_begin_tx)
+ * or, for the loaders, inside the caller's.  SPI switches to its own
+ * memory context after every call, so whatever must outlive the
+ * transaction is allocated in the Work's context explicitly.  A claim
+ * whose transaction fails forgets everything it loaded: the worker never
+ * holds a batch the tables do not say it holds.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "worker.h"
+
+static char *
+getstr(int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+}
+
+static Datum
+getbin(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+}
+
+static void
+load_rows(Work *w, Datum keys, Datum offsets, Datum body)
+{
+	ArrayType  *ka = DatumGetArrayTypeP(keys);
+	ArrayType  *oa = DatumGetArrayTypeP(offsets);
+	bytea	   *b = DatumGetByteaPP(body);
+	Datum	   *kd;
+	bool	   *kn;
+	int			nk;
+	int			i;
+	char	   *bodycopy;
+	int			blen = VARSIZE_ANY_EXHDR(b);
+
+	deconstruct_array(ka, TEXTOID, -1, false, TYPALIGN_INT, &kd, &kn, &nk);
+	w->ref.keys = palloc(sizeof(char *) * Max(nk, 1));
+	for (i = 0; i < nk; i++)
+		w->ref.keys[i] = kn[i] ? NULL : TextDatumGetCString(kd[i]);
+	w->batch.offsets = palloc(sizeof(int32) * ArrayGetNItems(ARR_NDIM(oa), ARR_DIMS(oa)));
+	memcpy((void *) w->batch.offsets, ARR_DATA_PTR(oa),
+		   sizeof(int32) * ArrayGetNItems(ARR_NDIM(oa), ARR_DIMS(oa)));
+	bodycopy = palloc(blen + 1);
+	memcpy(bodycopy, VARDATA_ANY(b), blen);
+	bodycopy[blen] = '\0';
+	w->batch.body = bodycopy;
+}
+
+/* Rows that already have a receipt (a resumed batch) are not pending. */
+void
+bulkops_load_pending(Work *w)
+{
+	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+	Datum		values[3];
+	uint64		i;
+	int			rc;
+
+	w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
+	for (i = 0; i < (uint64) w->ref.nrows; i++)
+		w->ref.pending[i] = true;
+	w->ref.npending = w->ref.nrows;
+
+	values[0] = Int64GetDatum(w->ref.job_id);
+	values[1] = Int64GetDatum(w->ref.first_row);
+	values[2] = Int64GetDatum(w->ref.first_row + w->ref.nrows - 1);
+	rc = SPI_execute_with_args("SELECT row_no FROM bulkops.receipts "
+							   "WHERE job_id = $1 AND row_no BETWEEN $2 AND $3",
+							   3, types, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read receipts: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		r = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1,
+													&isnull));
+		int			idx = (int) (r - w->ref.first_row);
+
+		if (idx >= 0 && idx < w->ref.nrows && w->ref.pending[idx])
+		{
+			w->ref.pending[idx] = false;
+			w->ref.npending--;
+		}
+	}
+	w->batch.pending = w->ref.pending;
+	w->batch.npending = w->ref.npending;
+}
+
+/*
+ * Take batch (job_id, batch_no) into the worker: mark it active (counting
+ * a submit attempt at step 0) and load it.  Runs inside a transaction.
+ */
+static Work *
+take_batch(int64 job_id, int32 batch_no, bool resume)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(job_id), Int32GetDatum(batch_no)};
+	MemoryContext cxt;
+	MemoryContext old;
+	Work	   *w;
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	rc = SPI_execute_with_args(resume
+							   ? "UPDATE bulkops.batches b SET updated_at = now() "
+							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
+							   "AND j.id = b.job_id AND b.state = 'active' "
+							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
+							   "j.operation, j.options, j.cancel_requested, j.target, "
+							   "b.keys, b.offsets, b.body"
+							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
+							   "attempts = b.attempts + (b.step = 0)::int "
+							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
+							   "AND j.id = b.job_id AND b.state = 'queued' "
+							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
+							   "j.operation, j.options, j.cancel_requested, j.target, "
+							   "b.keys, b.offsets, b.body",
+							   2, types, values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		return NULL;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "bulkops batch",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	w = palloc0(sizeof(Work));
+	w->cxt = cxt;
+	w->ref.job_id = job_id;
+	w->ref.batch_no = batch_no;
+	w->ref.first_row = DatumGetInt64(getbin(1, &isnull));
+	w->ref.nrows = DatumGetInt32(getbin(2, &isnull));
+	w->batch.step = DatumGetInt32(getbin(3, &isnull));
+	w->batch.remote_id = getstr(4);
+	w->ref.attempts = DatumGetInt32(getbin(5, &isnull));
+	w->batch.op = bulkops_op_from_name(getstr(6));
+	w->batch.options = DatumGetJsonbPCopy(getbin(7, &isnull));
+	w->cancel = DatumGetBool(getbin(8, &isnull));
+	w->target = getstr(9);
+	w->batch.job_id = job_id;
+	w->batch.batch_no = batch_no;
+	w->batch.nrows = w->ref.nrows;
+	d = getbin(10, &isnull);
+	{
+		Datum		offs = getbin(11, &isnull);
+		Datum		body = getbin(12, &isnull);
+
+		load_rows(w, d, offs, body);
+	}
+	w->max_attempts = bulkops_opt_int(w->batch.options, "max_attempts",
+									  bulkops_max_attempts);
+	w->concurrency = bulkops_opt_int(w->batch.options, "concurrency",
+									 bulkops_concurrency);
+
+	/* the target as it is now: URL and credentials may have changed */
+	{
+		Oid			ttypes[1] = {TEXTOID};
+		Datum		tvals[1] = {CStringGetTextDatum(w->target)};
+
+		rc = SPI_execute_with_args("SELECT dialect, url, resource, auth FROM bulkops.targets "
+								   "WHERE name = $1", 1, ttypes, tvals, NULL, true, 1);
+		/* SPI leaves us in its own context after every call */
+		MemoryContextSwitchTo(cxt);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
+		if (SPI_processed == 0)
+			w->settle_error = psprintf("target \"%s\" no longer exists", w->target);
+		else
+		{
+			w->dialect = bulkops_find_dialect(getstr(1), true);
+			w->batch.url = getstr(2);
+			w->batch.resource = getstr(3);
+			d = getbin(4, &isnull);
+			w->auth = isnull ? NULL : DatumGetJsonbPCopy(d);
+			if (w->dialect == NULL)
+				w->settle_error = psprintf("dialect \"%s\" is not known to this build",
+										   getstr(1));
+		}
+	}
+	bulkops_load_pending(w);
+	MemoryContextSwitchTo(old);
+
+	/* a job starts running when its first batch is taken */
+	{
+		Oid			jtypes[1] = {INT8OID};
+		Datum		jvals[1] = {Int64GetDatum(job_id)};
+
+		SPI_execute_with_args("UPDATE bulkops.jobs SET state = 'running', "
+							  "started_at = coalesce(started_at, now()) "
+							  "WHERE id = $1 AND state = 'queued'",
+							  1, jtypes, jvals, NULL, false, 0);
+	}
+	return w;
+}
+
+static int
+held_for_target(const char *target)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, bulkops_works)
+		if (strcmp(((Work *) lfirst(lc))->target, target) == 0)
+			n++;
+	return n;
+}
+
+/*
+ * Claim runnable batches, up to each target's concurrency.  Candidates are
+ * read without their bodies; only the chosen ones are loaded.
+ */
+void
+bulkops_claim(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc;
+	uint64		i;
+	uint64		n;
+	int64	   *jobs;
+	int32	   *nos;
+	char	  **targets;
+	int		   *limits;
+	List	   *volatile taken = NIL;
+
+	PG_TRY();
+	{
+		bulkops_begin_tx("claiming batches");
+		rc = SPI_execute("SELECT b.job_id, b.batch_no, j.target, "
+						 "coalesce((j.options->>'concurrency')::int, 0) "
+						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
+						 "WHERE b.state = 'queued' AND b.next_attempt_at <= now() "
+						 "ORDER BY b.job_id, b.batch_no LIMIT 1000",
+						 true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not find batches: %s", SPI_result_code_string(rc));
+		n = SPI_processed;
+		jobs = palloc(sizeof(int64) * Max(n, 1));
+		nos = palloc(sizeof(int32) * Max(n, 1));
+		targets = palloc(sizeof(char *) * Max(n, 1));
+		limits = palloc(sizeof(int) * Max(n, 1));
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
+			nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
+			targets[i] = SPI_getvalue(t, td, 3);
+			limits[i] = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
+			if (limits[i] <= 0)
+				limits[i] = bulkops_concurrency;
+		}
+		for (i = 0; i < n; i++)
+		{
+			Work	   *w;
+			ListCell   *lc;
+			int			held = held_for_target(targets[i]);
+
+			foreach(lc, taken)
+				if (strcmp(((Work *) lfirst(lc))->target, targets[i]) == 0)
+					held++;
+			if (held >= limits[i])
+				continue;
+			w = take_batch(jobs[i], nos[i], false);
+			if (w)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				taken = lappend(taken, w);
+				MemoryContextSwitchTo(old);
+			}
+		}
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		ListCell   *lc;
+
+		bulkops_abort_tx(cxt);
+		/* the claim was rolled back: forget what it loaded */
+		foreach(lc, taken)
+			MemoryContextDelete(((Work *) lfirst(lc))->cxt);
+		list_free(taken);
+		return;
+	}
+	PG_END_TRY();
+	{
+		ListCell   *lc;
+
+		foreach(lc, taken)
+			bulkops_works_add(lfirst(lc));
+		list_free(taken);
+	}
+}
+
+/*
+ * After a restart: batches left active by the previous worker.  Polls are
+ * repeated; submits only where repeating cannot apply a row twice.
+ */
+void
+bulkops_recover(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		uint64		i;
+		uint64		n;
+		int64	   *jobs;
+		int32	   *nos;
+		int			rc;
+
+		bulkops_begin_tx("resuming batches");
+		rc = SPI_execute("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step "
+						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
+						 "WHERE b.state = 'active' ORDER BY 1, 2", true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not find active batches: %s", SPI_result_code_string(rc));
+		n = SPI_processed;
+		jobs = palloc(sizeof(int64) * Max(n, 1));
+		nos = palloc(sizeof(int32) * Max(n, 1));
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			bool		isnull;
+			const BulkopsDialect *d = bulkops_find_dialect(SPI_getvalue(t, td, 3), true);
+			BulkopsOp	op = bulkops_op_from_name(SPI_getvalue(t, td, 4));
+			int			step = DatumGetInt32(SPI_getbinval(t, td, 5, &isnull));
+
+			jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
+			nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
+			/* in doubt: a submit that may have reached the remote side */
+			if (step == 0 && d != NULL && !d->idempotent[op])
+				nos[i] = -nos[i] - 1;
+		}
+		for (i = 0; i < n; i++)
+		{
+			if (nos[i] < 0)
+			{
+				Work	   *w = take_batch(jobs[i], -nos[i] - 1, true);
+
+				if (w)
+				{
+					w->in_doubt = true;
+					bulkops_works_add(w);
+				}
+			}
+			else
+			{
+				Oid			types[2] = {INT8OID, INT4OID};
+				Datum		vals[2] = {Int64GetDatum(jobs[i]), Int32GetDatum(nos[i])};
+
+				SPI_execute_with_args("UPDATE bulkops.batches SET state = 'queued', "
+									  "next_attempt_at = now() "
+									  "WHERE job_id = $1 AND batch_no = $2",
+									  2, types, vals, NULL, false, 0);
+			}
+		}
+		bulkops_commit_tx();
+		if (n > 0)
+			ereport(LOG, (errmsg("bulkops worker resumed %d batches", (int) n)));
+	}
+	PG_CATCH();
+	{
+		bulkops_abort_tx(cxt);
+	}
+	PG_END_TRY();
+}
+
+/* Mark bulkops_works whose job was cancelled since they were taken. */
+void
+bulkops_refresh_cancels(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (bulkops_works == NIL)
+		return;
+	PG_TRY();
+	{
+		uint64		i;
+
+		bulkops_begin_tx("checking cancels");
+		if (SPI_execute("SELECT id FROM bulkops.jobs WHERE cancel_requested "
+						"AND state IN ('queued', 'running')", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read cancelled jobs");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1,
+														 &isnull));
+			ListCell   *lc;
+
+			foreach(lc, bulkops_works)
+				if (((Work *) lfirst(lc))->ref.job_id == id)
+					((Work *) lfirst(lc))->cancel = true;
+		}
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		bulkops_abort_tx(cxt);
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.h
+ *	  What worker.c (the loop, sending, results) and claim.c (taking
+ *	  batches from the tables) share.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_WORKER_H
+#define BULKOPS_WORKER_H
+
+#include "utils/timestamp.h"
+
+#include "bulkops.h"
+#include "http.h"
+
+/* One batch in the worker's hands; owns the memory context cxt. */
+typedef struct Work
+{
+	MemoryContext cxt;
+	BulkopsBatchRef ref;		/* what receipts.c needs */
+	BulkopsBatch batch;			/* what the dialect sees */
+	const BulkopsDialect *dialect;
+	char	   *target;
+	Jsonb	   *auth;
+	int			max_attempts;
+	int			concurrency;
+	int			poll_errors;
+	int			polls;			/* polls at the current step */
+	bool		cancel;			/* its job was cancelled */
+	bool		in_doubt;		/* resumed submit of a non-idempotent op */
+	char	   *settle_error;	/* settle at once as failed, with this */
+	TimestampTz due;			/* send the next request then */
+	BulkopsHttpCall *call;		/* in flight, or NULL */
+	long		last_status;
+} Work;
+
+/* the batches held, in TopMemoryContext */
+extern List *bulkops_works;
+
+/* worker.c */
+extern void bulkops_works_add(Work *w);
+extern void bulkops_begin_tx(const char *activity);
+extern void bulkops_commit_tx(void);
+extern void bulkops_abort_tx(MemoryContext cxt);
+
+/* claim.c */
+extern void bulkops_claim(void);
+extern void bulkops_recover(void);
+extern void bulkops_refresh_cancels(void);
+extern void bulkops_load_pending(Work *w);
+
+#endif							/* BULKOPS_WORKER_H */
