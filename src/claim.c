@@ -243,11 +243,18 @@ bulkops_claim(void)
 	PG_TRY();
 	{
 		bulkops_begin_tx("claiming batches");
-		rc = SPI_execute("SELECT b.job_id, b.batch_no, j.target, "
-						 "coalesce((j.options->>'concurrency')::int, 0) "
-						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
-						 "WHERE b.state = 'queued' AND b.next_attempt_at <= now() "
-						 "ORDER BY b.job_id, b.batch_no LIMIT 1000",
+		/*
+		 * A few candidates per target, so that one target's long queue
+		 * cannot hide another target's work.
+		 */
+		rc = SPI_execute("SELECT job_id, batch_no, target, concurrency FROM ("
+						 " SELECT b.job_id, b.batch_no, j.target,"
+						 "  coalesce((j.options->>'concurrency')::int, 0) AS concurrency,"
+						 "  row_number() OVER (PARTITION BY j.target"
+						 "                     ORDER BY b.job_id, b.batch_no) AS n"
+						 " FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id"
+						 " WHERE b.state = 'queued' AND b.next_attempt_at <= now()) c "
+						 "WHERE n <= 64 ORDER BY job_id, batch_no",
 						 true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not find batches: %s", SPI_result_code_string(rc));

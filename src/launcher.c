@@ -32,7 +32,9 @@ typedef struct LaunchedWorker
 {
 	char		dbname[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
+	TimestampTz started_at;
 	TimestampTz restart_at;
+	int			quick_deaths;	/* stopped soon after starting, in a row */
 	bool		wanted;
 } LaunchedWorker;
 
@@ -83,8 +85,27 @@ start_worker(LaunchedWorker *lw)
 				(errmsg("could not start the bulkops worker for database \"%s\"",
 						lw->dbname),
 				 errhint("Raise max_worker_processes.")));
-	lw->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												 bulkops_launcher_naptime_ms);
+	lw->started_at = GetCurrentTimestamp();
+}
+
+/*
+ * When to start a stopped worker again.  One that keeps dying at once (its
+ * database does not exist yet, say) is retried less and less often, up to
+ * a minute, so it does not fill the log.
+ */
+static void
+schedule_restart(LaunchedWorker *lw)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		delay;
+
+	if (lw->started_at != 0 && !TimestampDifferenceExceeds(lw->started_at, now, 10000))
+		lw->quick_deaths++;
+	else
+		lw->quick_deaths = 0;
+	delay = (long) bulkops_launcher_naptime_ms << Min(lw->quick_deaths, 10);
+	lw->restart_at = TimestampTzPlusMilliseconds(now, Min(delay, 60000));
+	lw->started_at = 0;
 }
 
 static bool
@@ -130,7 +151,11 @@ reconcile(void)
 				TerminateBackgroundWorker(lw->handle);
 			continue;
 		}
-		if (!worker_running(lw) && GetCurrentTimestamp() >= lw->restart_at)
+		if (worker_running(lw))
+			continue;
+		if (lw->started_at != 0)
+			schedule_restart(lw);	/* it stopped since the last look */
+		if (GetCurrentTimestamp() >= lw->restart_at)
 			start_worker(lw);
 	}
 	list_free(list);
