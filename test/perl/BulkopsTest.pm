@@ -1,0 +1,200 @@
+# BulkopsTest.pm - shared plumbing of the bulkops TAP tests (test/t/*.pl).
+#
+#   use lib 'test/perl';
+#   use BulkopsTest;
+#
+#   my $port = start_mock();                    # the mock API server, killed at END
+#   mock_post('/_control/config', {clinia => {pending_polls => 3}});
+#   my $node = bulkops_node('main', "bulkops.max_attempts = 3");   # started
+#   my $state = wait_for_job($node, $job, 60);  # the final state, or undef
+#
+# Everything talks to 127.0.0.1 only: proxies from the environment are
+# dropped, both for our HTTP client and for the server's libcurl.
+package BulkopsTest;
+
+use strict;
+use warnings;
+
+use Carp;
+use Cwd qw(abs_path);
+use Exporter 'import';
+use File::Basename qw(dirname);
+use HTTP::Tiny;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(start_mock mock_port mock_url mock_get mock_post mock_delete
+  bulkops_node wait_for_job worker_pid);
+
+# No request of ours, nor of the server we start, may go through a proxy.
+delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
+$ENV{no_proxy} = $ENV{NO_PROXY} = '127.0.0.1,localhost';
+
+my $json = JSON::PP->new->utf8->canonical;
+my $http = HTTP::Tiny->new(
+	timeout    => 60,
+	proxy      => undef,
+	http_proxy => undef,
+	keep_alive => 1);
+my ($mock_pid, $mock_port, $mock_out);
+
+=pod
+
+=item start_mock(@args)
+
+Start test/mock/mock_api.py on a free port of 127.0.0.1 (once per test file)
+and return the port.  The server is stopped when the test file ends.
+
+=cut
+
+sub start_mock
+{
+	my @args = @_;
+	return $mock_port if defined $mock_port;
+
+	my $script = abs_path(dirname(__FILE__) . '/../mock/mock_api.py');
+	$mock_pid =
+	  open($mock_out, '-|', 'python3', $script, '--port', '0', '--host',
+		'127.0.0.1', '--quiet', @args)
+	  or BAIL_OUT("could not start the mock API server: $!");
+
+	my $line;
+	eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		alarm 30;
+		$line = <$mock_out>;
+		alarm 0;
+	};
+	alarm 0;
+	BAIL_OUT("mock API server did not start: " . ($line // $@ // 'no output'))
+	  unless defined $line && $line =~ /mock_api ready on 127\.0\.0\.1:(\d+)/;
+	$mock_port = $1;
+	note "mock API server (pid $mock_pid) on 127.0.0.1:$mock_port";
+	return $mock_port;
+}
+
+END
+{
+	# keep the test's exit status: waitpid would overwrite $?
+	local $?;
+	if ($mock_pid)
+	{
+		kill 'TERM', $mock_pid;
+		waitpid($mock_pid, 0);
+		$mock_pid = undef;
+	}
+}
+
+sub mock_port { return $mock_port // croak "start_mock() first" }
+
+# http://127.0.0.1:PORT followed by $path
+sub mock_url { return 'http://127.0.0.1:' . mock_port() . ($_[0] // '') }
+
+sub _mock_request
+{
+	my ($method, $path, $body) = @_;
+	my %opts;
+	if (defined $body)
+	{
+		$opts{content} = $json->encode($body);
+		$opts{headers} = { 'Content-Type' => 'application/json' };
+	}
+	my $res = $http->request($method, mock_url($path), \%opts);
+	croak "mock $method $path: $res->{status} $res->{reason}: "
+	  . ($res->{content} // '')
+	  unless $res->{success};
+	return $json->decode($res->{content});
+}
+
+=pod
+
+=item mock_get($path), mock_post($path, $data), mock_delete($path)
+
+Call the mock's API (normally its control API under /_control); the answer
+is returned decoded from JSON.  A non-2xx answer dies.
+
+=cut
+
+sub mock_get    { return _mock_request('GET',    $_[0]) }
+sub mock_post   { return _mock_request('POST',   $_[0], $_[1] // {}) }
+sub mock_delete { return _mock_request('DELETE', $_[0]) }
+
+=pod
+
+=item bulkops_node($name, @conf_lines)
+
+Create, configure and start a cluster with bulkops preloaded, serving the
+postgres database and polling quickly.  Extra postgresql.conf lines come
+last, so they override the defaults (shared_preload_libraries included); a
+line may be a code reference, called with the node (before it starts) to
+make the line, e.g. sub { "cron.host = '" . $_[0]->host . "'" }.
+
+=cut
+
+sub bulkops_node
+{
+	my ($name, @conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	@conf = map { ref $_ eq 'CODE' ? $_->($node) : $_ } @conf;
+	$node->append_conf(
+		'postgresql.conf', join("\n",
+			"shared_preload_libraries = 'bulkops'",
+			"bulkops.database_name = 'postgres'",
+			"bulkops.poll_interval = '50ms'",
+			"bulkops.launcher_naptime = '100ms'",
+			@conf));
+	$node->start;
+	return $node;
+}
+
+=pod
+
+=item wait_for_job($node, $job, $timeout)
+
+Wait (at most $timeout seconds, default 60) until job $job is in a final
+state; return that state, or undef (with a diagnostic) on timeout.
+
+=cut
+
+sub wait_for_job
+{
+	my ($node, $job, $timeout) = @_;
+	$timeout //= 60;
+	croak "job id must be a number" unless $job =~ /^\d+$/;
+
+	local $PostgreSQL::Test::Utils::timeout_default = $timeout;
+	my $final = $node->poll_query_until('postgres',
+		"SELECT state NOT IN ('queued', 'running') FROM bulkops.jobs WHERE id = $job"
+	);
+	my $state = $node->safe_psql('postgres',
+		"SELECT state FROM bulkops.jobs WHERE id = $job");
+	unless ($final)
+	{
+		diag "job $job is still '$state' after ${timeout}s: "
+		  . $node->safe_psql('postgres',
+			"SELECT row_to_json(p) FROM bulkops.job_progress p WHERE id = $job");
+		return undef;
+	}
+	return $state;
+}
+
+=pod
+
+=item worker_pid($node)
+
+The pid of the bulkops worker of the postgres database, as
+pg_stat_activity shows it, or '' when there is none.
+
+=cut
+
+sub worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'");
+}
+
+1;
