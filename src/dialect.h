@@ -141,6 +141,10 @@ typedef struct BulkopsResult
 	int			delay_ms;		/* for NEXT_STEP and NEXT_RETRY; 0 = default */
 	bool		counts_attempt; /* NEXT_RESUBMIT: does the resend use up an
 								 * attempt? */
+	bool		maybe_applied;	/* NEXT_RESUBMIT: the rows may already have
+								 * been applied; the worker resends them only
+								 * for idempotent operations, else they
+								 * become unknown */
 	char	   *error;			/* for NEXT_RETRY and NEXT_FAIL */
 	BulkopsRowStatus fail_status;	/* NEXT_FAIL: FAILED (the default, also
 									 * when left SUCCEEDED), UNKNOWN or

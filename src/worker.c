@@ -259,6 +259,15 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 												 : poll_delay_ms(w));
 			break;
 		case BULKOPS_NEXT_RESUBMIT:
+			if (res->maybe_applied && !w->dialect->idempotent[w->batch.op])
+			{
+				res->next = BULKOPS_NEXT_FAIL;
+				res->fail_status = BULKOPS_ROW_UNKNOWN;
+				res->error = psprintf("%s; the rows may have been applied, and %s is not safe to repeat",
+									  res->error ? res->error : "the remote task was lost",
+									  bulkops_op_name(w->batch.op));
+				break;
+			}
 			w->batch.step = 0;
 			w->batch.remote_id = NULL;
 			if (res->counts_attempt)

@@ -337,9 +337,10 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 
 	if (resp->status == 404)
 	{
-		/* the task is gone: send again where that cannot apply twice */
+		/* the task is gone, perhaps after running: its rows are in doubt */
 		result->next = BULKOPS_NEXT_RESUBMIT;
 		result->counts_attempt = true;
+		result->maybe_applied = true;
 		result->error = psprintf("task %s is not known to the remote side",
 								 batch->remote_id);
 		return;

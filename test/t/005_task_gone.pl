@@ -1,8 +1,7 @@
 # 005_task_gone.pl - a remote task that is "gone" is resent only where resending
 # cannot apply a row twice.
 #
-# Proves (or, while the bug described below exists, shows that it does not hold)
-# the DESIGN.md rule "Resending is allowed only where the operation is idempotent
+# Proves the DESIGN.md rule "Resending is allowed only where the operation is idempotent
 # (upsert, delete, update by id) or the API takes an idempotency key; otherwise the
 # row's receipt says the outcome is unknown", in the case where polling an
 # accepted clinia task answers 404 "task not found" although the task ran (a
