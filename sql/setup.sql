@@ -7,8 +7,11 @@ SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
 \getenv mock_port BULKOPS_MOCK_PORT
 SELECT :'mock_port' ~ '^[0-9]+$' AS mock_port_given;
 -- each suite runs in its own session: a database default reaches them all
+-- (not echoed: the port differs from run to run)
+\set ECHO none
 SELECT format('ALTER DATABASE %I SET test.mock_url = %L', current_database(),
               'http://127.0.0.1:' || :'mock_port') \gexec
+\set ECHO all
 
 CREATE SCHEMA test;
 CREATE FUNCTION test.sh_quote(s text) RETURNS text
