@@ -2,7 +2,8 @@
 # Runs every bulkops test: the mock server's own tests, the pg_regress suites
 # (sql/, expected/) and the TAP suites (test/t/).  Run as root on a fresh
 # machine, it first installs the packages, builds and installs bulkops, then
-# runs the tests as an unprivileged user.
+# runs the tests as an unprivileged user.  Ends with "N passed, N failed",
+# counting individual tests across the three runners.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/test/lib.sh"
@@ -10,24 +11,42 @@ bulkops_root_prelude "$top" test/run-tests.sh "$@"
 
 cd "$top"
 export PATH="$BULKOPS_PGBIN:$PATH"
+logs=$(mktemp -d /tmp/bulkops-tests.XXXXXX)
 passed=0 failed=0
-step() {
-	local name=$1
-	shift
-	echo "=== $name"
-	if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== $name FAILED"; fi
-}
 
-step "mock server tests" python3 -m unittest -q test/mock/test_mock_api.py
+echo "=== mock server tests"
+python3 -m unittest test/mock/test_mock_api.py >"$logs/mock" 2>&1
+rc=$?
+tail -3 "$logs/mock"
+n=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$logs/mock")
+f=$(sed -n 's/.*FAILED (\(.*\)).*/\1/p' "$logs/mock" | grep -o '[0-9]\+' | awk '{s += $1} END {print s + 0}')
+[ $rc -ne 0 ] && { cat "$logs/mock"; f=${f:-1}; }
+passed=$((passed + ${n:-0} - ${f:-0})); failed=$((failed + ${f:-0}))
 
 bulkops_start_mock "$top" || exit 1
-trap 'kill $MOCK_PID 2>/dev/null' EXIT
+trap 'kill $MOCK_PID 2>/dev/null; rm -rf "$logs"' EXIT
 
-regress() {
-	make -s installcheck-regress-only || { cat regression.diffs 2>/dev/null | head -300; return 1; }
-}
-step "pg_regress suites" regress
-step "TAP suites" make -s prove-only
+echo "=== pg_regress suites"
+make -s installcheck-regress-only >"$logs/regress" 2>&1
+rc=$?
+grep -E '^(ok|not ok|test) |tests? (passed|failed)|^ +[0-9]+ of' "$logs/regress"
+if [ $rc -ne 0 ]; then
+	cat regression.diffs 2>/dev/null | head -300
+	grep -q 'tests\? passed\|tests\? failed' "$logs/regress" || tail -20 "$logs/regress"
+fi
+total=$(grep -cE '^(ok|not ok|test) ' "$logs/regress")
+bad=$(grep -cE '^not ok|\.\.\. FAILED' "$logs/regress")
+[ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+passed=$((passed + total - bad)); failed=$((failed + bad))
+
+echo "=== TAP suites"
+make -s prove-only >"$logs/tap" 2>&1
+rc=$?
+cat "$logs/tap"
+tests=$(sed -n 's/.*Tests=\([0-9]*\).*/\1/p' "$logs/tap" | tail -1)
+bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$logs/tap" | awk '{split($2, a, "/"); s += a[1]} END {print s + 0}')
+[ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+passed=$((passed + ${tests:-0} - bad)); failed=$((failed + bad))
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
