@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""report.py - the results table of test/bench/run.sh.
+
+Reads the key<TAB>value lines run.sh wrote (one measurement per line, per-round
+keys suffixed .1, .2, ...), prints the summary table with targets and
+PASS/MISS, the details and the raw rounds, and exits 1 when the run is not
+valid: a job not succeeded, a receipt missing or not succeeded, a worker
+restart, or the mock having seen a different number of operations.
+
+    python3 test/bench/report.py RESULTS.tsv
+"""
+
+import statistics
+import sys
+
+MB = 1024 * 1024
+
+# Targets: (description, test on the value)
+TARGET_ENQUEUE_RATIO = 0.5      # enqueue rows/s >= 0.5 x baseline rows/s
+TARGET_E2E_RATIO = 3.0          # end-to-end time <= 3 x enqueue time
+TARGET_WORKER_RSS_MB = 200      # worker VmHWM < 200 MB
+
+
+def load(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            k, _, v = line.partition("\t")
+            out[k] = v
+    return out
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def grouped(n):
+    return "{:,.0f}".format(n)
+
+
+def per_round(res, name):
+    """The values of name.1, name.2, ... in round order."""
+    vals = []
+    r = 1
+    while "%s.%d" % (name, r) in res:
+        vals.append(num(res["%s.%d" % (name, r)]))
+        r += 1
+    return vals
+
+
+def median(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def table(rows, header):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
+def main(path):
+    res = load(path)
+    rows = int(res["rows"])
+    base_s = per_round(res, "baseline_s")
+    enq_s = per_round(res, "enqueue_s")
+    fn_s = per_round(res, "enqueue_fn_s")
+    e2e_s = per_round(res, "e2e_s")
+    enq_cpu = per_round(res, "enqueue_cpu_s")
+    base_cpu = per_round(res, "baseline_cpu_s")
+    wcpu = per_round(res, "worker_cpu_s")
+    mcpu = per_round(res, "mock_cpu_s")
+    ocpu = per_round(res, "others_cpu_s")
+    round_s = per_round(res, "round_s")
+    ncpu = int(res.get("ncpu", "1"))
+    nrounds = len(enq_s)
+    job_keys = ["job.%d" % r for r in range(1, nrounds + 1)]
+    job_keys += [k for k in ("job.cx", "job.cy") if k + ".state" in res]
+    job_bytes = [num(res["job.%d.bytes" % r]) for r in range(1, nrounds + 1)]
+    job_stored = [num(res["job.%d.stored_bytes" % r]) for r in range(1, nrounds + 1)]
+
+    base_bytes = num(res["baseline_bytes"])
+    m_base, m_enq, m_e2e = median(base_s), median(enq_s), median(e2e_s)
+    m_bytes = median(job_bytes)
+    ratio_enq = median([b / e for b, e in zip(base_s, enq_s)])
+    ratio_e2e = median([x / e for x, e in zip(e2e_s, enq_s)])
+    vmhwm_mb = num(res.get("vmhwm_kb")) / 1024
+    anon_mb = num(res.get("rss_anon_peak_kb", 0)) / 1024
+    shmem_mb = num(res.get("rss_shmem_peak_kb", 0)) / 1024
+
+    # validity
+    problems = []
+    receipts_ok = True
+    for k in job_keys:
+        state = res.get(k + ".state")
+        counts = [int(res.get(k + "." + c) or -1)
+                  for c in ("rows_total", "receipts", "receipts_succeeded", "receipts_keyed")]
+        if state != "succeeded" or any(c != rows for c in counts):
+            receipts_ok = False
+            problems.append("%s: state %s, rows_total/receipts/succeeded/keyed = %s (want %d)"
+                            % (k, state, "/".join(map(str, counts)), rows))
+    expected_ops = rows * len(job_keys)
+    mock_ops = num(res.get("mock_operations"))
+    if mock_ops != expected_ops:
+        problems.append("the mock saw %s operations, expected %d" % (res.get("mock_operations"),
+                                                                     expected_ops))
+    if res.get("worker_restarted"):
+        problems.append("the bulkops worker restarted during the run (its VmHWM is partial)")
+
+    print()
+    print("bulkops benchmark: %s" % res.get("config", ""))
+    print("machine: %s" % res.get("machine", ""))
+    print("cluster: %s" % res.get("settings", "").replace(";", ", "))
+    print("medians of %d rounds (baseline and enqueue alternating); ratios are medians of "
+          "per-round ratios" % nrounds)
+    print()
+    summary = [
+        ("rows", grouped(rows), "", ""),
+        ("baseline COPY row_to_json, rows/s", grouped(rows / m_base), "", ""),
+        ("baseline MB/s", "%.1f" % (base_bytes / MB / m_base), "", ""),
+        ("enqueue rows/s", grouped(rows / m_enq), "", ""),
+        ("enqueue MB/s", "%.1f" % (m_bytes / MB / m_enq), "", ""),
+        ("enqueue / baseline (rows/s ratio)", "%.2f" % ratio_enq,
+         ">= %.2f" % TARGET_ENQUEUE_RATIO, verdict(ratio_enq >= TARGET_ENQUEUE_RATIO)),
+    ]
+    if "contended_enqueue_s" in res:
+        c = num(res["contended_enqueue_s"])
+        summary.append(("enqueue rows/s, worker busy with a job", grouped(rows / c), "", ""))
+    summary += [
+        ("end to end rows/s", grouped(rows / m_e2e), "", ""),
+        ("end to end time / enqueue time", "%.1f" % ratio_e2e,
+         "<= %.1f" % TARGET_E2E_RATIO, verdict(ratio_e2e <= TARGET_E2E_RATIO)),
+        ("worker peak RSS (VmHWM)", "%.0f MB" % vmhwm_mb,
+         "< %d MB" % TARGET_WORKER_RSS_MB, verdict(vmhwm_mb < TARGET_WORKER_RSS_MB)),
+        ("  of which private (peak RssAnon)", "%.0f MB" % anon_mb,
+         "< %d MB" % TARGET_WORKER_RSS_MB, verdict(anon_mb < TARGET_WORKER_RSS_MB)),
+        ("receipts written (per job, all succeeded)",
+         "%s x %d jobs" % (grouped(rows), len(job_keys)) if receipts_ok else "INVALID",
+         "= rows", "PASS" if receipts_ok else "FAIL"),
+    ]
+    table(summary, ("measure", "value", "target", ""))
+
+    print()
+    commit = [e - f for e, f in zip(enq_s, fn_s)]
+    after = [x - e for x, e in zip(e2e_s, enq_s)]
+    details = [
+        ("t as row_to_json / as batch bodies (per job)",
+         "%.1f MB / %.1f MB" % (base_bytes / MB, m_bytes / MB)),
+        ("batch bodies stored (lz4 TOAST, pg_column_size)",
+         "%.1f MB (%.0f%% of raw)" % (median(job_stored) / MB,
+                                      100 * median(job_stored) / m_bytes)),
+        ("baseline: seconds / backend CPU seconds", "%.2f / %.2f" % (m_base, median(base_cpu))),
+        ("enqueue: seconds (in bulk_upsert + COMMIT)",
+         "%.2f (%.2f + %.2f)" % (m_enq, median(fn_s), median(commit))),
+        ("enqueue: backend CPU seconds", "%.2f" % median(enq_cpu)),
+        ("after COMMIT until final: seconds", "%.2f" % median(after)),
+        ("worker CPU seconds per job", "%.2f (%.0f%% of the time after COMMIT)"
+         % (median(wcpu), 100 * median(wcpu) / median(after))),
+        ("mock CPU seconds per job", "%.2f" % median(mcpu)),
+        ("WAL per job: enqueue / worker (receipts, batch states)",
+         "%.0f MB / %.0f MB" % (median(per_round(res, "wal_enqueue_bytes")) / MB,
+                                median(per_round(res, "wal_worker_bytes")) / MB)),
+        ("worker peak RssAnon (private) / RssShmem (shared buffers it touched)",
+         "%.0f MB / %.0f MB (sampled every 0.1 s)" % (anon_mb, shmem_mb)),
+    ]
+    if "contended_enqueue_s" in res:
+        details.append(("contended: enqueue s (backend CPU s) / both jobs end to end s",
+                        "%.2f (%.2f) / %.2f" % (num(res["contended_enqueue_s"]),
+                                                num(res["contended_enqueue_cpu_s"]),
+                                                num(res["contended_e2e_s"]))))
+    details.append(("mock operations received / expected",
+                    "%s / %s" % (grouped(mock_ops or 0), grouped(expected_ops))))
+    details.append(("CPU used by other processes on the machine, rounds 1-%d" % nrounds,
+                    "%.1f s (%.0f%% of %d cores x %.0f s)"
+                    % (sum(ocpu), 100 * sum(ocpu) / (ncpu * sum(round_s)), ncpu,
+                       sum(round_s))))
+    details.append(("checkpoints by time or WAL during the run",
+                    res.get("checkpoints_timed_or_requested", "?")))
+    table(details, ("detail", "value"))
+
+    print()
+    raw = []
+    for r in range(nrounds):
+        raw.append((r + 1, "%.2f" % base_s[r], "%.2f" % enq_s[r], "%.2f" % fn_s[r],
+                    "%.2f" % e2e_s[r], "%.2f" % enq_cpu[r], "%.2f" % wcpu[r], "%.2f" % mcpu[r],
+                    "%.1f" % max(0.0, ocpu[r])))
+    table(raw, ("round", "baseline s", "enqueue s", "in fn s", "e2e s", "backend CPU s",
+                "worker CPU s", "mock CPU s", "others' CPU s"))
+
+    if problems:
+        print()
+        print("INVALID RUN:")
+        for p in problems:
+            print("  - " + p)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# test/bench/run.sh - throughput benchmark of bulkops: enqueue, end to end,
+# worker memory, against COPY (SELECT row_to_json(t) FROM t) TO '/dev/null'.
+#
+# Not a test and never run in CI: it takes minutes and its numbers depend on
+# the machine.  Run as root on a fresh machine, it first installs the
+# packages and builds and installs bulkops (same prelude as test/demo.sh),
+# then re-runs itself as an unprivileged user.  Leaves nothing running.
+#
+#   test/bench/run.sh [--rows N] [--dialect clinia] [--runs 3]
+#                     [--batch-size 10000] [--concurrency C]
+#                     [--no-contended] [--statements] [--hold]
+#
+# What it does:
+#   * a throwaway cluster tuned for bulk loading (settings printed with the
+#     results), bulkops preloaded, and the mock API server in --bench mode;
+#   * a table t of N rows, 8 mixed-type columns, vacuumed, analysed and
+#     read into shared buffers before anything is timed;
+#   * --runs rounds, alternating: baseline COPY row_to_json to /dev/null, then
+#     bulk_upsert in its own transaction (timed until COMMIT returns, the
+#     worker idle), then the wait for that job to be final (polled every
+#     50 ms): end to end.  Medians over the rounds are reported;
+#   * one more pair of jobs back to back, the second enqueued while the worker
+#     sends the first: enqueue under contention (--no-contended skips it);
+#   * every job verified: one receipt per row, all succeeded, keys matching t;
+#   * the worker's peak RSS (VmHWM) and its private/shared split.
+#
+# --statements also loads pg_stat_statements (track = all) and prints the
+# statements that took the most time, nested ones included.  --hold keeps the
+# cluster and the mock running after the report, for profiling, until the
+# script is interrupted.
+#
+# Exit status: 0 when the measurements are valid (whatever PASS/MISS says),
+# 1 when something failed or a job's receipts do not add up.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+
+usage() { sed -n '10,12p' "$0" | sed 's/^# \{0,1\}//'; }
+
+rows=1000000
+dialect=clinia
+runs=3
+batch_size=10000
+concurrency=
+contended=1
+statements=0
+hold=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--rows) rows=${2:?}; shift 2 ;;
+		--rows=*) rows=${1#*=}; shift ;;
+		--dialect) dialect=${2:?}; shift 2 ;;
+		--dialect=*) dialect=${1#*=}; shift ;;
+		--runs) runs=${2:?}; shift 2 ;;
+		--runs=*) runs=${1#*=}; shift ;;
+		--batch-size) batch_size=${2:?}; shift 2 ;;
+		--batch-size=*) batch_size=${1#*=}; shift ;;
+		--concurrency) concurrency=${2:?}; shift 2 ;;
+		--concurrency=*) concurrency=${1#*=}; shift ;;
+		--no-contended) contended=0; shift ;;
+		--statements) statements=1; shift ;;
+		--hold) hold=1; shift ;;
+		-h|--help) usage; exit 0 ;;
+		*) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+rows=${rows//[,_]/}
+for v in rows runs batch_size ${concurrency:+concurrency}; do
+	case "${!v}" in
+		''|*[!0-9]*|0) echo "--${v/_/-} must be a positive integer" >&2; exit 2 ;;
+	esac
+done
+
+# ---- dialects: how to point a target at the mock, one case per dialect ----
+# Sets target_url, target_resource and target_auth (JSON, or empty for none).
+dialect_target() {
+	local mock=$1
+	case "$dialect" in
+		clinia)
+			target_url="$mock/clinia/sources/bench/v1"
+			target_resource=Patient
+			target_auth='{"type": "header", "name": "X-Clinia-API-Key", "value": "bench-key"}'
+			;;
+		*)
+			echo "no benchmark setup for dialect \"$dialect\" (known: clinia)" >&2
+			return 1 ;;
+	esac
+}
+dialect_target http://127.0.0.1:1 || exit 2	# refuse an unknown dialect before building anything
+
+. "$top/test/lib.sh"
+bulkops_root_prelude "$top" test/bench/run.sh --rows "$rows" --dialect "$dialect" \
+	--runs "$runs" --batch-size "$batch_size" ${concurrency:+--concurrency "$concurrency"} \
+	$([ "$contended" = 1 ] || echo --no-contended) $([ "$statements" = 0 ] || echo --statements) \
+	$([ "$hold" = 0 ] || echo --hold)
+
+export PATH="$BULKOPS_PGBIN:$PATH"
+data=$(mktemp -d /tmp/bulkops-bench.XXXXXX)
+results="$data/results.tsv"
+sampler_pid=
+hold_pid=
+cleanup() {
+	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
+	[ -n "$hold_pid" ] && kill "$hold_pid" 2>/dev/null
+	pg_ctl -D "$data/pg" -m immediate stop >/dev/null 2>&1 || true
+	[ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null
+	rm -rf "$data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+[ -n "${KEEP_LOG:-}" ] && trap 'cat "$data/server.log" >&2; cleanup' EXIT
+
+log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+put() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
+secs() { awk -v t="$1" -v h="$clk_tck" 'BEGIN {printf "%.2f", t / h}'; }
+# The machine is shared: CPU ticks of everything, and of what this benchmark
+# runs (the cluster's processes, the mock, this script and its psql), so the
+# report can say how much of the machine something else took meanwhile.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+own_ticks() {
+	local pm c t
+	pm=$(head -1 "$data/pg/postmaster.pid")
+	# exited children (backends, psql) are counted in their parent's cutime/cstime
+	t=$(awk '{t += $14 + $15 + $16 + $17} END {print t}' \
+		"/proc/$pm/stat" "/proc/$$/stat" "/proc/$MOCK_PID/stat")
+	for c in $(pgrep -P "$pm"); do
+		t=$((t + $(cpu_ticks "$c" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+others_ticks() { echo $(( $(machine_ticks) - $(own_ticks) )); }
+
+# ---- the mock and the cluster ----
+bulkops_start_mock "$top" --bench
+mock="http://127.0.0.1:$MOCK_PORT"
+dialect_target "$mock"
+log "mock API server (--bench) on 127.0.0.1:$MOCK_PORT, pid $MOCK_PID"
+
+initdb -D "$data/pg" -A trust -U postgres >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+preload=bulkops
+[ "$statements" = 1 ] && preload="bulkops, pg_stat_statements"
+# Tuned for a bulk load on a small machine; printed with the results.
+settings=(
+	"shared_buffers = 1GB"
+	"max_wal_size = 4GB"
+	"min_wal_size = 1GB"
+	"checkpoint_timeout = 30min"
+	"synchronous_commit = on"
+	"wal_compression = off"
+	"maintenance_work_mem = 256MB"
+	"jit = off"
+	"max_parallel_workers_per_gather = 0"
+)
+{
+	echo "port = $port"
+	echo "listen_addresses = ''"
+	echo "unix_socket_directories = '$data'"
+	echo "shared_preload_libraries = '$preload'"
+	echo "bulkops.database_name = 'postgres'"
+	echo "log_checkpoints = on"
+	echo "pg_stat_statements.track = all"
+	printf '%s\n' "${settings[@]}"
+} >>"$data/pg/postgresql.conf"
+[ "$statements" = 1 ] || sed -i '/^pg_stat_statements/d' "$data/pg/postgresql.conf"
+pg_ctl -D "$data/pg" -l "$data/server.log" -w start >/dev/null
+log "PostgreSQL on port $port (socket in $data)"
+
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres -d postgres "$@"; }
+
+# ---- schema, target, data ----
+log "creating t with $rows rows"
+target_opts="{}"
+[ -n "$concurrency" ] && target_opts="{\"concurrency\": $concurrency}"
+sql -v url="$target_url" -v resource="$target_resource" -v auth="$target_auth" \
+	-v dialect="$dialect" -v topts="$target_opts" -v rows="$rows" <<'SQL'
+CREATE EXTENSION bulkops;
+CREATE EXTENSION pg_prewarm;
+SELECT bulkops.create_target('bench', :'dialect', :'url', resource => :'resource',
+                             auth => nullif(:'auth', '')::jsonb, options => :'topts') \gset
+
+CREATE TABLE t (
+    id       bigint PRIMARY KEY,
+    name     text,
+    email    text,
+    balance  numeric(12,2),
+    active   boolean,
+    score    double precision,
+    attrs    jsonb,
+    created  date
+);
+INSERT INTO t
+SELECT i,
+       'Customer ' || i,
+       'customer.' || i || '@example.com',
+       ((i * 7919) % 10000000) / 100.0,
+       i % 3 = 0,
+       i / 7.0,
+       jsonb_build_object('tier', i % 4, 'region', (ARRAY['eu', 'us', 'ap'])[i % 3 + 1],
+                          'vip', i % 10 = 0),
+       date '2020-01-01' + (i % 1500)::int
+FROM generate_series(1::bigint, :rows) AS i;
+VACUUM (ANALYZE) t;
+SELECT pg_prewarm('t') \gset
+SELECT count(*) FROM t \gset
+
+-- Poll a job every 50 ms until it is final; the time it was seen final.
+CREATE FUNCTION bench_wait(job bigint, deadline interval) RETURNS timestamptz
+LANGUAGE plpgsql AS $$
+DECLARE
+    s text;
+    give_up timestamptz := clock_timestamp() + deadline;
+BEGIN
+    LOOP
+        SELECT state INTO s FROM bulkops.jobs WHERE id = job;
+        IF s IS NULL THEN
+            RAISE EXCEPTION 'job % does not exist', job;
+        END IF;
+        IF s NOT IN ('queued', 'running') THEN
+            RETURN clock_timestamp();
+        END IF;
+        IF clock_timestamp() > give_up THEN
+            RAISE EXCEPTION 'job % still % after %', job, s, deadline;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SQL
+IFS='|' read -r table_mb json_mb <<<"$(sql -c "SELECT round(pg_table_size('t') / 1048576.0),
+	round(sum(octet_length(row_to_json(t)::text)) / 1048576.0, 1) FROM t")"
+json_bytes=$(sql -c "SELECT sum(octet_length(row_to_json(t)::text)) FROM t")
+put rows "$rows"
+put baseline_bytes "$json_bytes"
+log "t: $table_mb MB on disk, $json_mb MB as row_to_json"
+
+# the worker: wait until it has connected
+wpid=
+for _ in $(seq 100); do
+	wpid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'
+	               AND datname = current_database()")
+	[ -n "$wpid" ] && break
+	sleep 0.1
+done
+[ -n "$wpid" ] || { echo "the bulkops worker did not start" >&2; exit 1; }
+log "bulkops worker pid $wpid"
+
+# Peak RssAnon / RssShmem of the worker, sampled every 0.1 s (VmHWM has no split).
+sampler() {
+	local anon=0 shmem=0 k v
+	while [ -r "/proc/$wpid/status" ]; do
+		while read -r k v _; do
+			case $k in
+				RssAnon:) [ "$v" -gt "$anon" ] && anon=$v ;;
+				RssShmem:) [ "$v" -gt "$shmem" ] && shmem=$v ;;
+			esac
+		done <"/proc/$wpid/status"
+		printf '%s %s\n' "$anon" "$shmem" >"$data/rss.tmp" && mv "$data/rss.tmp" "$data/rss"
+		sleep 0.1
+	done
+}
+sampler &
+sampler_pid=$!
+
+jobopts="{\"batch_size\": $batch_size}"
+deadline="$(( rows / 1000 + 600 )) seconds"
+
+# Untimed housekeeping between measurements, so that neither autovacuum nor a
+# checkpoint lands inside one.
+settle() {
+	sql -c "VACUUM (ANALYZE) bulkops.jobs, bulkops.batches, bulkops.receipts" -c "CHECKPOINT"
+}
+
+baseline() {
+	sql <<'SQL'
+SELECT pg_backend_pid() AS bpid \gset
+\set c0 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT clock_timestamp() AS t0 \gset
+COPY (SELECT row_to_json(t) FROM t) TO '/dev/null';
+SELECT clock_timestamp() AS t1 \gset
+\set c1 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz), :c1 - :c0;
+SQL
+}
+
+# One bulk_upsert in its own transaction.  Prints
+# job|start|seconds until COMMIT returned|seconds in bulk_upsert()|backend CPU ticks|backend pid|
+# WAL position before|after
+enqueue() {
+	sql -v jobopts="$jobopts" <<'SQL'
+SELECT pg_backend_pid() AS bpid \gset
+\set c0 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT pg_current_wal_insert_lsn() AS l0 \gset
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+SELECT bulkops.bulk_upsert('bench', 't', key => 'id', options => :'jobopts') AS job \gset
+SELECT clock_timestamp() AS tf \gset
+COMMIT;
+SELECT clock_timestamp() AS t1 \gset
+\set c1 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT :job, :'t0', extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz),
+       extract(epoch FROM :'tf'::timestamptz - :'t0'::timestamptz), :c1 - :c0, :bpid,
+       :'l0', pg_current_wal_insert_lsn();
+SQL
+}
+
+# Seconds from start until job was seen final.
+wait_job() {
+	sql -v job="$1" -v t0="$2" -v deadline="$deadline" <<<"
+		SELECT extract(epoch FROM bench_wait(:job, :'deadline') - :'t0'::timestamptz)"
+}
+
+# job|state|rows_total|rows_succeeded|receipts|receipts succeeded|receipts keyed to t|body bytes|stored bytes|batches
+verify_job() {
+	sql -v job="$1" <<'SQL'
+SELECT j.id, j.state, j.rows_total, j.rows_succeeded,
+       r.n, r.ok, r.keyed, b.bytes, b.stored, b.n
+FROM bulkops.jobs j,
+     LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE status = 'succeeded') AS ok,
+                     count(t.id) AS keyed
+              FROM bulkops.receipts rc LEFT JOIN t ON rc.key = t.id::text
+              WHERE rc.job_id = j.id) r,
+     LATERAL (SELECT coalesce(sum(octet_length(body)), 0) AS bytes,
+                     coalesce(sum(pg_column_size(body)), 0) AS stored, count(*) AS n
+              FROM bulkops.batches WHERE job_id = j.id) b
+WHERE j.id = :job;
+SQL
+}
+
+record_job() {		# key job
+	local id state total ok n nok keyed bytes stored nb
+	IFS='|' read -r id state total ok n nok keyed bytes stored nb <<<"$(verify_job "$2")"
+	put "$1.state" "$state"
+	put "$1.rows_total" "$total"
+	put "$1.receipts" "$n"
+	put "$1.receipts_succeeded" "$nok"
+	put "$1.receipts_keyed" "$keyed"
+	put "$1.bytes" "$bytes"
+	put "$1.stored_bytes" "$stored"
+	put "$1.batches" "$nb"
+	log "  job $id: $state, $n receipts ($nok succeeded, $keyed keyed to t), $nb batches, $bytes bytes"
+}
+
+[ "$statements" = 1 ] &&
+	sql -c "CREATE EXTENSION pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+for r in $(seq "$runs"); do
+	settle
+	log "round $r: baseline"
+	o0=$(others_ticks); r0=$(( $(date +%s%N) / 1000000 ))
+	IFS='|' read -r secs ticks <<<"$(baseline)"
+	put "baseline_s.$r" "$secs"
+	put "baseline_cpu_s.$r" "$(secs "$ticks")"
+
+	settle
+	log "round $r: enqueue"
+	w0=$(cpu_ticks "$wpid"); m0=$(cpu_ticks "$MOCK_PID")
+	IFS='|' read -r job t0 secs fsecs ticks bpid l0 l1 <<<"$(enqueue)"
+	put "enqueue_s.$r" "$secs"
+	put "enqueue_fn_s.$r" "$fsecs"
+	put "enqueue_cpu_s.$r" "$(secs "$ticks")"
+	log "round $r: job $job enqueued in ${secs}s by backend pid $bpid, waiting"
+	e2e=$(wait_job "$job" "$t0")
+	IFS='|' read -r wal_enq wal_worker <<<"$(sql -v l0="$l0" -v l1="$l1" <<<"
+		SELECT pg_wal_lsn_diff(:'l1', :'l0'), pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l1')")"
+	put "wal_enqueue_bytes.$r" "$wal_enq"
+	put "wal_worker_bytes.$r" "$wal_worker"
+	w1=$(cpu_ticks "$wpid"); m1=$(cpu_ticks "$MOCK_PID")
+	put "e2e_s.$r" "$e2e"
+	put "worker_cpu_s.$r" "$(secs $((w1 - w0)))"
+	put "mock_cpu_s.$r" "$(secs $((m1 - m0)))"
+	put "others_cpu_s.$r" "$(secs $(( $(others_ticks) - o0 )))"
+	put "round_s.$r" "$(( $(date +%s%N) / 1000000 - r0 ))e-3"
+	log "round $r: end to end ${e2e}s"
+	record_job "job.$r" "$job"
+done
+
+if [ "$contended" = 1 ]; then
+	settle
+	log "contended: two jobs back to back, the second enqueued while the worker sends the first"
+	IFS='|' read -r jobx tx _ _ _ _ _ _ <<<"$(enqueue)"
+	IFS='|' read -r joby _ secs _ ticks _ _ _ <<<"$(enqueue)"
+	put "contended_enqueue_s" "$secs"
+	put "contended_enqueue_cpu_s" "$(secs "$ticks")"
+	wait_job "$jobx" "$tx" >/dev/null
+	put "contended_e2e_s" "$(wait_job "$joby" "$tx")"
+	record_job "job.cx" "$jobx"
+	record_job "job.cy" "$joby"
+fi
+
+# ---- after the runs ----
+[ "$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'")" = "$wpid" ] ||
+	put worker_restarted 1
+put vmhwm_kb "$(awk '/^VmHWM:/ {print $2}' "/proc/$wpid/status")"
+put vmrss_kb "$(awk '/^VmRSS:/ {print $2}' "/proc/$wpid/status")"
+kill "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=
+read -r anon shmem <"$data/rss"
+put rss_anon_peak_kb "$anon"
+put rss_shmem_peak_kb "$shmem"
+put mock_operations "$(curl -s "$mock/_control/stats" | python3 -c \
+	'import json, sys; print(json.load(sys.stdin)["'"$dialect"'"].get("operations", ""))' || true)"
+put checkpoints_timed_or_requested "$(grep -c 'checkpoint starting: \(time\|wal\)' "$data/server.log" || true)"
+put settings "$(IFS=';'; echo "${settings[*]}")"
+put config "dialect=$dialect batch_size=$batch_size concurrency=${concurrency:-default} runs=$runs"
+put ncpu "$(nproc)"
+put machine "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), PostgreSQL $(sql -c 'SHOW server_version')"
+
+status=0
+python3 "$top/test/bench/report.py" "$results" || status=$?
+if [ "$statements" = 1 ]; then
+	echo
+	echo "Top statements by total time (pg_stat_statements, track = all, all rounds):"
+	sql -P format=aligned -P footer=off -c "
+		SELECT calls, round(total_exec_time::numeric / 1000, 2) AS total_s,
+		       round(mean_exec_time::numeric, 2) AS mean_ms, rows,
+		       left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"
+fi
+if [ "$hold" = 1 ]; then
+	echo
+	echo "holding (--hold): psql -h $data -p $port -U postgres; mock $mock (pid $MOCK_PID);"
+	echo "bulkops worker pid $wpid; interrupt this script (pid $$) to stop and clean up"
+	sleep infinity &
+	hold_pid=$!
+	wait "$hold_pid" || true
+fi
+exit $status
