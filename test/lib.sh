@@ -20,8 +20,9 @@ bulkops_root_prelude() {
 	cp -a "$top/." "$copy/"
 	chown -R "$BULKOPS_TEST_USER" "$copy"
 	cd /
-	runuser -u "$BULKOPS_TEST_USER" -- env BULKOPS_INSTALLED=1 "$copy/$script" "$@"
-	local rc=$?
+	# the caller may run under set -e: keep the status, then always clean up
+	local rc=0
+	runuser -u "$BULKOPS_TEST_USER" -- env BULKOPS_INSTALLED=1 "$copy/$script" "$@" || rc=$?
 	rm -rf "$copy"
 	exit $rc
 }
