@@ -73,6 +73,8 @@ typedef struct BulkopsEncodeTarget
 	int			key_att;		/* its index in the source, or -1 */
 	Jsonb	   *options;		/* effective options of the job */
 	void	   *private;		/* dialect's own cache, set by begin_encode */
+	const char *key_text;		/* the current row's key as text, set before
+								 * each encode_row; NULL without a key */
 } BulkopsEncodeTarget;
 
 /*

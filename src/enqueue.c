@@ -259,12 +259,14 @@ enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 					 errmsg("key column \"%s\" is null in row " INT64_FORMAT " of the source",
 							st->key, st->rows),
 					 errhint("Every row needs a key; filter out rows whose key is null.")));
-		st->keys[row] = CStringGetTextDatum(bulkops_encode_text(st->enc, k,
-																slot->tts_values[k]));
+		/* converted once: the receipt's key and the dialect share it */
+		st->target.key_text = bulkops_encode_text(st->enc, k, slot->tts_values[k]);
+		st->keys[row] = CStringGetTextDatum(st->target.key_text);
 		st->key_nulls[row] = false;
 	}
 	else
 	{
+		st->target.key_text = NULL;
 		st->keys[row] = (Datum) 0;
 		st->key_nulls[row] = true;
 	}

@@ -85,14 +85,10 @@ clinia_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 }
 
 static void
-append_id(BulkopsEncodeTarget *target, BulkopsEncoder *enc, Datum *values,
-		  StringInfo out)
+append_id(BulkopsEncodeTarget *target, StringInfo out)
 {
-	char	   *id = bulkops_encode_text(enc, target->key_att,
-										 values[target->key_att]);
-
 	appendStringInfoString(out, "\"id\":");
-	bulkops_json_string(out, id, strlen(id));
+	bulkops_json_string(out, target->key_text, strlen(target->key_text));
 	appendStringInfoChar(out, ',');
 }
 
@@ -121,7 +117,7 @@ clinia_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
 	}
 	appendStringInfo(out, "{\"action\":\"%s\",\"%s\":{", action, member);
 	if (target->op != BULKOPS_OP_INSERT)
-		append_id(target, enc, values, out);
+		append_id(target, out);
 	appendStringInfoString(out, st->type_json);
 	if (target->op != BULKOPS_OP_DELETE)
 	{
