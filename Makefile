@@ -11,6 +11,7 @@ OBJS = \
 	src/encode.o \
 	src/enqueue.o \
 	src/http.o \
+	src/json_out.o \
 	src/launcher.o \
 	src/options.o \
 	src/receipts.o \

@@ -54,6 +54,7 @@
 #include "utils/typcache.h"
 
 #include "encode.h"
+#include "json_out.h"
 
 /* How a value of one type is written; chosen once per type. */
 typedef enum BulkopsJsonCategory
@@ -150,132 +151,6 @@ static void encode_datum(BulkopsTypeInfo *ti, Datum value, StringInfo out,
 						 MemoryContext mcxt);
 static void encode_row(BulkopsEncoder *enc, Datum *values, bool *nulls,
 					   const bool *omit, StringInfo out);
-
-/*
- * What each byte becomes inside a JSON string: 0 to copy it as it is, 'u'
- * for \u00XX, or the letter that follows the backslash.
- */
-static const char json_escape[256] = {
-	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
-	'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
-	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
-	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
-	0, 0, '"', 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, '\\', 0, 0, 0,
-	/* the rest, 0x60 to 0xff, is copied as it is */
-};
-
-/*
- * enlargeStringInfo() is out of line and rarely needed once a batch buffer
- * has grown, so check the room here first.  The unsigned compare also
- * sends a negative (overflowed) need to enlargeStringInfo() to complain.
- */
-static inline void
-reserve(StringInfo out, int needed)
-{
-	if (unlikely((Size) needed >= (Size) (out->maxlen - out->len)))
-		enlargeStringInfo(out, needed);
-}
-
-static inline void
-append_bytes(StringInfo out, const char *s, int n)
-{
-	reserve(out, n);
-	memcpy(out->data + out->len, s, n);
-	out->len += n;
-	out->data[out->len] = '\0';
-}
-
-static inline void
-append_char(StringInfo out, char c)
-{
-	reserve(out, 1);
-	out->data[out->len++] = c;
-	out->data[out->len] = '\0';
-}
-
-/* Does any byte of w need escaping (below 0x20, '"' or '\\')? */
-#define ONES64		UINT64CONST(0x0101010101010101)
-#define HIGHS64		UINT64CONST(0x8080808080808080)
-#define HAS_ZERO_BYTE(w)	(((w) - ONES64) & ~(w) & HIGHS64)
-#define NEEDS_ESCAPE(w) \
-	((((w) - ONES64 * 0x20) & ~(w) & HIGHS64) | \
-	 HAS_ZERO_BYTE((w) ^ (ONES64 * '"')) | \
-	 HAS_ZERO_BYTE((w) ^ (ONES64 * '\\')))
-
-/*
- * Append str[0..len) as a quoted JSON string, escaped like escape_json()
- * does.  Text rarely needs escaping, so runs of plain bytes are found eight
- * at a time and copied with one memcpy.
- */
-void
-bulkops_json_string(StringInfo out, const char *str, int len)
-{
-	const unsigned char *p = (const unsigned char *) str;
-	const unsigned char *end = p + len;
-	const unsigned char *run = p;
-
-	/* room for the usual case, where nothing needs escaping */
-	reserve(out, len + 2);
-	out->data[out->len++] = '"';
-
-	while (p < end)
-	{
-		char		esc;
-
-		while (end - p >= 8)
-		{
-			uint64		w;
-
-			memcpy(&w, p, sizeof(w));
-			if (NEEDS_ESCAPE(w))
-				break;
-			p += 8;
-		}
-		if (p >= end)
-			break;
-
-		esc = json_escape[*p];
-		if (likely(esc == 0))
-		{
-			p++;
-			continue;
-		}
-
-		append_bytes(out, (const char *) run, p - run);
-		if (esc == 'u')
-		{
-			static const char hex[] = "0123456789abcdef";
-			char		buf[6];
-
-			buf[0] = '\\';
-			buf[1] = 'u';
-			buf[2] = '0';
-			buf[3] = '0';
-			buf[4] = hex[*p >> 4];
-			buf[5] = hex[*p & 0x0f];
-			append_bytes(out, buf, 6);
-		}
-		else
-		{
-			char		buf[2];
-
-			buf[0] = '\\';
-			buf[1] = esc;
-			append_bytes(out, buf, 2);
-		}
-		run = ++p;
-	}
-
-	append_bytes(out, (const char *) run, end - run);
-	append_char(out, '"');
-}
 
 /*
  * Building encoders
