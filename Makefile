@@ -20,14 +20,14 @@ OBJS = \
 	src/dialects/clinia.o
 
 EXTENSION = bulkops
-DATA = bulkops--1.0.sql
+DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql
 PGFILEDESC = "bulkops - bulk API pushes from SQL"
 
 SHLIB_LINK = $(shell curl-config --libs)
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker security
+REGRESS = setup targets enqueue encode worker security upgrade
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
@@ -42,3 +42,6 @@ installcheck-regress-only:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 prove-only:
 	$(prove_installcheck)
+
+# PGXS tracks no header dependencies: a changed struct must rebuild its users.
+$(OBJS): $(wildcard src/*.h)

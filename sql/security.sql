@@ -38,6 +38,8 @@ RESET ROLE;
 SET ROLE bob;
 SELECT count(*) AS bob_jobs FROM bulkops.jobs;
 SELECT count(*) AS bob_receipts FROM bulkops.receipts;
+SELECT count(*) AS bob_progress FROM bulkops.job_progress;
+SELECT count(*) AS bob_batches FROM bulkops.batches;
 SELECT test.try('SELECT bulkops.cancel(' || :job || ')') AS cancel_alices;
 SELECT test.try('SELECT bulkops.wait(' || :job || ')') AS wait_alices;
 SELECT bulkops.bulk_upsert('sec', 'alice_docs', key => 'id');
@@ -46,6 +48,7 @@ RESET ROLE;
 -- carol (bulkops_admin) sees all jobs and manages targets
 SET ROLE carol;
 SELECT count(*) AS carol_jobs FROM bulkops.jobs WHERE id = :job;
+SELECT count(*) AS carol_progress FROM bulkops.job_progress WHERE id = :job;
 SELECT count(*) AS carol_receipts FROM bulkops.receipts WHERE job_id = :job;
 SELECT bulkops.alter_target('sec', options => '{"batch_size": 50}');
 SELECT bulkops.create_target('secfile', 'clinia', :'url', 'Doc',

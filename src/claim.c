@@ -125,14 +125,14 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "AND j.id = b.job_id AND b.state = 'active' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body"
+							   "b.keys, b.offsets, b.body, j.prologue"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'queued' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body",
+							   "b.keys, b.offsets, b.body, j.prologue",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -144,6 +144,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	old = MemoryContextSwitchTo(cxt);
 	w = palloc0(sizeof(Work));
 	w->cxt = cxt;
+	w->step_cxt = AllocSetContextCreate(cxt, "bulkops batch step",
+										ALLOCSET_DEFAULT_SIZES);
 	w->ref.job_id = job_id;
 	w->ref.batch_no = batch_no;
 	w->ref.first_row = DatumGetInt64(getbin(1, &isnull));
@@ -158,6 +160,17 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->batch.job_id = job_id;
 	w->batch.batch_no = batch_no;
 	w->batch.nrows = w->ref.nrows;
+	w->batch.first_row = w->ref.first_row;
+	d = getbin(13, &isnull);
+	if (isnull)
+		w->batch.prologue = "";
+	else
+	{
+		bytea	   *p = DatumGetByteaPP(d);
+
+		w->batch.prologue_len = VARSIZE_ANY_EXHDR(p);
+		w->batch.prologue = pnstrdup(VARDATA_ANY(p), w->batch.prologue_len);
+	}
 	d = getbin(10, &isnull);
 	{
 		Datum		offs = getbin(11, &isnull);

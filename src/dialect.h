@@ -75,6 +75,8 @@ typedef struct BulkopsEncodeTarget
 	void	   *private;		/* dialect's own cache, set by begin_encode */
 	const char *key_text;		/* the current row's key as text, set before
 								 * each encode_row; NULL without a key */
+	StringInfo	prologue;		/* begin_encode may append what every request
+								 * body of the job starts with (a CSV header) */
 } BulkopsEncodeTarget;
 
 /*
@@ -90,7 +92,10 @@ typedef struct BulkopsBatch
 	const char *url;			/* target base URL, no trailing slash */
 	const char *resource;
 	Jsonb	   *options;		/* effective options of the job */
+	int64		first_row;		/* job row number of row 0 */
 	int			nrows;
+	const char *prologue;		/* from begin_encode; "" if none */
+	int			prologue_len;
 	const char *body;
 	const int32 *offsets;		/* nrows + 1 entries */
 	const bool *pending;
@@ -113,6 +118,15 @@ typedef struct BulkopsRequest
 	StringInfo	body;			/* NULL for none */
 	const char *content_type;	/* NULL when there is no body */
 	List	   *headers;		/* of BulkopsHeader *, besides auth */
+
+	/*
+	 * Optional: take the answer's body piece by piece as it arrives instead
+	 * of whole, for answers too large to hold (result files).  on_data may
+	 * raise ERROR, which ends the transfer; handle_response then sees
+	 * resp->body empty and resp->stream_state set.
+	 */
+	void		(*on_data) (void *state, const char *data, size_t len);
+	void	   *stream_state;
 } BulkopsRequest;
 
 typedef struct BulkopsResponse
@@ -121,6 +135,8 @@ typedef struct BulkopsResponse
 	const char *body;			/* NUL-terminated */
 	size_t		len;
 	const char *content_type;	/* may be NULL */
+	List	   *headers;		/* of BulkopsHeader *, names lower-cased */
+	void	   *stream_state;	/* the request's, when it streamed */
 } BulkopsResponse;
 
 /* What to do with a batch after an answer. */
@@ -152,6 +168,10 @@ typedef struct BulkopsResult
 									 * when left SUCCEEDED), UNKNOWN or
 									 * CANCELLED */
 	char	   *error_code;		/* for NEXT_FAIL, optional */
+	char	   *progress;		/* optional JSON object of the remote side's
+								 * numeric counters for this batch (records
+								 * processed, ...); shown summed over the
+								 * job's batches in bulkops.job_progress */
 } BulkopsResult;
 
 typedef struct BulkopsOptionDef BulkopsOptionDef;
@@ -167,6 +187,8 @@ typedef struct BulkopsDialect
 	bool		needs_key[BULKOPS_NUM_OPS];
 	/* its own options, terminated by a NULL name */
 	const BulkopsOptionDef *options;
+	/* the most rows one request may carry; 0 = no limit of its own */
+	int			max_batch_rows;
 
 	/* refuse a target the API cannot serve (bad resource, options) */
 	void		(*validate_target) (const char *url, const char *resource,
@@ -184,6 +206,15 @@ typedef struct BulkopsDialect
 	void		(*handle_response) (const BulkopsBatch *batch,
 									const BulkopsResponse *resp,
 									BulkopsResult *result);
+
+	/* optional: after the last row; may refuse the job (ERROR) */
+	void		(*end_encode) (BulkopsEncodeTarget *target, int64 nrows,
+							   int32 nbatches);
+	/*
+	 * optional: the request that stops the batch's remote task when its job
+	 * is cancelled; returns false when there is nothing to stop at this step
+	 */
+	bool		(*build_abort) (const BulkopsBatch *batch, BulkopsRequest *req);
 } BulkopsDialect;
 
 /* registry.c */
@@ -207,6 +238,8 @@ extern JsonbContainer *bulkops_jcontainer(JsonbValue *v);
 extern int	bulkops_jarray_size(JsonbContainer *arr);
 extern JsonbValue *bulkops_jarray_get(JsonbContainer *arr, int i);
 extern char *bulkops_jtext(JsonbValue *v);
+extern const char *bulkops_response_header(const BulkopsResponse *resp,
+										   const char *name);
 
 /* the dialects */
 extern const BulkopsDialect bulkops_clinia_dialect;

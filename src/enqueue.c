@@ -327,6 +327,7 @@ enqueue_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	{
 		MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
 
+		st->target.prologue = makeStringInfo();
 		st->dialect->begin_encode(&st->target, st->enc);
 		MemoryContextSwitchTo(old);
 	}
@@ -336,7 +337,11 @@ enqueue_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 static void
 enqueue_shutdown(DestReceiver *self)
 {
-	batch_flush((EnqueueState *) self);
+	EnqueueState *st = (EnqueueState *) self;
+
+	batch_flush(st);
+	if (st->dialect->end_encode)
+		st->dialect->end_encode(&st->target, st->rows, st->batches);
 }
 
 static void
@@ -416,8 +421,9 @@ insert_job(const char *target, const BulkopsDialect *d, BulkopsOp op,
 static void
 close_job(EnqueueState *st)
 {
-	Oid			types[4] = {INT8OID, INT8OID, INT4OID, INT8OID};
-	Datum		values[4];
+	Oid			types[5] = {INT8OID, INT8OID, INT4OID, INT8OID, BYTEAOID};
+	Datum		values[5];
+	char		nulls[5] = "    n";
 	BulkopsSavedUser saved;
 	int			rc;
 
@@ -425,12 +431,21 @@ close_job(EnqueueState *st)
 	values[1] = Int64GetDatum(st->rows);
 	values[2] = Int32GetDatum(st->batches);
 	values[3] = Int64GetDatum(st->bytes);
+	if (st->target.prologue && st->target.prologue->len > 0)
+	{
+		bytea	   *p = palloc(VARHDRSZ + st->target.prologue->len);
+
+		SET_VARSIZE(p, VARHDRSZ + st->target.prologue->len);
+		memcpy(VARDATA(p), st->target.prologue->data, st->target.prologue->len);
+		values[4] = PointerGetDatum(p);
+		nulls[4] = ' ';
+	}
 	bulkops_become_owner(&saved);
 	rc = SPI_execute_with_args("UPDATE bulkops.jobs SET rows_total = $2, batches_total = $3, "
-							   "bytes_total = $4, "
+							   "bytes_total = $4, prologue = $5, "
 							   "state = CASE WHEN $3 = 0 THEN 'succeeded' ELSE state END, "
 							   "finished_at = CASE WHEN $3 = 0 THEN now() END "
-							   "WHERE id = $1", 4, types, values, NULL, false, 0);
+							   "WHERE id = $1", 5, types, values, nulls, false, 0);
 	bulkops_restore_user(&saved);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not update job: %s", SPI_result_code_string(rc));
@@ -496,6 +511,13 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	st.target.key = key;
 	st.target.options = options;
 	st.batch_size = bulkops_opt_int(options, "batch_size", bulkops_batch_size);
+	if (ti.dialect->max_batch_rows > 0 && st.batch_size > ti.dialect->max_batch_rows)
+	{
+		ereport(NOTICE,
+				(errmsg("batch_size %d is more than dialect \"%s\" takes in one request; using %d",
+						st.batch_size, ti.dialect->name, ti.dialect->max_batch_rows)));
+		st.batch_size = ti.dialect->max_batch_rows;
+	}
 	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", DEFAULT_BATCH_BYTES);
 	prepare_insert(&st);
 	st.job_id = insert_job(target, ti.dialect, op, key, options);

@@ -227,19 +227,41 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	BulkopsHttpCall *call = userp;
 	size_t		n = size * nmemb;
+	volatile size_t taken = n;
+	MemoryContext old;
 
-	if ((size_t) call->body.len + n > (size_t) call->max_size)
+	call->received += n;
+	if (call->received > (size_t) call->max_size)
 	{
 		call->too_large = true;
 		return 0;				/* makes curl fail the transfer */
 	}
-	{
-		MemoryContext old = MemoryContextSwitchTo(call->cxt);
-
+	old = MemoryContextSwitchTo(call->cxt);
+	if (call->on_data == NULL || call->status_seen >= 300)
 		appendBinaryStringInfo(&call->body, data, n);
-		MemoryContextSwitchTo(old);
+	else
+	{
+		/* an ERROR must not unwind through libcurl's frames: stop here */
+		PG_TRY();
+		{
+			call->on_data(call->stream_state, data, n);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(call->cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			call->stream_error = psprintf("could not read the answer: %s",
+										  edata->message);
+			FreeErrorData(edata);
+			taken = 0;
+		}
+		PG_END_TRY();
 	}
-	return n;
+	MemoryContextSwitchTo(old);
+	return taken;
 }
 
 static size_t
@@ -247,28 +269,48 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	BulkopsHttpCall *call = userp;
 	size_t		n = size * nmemb;
+	MemoryContext old = MemoryContextSwitchTo(call->cxt);
+	char	   *line = pnstrdup(data, n);
+	char	   *colon;
 
-	if (n > 12 && pg_strncasecmp(data, "Retry-After:", 12) == 0)
+	line[strcspn(line, "\r\n")] = '\0';
+	if (strncmp(line, "HTTP/", 5) == 0)
 	{
-		char	   *end;
-		long		secs = strtol(data + 12, &end, 10);
+		/* a new response (after a 100 Continue, say): forget the last one */
+		char	   *sp = strchr(line, ' ');
 
-		/* delta-seconds, capped; the rare HTTP-date form means "a while" */
-		if (end == data + 12 || secs < 0)
-			call->retry_after_ms = 30000;
-		else
-			call->retry_after_ms = Min(secs, 3600) * 1000;
-		call->has_retry_after = true;
+		call->status_seen = sp ? atoi(sp + 1) : 0;
+		call->resp_headers = NIL;
+		call->content_type = NULL;
 	}
-	else if (n > 13 && pg_strncasecmp(data, "Content-Type:", 13) == 0)
+	else if ((colon = strchr(line, ':')) != NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(call->cxt);
-		char	   *v = pnstrdup(data + 13, n - 13);
+		BulkopsHeader *h = palloc(sizeof(BulkopsHeader));
+		char	   *v = colon + 1;
 
-		call->content_type = pstrdup(v + strspn(v, " \t"));
-		call->content_type[strcspn(call->content_type, "\r\n")] = '\0';
-		MemoryContextSwitchTo(old);
+		*colon = '\0';
+		for (char *c = line; *c; c++)
+			*c = pg_tolower((unsigned char) *c);
+		h->name = line;
+		h->value = v + strspn(v, " \t");
+		call->resp_headers = lappend(call->resp_headers, h);
+
+		if (strcmp(h->name, "retry-after") == 0)
+		{
+			char	   *end;
+			long		secs = strtol(h->value, &end, 10);
+
+			/* delta-seconds, capped; the rare HTTP-date form means "a while" */
+			if (end == h->value || secs < 0)
+				call->retry_after_ms = 30000;
+			else
+				call->retry_after_ms = Min(secs, 3600) * 1000;
+			call->has_retry_after = true;
+		}
+		else if (strcmp(h->name, "content-type") == 0)
+			call->content_type = (char *) h->value;
 	}
+	MemoryContextSwitchTo(old);
 	return n;
 }
 
@@ -318,10 +360,13 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	struct curl_slist *hdrs = NULL;
 	ListCell   *lc;
 	char	   *policy_error;
+	bool		has_accept = false;
 
 	call->cxt = cxt;
 	call->arg = arg;
 	call->max_size = opts->max_response_size;
+	call->on_data = req->on_data;
+	call->stream_state = req->stream_state;
 	initStringInfo(&call->body);
 
 	/* the host policy is checked on every request, not only at create */
@@ -373,13 +418,16 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	if (req->content_type)
 		hdrs = curl_slist_append(hdrs, psprintf("Content-Type: %s", req->content_type));
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	foreach(lc, req->headers)
 	{
 		BulkopsHeader *h = lfirst(lc);
 
+		if (pg_strcasecmp(h->name, "Accept") == 0)
+			has_accept = true;
 		hdrs = curl_slist_append(hdrs, psprintf("%s: %s", h->name, h->value));
 	}
+	if (!has_accept)
+		hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	foreach(lc, auth_headers)
 	{
 		BulkopsHeader *h = lfirst(lc);
@@ -424,10 +472,13 @@ collect_done(void)
 				 msg->data.result == CURLE_COULDNT_RESOLVE_PROXY ||
 				 msg->data.result == CURLE_SSL_CONNECT_ERROR ||
 				 msg->data.result == CURLE_PEER_FAILED_VERIFICATION);
-			call->error = call->too_large
-				? psprintf("answer larger than bulkops.max_response_size (%d bytes)",
-						   call->max_size)
-				: psprintf("%s", curl_easy_strerror(msg->data.result));
+			if (call->too_large)
+				call->error = psprintf("answer larger than bulkops.max_response_size (%d bytes)",
+									   call->max_size);
+			else if (call->stream_error)
+				call->error = call->stream_error;
+			else
+				call->error = psprintf("%s", curl_easy_strerror(msg->data.result));
 			MemoryContextSwitchTo(old);
 		}
 		curl_multi_remove_handle(multi, msg->easy_handle);

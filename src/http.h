@@ -28,6 +28,11 @@ typedef struct BulkopsHttpCall
 	void	   *headers;		/* struct curl_slist * */
 	char	   *req_body;
 	int			max_size;
+	size_t		received;		/* body bytes so far */
+	void		(*on_data) (void *state, const char *data, size_t len);
+	void	   *stream_state;
+	char	   *stream_error;	/* what on_data raised */
+	int			status_seen;	/* from the status line, as it arrives */
 
 	/* the outcome */
 	int			curl_code;		/* CURLcode; 0 = an HTTP answer arrived */
@@ -38,6 +43,7 @@ typedef struct BulkopsHttpCall
 	long		status;
 	StringInfoData body;
 	char	   *content_type;
+	List	   *resp_headers;	/* of BulkopsHeader *, names lower-cased */
 	long		retry_after_ms; /* 0 if absent */
 	bool		has_retry_after;
 } BulkopsHttpCall;

@@ -157,6 +157,22 @@ backoff_ms(int attempt, long retry_after_ms)
 	return retry_after_ms >= 0 ? retry_after_ms : ms;
 }
 
+/* Keep the remote side's counters for the batch, for job_progress. */
+static void
+record_progress(Work *w, const char *progress)
+{
+	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(w->ref.job_id);
+	values[1] = Int32GetDatum(w->ref.batch_no);
+	values[2] = CStringGetTextDatum(progress);
+	if (SPI_execute_with_args("UPDATE bulkops.batches SET progress = $3::jsonb "
+							  "WHERE job_id = $1 AND batch_no = $2",
+							  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record batch progress");
+}
+
 /*
  * Carry out result for w inside one transaction.  Returns true if the
  * batch is finished (and w may be freed).
@@ -171,6 +187,8 @@ apply_result(Work *w, BulkopsResult *res)
 	char		nulls[6] = "      ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
+	if (res->progress)
+		record_progress(w, res->progress);
 
 	switch (res->next)
 	{
@@ -379,22 +397,27 @@ commit_result(Work *w, BulkopsResult *res)
 static void
 dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
 {
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
 	BulkopsResponse resp;
 
 	resp.status = call->status;
 	resp.body = call->body.data;
 	resp.len = call->body.len;
 	resp.content_type = call->content_type;
+	resp.headers = call->resp_headers;
+	resp.stream_state = call->stream_state;
 	PG_TRY();
 	{
 		w->dialect->handle_response(&w->batch, &resp, res);
+		/* checked here: a bad one must not abort the receipts' transaction */
+		if (res->progress)
+			(void) bulkops_json_parse(res->progress, strlen(res->progress));
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(w->cxt);
+		MemoryContextSwitchTo(w->step_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		memset(res, 0, sizeof(*res));
@@ -412,7 +435,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 {
 	BulkopsResult res = {0};
 	bool		not_applied = false;
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
 
 	w->call = NULL;
 	w->last_status = call->status;
@@ -470,7 +493,11 @@ send_request(Work *w)
 	List	   *volatile auth = NIL;
 	BulkopsHttpOptions opts;
 	char	   *volatile error = NULL;
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	MemoryContext old;
+
+	/* what the last request and its answer left behind is no longer needed */
+	MemoryContextReset(w->step_cxt);
+	old = MemoryContextSwitchTo(w->step_cxt);
 
 	PG_TRY();
 	{
@@ -481,7 +508,7 @@ send_request(Work *w)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(w->cxt);
+		MemoryContextSwitchTo(w->step_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		error = pstrdup(edata->message);

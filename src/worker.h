@@ -18,6 +18,7 @@
 typedef struct Work
 {
 	MemoryContext cxt;
+	MemoryContext step_cxt;		/* one request and its answer */
 	BulkopsBatchRef ref;		/* what receipts.c needs */
 	BulkopsBatch batch;			/* what the dialect sees */
 	const BulkopsDialect *dialect;

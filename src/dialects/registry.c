@@ -166,3 +166,19 @@ bulkops_jtext(JsonbValue *v)
 			return NULL;
 	}
 }
+
+/* An answer's header by (lower-case) name, or NULL. */
+const char *
+bulkops_response_header(const BulkopsResponse *resp, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, resp->headers)
+	{
+		BulkopsHeader *h = lfirst(lc);
+
+		if (strcmp(h->name, name) == 0)
+			return h->value;
+	}
+	return NULL;
+}

@@ -1,0 +1,36 @@
+-- bulkops 1.0 -> 1.1
+\echo Use "ALTER EXTENSION bulkops UPDATE TO '1.1'" to load this file. \quit
+
+-- What a dialect puts in front of every request body of a job (a CSV
+-- header row), written once at enqueue.
+ALTER TABLE bulkops.jobs ADD COLUMN prologue bytea;
+
+-- The remote side's own counters for a batch (records processed, phases),
+-- as its dialect reads them from each answer.
+ALTER TABLE bulkops.batches ADD COLUMN progress jsonb;
+
+-- In 1.0 the view ran with its owner's rights, so row-level security on
+-- jobs was checked against the owner and every role saw every job through
+-- it.  Views created by a superuser must run as the invoker.
+DROP VIEW bulkops.job_progress;
+CREATE VIEW bulkops.job_progress WITH (security_invoker = true, security_barrier = true) AS
+SELECT j.id, j.target, j.operation, j.state, j.rows_total,
+       j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown AS rows_done,
+       CASE WHEN j.rows_total > 0
+            THEN round(100.0 * (j.rows_succeeded + j.rows_failed + j.rows_cancelled
+                                + j.rows_unknown) / j.rows_total, 1)
+            ELSE 100.0 END AS percent,
+       CASE WHEN j.started_at IS NOT NULL
+                 AND coalesce(j.finished_at, now()) > j.started_at
+            THEN round((j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown)
+                       / extract(epoch FROM coalesce(j.finished_at, now()) - j.started_at))
+            END AS rows_per_second,
+       (SELECT jsonb_object_agg(s.key, s.total)
+          FROM (SELECT e.key, sum(e.value::text::numeric) AS total
+                  FROM bulkops.batches b, jsonb_each(b.progress) e
+                 WHERE b.job_id = j.id AND jsonb_typeof(e.value) = 'number'
+                 GROUP BY e.key) s) AS remote_progress,
+       j.created_by, j.created_at, j.started_at, j.finished_at, j.last_error
+FROM bulkops.jobs j;
+GRANT SELECT ON bulkops.job_progress TO PUBLIC;
+GRANT SELECT ON bulkops.job_progress TO bulkops_admin;

@@ -1,0 +1,24 @@
+-- upgrade: 1.0 installs and walks to the current version; what 1.1 changed
+-- is there afterwards
+CREATE DATABASE bulkops_upgrade;
+\c bulkops_upgrade
+CREATE EXTENSION bulkops VERSION '1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
+SELECT count(*) AS prologue_before FROM pg_attribute
+WHERE attrelid = 'bulkops.jobs'::regclass AND attname = 'prologue';
+ALTER EXTENSION bulkops UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
+SELECT attrelid::regclass, attname, atttypid::regtype FROM pg_attribute
+WHERE (attrelid, attname) IN (('bulkops.jobs'::regclass, 'prologue'),
+                              ('bulkops.batches'::regclass, 'progress'))
+ORDER BY 1, 2;
+SELECT reloptions FROM pg_class WHERE oid = 'bulkops.job_progress'::regclass;
+-- the view still belongs to the extension, and the public may read it
+SELECT count(*) AS view_in_extension FROM pg_depend
+WHERE objid = 'bulkops.job_progress'::regclass AND refobjid =
+      (SELECT oid FROM pg_extension WHERE extname = 'bulkops') AND deptype = 'e';
+SELECT has_table_privilege('public', 'bulkops.job_progress', 'SELECT') AS public_reads;
+\c contrib_regression
+DROP DATABASE bulkops_upgrade;
+-- the regression database got the current version directly
+SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
