@@ -111,5 +111,7 @@ extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 extern void bulkops_finish_job_if_done(int64 job_id);
 extern void bulkops_cancel_queued_batches(int64 job_id);
 extern char *bulkops_clean_text(const char *s, int maxlen);
+extern int	bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,
+						 const char *nulls, bool read_only, int expect);
 
 #endif							/* BULKOPS_H */

@@ -80,7 +80,7 @@ bulkops_load_pending(Work *w)
 	values[0] = Int64GetDatum(w->ref.job_id);
 	values[1] = Int64GetDatum(w->ref.first_row);
 	values[2] = Int64GetDatum(w->ref.first_row + w->ref.nrows - 1);
-	rc = SPI_execute_with_args("SELECT row_no FROM bulkops.receipts "
+	rc = bulkops_exec("SELECT row_no FROM bulkops.receipts "
 							   "WHERE job_id = $1 AND row_no BETWEEN $2 AND $3",
 							   3, types, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
@@ -119,7 +119,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	Datum		d;
 	int			rc;
 
-	rc = SPI_execute_with_args(resume
+	rc = bulkops_exec(resume
 							   ? "UPDATE bulkops.batches b SET updated_at = now() "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'active' "
@@ -188,8 +188,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 		Oid			ttypes[1] = {TEXTOID};
 		Datum		tvals[1] = {CStringGetTextDatum(w->target)};
 
-		rc = SPI_execute_with_args("SELECT dialect, url, resource, auth FROM bulkops.targets "
-								   "WHERE name = $1", 1, ttypes, tvals, NULL, true, 1);
+		rc = bulkops_exec("SELECT dialect, url, resource, auth FROM bulkops.targets "
+								   "WHERE name = $1", 1, ttypes, tvals, NULL, true, 0);
 		/* SPI leaves us in its own context after every call */
 		MemoryContextSwitchTo(cxt);
 		if (rc != SPI_OK_SELECT)
@@ -216,7 +216,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 		Oid			jtypes[1] = {INT8OID};
 		Datum		jvals[1] = {Int64GetDatum(job_id)};
 
-		SPI_execute_with_args("UPDATE bulkops.jobs SET state = 'running', "
+		bulkops_exec("UPDATE bulkops.jobs SET state = 'running', "
 							  "started_at = coalesce(started_at, now()) "
 							  "WHERE id = $1 AND state = 'queued'",
 							  1, jtypes, jvals, NULL, false, 0);
@@ -260,7 +260,7 @@ bulkops_claim(void)
 		 * A few candidates per target, so that one target's long queue
 		 * cannot hide another target's work.
 		 */
-		rc = SPI_execute("SELECT job_id, batch_no, target, concurrency FROM ("
+		rc = bulkops_exec("SELECT job_id, batch_no, target, concurrency FROM ("
 						 " SELECT b.job_id, b.batch_no, j.target,"
 						 "  coalesce((j.options->>'concurrency')::int, 0) AS concurrency,"
 						 "  row_number() OVER (PARTITION BY j.target"
@@ -268,7 +268,7 @@ bulkops_claim(void)
 						 " FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id"
 						 " WHERE b.state = 'queued' AND b.next_attempt_at <= now()) c "
 						 "WHERE n <= 64 ORDER BY job_id, batch_no",
-						 true, 0);
+						 0, NULL, NULL, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not find batches: %s", SPI_result_code_string(rc));
 		n = SPI_processed;
@@ -350,9 +350,10 @@ bulkops_recover(void)
 		int			rc;
 
 		bulkops_begin_tx("resuming batches");
-		rc = SPI_execute("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step "
+		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step "
 						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
-						 "WHERE b.state = 'active' ORDER BY 1, 2", true, 0);
+						 "WHERE b.state = 'active' ORDER BY 1, 2",
+						 0, NULL, NULL, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not find active batches: %s", SPI_result_code_string(rc));
 		n = SPI_processed;
@@ -390,7 +391,7 @@ bulkops_recover(void)
 				Oid			types[2] = {INT8OID, INT4OID};
 				Datum		vals[2] = {Int64GetDatum(jobs[i]), Int32GetDatum(nos[i])};
 
-				SPI_execute_with_args("UPDATE bulkops.batches SET state = 'queued', "
+				bulkops_exec("UPDATE bulkops.batches SET state = 'queued', "
 									  "next_attempt_at = now() "
 									  "WHERE job_id = $1 AND batch_no = $2",
 									  2, types, vals, NULL, false, 0);
@@ -420,8 +421,9 @@ bulkops_refresh_cancels(void)
 		uint64		i;
 
 		bulkops_begin_tx("checking cancels");
-		if (SPI_execute("SELECT id FROM bulkops.jobs WHERE cancel_requested "
-						"AND state IN ('queued', 'running')", true, 0) != SPI_OK_SELECT)
+		if (bulkops_exec("SELECT id FROM bulkops.jobs WHERE cancel_requested "
+						"AND state IN ('queued', 'running')",
+						 0, NULL, NULL, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read cancelled jobs");
 		for (i = 0; i < SPI_processed; i++)
 		{

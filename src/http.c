@@ -36,6 +36,7 @@ typedef struct SockWatch
 {
 	curl_socket_t fd;
 	int			what;			/* CURL_POLL_* */
+	int			pos;			/* its event in wait_set, or -1 */
 } SockWatch;
 
 static CURLM *multi = NULL;
@@ -44,6 +45,16 @@ static int	nsocks = 0;
 static TimestampTz timer_at = 0;	/* when curl wants a timeout call; 0: never */
 static List *done_calls = NIL;
 static int	inflight = 0;
+
+/*
+ * The wait set outlives one wait: building an epoll set costs several
+ * syscalls, and the worker waits thousands of times a second under load.
+ * It is rebuilt only when curl adds or drops a socket (PostgreSQL 15 cannot
+ * remove one event from a set); a socket switching between reading and
+ * writing is modified in place.
+ */
+static WaitEventSet *wait_set = NULL;
+static bool wait_set_stale = true;
 
 /* ---- host policy ---- */
 
@@ -189,6 +200,18 @@ bulkops_check_url(const char *url, int elevel, char **errmsg_out)
 
 /* ---- curl callbacks ---- */
 
+static uint32
+wait_events_for(int what)
+{
+	uint32		ev = 0;
+
+	if (what & CURL_POLL_IN)
+		ev |= WL_SOCKET_READABLE;
+	if (what & CURL_POLL_OUT)
+		ev |= WL_SOCKET_WRITEABLE;
+	return ev;
+}
+
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -200,7 +223,10 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < nsocks)
+		{
 			socks[i] = socks[--nsocks];
+			wait_set_stale = true;
+		}
 		return 0;
 	}
 	if (i == nsocks)
@@ -208,8 +234,17 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		if (nsocks >= MAX_SOCKETS)
 			return -1;
 		nsocks++;
+		socks[i].fd = fd;
+		socks[i].pos = -1;
+		wait_set_stale = true;
 	}
-	socks[i].fd = fd;
+	else if (!wait_set_stale && socks[i].what != what)
+	{
+		if (socks[i].pos >= 0 && wait_events_for(what) != 0)
+			ModifyWaitEvent(wait_set, socks[i].pos, wait_events_for(what), NULL);
+		else
+			wait_set_stale = true;
+	}
 	socks[i].what = what;
 	return 0;
 }
@@ -495,7 +530,6 @@ collect_done(void)
 bool
 bulkops_http_wait(long timeout_ms)
 {
-	WaitEventSet *set;
 	WaitEvent	events[MAX_SOCKETS + 2];
 	int			nevents;
 	int			running;
@@ -517,23 +551,24 @@ bulkops_http_wait(long timeout_ms)
 			wait_ms = left;
 	}
 
-	set = CreateWaitEventSet(CurrentMemoryContext, nsocks + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (i = 0; i < nsocks; i++)
+	if (wait_set_stale)
 	{
-		uint32		ev = 0;
+		if (wait_set)
+			FreeWaitEventSet(wait_set);
+		wait_set = CreateWaitEventSet(TopMemoryContext, nsocks + 2);
+		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < nsocks; i++)
+		{
+			uint32		ev = wait_events_for(socks[i].what);
 
-		if (socks[i].what & CURL_POLL_IN)
-			ev |= WL_SOCKET_READABLE;
-		if (socks[i].what & CURL_POLL_OUT)
-			ev |= WL_SOCKET_WRITEABLE;
-		if (ev)
-			AddWaitEventToSet(set, ev, socks[i].fd, NULL, NULL);
+			socks[i].pos = ev ? AddWaitEventToSet(wait_set, ev, socks[i].fd, NULL, NULL)
+				: -1;
+		}
+		wait_set_stale = false;
 	}
-	nevents = WaitEventSetWait(set, wait_ms, events, lengthof(events),
+	nevents = WaitEventSetWait(wait_set, wait_ms, events, lengthof(events),
 							   PG_WAIT_EXTENSION);
-	FreeWaitEventSet(set);
 
 	for (i = 0; i < nevents; i++)
 	{

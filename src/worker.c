@@ -167,7 +167,7 @@ record_progress(Work *w, const char *progress)
 	values[0] = Int64GetDatum(w->ref.job_id);
 	values[1] = Int32GetDatum(w->ref.batch_no);
 	values[2] = CStringGetTextDatum(progress);
-	if (SPI_execute_with_args("UPDATE bulkops.batches SET progress = $3::jsonb "
+	if (bulkops_exec("UPDATE bulkops.batches SET progress = $3::jsonb "
 							  "WHERE job_id = $1 AND batch_no = $2",
 							  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record batch progress");
@@ -247,7 +247,7 @@ apply_result(Work *w, BulkopsResult *res)
 	values[4] = Int32GetDatum(w->ref.attempts);
 	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
 	nulls[5] = res->error ? ' ' : 'n';
-	if (SPI_execute_with_args("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
+	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
 							  "attempts = $5, last_error = coalesce($6, last_error), "
 							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
 							  6, types, values, nulls, false, 0) != SPI_OK_UPDATE)
@@ -465,6 +465,32 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	else
 		dialect_answer(w, call, &res);
 	MemoryContextSwitchTo(old);
+
+	/* a remote task still running, as the last poll saw it: nothing to store */
+	if (res.next == BULKOPS_NEXT_STEP && res.step == w->batch.step &&
+		res.outcomes == NIL && res.error == NULL &&
+		(res.remote_id == NULL) == (w->batch.remote_id == NULL) &&
+		(res.remote_id == NULL || strcmp(res.remote_id, w->batch.remote_id) == 0))
+	{
+		if (res.progress && w->last_progress &&
+			strcmp(res.progress, w->last_progress) == 0)
+			res.progress = NULL;
+		if (res.progress == NULL)
+		{
+			plan_next(w, &res, not_applied, -1);
+			bulkops_http_free(call);
+			return;
+		}
+	}
+	if (res.progress)
+	{
+		MemoryContext o = MemoryContextSwitchTo(w->cxt);
+
+		if (w->last_progress)
+			pfree(w->last_progress);
+		w->last_progress = pstrdup(res.progress);
+		MemoryContextSwitchTo(o);
+	}
 
 	plan_next(w, &res, not_applied,
 			  call->has_retry_after ? call->retry_after_ms : -1);

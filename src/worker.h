@@ -34,6 +34,7 @@ typedef struct Work
 	TimestampTz due;			/* send the next request then */
 	BulkopsHttpCall *call;		/* in flight, or NULL */
 	long		last_status;
+	char	   *last_progress;	/* as last stored, to skip repeats */
 } Work;
 
 /* the batches held, in TopMemoryContext */
