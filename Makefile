@@ -12,6 +12,7 @@ OBJS = \
 	src/enqueue.o \
 	src/http.o \
 	src/json_out.o \
+	src/netpolicy.o \
 	src/launcher.o \
 	src/options.o \
 	src/receipts.o \

@@ -21,6 +21,7 @@
 /* bulkops.c: settings */
 extern char *bulkops_database_names;
 extern char *bulkops_allowed_hosts;
+extern char *bulkops_blocked_addresses;
 extern bool bulkops_allow_http;
 extern int	bulkops_batch_size;
 extern int	bulkops_concurrency;
@@ -84,7 +85,7 @@ extern JsonbValue *bulkops_jsonb_get(Jsonb *jb, const char *key);
 extern void bulkops_validate_auth(Jsonb *auth);
 extern List *bulkops_auth_headers(Jsonb *auth, const char *target);
 
-/* http.c: host policy (also used at create_target) */
+/* netpolicy.c: host policy (also used at create_target) */
 extern void bulkops_check_url(const char *url, int elevel, char **errmsg_out);
 
 /* enqueue.c */

@@ -1,14 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * http.c
- *	  libcurl's multi interface driven from the worker's wait loop, and the
- *	  host policy every request passes.
+ *	  libcurl's multi interface driven from the worker's wait loop.
  *
  * curl tells us, through its socket and timer callbacks, which sockets it
  * waits on and when it next needs a call; bulkops_http_wait() turns that
  * into one WaitEventSet with the latch and postmaster death, so the worker
  * sleeps on everything at once and never polls.  Easy handles are reused
  * for connection reuse (CURLMOPT_MAX_HOST_CONNECTIONS caps them per host).
+ *
+ * Every request passes the host policy (netpolicy.c) before it starts, and
+ * every connection curl opens or reuses for it passes the address policy;
+ * a refusal, a redirect (never followed) and a TLS certificate curl cannot
+ * verify end the call as "refused": repeating it cannot help.  Proxies from
+ * the environment are not used, so the address checked is the peer's.
  *
  * Memory: calls and their answers live in a context per call, created
  * under TopMemoryContext and freed by bulkops_http_free(); nothing here
@@ -20,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -31,6 +37,9 @@
 #include "http.h"
 
 #define MAX_SOCKETS 256
+
+StaticAssertDecl(BULKOPS_CURL_ERROR_SIZE >= CURL_ERROR_SIZE,
+				 "the call's error buffer is smaller than curl needs");
 
 typedef struct SockWatch
 {
@@ -55,148 +64,6 @@ static int	inflight = 0;
  */
 static WaitEventSet *wait_set = NULL;
 static bool wait_set_stale = true;
-
-/* ---- host policy ---- */
-
-static bool
-host_is_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (pg_strcasecmp(host, "localhost") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return false;
-}
-
-/* Does host:port match one comma-separated pattern of allowed_hosts? */
-static bool
-pattern_matches(const char *pat, int patlen, const char *host, long port)
-{
-	char	   *p = pnstrdup(pat, patlen);
-	char	   *colon = strrchr(p, ':');
-	bool		ok;
-
-	/* an optional :port, unless the pattern is a bare IPv6 address */
-	if (colon && strchr(p, ']') == NULL && strchr(colon + 1, ':') == NULL &&
-		colon != p && strspn(colon + 1, "0123456789") == strlen(colon + 1) &&
-		colon[1] != '\0')
-	{
-		if (atol(colon + 1) != port)
-			return false;
-		*colon = '\0';
-	}
-	if (p[0] == '[')
-	{
-		size_t		l = strlen(p);
-
-		if (l >= 2 && p[l - 1] == ']')
-		{
-			p[l - 1] = '\0';
-			p++;
-		}
-	}
-	if (strcmp(p, "*") == 0)
-		ok = true;
-	else if (strncmp(p, "*.", 2) == 0)
-	{
-		size_t		hl = strlen(host);
-		size_t		sl = strlen(p + 1);	/* ".example.com" */
-
-		ok = hl > sl && pg_strcasecmp(host + hl - sl, p + 1) == 0;
-	}
-	else
-		ok = pg_strcasecmp(p, host) == 0;
-	return ok;
-}
-
-static bool
-host_allowed(const char *host, long port)
-{
-	const char *s = bulkops_allowed_hosts ? bulkops_allowed_hosts : "*";
-
-	while (*s)
-	{
-		const char *e;
-		const char *b;
-
-		while (*s == ' ' || *s == ',')
-			s++;
-		b = s;
-		e = strchr(s, ',');
-		if (e == NULL)
-			e = s + strlen(s);
-		s = e;
-		while (e > b && e[-1] == ' ')
-			e--;
-		if (e > b && pattern_matches(b, e - b, host, port))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Check url against the scheme and host policy.  At ERROR level a
- * violation raises; otherwise its message is returned in *errmsg_out (NULL
- * when the URL passes).
- */
-void
-bulkops_check_url(const char *url, int elevel, char **errmsg_out)
-{
-	CURLU	   *u = curl_url();
-	char	   *scheme = NULL;
-	char	   *host = NULL;
-	char	   *port = NULL;
-	char	   *msg = NULL;
-	char	   *hint = NULL;
-	long		portnum;
-
-	if (errmsg_out)
-		*errmsg_out = NULL;
-	if (u == NULL)
-		elog(ERROR, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-	{
-		msg = psprintf("invalid URL \"%s\"", url);
-		hint = pstrdup("A target URL looks like https://host[:port]/path.");
-	}
-	else
-	{
-		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-		portnum = port ? atol(port) : 0;
-		if (pg_strcasecmp(scheme, "https") != 0 && pg_strcasecmp(scheme, "http") != 0)
-			msg = psprintf("URL scheme \"%s\" is not allowed", scheme);
-		else if (pg_strcasecmp(scheme, "http") == 0 && !bulkops_allow_http &&
-				 !host_is_loopback(host))
-		{
-			msg = psprintf("plain http to \"%s\" is not allowed", host);
-			hint = pstrdup("Use https, or set bulkops.allow_http.");
-		}
-		else if (!host_allowed(host, portnum))
-		{
-			msg = psprintf("host \"%s\" is not in bulkops.allowed_hosts", host);
-			hint = pstrdup("A superuser may add it to bulkops.allowed_hosts.");
-		}
-	}
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(port);
-	curl_url_cleanup(u);
-
-	if (msg && elevel >= ERROR)
-		ereport(elevel,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg_internal("%s", msg),
-				 hint ? errhint("%s", hint) : 0));
-	if (errmsg_out)
-		*errmsg_out = msg;
-}
 
 /* ---- curl callbacks ---- */
 
@@ -299,6 +166,29 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return taken;
 }
 
+/*
+ * A redirect's target as last_error may name it: without its query,
+ * fragment and user info (they may hold someone's credentials), on one
+ * line, and not too long.
+ */
+static char *
+redact_location(const char *v, size_t n)
+{
+	char	   *loc = pnstrdup(v, n);
+	char	   *scheme_end;
+	char	   *at;
+
+	loc += strspn(loc, " \t");
+	loc[strcspn(loc, "?#\r\n")] = '\0';
+	scheme_end = strstr(loc, "://");
+	if (scheme_end && (at = strchr(scheme_end + 3, '@')) != NULL &&
+		memchr(scheme_end + 3, '/', at - (scheme_end + 3)) == NULL)
+		memmove(scheme_end + 3, at + 1, strlen(at + 1) + 1);
+	if (strlen(loc) > 300)
+		strcpy(loc + 297, "...");
+	return loc;
+}
+
 static size_t
 header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -344,9 +234,113 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 		}
 		else if (strcmp(h->name, "content-type") == 0)
 			call->content_type = (char *) h->value;
+		else if (strcmp(h->name, "location") == 0)
+			call->location = redact_location(h->value, strlen(h->value));
 	}
 	MemoryContextSwitchTo(old);
 	return n;
+}
+
+/*
+ * Connections: only addresses the policy allows get a socket (curl then
+ * tries the next address), and a reused connection is checked again
+ * before each request, since the policy may have changed since it opened.
+ */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	BulkopsHttpCall *call = clientp;
+
+	if (!bulkops_peer_allowed(&call->peer, &addr->addr, call->refusal,
+							  sizeof(call->refusal)))
+		return CURL_SOCKET_BAD;
+	return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+static int
+prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+		  int local_port)
+{
+	BulkopsHttpCall *call = clientp;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, primary_ip, &in->sin_addr) == 1)
+	{
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16) primary_port);
+	}
+	else if (inet_pton(AF_INET6, primary_ip, &in6->sin6_addr) == 1)
+	{
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16) primary_port);
+	}
+	return bulkops_peer_allowed(&call->peer, (struct sockaddr *) &ss,
+								call->refusal, sizeof(call->refusal))
+		? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+#endif
+
+/* Failures no repetition can mend: the certificate or our TLS setup. */
+static bool
+tls_failure_is_final(CURLcode rc)
+{
+	switch (rc)
+	{
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CRL_BADFILE:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* Describe a transfer curl ended with rc, in call's context. */
+static void
+classify_failure(BulkopsHttpCall *call, CURLcode rc)
+{
+	const char *detail = call->curl_errbuf[0] ? call->curl_errbuf
+		: curl_easy_strerror(rc);
+
+	call->nothing_sent =
+		(rc == CURLE_COULDNT_CONNECT ||
+		 rc == CURLE_COULDNT_RESOLVE_HOST ||
+		 rc == CURLE_COULDNT_RESOLVE_PROXY ||
+		 rc == CURLE_SSL_CONNECT_ERROR ||
+		 tls_failure_is_final(rc));
+	if (call->refusal[0] != '\0' &&
+		(rc == CURLE_COULDNT_CONNECT || rc == CURLE_ABORTED_BY_CALLBACK))
+	{
+		call->refused = true;
+		call->nothing_sent = true;
+		call->error = pstrdup(call->refusal);
+	}
+	else if (rc == CURLE_PEER_FAILED_VERIFICATION)
+	{
+		call->refused = true;
+		call->error = psprintf("TLS certificate of \"%s\" refused: %s",
+							   call->peer.host, detail);
+	}
+	else if (tls_failure_is_final(rc))
+	{
+		call->refused = true;
+		call->error = psprintf("TLS with \"%s\" failed: %s", call->peer.host, detail);
+	}
+	else if (call->too_large)
+		call->error = psprintf("answer larger than bulkops.max_response_size (%d bytes)",
+							   call->max_size);
+	else if (call->stream_error)
+		call->error = call->stream_error;
+	else
+		call->error = psprintf("%s", curl_easy_strerror(rc));
 }
 
 static void
@@ -396,6 +390,7 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	ListCell   *lc;
 	char	   *policy_error;
 	bool		has_accept = false;
+	char	   *policy_hint;
 
 	call->cxt = cxt;
 	call->arg = arg;
@@ -405,7 +400,7 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	initStringInfo(&call->body);
 
 	/* the host policy is checked on every request, not only at create */
-	bulkops_check_url(req->url, DEBUG1, &policy_error);
+	policy_error = bulkops_url_policy(req->url, &call->peer, &policy_hint);
 	if (policy_error)
 	{
 		call->error = policy_error;
@@ -423,6 +418,14 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, call);
+#if LIBCURL_VERSION_NUM >= 0x075000
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
+#endif
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, call->curl_errbuf);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, BULKOPS_USER_AGENT);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) opts->timeout_ms);
@@ -497,23 +500,21 @@ collect_done(void)
 		call->curl_code = msg->data.result;
 		if (msg->data.result != CURLE_OK)
 		{
-			curl_off_t	sent = 0;
 			MemoryContext old = MemoryContextSwitchTo(call->cxt);
 
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_SIZE_UPLOAD_T, &sent);
-			call->nothing_sent =
-				(msg->data.result == CURLE_COULDNT_CONNECT ||
-				 msg->data.result == CURLE_COULDNT_RESOLVE_HOST ||
-				 msg->data.result == CURLE_COULDNT_RESOLVE_PROXY ||
-				 msg->data.result == CURLE_SSL_CONNECT_ERROR ||
-				 msg->data.result == CURLE_PEER_FAILED_VERIFICATION);
-			if (call->too_large)
-				call->error = psprintf("answer larger than bulkops.max_response_size (%d bytes)",
-									   call->max_size);
-			else if (call->stream_error)
-				call->error = call->stream_error;
-			else
-				call->error = psprintf("%s", curl_easy_strerror(msg->data.result));
+			classify_failure(call, msg->data.result);
+			MemoryContextSwitchTo(old);
+		}
+		else if (call->status >= 300 && call->status < 400)
+		{
+			MemoryContext old = MemoryContextSwitchTo(call->cxt);
+
+			/* following could lead anywhere, past every check above */
+			call->refused = true;
+			call->error = psprintf("HTTP %ld redirect to \"%s\" not followed: "
+								   "bulkops never follows redirects",
+								   call->status,
+								   call->location ? call->location : "(no Location)");
 			MemoryContextSwitchTo(old);
 		}
 		curl_multi_remove_handle(multi, msg->easy_handle);

@@ -12,6 +12,9 @@
 #include "nodes/pg_list.h"
 
 #include "dialect.h"
+#include "netpolicy.h"
+
+#define BULKOPS_CURL_ERROR_SIZE 256	/* CURL_ERROR_SIZE */
 
 typedef struct BulkopsHttpOptions
 {
@@ -33,17 +36,22 @@ typedef struct BulkopsHttpCall
 	void	   *stream_state;
 	char	   *stream_error;	/* what on_data raised */
 	int			status_seen;	/* from the status line, as it arrives */
+	BulkopsPeerPolicy peer;		/* what each connection is checked against */
+	char		refusal[512];	/* why a connection was refused, or "" */
+	char		curl_errbuf[BULKOPS_CURL_ERROR_SIZE];
 
 	/* the outcome */
 	int			curl_code;		/* CURLcode; 0 = an HTTP answer arrived */
 	char	   *error;			/* transport failure, NULL if none */
 	bool		nothing_sent;	/* failed before the request left */
 	bool		too_large;
-	bool		refused;		/* by the host policy: never retry */
+	bool		refused;		/* by the host or address policy, a redirect
+								 * or a TLS certificate: never retry */
 	long		status;
 	StringInfoData body;
 	char	   *content_type;
 	List	   *resp_headers;	/* of BulkopsHeader *, names lower-cased */
+	char	   *location;		/* a redirect's target, query removed */
 	long		retry_after_ms; /* 0 if absent */
 	bool		has_retry_after;
 } BulkopsHttpCall;

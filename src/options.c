@@ -168,6 +168,15 @@ bulkops_validate_options(Jsonb *options, const BulkopsDialect *dialect,
 							 dialect ? dialect->name : "",
 							 known_names(dialect))));
 		check_value(def, &val, what);
+
+		/*
+		 * Whom to trust with the target's credentials is the target
+		 * manager's decision, not that of whoever pushes rows to it.
+		 */
+		if (strcmp(def->name, "ca_file") == 0 && strcmp(what, "target") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("option \"ca_file\" can only be set on a target")));
 	}
 }
 

@@ -441,8 +441,23 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	w->last_status = call->status;
 	if (call->refused)
 	{
+		/* final, as repeating cannot help; but what was sent may have acted */
 		res.next = BULKOPS_NEXT_FAIL;
-		res.error = pstrdup(call->error);
+		if (w->batch.step > 0)
+		{
+			res.fail_status = BULKOPS_ROW_UNKNOWN;
+			res.error = psprintf("%s; the outcome of remote task %s is unknown",
+								 call->error,
+								 w->batch.remote_id ? w->batch.remote_id : "(none)");
+		}
+		else if (!call->nothing_sent)
+		{
+			res.fail_status = BULKOPS_ROW_UNKNOWN;
+			res.error = psprintf("%s; the remote side may have applied the request",
+								 call->error);
+		}
+		else
+			res.error = pstrdup(call->error);
 	}
 	else if (call->error)
 	{

@@ -6,7 +6,8 @@ This file owns everything that is not one API's format:
   * the HTTP server (threaded, HTTP/1.1 keep-alive, raw response writing),
   * request routing by path template, and the dialect registry,
   * the control API under /_control (reset, config, stats, request log, faults),
-  * fault injection (status, reset, delay, malformed, truncate, huge, trickle).
+  * fault injection (status, redirect, reset, delay, malformed, truncate, huge, trickle),
+  * an optional second, TLS listener (--tls-port) serving the same state.
 
 Each dialect (the format of one vendor's API, see /work/shared/PROTOCOLS.md) lives in
 its own module next to this one and is registered by one line in DIALECT_MODULES.
@@ -26,6 +27,10 @@ always inspect the server whatever rules they installed.
 Usage:
     python3 test/mock/mock_api.py --port 8765 [--host 127.0.0.1] [--bench]
                                   [--pidfile F] [--quiet]
+                                  [--tls-port N --tls-cert PEM --tls-key PEM]
+
+With --tls-port, a line "mock_api tls on HOST:PORT" comes before the ready line
+(test/mock/make_test_certs.sh makes a private CA and a certificate for localhost).
 """
 
 import argparse
@@ -38,6 +43,7 @@ import re
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -240,6 +246,16 @@ def fault_status(h, rule, produce):
                                  rule.spec.get("headers")))
 
 
+def fault_redirect(h, rule, produce):
+    # A redirect elsewhere: a client that follows it shows up at "location".
+    if rule.after:
+        produce()
+    headers = dict(rule.spec.get("headers") or {})
+    headers["Location"] = rule.spec.get("location", "http://elsewhere.invalid/")
+    h.send_response_obj(Response(rule.spec.get("status", 302), b"", "text/plain",
+                                 headers))
+
+
 def fault_reset(h, rule, produce):
     # Half of the head is enough for the client to have started parsing an answer.
     head = h.response_bytes(_real_or_placeholder(rule, produce), body=False)
@@ -286,6 +302,7 @@ def fault_trickle(h, rule, produce):
 
 FAULT_ACTIONS = {
     "status": fault_status,
+    "redirect": fault_redirect,
     "reset": fault_reset,
     "delay": fault_delay,
     "malformed": fault_malformed,
@@ -602,9 +619,26 @@ class MockServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address, ctx):
+    def __init__(self, address, ctx, tls=None):
         self.ctx = ctx
+        self.tls = tls      # an ssl.SSLContext for the TLS listener
         super().__init__(address, MockHandler)
+
+    def finish_request(self, request, client_address):
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        # The handshake runs in the request's thread, so a client that stalls
+        # or refuses our certificate (a tested case) holds up nobody else.
+        try:
+            request.settimeout(30)
+            conn = self.tls.wrap_socket(request, server_side=True)
+            conn.settimeout(None)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
     def server_bind(self):
         # HTTPServer.server_bind resolves the host's FQDN, which can take seconds
@@ -614,7 +648,7 @@ class MockServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # Clients that hang up (timeouts, our own resets) are part of the tests.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
 
@@ -631,7 +665,27 @@ def parse_args(argv):
                    help="cheapest possible answers, for throughput measurements")
     p.add_argument("--pidfile")
     p.add_argument("--quiet", action="store_true", help="log nothing per request")
-    return p.parse_args(argv)
+    p.add_argument("--tls-port", type=int,
+                   help="also serve HTTPS on this port (0 picks a free one)")
+    p.add_argument("--tls-cert", help="PEM certificate (chain) of the TLS listener")
+    p.add_argument("--tls-key", help="PEM private key of the TLS listener")
+    args = p.parse_args(argv)
+    if args.tls_port is not None and not (args.tls_cert and args.tls_key):
+        p.error("--tls-port needs --tls-cert and --tls-key")
+    return args
+
+
+def start_tls_server(args, ctx):
+    """The TLS listener, serving in a daemon thread; None without --tls-port."""
+    if args.tls_port is None:
+        return None
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(args.tls_cert, args.tls_key)
+    server = MockServer((args.host, args.tls_port), ctx, tls=tls)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                     daemon=True).start()
+    print("mock_api tls on %s:%d" % (args.host, server.server_address[1]), flush=True)
+    return server
 
 
 def _exit_on_signal(signum, frame):
@@ -645,8 +699,9 @@ def main(argv=None):
     # import this one as "mock_api": make that the running module, not a second copy.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.modules.setdefault("mock_api", sys.modules[__name__])
-    server = MockServer((args.host, args.port),
-                        MockContext(bench=args.bench, quiet=args.quiet))
+    ctx = MockContext(bench=args.bench, quiet=args.quiet)
+    server = MockServer((args.host, args.port), ctx)
+    tls_server = start_tls_server(args, ctx)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     if args.pidfile:
@@ -658,6 +713,8 @@ def main(argv=None):
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        if tls_server:
+            tls_server.server_close()
         if args.pidfile:
             try:
                 os.unlink(args.pidfile)

@@ -3,7 +3,8 @@
 It starts test/mock/mock_api.py on a free port as a subprocess and checks, over real
 HTTP: the readiness line and clean exit, the clinia flow (ACCEPTED -> PENDING ->
 SUCCESS/FAILURE, receipts in order, CREATE ids, REJECTED, _fail rows, auth), the
-control API (reset, config, stats, request log), every fault action, and --bench.
+control API (reset, config, stats, request log), every fault action, --bench, and the
+TLS listener (with a private CA made by make_test_certs.sh).
 
 Run from the worktree root:  python3 -m unittest test/mock/test_mock_api.py -v
 """
@@ -13,7 +14,9 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,8 @@ import unittest
 
 MOCK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mock_api.py")
 READY_RX = re.compile(r"^mock_api ready on 127\.0\.0\.1:(\d+)$")
+TLS_RX = re.compile(r"^mock_api tls on 127\.0\.0\.1:(\d+)$")
+MAKE_CERTS = os.path.join(os.path.dirname(MOCK), "make_test_certs.sh")
 SRC = "/clinia/sources/src1/v1"
 BULK = SRC + "/resources/bulk"
 
@@ -32,6 +37,10 @@ def start_mock(*args):
     proc = subprocess.Popen([sys.executable, MOCK, "--port", "0", "--quiet"] + list(args),
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().rstrip("\n")
+    m = TLS_RX.match(line)
+    proc.tls_port = int(m.group(1)) if m else None
+    if m:
+        line = proc.stdout.readline().rstrip("\n")
     elapsed = time.monotonic() - t0
     m = READY_RX.match(line)
     if not m:
@@ -388,6 +397,17 @@ class TestFaults(MockTestCase):
         self.assertEqual(self.submit(self.ops)[0], 502)
         self.assertApplied(1)
 
+    def test_redirect(self):
+        self.faults({"path": "bulk$", "action": "redirect", "status": 307,
+                     "location": "http://localhost:1/elsewhere"})
+        status, headers, body = self.raw("POST", BULK, {"operations": self.ops})
+        self.assertEqual((status, headers["Location"], body),
+                         (307, "http://localhost:1/elsewhere", b""))
+        self.assertApplied(0)
+        self.faults({"path": "bulk$", "action": "redirect", "when": "after"})
+        self.assertEqual(self.raw("POST", BULK, {"operations": self.ops})[0], 302)
+        self.assertApplied(1)
+
     def test_reset(self):
         self.faults({"path": "bulk$", "action": "reset"})
         with self.assertRaises((OSError, http.client.HTTPException)):
@@ -450,6 +470,51 @@ class TestFaults(MockTestCase):
         self.faults({"times": -1, "action": "status", "status": 500})
         self.assertEqual(self.submit(self.ops)[0], 500)
         self.assertEqual(self.stats()["faults_fired"], 1)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl command")
+class TestTls(MockTestCase):
+    """The TLS listener shares the plain one's state; its certificate is for
+    localhost only and is trusted only through the private CA."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.TemporaryDirectory()
+        subprocess.run(["sh", MAKE_CERTS, cls.pki.name], check=True)
+        cls.extra_args = ("--tls-port", "0",
+                          "--tls-cert", os.path.join(cls.pki.name, "server.pem"),
+                          "--tls-key", os.path.join(cls.pki.name, "server.key"))
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.pki.cleanup()
+
+    def tls_get(self, host, cafile):
+        ctx = ssl.create_default_context(cafile=cafile)
+        c = http.client.HTTPSConnection(host, self.proc.tls_port, timeout=10, context=ctx)
+        try:
+            c.request("GET", "/_control/stats")
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            c.close()
+
+    def test_private_ca_trusted_and_state_shared(self):
+        self.assertIsNotNone(self.proc.tls_port)
+        self.submit([upsert("p1")])
+        status, out = self.tls_get("localhost", os.path.join(self.pki.name, "ca.pem"))
+        self.assertEqual((status, out["clinia"]["submits"]), (200, 1))
+
+    def test_untrusted_and_wrong_name_refused(self):
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.tls_get("localhost", None)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.tls_get("127.0.0.1", os.path.join(self.pki.name, "ca.pem"))
+        # the listener survives clients that refuse its certificate
+        self.assertEqual(self.tls_get("localhost",
+                                      os.path.join(self.pki.name, "ca.pem"))[0], 200)
 
 
 class TestBench(MockTestCase):

@@ -4,6 +4,7 @@
 #   use BulkopsTest;
 #
 #   my $port = start_mock();                    # the mock API server, killed at END
+#   my $ca = start_tls_mock();                  # or with a TLS listener too (mock_tls_port)
 #   mock_post('/_control/config', {clinia => {pending_polls => 3}});
 #   my $node = bulkops_node('main', "bulkops.max_attempts = 3");   # started
 #   my $state = wait_for_job($node, $job, 60);  # the final state, or undef
@@ -25,8 +26,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(start_mock mock_port mock_url mock_get mock_post mock_delete
-  bulkops_node wait_for_job worker_pid);
+our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
+  mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -38,7 +39,7 @@ my $http = HTTP::Tiny->new(
 	proxy      => undef,
 	http_proxy => undef,
 	keep_alive => 1);
-my ($mock_pid, $mock_port, $mock_out);
+my ($mock_pid, $mock_port, $mock_tls_port, $mock_out);
 
 =pod
 
@@ -65,6 +66,12 @@ sub start_mock
 		local $SIG{ALRM} = sub { die "timeout\n" };
 		alarm 30;
 		$line = <$mock_out>;
+		# with --tls-port, the TLS listener's line comes first
+		if (defined $line && $line =~ /mock_api tls on 127\.0\.0\.1:(\d+)/)
+		{
+			$mock_tls_port = $1;
+			$line = <$mock_out>;
+		}
 		alarm 0;
 	};
 	alarm 0;
@@ -87,7 +94,34 @@ END
 	}
 }
 
+=pod
+
+=item start_tls_mock()
+
+Make a private CA and a certificate for "localhost" (test/mock/make_test_certs.sh,
+in a temporary directory), then start_mock() with a TLS listener using them.
+Returns the CA's PEM file; the listener's port is mock_tls_port().
+
+=cut
+
+sub start_tls_mock
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir('pki');
+	my $script = abs_path(dirname(__FILE__) . '/../mock/make_test_certs.sh');
+	system('sh', $script, $dir) == 0
+	  or BAIL_OUT("could not make the test certificates (is openssl installed?)");
+	start_mock(
+		'--tls-port', '0',
+		'--tls-cert', "$dir/server.pem",
+		'--tls-key',  "$dir/server.key");
+	BAIL_OUT("the mock API server did not start its TLS listener")
+	  unless defined $mock_tls_port;
+	return "$dir/ca.pem";
+}
+
 sub mock_port { return $mock_port // croak "start_mock() first" }
+
+sub mock_tls_port { return $mock_tls_port // croak "start_tls_mock() first" }
 
 # http://127.0.0.1:PORT followed by $path
 sub mock_url { return 'http://127.0.0.1:' . mock_port() . ($_[0] // '') }
