@@ -16,6 +16,7 @@ OBJS = \
 	src/launcher.o \
 	src/options.o \
 	src/receipts.o \
+	src/sink.o \
 	src/worker.o \
 	src/dialects/registry.o \
 	src/dialects/clinia.o

@@ -34,3 +34,11 @@ SELECT j.id, j.target, j.operation, j.state, j.rows_total,
 FROM bulkops.jobs j;
 GRANT SELECT ON bulkops.job_progress TO PUBLIC;
 GRANT SELECT ON bulkops.job_progress TO bulkops_admin;
+
+-- Query jobs (bulk_query) write what the remote side returns into a local
+-- table, named here as the caller gave it.
+ALTER TABLE bulkops.jobs ADD COLUMN destination text;
+
+CREATE FUNCTION bulkops.bulk_query(target text, query text, "into" text,
+                                   options jsonb DEFAULT '{}')
+RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_bulk_query';

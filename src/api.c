@@ -338,6 +338,23 @@ bulkops_bulk_overwrite(PG_FUNCTION_ARGS)
 	return bulk_op(fcinfo, BULKOPS_OP_OVERWRITE);
 }
 
+PG_FUNCTION_INFO_V1(bulkops_bulk_query);
+Datum
+bulkops_bulk_query(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *options;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target, query and into must not be null")));
+	options = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	PG_RETURN_INT64(bulkops_enqueue_query(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+										  text_to_cstring(PG_GETARG_TEXT_PP(1)),
+										  text_to_cstring(PG_GETARG_TEXT_PP(2)),
+										  options));
+}
+
 /* ---- wait and cancel ---- */
 
 typedef struct JobStatus

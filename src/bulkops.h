@@ -91,6 +91,8 @@ extern void bulkops_check_url(const char *url, int elevel, char **errmsg_out);
 /* enqueue.c */
 extern int64 bulkops_enqueue(const char *target, BulkopsOp op,
 							 text *source, const char *key, Jsonb *options);
+extern int64 bulkops_enqueue_query(const char *target, const char *query,
+								   const char *into, Jsonb *job_options);
 
 /* receipts.c */
 typedef struct BulkopsBatchRef
@@ -112,6 +114,10 @@ extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 extern void bulkops_finish_job_if_done(int64 job_id);
 extern void bulkops_cancel_queued_batches(int64 job_id);
 extern char *bulkops_clean_text(const char *s, int maxlen);
+
+/* sink.c */
+extern uint64 bulkops_sink_page(const char *dest, const char *owner,
+								const char *page, size_t len);
 extern int	bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, bool read_only, int expect);
 

@@ -125,14 +125,14 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "AND j.id = b.job_id AND b.state = 'active' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue"
+							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'queued' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue",
+							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -161,6 +161,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->batch.batch_no = batch_no;
 	w->batch.nrows = w->ref.nrows;
 	w->batch.first_row = w->ref.first_row;
+	w->destination = getstr(14);
+	w->created_by = getstr(15);
 	d = getbin(13, &isnull);
 	if (isnull)
 		w->batch.prologue = "";

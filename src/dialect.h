@@ -40,6 +40,7 @@ typedef enum BulkopsOp
 	BULKOPS_OP_UPSERT,
 	BULKOPS_OP_DELETE,
 	BULKOPS_OP_OVERWRITE,
+	BULKOPS_OP_QUERY,			/* export: rows come back, into a local table */
 	BULKOPS_NUM_OPS
 } BulkopsOp;
 
@@ -82,7 +83,8 @@ typedef struct BulkopsEncodeTarget
 /*
  * A batch as a dialect sees it in the worker.  Row i's encoding is
  * body[offsets[i] .. offsets[i + 1]).  pending[i] is true while row i has
- * no outcome.
+ * no outcome.  A query job has one batch with no rows: its body is the
+ * remote query, and it ends when the dialect says DONE.
  */
 typedef struct BulkopsBatch
 {
@@ -168,6 +170,14 @@ typedef struct BulkopsResult
 									 * when left SUCCEEDED), UNKNOWN or
 									 * CANCELLED */
 	char	   *error_code;		/* for NEXT_FAIL, optional */
+	/*
+	 * A query job's rows: CSV (RFC 4180, UTF-8) whose first line names the
+	 * columns.  The worker appends them to the job's table in the same
+	 * transaction that stores the step and remote_id given with them, so a
+	 * page is written exactly once however the worker stops.
+	 */
+	const char *page;
+	size_t		page_len;
 	char	   *progress;		/* optional JSON object of the remote side's
 								 * numeric counters for this batch (records
 								 * processed, ...); shown summed over the

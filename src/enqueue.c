@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -29,6 +30,8 @@
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/regproc.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
 #include "utils/varlena.h"
 
 #include "bulkops.h"
@@ -537,4 +540,108 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 
 	bulkops_wake_worker_at_commit();
 	return st.job_id;
+}
+
+/* ---- query jobs ---- */
+
+/*
+ * Where a query job's rows will go, checked now with the caller's rights so
+ * that a job that could never write is refused before anything is sent.
+ * Returns the table's name, schema-qualified and quoted.
+ */
+static char *
+check_destination(const char *into)
+{
+	List	   *names;
+	RangeVar   *rv;
+	Oid			relid;
+	Oid			nsp;
+	Oid			userid = GetUserId();
+
+	names = stringToQualifiedNameList(into);
+	rv = makeRangeVarFromNameList(names);
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid))
+	{
+		/* created by the worker as the caller: CREATE on the schema */
+		nsp = RangeVarGetCreationNamespace(rv);
+		if (pg_namespace_aclcheck(nsp, userid, ACL_CREATE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to create table \"%s\" in schema \"%s\"",
+							rv->relname, get_namespace_name(nsp))));
+		return quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
+	}
+	if (get_rel_relkind(relid) != RELKIND_RELATION &&
+		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", into)));
+	if (pg_class_aclcheck(relid, userid, ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid))));
+	/* as COPY FROM: rows the policies could not vet are refused */
+	if (check_enable_rls(relid, userid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("bulk_query cannot write into table \"%s\", which has row-level security enabled",
+						get_rel_name(relid))));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * bulk_query: one batch with no rows, the remote query as its body.  The
+ * worker runs it through the dialect and appends each page of results to
+ * the destination table as the job's creator.
+ */
+int64
+bulkops_enqueue_query(const char *target, const char *query, const char *into,
+					  Jsonb *job_options)
+{
+	TargetInfo	ti;
+	Jsonb	   *options;
+	char	   *dest;
+	int64		job_id;
+	Oid			types[3] = {INT8OID, TEXTOID, BYTEAOID};
+	Datum		values[3];
+	bytea	   *body;
+	BulkopsSavedUser saved;
+	int			rc;
+	size_t		qlen = strlen(query);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	ti = read_target(target);
+	check_op(ti.dialect, BULKOPS_OP_QUERY, NULL);
+	if (qlen == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("query must not be empty")));
+	bulkops_validate_options(job_options, ti.dialect, "job");
+	options = bulkops_merge_options(ti.options, job_options);
+	dest = check_destination(into);
+
+	job_id = insert_job(target, ti.dialect, BULKOPS_OP_QUERY, NULL, options);
+	body = palloc(VARHDRSZ + qlen);
+	SET_VARSIZE(body, VARHDRSZ + qlen);
+	memcpy(VARDATA(body), query, qlen);
+	values[0] = Int64GetDatum(job_id);
+	values[1] = CStringGetTextDatum(dest);
+	values[2] = PointerGetDatum(body);
+	bulkops_become_owner(&saved);
+	rc = SPI_execute_with_args("WITH b AS (INSERT INTO bulkops.batches "
+							   "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
+							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3)) "
+							   "UPDATE bulkops.jobs SET destination = $2, batches_total = 1, "
+							   "bytes_total = octet_length($3) WHERE id = $1",
+							   3, types, values, NULL, false, 0);
+	bulkops_restore_user(&saved);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not create query job: %s", SPI_result_code_string(rc));
+	SPI_finish();
+
+	bulkops_wake_worker_at_commit();
+	return job_id;
 }

@@ -157,6 +157,22 @@ backoff_ms(int attempt, long retry_after_ms)
 	return retry_after_ms >= 0 ? retry_after_ms : ms;
 }
 
+/*
+ * Append a page of a query job's rows to its table and count them on the
+ * job, in the transaction that also stores where the remote query stands.
+ */
+static void
+write_page(Work *w, const char *page, size_t len)
+{
+	uint64		n = bulkops_sink_page(w->destination, w->created_by, page, len);
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(w->ref.job_id), Int64GetDatum((int64) n)};
+
+	bulkops_exec("UPDATE bulkops.jobs SET rows_total = rows_total + $2, "
+				 "rows_succeeded = rows_succeeded + $2 WHERE id = $1",
+				 2, types, values, NULL, false, SPI_OK_UPDATE);
+}
+
 /* Keep the remote side's counters for the batch, for job_progress. */
 static void
 record_progress(Work *w, const char *progress)
@@ -187,6 +203,8 @@ apply_result(Work *w, BulkopsResult *res)
 	char		nulls[6] = "      ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
+	if (res->page && w->destination)
+		write_page(w, res->page, res->page_len);
 	if (res->progress)
 		record_progress(w, res->progress);
 
@@ -228,7 +246,8 @@ apply_result(Work *w, BulkopsResult *res)
 			break;
 	}
 	w->batch.npending = w->ref.npending;
-	if (w->ref.npending == 0)
+	/* a query job has no rows to settle: only the dialect says it is done */
+	if (w->ref.npending == 0 && w->ref.nrows > 0)
 		finished = true;
 
 	if (finished)
@@ -483,7 +502,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 
 	/* a remote task still running, as the last poll saw it: nothing to store */
 	if (res.next == BULKOPS_NEXT_STEP && res.step == w->batch.step &&
-		res.outcomes == NIL && res.error == NULL &&
+		res.outcomes == NIL && res.error == NULL && res.page == NULL &&
 		(res.remote_id == NULL) == (w->batch.remote_id == NULL) &&
 		(res.remote_id == NULL || strcmp(res.remote_id, w->batch.remote_id) == 0))
 	{

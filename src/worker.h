@@ -23,6 +23,8 @@ typedef struct Work
 	BulkopsBatch batch;			/* what the dialect sees */
 	const BulkopsDialect *dialect;
 	char	   *target;
+	char	   *destination;	/* a query job's table, else NULL */
+	char	   *created_by;
 	Jsonb	   *auth;
 	int			max_attempts;
 	int			concurrency;

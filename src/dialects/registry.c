@@ -23,7 +23,7 @@ static const BulkopsDialect *const dialects[] = {
 };
 
 static const char *const op_names[BULKOPS_NUM_OPS] = {
-	"insert", "update", "upsert", "delete", "overwrite"
+	"insert", "update", "upsert", "delete", "overwrite", "query"
 };
 
 const BulkopsDialect *

@@ -1,0 +1,202 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink.c
+ *	  Writing a query job's rows into its local table.
+ *
+ * A page arrives as CSV whose first line names the columns.  It is loaded
+ * with COPY's own machinery (BeginCopyFrom over an in-memory source), so
+ * each value goes through its column's input function: a table that exists
+ * gets the remote text cast to its types, and columns are matched by name
+ * whatever their order.  A table that does not exist yet is created from
+ * the first page's header with text columns.
+ *
+ * Everything runs as the job's creator, inside the worker's transaction
+ * that also stores where the remote query stands, so a page is written
+ * exactly once.  The creator's rights were checked at bulk_query time and
+ * are checked again here: they may have changed since.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/regproc.h"
+#include "utils/varlena.h"
+
+#include "bulkops.h"
+
+/* COPY's data source callback takes no argument: the page being read */
+static const char *src_data;
+static size_t src_left;
+
+static int
+page_source(void *outbuf, int minread, int maxread)
+{
+	int			n = (int) Min((size_t) maxread, src_left);
+
+	memcpy(outbuf, src_data, n);
+	src_data += n;
+	src_left -= n;
+	return n;
+}
+
+/* The header line's field names (RFC 4180 quoting). */
+static List *
+header_names(const char *page, size_t len, size_t *header_len)
+{
+	List	   *names = NIL;
+	StringInfoData f;
+	size_t		i = 0;
+	bool		quoted = false;
+
+	initStringInfo(&f);
+	while (i < len)
+	{
+		char		c = page[i++];
+
+		if (quoted)
+		{
+			if (c == '"' && i < len && page[i] == '"')
+			{
+				appendStringInfoChar(&f, '"');
+				i++;
+			}
+			else if (c == '"')
+				quoted = false;
+			else
+				appendStringInfoChar(&f, c);
+		}
+		else if (c == '"')
+			quoted = true;
+		else if (c == ',' || c == '\n' || c == '\r')
+		{
+			names = lappend(names, makeString(pstrdup(f.data)));
+			resetStringInfo(&f);
+			if (c != ',')
+			{
+				if (c == '\r' && i < len && page[i] == '\n')
+					i++;
+				break;
+			}
+		}
+		else
+			appendStringInfoChar(&f, c);
+	}
+	if (i >= len && f.len > 0)
+		names = lappend(names, makeString(pstrdup(f.data)));
+	*header_len = i;
+	if (names == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
+				 errmsg("the remote answer has no header line")));
+	return names;
+}
+
+static Oid
+create_destination(const char *dest, List *names)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	List	   *qname = stringToQualifiedNameList(dest);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TABLE %s (", dest);
+	foreach(lc, names)
+	{
+		const char *n = strVal(lfirst(lc));
+
+		if (n[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+					 errmsg("the remote answer has a column with an empty name")));
+		appendStringInfo(&sql, "%s%s text", foreach_current_index(lc) ? ", " : "",
+						 quote_identifier(n));
+	}
+	appendStringInfoChar(&sql, ')');
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not create %s", dest);
+	CommandCounterIncrement();
+	return RangeVarGetRelid(makeRangeVarFromNameList(qname), NoLock, false);
+}
+
+/*
+ * Append page (CSV with a header line) to dest as role owner; returns the
+ * number of rows written.
+ */
+uint64
+bulkops_sink_page(const char *dest, const char *owner, const char *page,
+				  size_t len)
+{
+	Oid			roleid = get_role_oid(owner, false);
+	Oid			save_userid;
+	int			save_sec;
+	List	   *volatile names;
+	size_t		hlen;
+	Oid			relid;
+	Relation	rel;
+	ParseState *pstate;
+	CopyFromState cstate;
+	List	   *options;
+	volatile uint64 n = 0;
+
+	if (len == 0)
+		return 0;
+	names = header_names(page, len, &hlen);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(dest)),
+								 NoLock, true);
+		if (!OidIsValid(relid))
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "could not connect to SPI");
+			relid = create_destination(dest, names);
+			SPI_finish();
+		}
+		rel = table_open(relid, RowExclusiveLock);
+		if (pg_class_aclcheck(relid, roleid, ACL_INSERT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may no longer insert into %s", owner, dest)));
+		if (check_enable_rls(relid, roleid, true) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s has row-level security enabled", dest)));
+
+		/* an empty unquoted field is NULL, "" an empty string, as COPY has it */
+		options = list_make2(makeDefElem("format", (Node *) makeString("csv"), -1),
+							 makeDefElem("encoding", (Node *) makeString("UTF8"), -1));
+		pstate = make_parsestate(NULL);
+		src_data = page + hlen;
+		src_left = len - hlen;
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, page_source,
+							   names, options);
+		n = CopyFrom(cstate);
+		EndCopyFrom(cstate);
+		free_parsestate(pstate);
+		table_close(rel, NoLock);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	return n;
+}
