@@ -243,6 +243,7 @@ extern void bulkops_result_settle_rest(const BulkopsBatch *batch,
 
 /* reading answers: parse raises ERROR on malformed JSON */
 extern Jsonb *bulkops_json_parse(const char *body, size_t len);
+extern Jsonb *bulkops_json_try_parse(const char *body, size_t len);
 extern JsonbValue *bulkops_jget(JsonbContainer *obj, const char *key);
 extern JsonbContainer *bulkops_jcontainer(JsonbValue *v);
 extern int	bulkops_jarray_size(JsonbContainer *arr);

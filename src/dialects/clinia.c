@@ -185,27 +185,6 @@ error_text(const BulkopsResponse *resp, JsonbContainer *root)
 	return psprintf("HTTP %ld", resp->status);
 }
 
-static Jsonb *
-parse_or_null(const BulkopsResponse *resp)
-{
-	Jsonb	   *volatile jb = NULL;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	/* an error page that is not JSON is still an answer to report */
-	PG_TRY();
-	{
-		jb = bulkops_json_parse(resp->body, resp->len);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		jb = NULL;
-	}
-	PG_END_TRY();
-	return jb;
-}
-
 /*
  * Read one receipt per pending row.  Returns false if CANCELLED receipts
  * were left pending for a resubmission.
@@ -391,7 +370,7 @@ static void
 clinia_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp,
 					   BulkopsResult *result)
 {
-	Jsonb	   *jb = parse_or_null(resp);
+	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
 	JsonbContainer *root = jb ? &jb->root : NULL;
 
 	if (jb == NULL && resp->status < 300)

@@ -112,6 +112,30 @@ bulkops_json_parse(const char *body, size_t len)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
 }
 
+/*
+ * Like bulkops_json_parse, but NULL for malformed JSON: an error page that
+ * is not JSON is still an answer to report.
+ */
+Jsonb *
+bulkops_json_try_parse(const char *body, size_t len)
+{
+	Jsonb	   *volatile jb = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		jb = bulkops_json_parse(body, len);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		jb = NULL;
+	}
+	PG_END_TRY();
+	return jb;
+}
+
 JsonbValue *
 bulkops_jget(JsonbContainer *obj, const char *key)
 {
