@@ -19,7 +19,8 @@ OBJS = \
 	src/sink.o \
 	src/worker.o \
 	src/dialects/registry.o \
-	src/dialects/clinia.o
+	src/dialects/clinia.o \
+	src/dialects/sap_fsm.o
 
 EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql

@@ -254,5 +254,6 @@ extern const char *bulkops_response_header(const BulkopsResponse *resp,
 
 /* the dialects */
 extern const BulkopsDialect bulkops_clinia_dialect;
+extern const BulkopsDialect bulkops_sap_fsm_dialect;
 
 #endif							/* BULKOPS_DIALECT_H */

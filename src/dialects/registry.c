@@ -19,6 +19,7 @@
 
 static const BulkopsDialect *const dialects[] = {
 	&bulkops_clinia_dialect,
+	&bulkops_sap_fsm_dialect,
 	NULL
 };
 

@@ -1,0 +1,577 @@
+/*-------------------------------------------------------------------------
+ *
+ * sap_fsm.c
+ *	  The "sap_fsm" dialect: synchronous bulk endpoints by external id,
+ *	  answered 207 with one element per item (PROTOCOLS.md section 4).
+ *
+ * One step only: PATCH (or PUT, option "method") or DELETE
+ * {url}/api/data/v4/{resource}/externalId/bulk with a JSON array of the
+ * pending rows, each an object carrying "externalId" (the key).  The answer
+ * keeps no order, so its elements are matched to rows by externalId.
+ *
+ * Every row is encoded as {"externalId":"<key>"...}: the escaped key sits
+ * at a fixed place in the row's encoding, where the worker side finds it
+ * again without the keys or a JSON parse.  Since a 207 cannot tell two
+ * items with the same externalId apart, a request carries the first pending
+ * row of each key only; the others stay pending and go in a follow-up
+ * request once the first has its outcome.
+ *
+ * Like every dialect this file knows nothing of tables or the worker loop;
+ * it allocates in the caller's memory context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stdlib.h>
+
+#include "utils/jsonb.h"
+
+#include "bulkops.h"
+#include "dialect.h"
+
+/* how every row's encoding starts; the escaped key follows at once */
+#define SAP_FSM_ROW_PREFIX		"{\"externalId\":"
+#define SAP_FSM_ROW_PREFIX_LEN	(sizeof(SAP_FSM_ROW_PREFIX) - 1)
+
+/* the optimistic-locking column, sent when present and not null */
+#define SAP_FSM_LAST_CHANGED	"lastChanged"
+
+/*
+ * Assumed (PROTOCOLS.md is silent): without these options a request is
+ * still identified, as this client; the account and company have no
+ * default and are sent only when given.
+ */
+#define SAP_FSM_DEFAULT_CLIENT_ID		"bulkops"
+#define SAP_FSM_DEFAULT_CLIENT_VERSION	BULKOPS_VERSION
+
+typedef struct SapFsmEncodeState
+{
+	bool	   *omit;			/* columns not sent as plain members */
+	int			last_changed_att;	/* the lastChanged column, or -1 */
+} SapFsmEncodeState;
+
+/* A row a request carries: its escaped, quoted key in the batch body. */
+typedef struct SapFsmItem
+{
+	const char *key;
+	int			len;
+	int			row;
+	bool		answered;
+} SapFsmItem;
+
+static const BulkopsOptionDef sap_fsm_options[] = {
+	{"dto_version", BULKOPS_OPT_INT, 1, 100000},
+	{"method", BULKOPS_OPT_STRING, 0, 0},
+	{"force", BULKOPS_OPT_BOOL, 0, 0},
+	{"client_id", BULKOPS_OPT_STRING, 0, 0},
+	{"client_version", BULKOPS_OPT_STRING, 0, 0},
+	{"account_id", BULKOPS_OPT_STRING, 0, 0},
+	{"company_id", BULKOPS_OPT_STRING, 0, 0},
+	{NULL}
+};
+
+/* option name -> header it is sent as */
+static const struct
+{
+	const char *option;
+	const char *header;
+	const char *dflt;
+}			sap_fsm_headers[] = {
+	{"client_id", "X-Client-ID", SAP_FSM_DEFAULT_CLIENT_ID},
+	{"client_version", "X-Client-Version", SAP_FSM_DEFAULT_CLIENT_VERSION},
+	{"account_id", "X-Account-ID", NULL},
+	{"company_id", "X-Company-ID", NULL},
+};
+
+/* ---- options, checked at create_target, alter_target and enqueue ---- */
+
+static const char *
+sap_fsm_method(Jsonb *options)
+{
+	char	   *m = bulkops_opt_string(options, "method", "PATCH");
+
+	if (pg_strcasecmp(m, "PUT") == 0)
+		return "PUT";
+	return "PATCH";
+}
+
+static void
+check_resource(const char *resource)
+{
+	const char *p;
+
+	if (resource == NULL || resource[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sap_fsm targets need a resource"),
+				 errdetail("The resource names the DTO the rows are, in the path and in \"dtos\"."),
+				 errhint("Pass resource => 'Activity', for example.")));
+	for (p = resource; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			  (p > resource && *p >= '0' && *p <= '9')))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid sap_fsm resource \"%s\"", resource),
+					 errdetail("A resource is a DTO name: a letter followed by letters and digits.")));
+}
+
+static void
+check_options(const char *resource, Jsonb *options)
+{
+	char	   *method = bulkops_opt_string(options, "method", "PATCH");
+	int			i;
+
+	check_resource(resource);
+	if (bulkops_jsonb_get(options, "dto_version") == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sap_fsm targets need option \"dto_version\""),
+				 errdetail("Every upsert names the version of the resource's data model it follows, as \"dtos=%s.<dto_version>\".",
+						   resource),
+				 errhint("Add it to the target's options, e.g. options => '{\"dto_version\": 43}'.")));
+	if (pg_strcasecmp(method, "PATCH") != 0 && pg_strcasecmp(method, "PUT") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sap_fsm option \"method\" must be \"PATCH\" or \"PUT\""),
+				 errdetail("PATCH changes the columns sent; PUT replaces whole objects.")));
+	for (i = 0; i < lengthof(sap_fsm_headers); i++)
+	{
+		char	   *v = bulkops_opt_string(options, sap_fsm_headers[i].option, NULL);
+		char	   *p;
+
+		if (v == NULL)
+			continue;
+		for (p = v; *p; p++)
+			if ((unsigned char) *p < 0x20 || *p == 0x7f)
+				break;
+		if (v[0] == '\0' || *p != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("sap_fsm option \"%s\" must be a non-empty string without control characters",
+							sap_fsm_headers[i].option),
+					 errdetail("It is sent as the %s header.",
+							   sap_fsm_headers[i].header)));
+	}
+}
+
+static void
+sap_fsm_validate_target(const char *url, const char *resource, Jsonb *options)
+{
+	check_options(resource, options);
+}
+
+/* ---- encoding, at enqueue ---- */
+
+static void
+sap_fsm_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
+{
+	SapFsmEncodeState *st = palloc0(sizeof(SapFsmEncodeState));
+	int			natts = bulkops_encoder_natts(enc);
+	int			ext;
+
+	/* job options may change what the target's passed */
+	check_options(target->resource, target->options);
+
+	ext = bulkops_encoder_find(enc, "externalId");
+	if (ext >= 0 && ext != target->key_att)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_COLUMN),
+				 errmsg("source column \"externalId\" is not the key"),
+				 errdetail("sap_fsm sends the key column's value as \"externalId\"."),
+				 errhint("Pass key => 'externalId', or rename the column.")));
+
+	st->omit = palloc0(sizeof(bool) * Max(natts, 1));
+	if (target->key_att >= 0)
+		st->omit[target->key_att] = true;
+	st->last_changed_att = bulkops_encoder_find(enc, SAP_FSM_LAST_CHANGED);
+	if (st->last_changed_att >= 0)
+		st->omit[st->last_changed_att] = true;
+	target->private = st;
+}
+
+static void
+sap_fsm_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
+				   Datum *values, bool *nulls, StringInfo out)
+{
+	SapFsmEncodeState *st = target->private;
+	int			lc = st->last_changed_att;
+
+	appendBinaryStringInfo(out, SAP_FSM_ROW_PREFIX, SAP_FSM_ROW_PREFIX_LEN);
+	bulkops_json_string(out, target->key_text, strlen(target->key_text));
+
+	if (target->op != BULKOPS_OP_DELETE)
+	{
+		int			start = out->len;
+
+		/* {"a":1,"b":2} becomes ,"a":1,"b":2 after the key; {} nothing */
+		bulkops_encode_object(enc, values, nulls, st->omit, out);
+		if (out->len - start == 2)
+			out->len = start;
+		else
+		{
+			out->data[start] = ',';
+			out->len--;
+		}
+		out->data[out->len] = '\0';
+	}
+	/* a null lastChanged asks for no check rather than a null one */
+	if (lc >= 0 && !nulls[lc])
+	{
+		appendStringInfoString(out, ",\"" SAP_FSM_LAST_CHANGED "\":");
+		bulkops_encode_value(enc, lc, values[lc], false, out);
+	}
+	appendStringInfoChar(out, '}');
+}
+
+/* ---- the rows a request carries ---- */
+
+static int
+item_key_cmp(const void *a, const void *b)
+{
+	const SapFsmItem *x = a;
+	const SapFsmItem *y = b;
+	int			c = memcmp(x->key, y->key, Min(x->len, y->len));
+
+	if (c != 0)
+		return c;
+	return (x->len > y->len) - (x->len < y->len);
+}
+
+/* by key, then source order: the first row of a key sorts first */
+static int
+item_cmp(const void *a, const void *b)
+{
+	const SapFsmItem *x = a;
+	const SapFsmItem *y = b;
+	int			c = item_key_cmp(a, b);
+
+	if (c != 0)
+		return c;
+	return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The quoted key at the start of row i's encoding (see encode_row). */
+static void
+row_key(const BulkopsBatch *batch, int i, SapFsmItem *item)
+{
+	const char *start = batch->body + batch->offsets[i] + SAP_FSM_ROW_PREFIX_LEN;
+	const char *end = batch->body + batch->offsets[i + 1];
+	const char *p = start + 1;
+
+	if (start >= end || *start != '"')
+		elog(ERROR, "sap_fsm: row %d of batch %d is not encoded by this dialect",
+			 i, batch->batch_no);
+	while (p < end && *p != '"')
+		p += (*p == '\\') ? 2 : 1;
+	if (p >= end)
+		elog(ERROR, "sap_fsm: row %d of batch %d has a broken key", i,
+			 batch->batch_no);
+	item->key = start;
+	item->len = p - start + 1;
+	item->row = i;
+	item->answered = false;
+}
+
+/*
+ * The first pending row of each key, sorted by key.  Pending rows do not
+ * change while a request is out, so building the request and reading its
+ * answer select the same rows.
+ */
+static SapFsmItem *
+select_items(const BulkopsBatch *batch, int *nitems)
+{
+	SapFsmItem *items = palloc(sizeof(SapFsmItem) * Max(batch->nrows, 1));
+	int			n = 0;
+	int			kept = 0;
+	int			i;
+
+	for (i = 0; i < batch->nrows; i++)
+		if (batch->pending[i])
+			row_key(batch, i, &items[n++]);
+	if (n > 1)
+		qsort(items, n, sizeof(SapFsmItem), item_cmp);
+	for (i = 0; i < n; i++)
+		if (kept == 0 || item_key_cmp(&items[kept - 1], &items[i]) != 0)
+			items[kept++] = items[i];
+	*nitems = kept;
+	return items;
+}
+
+/* ---- the request ---- */
+
+static void
+add_header(BulkopsRequest *req, const char *name, const char *value)
+{
+	BulkopsHeader *h = palloc(sizeof(BulkopsHeader));
+
+	h->name = name;
+	h->value = value;
+	req->headers = lappend(req->headers, h);
+}
+
+static void
+sap_fsm_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
+{
+	bool		del = (batch->op == BULKOPS_OP_DELETE);
+	bool		force = bulkops_opt_bool(batch->options, "force", false);
+	int			nitems;
+	SapFsmItem *items = select_items(batch, &nitems);
+	bool	   *send = palloc0(sizeof(bool) * Max(batch->nrows, 1));
+	bool		first = true;
+	int			i;
+
+	for (i = 0; i < nitems; i++)
+		send[items[i].row] = true;
+
+	req->method = del ? "DELETE" : sap_fsm_method(batch->options);
+	if (del)
+		req->url = psprintf("%s/api/data/v4/%s/externalId/bulk%s", batch->url,
+							batch->resource, force ? "?forceDelete=true" : "");
+	else
+		req->url = psprintf("%s/api/data/v4/%s/externalId/bulk?dtos=%s.%d%s",
+							batch->url, batch->resource, batch->resource,
+							bulkops_opt_int(batch->options, "dto_version", 0),
+							force ? "&forceUpdate=true" : "");
+	for (i = 0; i < lengthof(sap_fsm_headers); i++)
+	{
+		char	   *v = bulkops_opt_string(batch->options, sap_fsm_headers[i].option,
+										   sap_fsm_headers[i].dflt);
+
+		if (v != NULL)
+			add_header(req, sap_fsm_headers[i].header, v);
+	}
+
+	/* source order, though the API does not need it: easier to read in logs */
+	req->content_type = "application/json";
+	req->body = makeStringInfo();
+	appendStringInfoChar(req->body, '[');
+	for (i = 0; i < batch->nrows; i++)
+	{
+		if (!send[i])
+			continue;
+		if (!first)
+			appendStringInfoChar(req->body, ',');
+		first = false;
+		appendBinaryStringInfo(req->body, batch->body + batch->offsets[i],
+							   batch->offsets[i + 1] - batch->offsets[i]);
+	}
+	appendStringInfoChar(req->body, ']');
+}
+
+/* ---- the answer ---- */
+
+/*
+ * The code and message of an error answer.  Assumed shapes: the 207
+ * element's {"ex": {"error", "message"}} at the top, {"error": "CA-..",
+ * "message"}, or {"error": {"code"|"type", "message"}}.
+ */
+static void
+error_fields(JsonbContainer *root, char **code, char **message)
+{
+	JsonbContainer *ex = bulkops_jcontainer(bulkops_jget(root, "ex"));
+	JsonbValue *err;
+
+	*code = NULL;
+	*message = NULL;
+	if (ex != NULL)
+		root = ex;
+	err = bulkops_jget(root, "error");
+	if (err != NULL && err->type == jbvString)
+		*code = bulkops_jtext(err);
+	else if (err != NULL)
+	{
+		JsonbContainer *e = bulkops_jcontainer(err);
+
+		*code = bulkops_jtext(bulkops_jget(e, "type"));
+		if (*code == NULL)
+			*code = bulkops_jtext(bulkops_jget(e, "code"));
+		*message = bulkops_jtext(bulkops_jget(e, "message"));
+	}
+	if (*message == NULL)
+		*message = bulkops_jtext(bulkops_jget(root, "message"));
+}
+
+static char *
+lower_resource(const char *resource)
+{
+	char	   *s = pstrdup(resource);
+	char	   *p;
+
+	for (p = s; *p; p++)
+		*p = pg_tolower((unsigned char) *p);
+	return s;
+}
+
+/* The sent row an element answers, or NULL for a stranger or a repeat. */
+static SapFsmItem *
+find_item(JsonbContainer *el, JsonbContainer *obj, SapFsmItem *items,
+		  int nitems, StringInfo scratch)
+{
+	char	   *ext = bulkops_jtext(bulkops_jget(el, "externalId"));
+	SapFsmItem	probe;
+	SapFsmItem *hit;
+
+	if (ext == NULL)
+		ext = bulkops_jtext(bulkops_jget(obj, "externalId"));
+	if (ext == NULL)
+		return NULL;
+	/* compare escaped forms: the body holds the key escaped */
+	resetStringInfo(scratch);
+	bulkops_json_string(scratch, ext, strlen(ext));
+	probe.key = scratch->data;
+	probe.len = scratch->len;
+	hit = bsearch(&probe, items, nitems, sizeof(SapFsmItem), item_key_cmp);
+	if (hit == NULL || hit->answered)
+		return NULL;
+	hit->answered = true;
+	return hit;
+}
+
+static void
+read_element(const BulkopsBatch *batch, JsonbContainer *el, const char *member,
+			 SapFsmItem *items, int nitems, StringInfo scratch,
+			 BulkopsResult *result)
+{
+	JsonbContainer *obj = bulkops_jcontainer(bulkops_jget(el, member));
+	SapFsmItem *item = find_item(el, obj, items, nitems, scratch);
+	char	   *status_text;
+	long		status;
+	BulkopsOutcome *o;
+
+	if (item == NULL)
+		return;
+	status_text = bulkops_jtext(bulkops_jget(el, "status"));
+	status = status_text ? strtol(status_text, NULL, 10) : 0;
+	if (status >= 200 && status < 300)
+	{
+		o = bulkops_outcome(result, item->row, BULKOPS_ROW_SUCCEEDED);
+		o->remote_id = bulkops_jtext(bulkops_jget(obj, "id"));
+		if (batch->op != BULKOPS_OP_DELETE)
+			o->created = (status == 201) ? 1 : 0;
+	}
+	else if (status >= 400)
+	{
+		/* 409 is a lastChanged conflict: this row's failure, not the batch's */
+		o = bulkops_outcome(result, item->row, BULKOPS_ROW_FAILED);
+		error_fields(el, &o->error_code, &o->error_message);
+		if (o->error_code == NULL)
+			o->error_code = psprintf("%ld", status);
+		if (o->error_message == NULL)
+			o->error_message = psprintf("HTTP %ld", status);
+	}
+	else
+		bulkops_outcome(result, item->row, BULKOPS_ROW_UNKNOWN)->error_message =
+			psprintf("the answer gave this row status \"%s\"",
+					 status_text ? status_text : "(none)");
+}
+
+static void
+handle_multi_status(const BulkopsBatch *batch, JsonbContainer *root,
+					BulkopsResult *result)
+{
+	int			nitems;
+	SapFsmItem *items = select_items(batch, &nitems);
+	char	   *member = lower_resource(batch->resource);
+	int			n = JsonContainerIsScalar(root) ? -1 : bulkops_jarray_size(root);
+	StringInfoData scratch;
+	int			i;
+
+	if (n < 0)
+	{
+		result->next = BULKOPS_NEXT_RETRY;
+		result->error = pstrdup("the 207 answer is not a JSON array");
+		return;
+	}
+	initStringInfo(&scratch);
+	for (i = 0; i < n; i++)
+	{
+		JsonbContainer *el = bulkops_jcontainer(bulkops_jarray_get(root, i));
+
+		if (el != NULL && JsonContainerIsObject(el))
+			read_element(batch, el, member, items, nitems, &scratch, result);
+	}
+	for (i = 0; i < nitems; i++)
+		if (!items[i].answered)
+			bulkops_outcome(result, items[i].row, BULKOPS_ROW_UNKNOWN)->error_message =
+				pstrdup("the 207 answer had no element for this externalId");
+
+	if (nitems < batch->npending)
+	{
+		/* rows whose key was already in this request go next, on their own */
+		result->next = BULKOPS_NEXT_RESUBMIT;
+		result->counts_attempt = false;
+	}
+	else
+		result->next = BULKOPS_NEXT_DONE;
+}
+
+/*
+ * Anything but 207 concerns the whole request.  Both operations are
+ * idempotent, so what may be passing is repeated (the worker bounds it by
+ * max_attempts) and what the request itself caused fails its rows.
+ */
+static void
+handle_other(const BulkopsResponse *resp, JsonbContainer *root,
+			 BulkopsResult *result)
+{
+	char	   *code;
+	char	   *message;
+	long		s = resp->status;
+
+	error_fields(root, &code, &message);
+	if ((s >= 200 && s < 300) || s >= 500 || s == 408 || s == 423 || s == 425)
+	{
+		result->next = BULKOPS_NEXT_RETRY;
+		result->error = message
+			? psprintf("HTTP %ld answer to a bulk request: %s", s, message)
+			: psprintf("HTTP %ld answer to a bulk request, not 207", s);
+		return;
+	}
+	result->next = BULKOPS_NEXT_FAIL;
+	result->error_code = code;
+	result->error = message ? psprintf("HTTP %ld: %s", s, message)
+		: psprintf("HTTP %ld", s);
+	if (s == 413)
+		result->error = psprintf("%s (lower the option batch_size or batch_bytes)",
+								 result->error);
+}
+
+static void
+sap_fsm_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp,
+						BulkopsResult *result)
+{
+	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
+
+	if (resp->status != 207)
+		handle_other(resp, jb ? &jb->root : NULL, result);
+	else if (jb == NULL)
+	{
+		result->next = BULKOPS_NEXT_RETRY;
+		result->error = pstrdup("malformed JSON in a 207 answer");
+	}
+	else
+		handle_multi_status(batch, &jb->root, result);
+}
+
+const BulkopsDialect bulkops_sap_fsm_dialect = {
+	.name = "sap_fsm",
+	.op_names = {
+		[BULKOPS_OP_UPSERT] = "PATCH",
+		[BULKOPS_OP_DELETE] = "DELETE",
+	},
+	.idempotent = {
+		[BULKOPS_OP_UPSERT] = true,
+		[BULKOPS_OP_DELETE] = true,
+	},
+	.needs_key = {
+		[BULKOPS_OP_UPSERT] = true,
+		[BULKOPS_OP_DELETE] = true,
+	},
+	.options = sap_fsm_options,
+	.validate_target = sap_fsm_validate_target,
+	.begin_encode = sap_fsm_begin_encode,
+	.encode_row = sap_fsm_encode_row,
+	.build_request = sap_fsm_build_request,
+	.handle_response = sap_fsm_handle_response,
+};
