@@ -54,6 +54,7 @@ import urllib.parse
 # One line per dialect: the module name, which is also its mount point.
 DIALECT_MODULES = (
     "clinia",
+    "sap_fsm",
 )
 
 REQUEST_LOG_SIZE = 1000

@@ -3,8 +3,10 @@
 It starts test/mock/mock_api.py on a free port as a subprocess and checks, over real
 HTTP: the readiness line and clean exit, the clinia flow (ACCEPTED -> PENDING ->
 SUCCESS/FAILURE, receipts in order, CREATE ids, REJECTED, _fail rows, auth), the
-control API (reset, config, stats, request log), every fault action, --bench, and the
-TLS listener (with a private CA made by make_test_certs.sh).
+sap_fsm bulk endpoints (shuffled 207 answers, created vs updated, lastChanged
+conflicts and force, _fail rows, refused headers and dtos), the control API (reset,
+config, stats, request log), every fault action, --bench, and the TLS listener (with a
+private CA made by make_test_certs.sh).
 
 Run from the worktree root:  python3 -m unittest test/mock/test_mock_api.py -v
 """
@@ -301,6 +303,141 @@ class TestClinia(MockTestCase):
         c.close()
 
 
+FSM = "/sap_fsm/api/data/v4/Activity/externalId/bulk"
+FSM_HEADERS = {"X-Client-ID": "bulkops", "X-Client-Version": "1.0",
+               "X-Account-ID": "acct", "X-Company-ID": "comp"}
+
+
+class TestSapFsm(MockTestCase):
+    def fsm(self, method, items, query="?dtos=Activity.43", headers=None):
+        return self.call(method, FSM + query, items, dict(FSM_HEADERS, **(headers or {})))
+
+    @staticmethod
+    def by_ext(elements):
+        out = {}
+        for el in elements:
+            ext = el.get("externalId") or el.get("activity", {}).get("externalId")
+            out[ext] = el
+        return out
+
+    def test_created_then_updated_shuffled(self):
+        items = [{"externalId": "a%d" % i, "subject": "s%d" % i} for i in range(8)]
+        status, out = self.fsm("PATCH", items)
+        self.assertEqual(status, 207)
+        self.assertEqual(len(out), 8)
+        order = [el["activity"]["externalId"] for el in out]
+        self.assertNotEqual(order, [i["externalId"] for i in items], "not shuffled")
+        self.assertEqual(sorted(order), sorted(i["externalId"] for i in items))
+        first = self.by_ext(out)
+        self.assertEqual({el["status"] for el in out}, {201})
+        self.assertRegex(first["a0"]["activity"]["id"], r"^[0-9A-F]{32}$")
+        self.assertEqual(first["a0"]["location"],
+                         "/api/data/v4/Activity/" + first["a0"]["activity"]["id"])
+        self.assertEqual(first["a0"]["activity"]["subject"], "s0")
+
+        status, out = self.fsm("PATCH", [{"externalId": "a0", "status": "open"}])
+        el = out[0]
+        self.assertEqual((status, el["status"]), (207, 200))
+        self.assertEqual(el["activity"]["id"], first["a0"]["activity"]["id"])
+        self.assertEqual(el["activity"]["subject"], "s0", "PATCH keeps other fields")
+        self.assertGreater(el["activity"]["lastChanged"], first["a0"]["activity"]["lastChanged"])
+        # PUT replaces the whole object
+        out = self.fsm("PUT", [{"externalId": "a0", "status": "done"}])[1]
+        self.assertNotIn("subject", out[0]["activity"])
+        store = self.ctl("GET", "/sap_fsm/store?resource=Activity")
+        self.assertEqual(store["a0"]["status"], "done")
+        st = self.stats()["sap_fsm"]
+        self.assertEqual((st["created"], st["updated"], st["operations"], st["store_size"]),
+                         (8, 2, 10, 8))
+
+    def test_last_changed_conflicts_and_force(self):
+        obj = self.fsm("PATCH", [{"externalId": "a"}])[1][0]["activity"]
+        stale = obj["lastChanged"] - 1
+        out = self.fsm("PATCH", [{"externalId": "a", "lastChanged": stale, "x": 1},
+                                 {"externalId": "b", "lastChanged": stale}])[1]
+        els = self.by_ext(out)
+        self.assertEqual(els["a"]["status"], 409)
+        self.assertEqual(els["a"]["ex"]["error"], "CA-41")
+        self.assertIn("lastChanged", els["a"]["ex"]["message"])
+        self.assertEqual(els["b"]["status"], 201, "no stored object: created")
+        self.assertEqual(self.fsm("PATCH", [{"externalId": "a", "lastChanged": obj["lastChanged"]}])
+                         [1][0]["status"], 200)
+        self.assertEqual(self.fsm("PATCH", [{"externalId": "a", "lastChanged": stale}],
+                                  "?dtos=Activity.43&forceUpdate=true")[1][0]["status"], 200)
+        # deletes check it too
+        self.assertEqual(self.fsm("DELETE", [{"externalId": "a", "lastChanged": stale}], "")
+                         [1][0]["status"], 409)
+        out = self.fsm("DELETE", [{"externalId": "a", "lastChanged": stale}],
+                       "?forceDelete=true")[1]
+        self.assertEqual(out[0]["status"], 200)
+        self.assertEqual(out[0]["activity"]["externalId"], "a")
+        self.assertEqual(sorted(self.ctl("GET", "/sap_fsm/store")), ["b"])
+        self.assertEqual(self.stats()["sap_fsm"]["conflicts"], 2)
+
+    def test_failures_and_missing_delete(self):
+        out = self.fsm("PATCH", [{"externalId": "a", "_fail": "bad subject"},
+                                 {"externalId": "b", "_fail": None}, {"x": 1}])[1]
+        els = self.by_ext(out)
+        self.assertEqual(els["a"]["status"], 422)
+        self.assertEqual(els["a"]["ex"]["error"], "CA-20")
+        self.assertEqual(els["a"]["ex"]["message"], "bad subject")
+        self.assertEqual(els["b"]["status"], 201)
+        self.assertEqual(els[None]["status"], 422)
+        out = self.fsm("DELETE", [{"externalId": "zz"}], "")[1]
+        self.assertEqual((out[0]["status"], out[0]["ex"]["error"], out[0]["externalId"]),
+                         (404, "CA-15", "zz"))
+        st = self.stats()["sap_fsm"]
+        self.assertEqual((st["failures"], st["store_size"]), (3, 1))
+
+    def test_duplicates_omitted_and_extra_elements(self):
+        self.ctl("POST", "/config", {"sap_fsm": {"omit_external_ids": ["b"],
+                                                 "extra_external_ids": ["ghost"],
+                                                 "shuffle": False}})
+        out = self.fsm("PATCH", [{"externalId": "a", "v": 1}, {"externalId": "b"},
+                                 {"externalId": "a", "v": 2}])[1]
+        self.assertEqual([(el["status"], el["activity"]["externalId"]) for el in out],
+                         [(201, "a"), (200, "a"), (200, "ghost")])
+        self.assertEqual(self.ctl("GET", "/sap_fsm/store")["b"]["externalId"], "b",
+                         "an omitted element's item is still applied")
+        self.assertEqual(self.ctl("GET", "/sap_fsm/applied"), {"a": 2, "b": 1})
+        st = self.stats()["sap_fsm"]
+        self.assertEqual((st["requests_with_duplicates"], st["max_applications_per_id"]), (1, 2))
+
+    def test_refused_requests(self):
+        for name in ("X-Client-ID", "X-Client-Version", "X-Account-ID", "X-Company-ID"):
+            headers = dict(FSM_HEADERS)
+            del headers[name]
+            status, out = self.call("PATCH", FSM + "?dtos=Activity.43", [{"externalId": "a"}],
+                                    headers)
+            self.assertEqual(status, 400, name)
+            self.assertEqual(out, {"error": "CA-10", "message": "missing header " + name})
+        for query in ("", "?dtos=Activity", "?dtos=Other.2", "?dtos=Activity.x"):
+            status, out = self.fsm("PATCH", [{"externalId": "a"}], query)
+            self.assertEqual(status, 400, query)
+            self.assertIn("dtos", out["message"])
+        for body in ("not json", "[]", "{}"):
+            self.assertEqual(self.fsm("PUT", body)[0], 400, body)
+        self.assertEqual(self.call("POST", FSM, [], FSM_HEADERS)[0], 405)
+        self.ctl("POST", "/config", {"sap_fsm": {"bearer": "tok",
+                                                 "headers": {"X-Account-ID": "acct"}}})
+        self.assertEqual(self.fsm("PATCH", [{"externalId": "a"}])[0], 401)
+        auth = {"Authorization": "Bearer tok"}
+        self.assertEqual(self.fsm("PATCH", [{"externalId": "a"}], headers=auth)[0], 207)
+        status, out = self.fsm("PATCH", [{"externalId": "a"}],
+                               headers=dict(auth, **{"X-Account-ID": "other"}))
+        self.assertEqual((status, out["message"]),
+                         (400, "unexpected value for header X-Account-ID"))
+        st = self.stats()["sap_fsm"]
+        self.assertEqual((st["requests"], st["bad_requests"], st["store_size"]), (4, 13, 1))
+
+    def test_faults_apply_to_sap_fsm(self):
+        self.faults({"method": "PATCH", "path": "/externalId/bulk$", "action": "status",
+                     "status": 503, "headers": {"Retry-After": "0"}})
+        self.assertEqual(self.fsm("PATCH", [{"externalId": "a"}])[0], 503)
+        self.assertEqual(self.fsm("PATCH", [{"externalId": "a"}])[0], 207)
+        self.assertEqual(self.stats()["sap_fsm"]["created"], 1)
+
+
 class TestControl(MockTestCase):
     def test_config_merge(self):
         self.ctl("POST", "/config", {"clinia": {"pending_polls": 3}})
@@ -538,6 +675,21 @@ class TestBench(MockTestCase):
                           st["clinia"]["applied"]), (2, 7, 7))
         self.assertEqual(st["requests"]["POST /clinia/sources/{src}/v1/resources/bulk"], 2)
 
+
+class TestSapFsmBench(MockTestCase):
+    extra_args = ("--bench",)
+
+    def test_bench_echoes_external_ids_without_parsing(self):
+        body = "[" + ",".join('{"externalId":"k%d","v":%d}' % (i, i) for i in range(5)) \
+            + ',{"externalId":"q\\"x"}]'
+        status, out = self.call("PATCH", FSM + "?dtos=Activity.1", body, FSM_HEADERS)
+        self.assertEqual(status, 207)
+        self.assertEqual([el["activity"]["externalId"] for el in out],
+                         ["k0", "k1", "k2", "k3", "k4", 'q"x'])
+        self.assertEqual({el["status"] for el in out}, {200})
+        self.assertEqual(self.stats()["sap_fsm"]["operations"], 6)
+        # still refuses what a real server refuses
+        self.assertEqual(self.call("PATCH", FSM + "?dtos=Activity.1", body)[0], 400)
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,275 @@
+"""sap_fsm.py - the mock's "sap_fsm" dialect (PROTOCOLS.md section 4).
+
+This file owns the SAP Field Service bulk endpoints by external id as bulkops sees
+them, mounted by mock_api.py under /sap_fsm, so a target url is
+http://127.0.0.1:PORT/sap_fsm:
+
+  PATCH  {url}/api/data/v4/<Resource>/externalId/bulk?dtos=<Resource>.<n>[&forceUpdate=true]
+  PUT    (the same; replaces whole objects)
+  DELETE {url}/api/data/v4/<Resource>/externalId/bulk[?forceDelete=true]
+
+Every answer to a valid request is 207 with one element per item, in shuffled order:
+success {"status": 200|201, "location", "<resource lower-case>": {object}}, failure
+{"status": 404|409|422, "externalId", "ex": {"error", "message", "values", "id"}}.
+Test hooks under /_control/sap_fsm: store (?resource=R), applied (?resource=R).
+
+Rows ask for failures through their data: "_fail": msg fails that item with 422 (a
+null value asks for nothing, since a SQL source has the column on every row).  An
+item whose "lastChanged" differs from the stored object's fails with 409 unless
+forceUpdate / forceDelete is set.
+Configuration (POST /_control/config {"sap_fsm": {...}}), all optional:
+  bearer                   token required as "Authorization: Bearer <token>"
+  headers ({})             exact values required for headers, e.g. {"X-Account-ID": "7"}
+  shuffle (true)           answer elements in an order other than the items'
+  omit_external_ids ([])   answer no element for these items (they are applied)
+  extra_external_ids ([])  also answer a success element for these, never sent
+
+Assumed where PROTOCOLS.md is silent (kept here, in one place):
+  * X-Client-ID, X-Client-Version, X-Account-ID and X-Company-ID are required on every
+    request: a missing one is a 400;
+  * an error of the whole request is {"error": "CA-..", "message": "..."};
+  * error codes: CA-41 lastChanged conflict (409), CA-20 validation (422), CA-15 not
+    found (404), CA-10 bad request, CA-16 unauthorized;
+  * dtos must be "<the path's resource>.<integer>"; DELETE needs none;
+  * ids are 32 upper-case hex digits; lastChanged is epoch milliseconds, one more than
+    the last one given out, on every write;
+  * an upsert whose lastChanged names no stored object creates it;
+  * items are applied in array order, duplicates included, and each gets an element.
+"""
+
+import collections
+import json
+import random
+import re
+
+from mock_api import Response, json_response
+
+NAME = "sap_fsm"
+
+REQUIRED_HEADERS = ("X-Client-ID", "X-Client-Version", "X-Account-ID", "X-Company-ID")
+DTOS_RX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)\.(\d+)$")
+FIRST_LAST_CHANGED = 1550571215725
+SHUFFLE_SEED = 4
+
+# --bench: every item's externalId, as the raw JSON string it was sent as.
+BENCH_EXT_RX = re.compile(rb'"externalId":("(?:[^"\\]|\\.)*")')
+
+
+def fsm_error(status, code, message):
+    return json_response(status, {"error": code, "message": message})
+
+
+def failure(status, external_id, code, message, seq):
+    el = {"status": status,
+          "ex": {"error": code, "message": message, "values": [], "id": "ex-%d" % seq}}
+    if external_id is not None:
+        el["externalId"] = external_id
+    return el
+
+
+class Dialect:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.reset()
+
+    def reset(self):
+        self.store = {}                         # (resource, externalId) -> object
+        self.applied = collections.Counter()    # (resource, externalId) -> writes
+        self.counts = collections.Counter()
+        self.next_id = 1
+        self.last_changed = FIRST_LAST_CHANGED
+        self.rng = random.Random(SHUFFLE_SEED)
+
+    def routes(self):
+        path = "/api/data/v4/{resource}/externalId/bulk"
+        return [("PATCH", path, self.upsert), ("PUT", path, self.upsert),
+                ("DELETE", path, self.delete)]
+
+    def control_routes(self):
+        return [("GET", "/store", self.ctl_store),
+                ("GET", "/applied", self.ctl_applied)]
+
+    def stats(self):
+        c = self.counts
+        return {"requests": c["requests"], "bad_requests": c["bad_requests"],
+                "operations": c["operations"], "created": c["created"],
+                "updated": c["updated"], "deleted": c["deleted"],
+                "failures": c["failures"], "conflicts": c["conflicts"],
+                "requests_with_duplicates": c["requests_with_duplicates"],
+                "max_applications_per_id": max(self.applied.values(), default=0),
+                "store_size": len(self.store)}
+
+    @property
+    def config(self):
+        return self.ctx.section(NAME)
+
+    # -- checks common to every request --------------------------------------
+
+    def refuse(self, req, params, needs_dtos):
+        """The error Response for a request that is refused as a whole, or None."""
+        cfg = self.config
+        if cfg.get("bearer") is not None:
+            scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or value.strip() != cfg["bearer"]:
+                return fsm_error(401, "CA-16", "invalid or missing access token")
+        for name in REQUIRED_HEADERS:
+            if not req.headers.get(name):
+                return fsm_error(400, "CA-10", "missing header %s" % name)
+        for name, value in (cfg.get("headers") or {}).items():
+            if req.headers.get(name) != value:
+                return fsm_error(400, "CA-10", "unexpected value for header %s" % name)
+        if needs_dtos:
+            m = DTOS_RX.match(req.query.get("dtos", ""))
+            if m is None or m.group(1) != params["resource"]:
+                return fsm_error(400, "CA-10", "query parameter dtos must be %s.<version>"
+                                 % params["resource"])
+        return None
+
+    def items(self, req):
+        """The body's items, or None when it is not a non-empty JSON array."""
+        try:
+            items = req.json()
+        except ValueError:
+            return None
+        return items if isinstance(items, list) and items else None
+
+    def serve(self, req, params, needs_dtos, apply):
+        refused = self.refuse(req, params, needs_dtos)
+        if refused:
+            self.counts["bad_requests"] += 1
+            return refused
+        self.counts["requests"] += 1
+        if self.ctx.bench:
+            return self.bench_answer(req, params)
+        items = self.items(req)
+        if items is None:
+            self.counts["bad_requests"] += 1
+            return fsm_error(400, "CA-10", "body must be a non-empty JSON array")
+        self.counts["operations"] += len(items)
+        ids = [i.get("externalId") for i in items if isinstance(i, dict)]
+        if len(set(map(json.dumps, ids))) != len(ids):
+            self.counts["requests_with_duplicates"] += 1
+        resource = params["resource"]
+        omit = set(self.config.get("omit_external_ids") or ())
+        elements = []
+        for n, item in enumerate(items):
+            el = self.item(resource, item, n, apply)
+            if el.get("status", 0) >= 400:
+                self.counts["failures"] += 1
+            if self.external_id(item) not in omit:
+                elements.append(el)
+        for ext in self.config.get("extra_external_ids") or ():
+            elements.append(self.success(200, resource, {"id": "F" * 32, "externalId": ext,
+                                                         "lastChanged": 0}))
+        self.shuffle(elements)
+        return json_response(207, elements)
+
+    @staticmethod
+    def external_id(item):
+        return item.get("externalId") if isinstance(item, dict) else None
+
+    def shuffle(self, elements):
+        if not self.config.get("shuffle", True) or len(elements) < 2:
+            return
+        before = list(elements)
+        self.rng.shuffle(elements)
+        if elements == before:
+            elements.append(elements.pop(0))
+
+    def item(self, resource, item, n, apply):
+        """Validate one item and apply it; its answer element."""
+        ext = self.external_id(item)
+        if not isinstance(ext, str) or ext == "":
+            return failure(422, ext, "CA-20", "externalId must be a non-empty string", n)
+        if item.get("_fail") is not None:
+            return failure(422, ext, "CA-20", str(item["_fail"]), n)
+        return apply(resource, ext, item, n)
+
+    # -- the endpoints ---------------------------------------------------------
+
+    def upsert(self, req, params):
+        force = req.query.get("forceUpdate", "").lower() == "true"
+        put = req.method == "PUT"
+
+        def apply(resource, ext, item, n):
+            key = (resource, ext)
+            old = self.store.get(key)
+            if old is not None and self.conflicts(old, item, force):
+                return self.conflict(old, item, n)
+            fields = {k: v for k, v in item.items() if k not in ("_fail", "lastChanged")}
+            obj = {} if put or old is None else dict(old)
+            obj.update(fields)
+            obj["id"] = old["id"] if old else self.new_id()
+            obj["lastChanged"] = self.tick()
+            self.store[key] = obj
+            self.applied[key] += 1
+            self.counts["updated" if old else "created"] += 1
+            return self.success(200 if old else 201, resource, obj)
+
+        return self.serve(req, params, True, apply)
+
+    def delete(self, req, params):
+        force = req.query.get("forceDelete", "").lower() == "true"
+
+        def apply(resource, ext, item, n):
+            key = (resource, ext)
+            old = self.store.get(key)
+            if old is None:
+                return failure(404, ext, "CA-15", "no %s with externalId %s"
+                               % (resource, ext), n)
+            if self.conflicts(old, item, force):
+                return self.conflict(old, item, n)
+            del self.store[key]
+            self.applied[key] += 1
+            self.counts["deleted"] += 1
+            return self.success(200, resource, {"id": old["id"], "externalId": ext,
+                                                "lastChanged": old["lastChanged"]})
+
+        return self.serve(req, params, False, apply)
+
+    @staticmethod
+    def conflicts(old, item, force):
+        return not force and "lastChanged" in item and \
+            item["lastChanged"] != old["lastChanged"]
+
+    def conflict(self, old, item, n):
+        self.counts["conflicts"] += 1
+        return failure(409, item["externalId"], "CA-41",
+                       "object was changed: lastChanged is %s, not %s"
+                       % (old["lastChanged"], item["lastChanged"]), n)
+
+    def new_id(self):
+        rid = "%032X" % self.next_id
+        self.next_id += 1
+        return rid
+
+    def tick(self):
+        self.last_changed += 1
+        return self.last_changed
+
+    @staticmethod
+    def success(status, resource, obj):
+        return {"status": status,
+                "location": "/api/data/v4/%s/%s" % (resource, obj["id"]),
+                resource.lower(): dict(obj)}
+
+    def bench_answer(self, req, params):
+        # No JSON parsing: at a million rows the mock must not be the bottleneck.
+        ext_ids = BENCH_EXT_RX.findall(req.body)
+        self.counts["operations"] += len(ext_ids)
+        self.counts["updated"] += len(ext_ids)
+        member = params["resource"].lower().encode()
+        one = b'{"status":200,"' + member + b'":{"id":"B","externalId":%s}}'
+        return Response(207, b"[" + b",".join(one % e for e in ext_ids) + b"]")
+
+    # -- control ---------------------------------------------------------------
+
+    def _select(self, mapping, req):
+        resource = req.query.get("resource")
+        return {e: v for (r, e), v in mapping.items() if resource in (None, r)}
+
+    def ctl_store(self, req, params):
+        return json_response(200, self._select(self.store, req))
+
+    def ctl_applied(self, req, params):
+        return json_response(200, self._select(self.applied, req))
