@@ -7,7 +7,7 @@
 # packages and builds and installs bulkops (same prelude as test/demo.sh),
 # then re-runs itself as an unprivileged user.  Leaves nothing running.
 #
-#   test/bench/run.sh [--rows N] [--dialect clinia] [--runs 3]
+#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C]
 #                     [--no-contended] [--statements] [--hold]
 #
@@ -72,17 +72,25 @@ for v in rows runs batch_size ${concurrency:+concurrency}; do
 done
 
 # ---- dialects: how to point a target at the mock, one case per dialect ----
-# Sets target_url, target_resource and target_auth (JSON, or empty for none).
+# Sets target_url, target_resource, target_auth (JSON, or empty for none) and
+# target_options (the dialect's own target options, JSON object members).
 dialect_target() {
 	local mock=$1
+	target_options=
 	case "$dialect" in
 		clinia)
 			target_url="$mock/clinia/sources/bench/v1"
 			target_resource=Patient
 			target_auth='{"type": "header", "name": "X-Clinia-API-Key", "value": "bench-key"}'
 			;;
+		sap_fsm)
+			target_url="$mock/sap_fsm"
+			target_resource=Activity
+			target_auth='{"type": "bearer", "token": "bench-token"}'
+			target_options='"dto_version": 43, "account_id": "1", "company_id": "1"'
+			;;
 		*)
-			echo "no benchmark setup for dialect \"$dialect\" (known: clinia)" >&2
+			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm)" >&2
 			return 1 ;;
 	esac
 }
@@ -172,8 +180,9 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres -d p
 
 # ---- schema, target, data ----
 log "creating t with $rows rows"
-target_opts="{}"
-[ -n "$concurrency" ] && target_opts="{\"concurrency\": $concurrency}"
+target_opts=$target_options
+[ -n "$concurrency" ] && target_opts="${target_opts:+$target_opts, }\"concurrency\": $concurrency"
+target_opts="{$target_opts}"
 sql -v url="$target_url" -v resource="$target_resource" -v auth="$target_auth" \
 	-v dialect="$dialect" -v topts="$target_opts" -v rows="$rows" <<'SQL'
 CREATE EXTENSION bulkops;
