@@ -170,7 +170,7 @@ sap_fsm_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	int			natts = bulkops_encoder_natts(enc);
 	int			ext;
 
-	/* job options may change what the target's passed */
+	/* a job's own options have not been through validate_target */
 	check_options(target->resource, target->options);
 
 	ext = bulkops_encoder_find(enc, "externalId");
@@ -185,6 +185,8 @@ sap_fsm_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	if (target->key_att >= 0)
 		st->omit[target->key_att] = true;
 	st->last_changed_att = bulkops_encoder_find(enc, SAP_FSM_LAST_CHANGED);
+	if (st->last_changed_att == target->key_att)
+		st->last_changed_att = -1;
 	if (st->last_changed_att >= 0)
 		st->omit[st->last_changed_att] = true;
 	target->private = st;
