@@ -199,6 +199,12 @@ typedef struct BulkopsDialect
 	const BulkopsOptionDef *options;
 	/* the most rows one request may carry; 0 = no limit of its own */
 	int			max_batch_rows;
+	/*
+	 * Where its OAuth token endpoint is, relative to the target's url (e.g.
+	 * "/rest/v2/oauth/token"), for auth that gives no "token_url"; NULL
+	 * makes "token_url" required.
+	 */
+	const char *token_path;
 
 	/* refuse a target the API cannot serve (bad resource, options) */
 	void		(*validate_target) (const char *url, const char *resource,
