@@ -91,7 +91,8 @@ typedef struct BulkopsBatch
 	int64		job_id;
 	int32		batch_no;
 	BulkopsOp	op;
-	const char *url;			/* target base URL, no trailing slash */
+	const char *url;			/* target base URL, no trailing slash; with
+								 * OAuth, the token's instance_url if any */
 	const char *resource;
 	Jsonb	   *options;		/* effective options of the job */
 	int64		first_row;		/* job row number of row 0 */

@@ -8,7 +8,8 @@
 # the token endpoint is retried; a wrong secret fails the rows with the
 # endpoint's error; the JWT bearer grant, signed with a key the openssl CLI made
 # here (from key_file, then from {"env": ...}), is verified by the mock and its
-# instance_url becomes the API base; a refused assertion fails clearly; and no
+# instance_url becomes the API base; a refused assertion fails clearly; a token
+# URL the host policy refuses is never called; and no
 # secret, key or token appears in the server log or in bulkops' tables.
 use strict;
 use warnings;
@@ -222,7 +223,26 @@ is( query("SELECT string_agg(DISTINCT last_error, '; ') FROM bulkops.batches WHE
 	"could not obtain an OAuth token from $sf_token: invalid_grant: user hasn't approved this consumer (HTTP 400)",
 	'... saying what the endpoint said');
 
-# 9. no secret, key or token anywhere (searched here, not in SQL, which
+# 9. the token URL passes the host policy at request time, not only at create
+my $local_token = 'http://localhost:' . mock_port() . '/oauth2/token';
+$node->safe_psql(
+	'postgres', qq{
+	SELECT bulkops.create_target('hp', 'clinia', '$cc_url', resource => 'Row',
+	    auth => '{"type": "oauth2_client_credentials", "client_id": "bulkops-app",
+	              "client_secret": {"file": "$secretfile"}, "token_url": "$local_token"}');
+});
+$node->append_conf('postgresql.conf', "bulkops.allowed_hosts = '127.0.0.1'");
+$node->reload;
+$before = mock_get('/_control/stats')->{requests}{'POST /oauth2/token'};
+($job, $state) = run_job('hp', 'five');
+is($state, 'failed', 'a token URL the host policy refuses fails the job');
+is( query("SELECT string_agg(DISTINCT last_error, '; ') FROM bulkops.batches WHERE job_id = $job"),
+	"could not obtain an OAuth token from $local_token: host \"localhost\" is not in bulkops.allowed_hosts",
+	'... saying so');
+is(mock_get('/_control/stats')->{requests}{'POST /oauth2/token'},
+	$before, '... and nothing was sent');
+
+# 10. no secret, key or token anywhere (searched here, not in SQL, which
 # log_statement = all would write to the log)
 my %dump = (
 	'bulkops.targets' => query('SELECT t::text FROM bulkops.targets t'),
