@@ -6,7 +6,7 @@
 -- secret fails the rows with the endpoint's error.
 SET client_min_messages = warning;
 SELECT current_setting('test.mock_url') AS mock \gset
-SELECT :'mock' || '/clinia/sources/oa/v1' AS url, :'mock' || '/oauth2/token' AS token_url \gset
+SELECT :'mock' || '/clinia/sources/oa/v1' AS url \gset
 
 -- 1. validation
 CREATE FUNCTION pg_temp.try_auth(auth text) RETURNS text LANGUAGE sql
@@ -48,10 +48,12 @@ DROP ROLE oauth_admin;
 SELECT test.mock('POST', '/_control/reset');
 SELECT test.mock('POST', '/_control/config',
   '{"oauth": {"client_id": "bulkops", "client_secret": "cc-secret-1"}, "clinia": {"oauth": true}}');
-SELECT bulkops.create_target('oa', 'clinia', :'url', 'Person',
-  jsonb_build_object('type', 'oauth2_client_credentials', 'client_id', 'bulkops',
-                     'client_secret', 'cc-secret-1', 'token_url', :'token_url'),
-  '{"batch_size": 10, "concurrency": 3}');
+CREATE FUNCTION pg_temp.oa_auth(secret text) RETURNS jsonb LANGUAGE sql
+RETURN jsonb_build_object('type', 'oauth2_client_credentials', 'client_id', 'bulkops',
+                          'client_secret', secret,
+                          'token_url', current_setting('test.mock_url') || '/oauth2/token');
+SELECT bulkops.create_target('oa', 'clinia', :'url', 'Person', pg_temp.oa_auth('cc-secret-1'),
+                             '{"batch_size": 10, "concurrency": 3}');
 CREATE TABLE oa_people AS SELECT i AS id, 'person ' || i AS name FROM generate_series(1, 100) AS i;
 SELECT bulkops.bulk_upsert('oa', 'oa_people', key => 'id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
@@ -63,9 +65,7 @@ SELECT (s->'oauth'->>'token_requests')::int AS token_requests,
 FROM test.mock('GET', '/_control/stats') AS s;
 
 -- 3. a wrong secret: the cached token is not used, the rows fail clearly
-SELECT bulkops.alter_target('oa', auth => jsonb_build_object(
-  'type', 'oauth2_client_credentials', 'client_id', 'bulkops',
-  'client_secret', 'cc-wrong-2', 'token_url', :'token_url'));
+SELECT bulkops.alter_target('oa', auth => pg_temp.oa_auth('cc-wrong-2'));
 SELECT bulkops.bulk_upsert('oa', 'oa_people', key => 'id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_failed FROM bulkops.jobs WHERE id = :job;
@@ -79,9 +79,7 @@ SELECT count(*) AS secret_shown FROM bulkops.receipts r JOIN bulkops.batches b U
 WHERE r.error_message ~ 'cc-' OR b.last_error ~ 'cc-';
 
 -- 4. the right secret again: works at once
-SELECT bulkops.alter_target('oa', auth => jsonb_build_object(
-  'type', 'oauth2_client_credentials', 'client_id', 'bulkops',
-  'client_secret', 'cc-secret-1', 'token_url', :'token_url'));
+SELECT bulkops.alter_target('oa', auth => pg_temp.oa_auth('cc-secret-1'));
 SELECT bulkops.bulk_upsert('oa', 'oa_people', key => 'id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_succeeded FROM bulkops.jobs WHERE id = :job;
