@@ -15,6 +15,7 @@ OBJS = \
 	src/netpolicy.o \
 	src/launcher.o \
 	src/oauth.o \
+	src/oauth_cache.o \
 	src/options.o \
 	src/receipts.o \
 	src/sink.o \

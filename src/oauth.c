@@ -1,29 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * oauth.c
- *	  OAuth 2.0 for targets: the auth kinds oauth2_client_credentials and
- *	  oauth2_jwt (RFC 7523 JWT bearer grant, signed RS256), checked when a
- *	  target is written, and in the worker a token cache per target.
+ *	  OAuth 2.0 grants for targets: the auth kinds oauth2_client_credentials
+ *	  and oauth2_jwt (RFC 7523 JWT bearer grant, signed RS256), checked when
+ *	  a target is written, the token request they make and the answer it
+ *	  gets.  Keeping tokens is oauth_cache.c's.
  *
- * In the worker a token is fetched through the same curl multi as every
- * other request, so nothing blocks: a batch that needs a token it does not
- * have waits (BULKOPS_OAUTH_WAIT) while one fetch per target and auth is
- * in flight, and the fetch's end wakes every batch of that target.  The
- * cache is keyed by target name, target url and the auth JSON itself, so
- * an altered auth never uses a token the old one obtained.  A token answer
- * may name an instance_url: it then replaces the target url as the API
- * base the dialect sees.  A 401 to a request that carried a token drops
- * that token and replays the request once with a new one, without using
- * up an attempt.
- *
- * Token endpoint failures: transport errors, 408, 429 and 5xx are retried
- * with backoff, up to a batch's max_attempts consecutive failures; any
- * other answer is permanent and fails the batches that waited for it.
- * Messages name the token URL and the endpoint's error, never a secret.
- *
- * Memory: the cache lives in its own context under TopMemoryContext, one
- * child context per entry; what a batch keeps (its token, its API base)
- * is copied into the batch's context.  Nothing here opens a transaction.
+ * Nothing here keeps state or opens a transaction; allocations go to
+ * CurrentMemoryContext.  No message contains a secret, a key or a token:
+ * only which member or source was wrong, and the token endpoint's own
+ * error code and description.  The private key and the client secret are
+ * wiped from memory once used.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,17 +23,13 @@
 #include <openssl/pem.h>
 
 #include "common/base64.h"
-#include "utils/memutils.h"
-#include "utils/timestamp.h"
 
+#include "bulkops.h"
 #include "encode.h"
 #include "oauth.h"
-#include "worker.h"
 
 /* the JWT's life: Salesforce allows at most three minutes */
 #define JWT_LIFETIME_SECS	180
-/* a waiting batch looks again this often, should a wake-up be lost */
-#define WAIT_RECHECK_MS		60000
 
 typedef struct OAuthKind
 {
@@ -55,35 +38,20 @@ typedef struct OAuthKind
 } OAuthKind;
 
 static const OAuthKind oauth_kinds[] = {
-	{"oauth2_client_credentials",
-	{"type", "client_id", "client_secret", "token_url", "scope"}},
-	{"oauth2_jwt",
+	{
+		"oauth2_client_credentials",
+		{"type", "client_id", "client_secret", "token_url", "scope"}
+	},
+	{
+		"oauth2_jwt",
 		{"type", "client_id", "username", "key", "key_file", "token_url",
-	"audience", "scope"}},
+		"audience", "scope"}
+	},
 	{NULL}
 };
 
-/* One cached token: for one target, target url and auth. */
-typedef struct TokenEntry
-{
-	MemoryContext cxt;
-	char	   *target;
-	char	   *url;			/* the target's url */
-	Jsonb	   *auth;
-	char	   *token_url;
-	char	   *access_token;	/* NULL: none yet, or dropped */
-	char	   *instance_url;	/* NULL: the target's url */
-	TimestampTz expires_at;		/* 0: until a 401 says otherwise */
-	BulkopsHttpCall *call;		/* the fetch in flight, or NULL */
-	uint32		gen;			/* fetches ended so far */
-	int			failures;		/* consecutive transient failures */
-	TimestampTz retry_at;		/* no fetch before then */
-	char	   *error;			/* the last fetch's failure, or NULL */
-	bool		permanent;		/* ... and retrying would not help */
-} TokenEntry;
-
-static MemoryContext oauth_cxt = NULL;
-static List *entries = NIL;		/* of TokenEntry *, in oauth_cxt */
+/* the JOSE header of every assertion */
+static const char jwt_header[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
 
 /* ---- validation (at create_target and alter_target) ---- */
 
@@ -162,8 +130,8 @@ string_member(Jsonb *auth, const char *member)
 }
 
 /* The token endpoint: "token_url", else the dialect's path under url. */
-static char *
-token_url_for(Jsonb *auth, const BulkopsDialect *d, const char *url)
+char *
+bulkops_oauth_token_url(Jsonb *auth, const BulkopsDialect *d, const char *url)
 {
 	char	   *token_url = string_member(auth, "token_url");
 
@@ -216,7 +184,7 @@ bulkops_oauth_validate(Jsonb *auth, const char *type, const BulkopsDialect *d,
 
 	check_members(auth, kind);
 	(void) string_member(auth, "scope");
-	token_url = token_url_for(auth, d, url);
+	token_url = bulkops_oauth_token_url(auth, d, url);
 	if (token_url == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -389,7 +357,7 @@ make_jwt(Jsonb *auth, const char *token_url, const char *target)
 
 	initStringInfo(&jwt);
 	appendStringInfo(&jwt, "%s.%s",
-					 base64url((const unsigned char *) "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", 27),
+					 base64url((const unsigned char *) jwt_header, sizeof(jwt_header) - 1),
 					 base64url((const unsigned char *) claims.data, claims.len));
 	pem = key_file ? bulkops_read_secret_file(key_file, target)
 		: bulkops_resolve_secret(auth, "key", target, true);
@@ -397,10 +365,10 @@ make_jwt(Jsonb *auth, const char *token_url, const char *target)
 	return jwt.data;
 }
 
-/* The token request of auth, in CurrentMemoryContext. */
-static void
-build_token_request(Jsonb *auth, const char *token_url, const char *target,
-					BulkopsRequest *req)
+/* The token request of auth for target, to send to token_url. */
+void
+bulkops_oauth_request(Jsonb *auth, const char *token_url, const char *target,
+					  BulkopsRequest *req)
 {
 	StringInfo	body = makeStringInfo();
 	char	   *scope = string_member(auth, "scope");
@@ -434,18 +402,17 @@ build_token_request(Jsonb *auth, const char *token_url, const char *target,
 /* ---- the token answer ---- */
 
 /*
- * Read a 2xx token answer into e.  Raises ERROR when it is not one (the
- * caller treats that as transient: a proxy's error page, a cut answer).
+ * Read a 2xx token answer.  Raises ERROR when it is not one (a caller may
+ * treat that as transient: a proxy's error page, a cut answer).
  */
-static void
-read_token_answer(TokenEntry *e, const char *body, size_t len)
+void
+bulkops_oauth_read_answer(const char *body, size_t len, BulkopsOAuthToken *tok)
 {
 	Jsonb	   *root = bulkops_json_parse(body, len);
 	char	   *token = bulkops_jtext(bulkops_jget(&root->root, "access_token"));
 	char	   *type = bulkops_jtext(bulkops_jget(&root->root, "token_type"));
 	char	   *instance = bulkops_jtext(bulkops_jget(&root->root, "instance_url"));
-	JsonbValue *expires = bulkops_jget(&root->root, "expires_in");
-	MemoryContext old;
+	char	   *expires = bulkops_jtext(bulkops_jget(&root->root, "expires_in"));
 
 	if (token == NULL || token[0] == '\0')
 		elog(ERROR, "the answer has no \"access_token\"");
@@ -457,13 +424,8 @@ read_token_answer(TokenEntry *e, const char *body, size_t len)
 		strncmp(instance, "http://", 7) != 0)
 		elog(ERROR, "instance_url is not an http(s) URL");
 
-	old = MemoryContextSwitchTo(e->cxt);
-	if (e->access_token)
-		pfree(e->access_token);
-	if (e->instance_url)
-		pfree(e->instance_url);
-	e->access_token = pstrdup(token);
-	e->instance_url = NULL;
+	memset(tok, 0, sizeof(*tok));
+	tok->access_token = token;
 	if (instance != NULL && instance[0] != '\0')
 	{
 		size_t		l = strlen(instance);
@@ -471,58 +433,25 @@ read_token_answer(TokenEntry *e, const char *body, size_t len)
 		/* the API base carries no trailing slash, like a target url */
 		while (l > 0 && instance[l - 1] == '/')
 			l--;
-		e->instance_url = pnstrdup(instance, l);
+		tok->instance_url = pnstrdup(instance, l);
 	}
-	MemoryContextSwitchTo(old);
-
-	e->expires_at = 0;
 	if (expires != NULL)
-	{
-		char	   *s = bulkops_jtext(expires);
-		long		secs = s ? strtol(s, NULL, 10) : 0;
-
-		/* renew a little early, so that no request carries a dying token */
-		if (secs > 0)
-			e->expires_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														(secs - Min(60, secs / 10)) * 1000);
-	}
+		tok->expires_in = Max(strtol(expires, NULL, 10), 0);
 }
 
-/* read_token_answer, its errors returned as a message (NULL: none) */
-static char *
-try_read_token_answer(TokenEntry *e, BulkopsHttpCall *call)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	char	   *volatile bad = NULL;
-
-	PG_TRY();
-	{
-		read_token_answer(e, call->body.data, call->body.len);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		bad = psprintf("unusable answer: %s", edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return bad;
-}
-
-/* "code: description" of an OAuth error answer, or "HTTP n". */
-static char *
-error_of_answer(BulkopsHttpCall *call)
+/*
+ * What an answer that is no token says: "code: description (HTTP n)" of
+ * an OAuth error answer, else "HTTP n".
+ */
+char *
+bulkops_oauth_error_message(const char *body, size_t len, long status)
 {
 	char	   *volatile msg = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		Jsonb	   *root = bulkops_json_parse(call->body.data, call->body.len);
+		Jsonb	   *root = bulkops_json_parse(body, len);
 		char	   *code = NULL;
 		char	   *desc = NULL;
 
@@ -543,315 +472,6 @@ error_of_answer(BulkopsHttpCall *call)
 	}
 	PG_END_TRY();
 	if (msg == NULL)
-		return psprintf("HTTP %ld", call->status);
-	return psprintf("%s (HTTP %ld)", bulkops_clean_text(msg, 500), call->status);
-}
-
-/* ---- the cache ---- */
-
-static bool
-jsonb_equal(Jsonb *a, Jsonb *b)
-{
-	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
-}
-
-static bool
-entry_serves(TokenEntry *e, const char *target, const char *url, Jsonb *auth)
-{
-	return strcmp(e->target, target) == 0 && strcmp(e->url, url) == 0 &&
-		jsonb_equal(e->auth, auth);
-}
-
-static void
-free_entry(TokenEntry *e)
-{
-	if (e->access_token)
-		explicit_bzero(e->access_token, strlen(e->access_token));
-	entries = list_delete_ptr(entries, e);
-	MemoryContextDelete(e->cxt);
-}
-
-/*
- * The entry for w, created on first use.  Entries of w's target that no
- * batch held now uses are dropped then: that is how an altered auth's old
- * tokens go away.
- */
-static TokenEntry *
-entry_for(Work *w)
-{
-	const char *url = w->oauth.target_url;
-	ListCell   *lc;
-	List	   *unused = NIL;
-	TokenEntry *e;
-	MemoryContext old;
-
-	foreach(lc, entries)
-	{
-		e = lfirst(lc);
-		if (entry_serves(e, w->target, url, w->auth))
-			return e;
-	}
-
-	if (oauth_cxt == NULL)
-		oauth_cxt = AllocSetContextCreate(TopMemoryContext, "bulkops oauth",
-										  ALLOCSET_SMALL_SIZES);
-	foreach(lc, entries)
-	{
-		ListCell   *wc;
-		bool		used = false;
-
-		e = lfirst(lc);
-		if (e->call != NULL || strcmp(e->target, w->target) != 0)
-			continue;
-		foreach(wc, bulkops_works)
-		{
-			Work	   *other = lfirst(wc);
-
-			if (other->auth && other->oauth.target_url &&
-				entry_serves(e, other->target, other->oauth.target_url, other->auth))
-				used = true;
-		}
-		if (!used)
-			unused = lappend(unused, e);
-	}
-	foreach(lc, unused)
-		free_entry(lfirst(lc));
-	list_free(unused);
-
-	old = MemoryContextSwitchTo(oauth_cxt);
-	e = palloc0(sizeof(TokenEntry));
-	e->cxt = AllocSetContextCreate(oauth_cxt, "bulkops oauth token",
-								   ALLOCSET_SMALL_SIZES);
-	entries = lappend(entries, e);
-	MemoryContextSwitchTo(e->cxt);
-	e->target = pstrdup(w->target);
-	e->url = pstrdup(url);
-	e->auth = DatumGetJsonbPCopy(JsonbPGetDatum(w->auth));
-	e->token_url = token_url_for(e->auth, w->dialect, url);
-	MemoryContextSwitchTo(old);
-	return e;
-}
-
-/* Wake the batches of target that wait for a token. */
-static void
-wake_waiters(const char *target)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	ListCell   *lc;
-
-	foreach(lc, bulkops_works)
-	{
-		Work	   *w = lfirst(lc);
-
-		if (w->oauth.waiting && strcmp(w->target, target) == 0)
-			w->due = now;
-	}
-}
-
-static void
-set_error(TokenEntry *e, const char *why, bool permanent)
-{
-	if (e->error)
-		pfree(e->error);
-	e->error = MemoryContextStrdup(e->cxt,
-								   psprintf("could not obtain an OAuth token from %s: %s",
-											e->token_url ? e->token_url : "(no URL)",
-											why));
-	e->permanent = permanent;
-}
-
-/* Start fetching a token for e.  Raises ERROR if the request cannot be built. */
-static void
-start_fetch(TokenEntry *e, Work *w)
-{
-	BulkopsRequest req;
-	BulkopsHttpOptions opts;
-
-	if (e->token_url == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("auth of target \"%s\" has no \"token_url\"", e->target)));
-	build_token_request(e->auth, e->token_url, e->target, &req);
-	bulkops_http_options(w, &opts);
-	e->call = bulkops_http_start(&req, NIL, &opts, e);
-	explicit_bzero(req.body->data, req.body->len);
-}
-
-static BulkopsOAuthState
-wait_for(Work *w, TokenEntry *e, TimestampTz until)
-{
-	w->oauth.waiting = true;
-	w->oauth.wait_gen = e->gen;
-	w->due = until;
-	return BULKOPS_OAUTH_WAIT;
-}
-
-/*
- * Before w's next request: a token, or a reason to wait or to fail.  On
- * READY, *headers gets the Authorization header and w->batch.url the API
- * base.  Never raises: errors come back in *error.
- */
-BulkopsOAuthState
-bulkops_oauth_prepare(Work *w, List **headers, char **error)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	TimestampTz now = GetCurrentTimestamp();
-	TokenEntry *e;
-	char	   *volatile failure = NULL;
-
-	if (w->oauth.target_url == NULL)
-		w->oauth.target_url = MemoryContextStrdup(w->cxt, w->batch.url);
-	e = entry_for(w);
-
-	if (e->access_token && e->expires_at != 0 && now >= e->expires_at)
-	{
-		pfree(e->access_token);
-		e->access_token = NULL;
-	}
-	if (e->access_token)
-	{
-		const char *base = e->instance_url ? e->instance_url : w->oauth.target_url;
-
-		w->oauth.waiting = false;
-		if (w->oauth.token == NULL || strcmp(w->oauth.token, e->access_token) != 0)
-			w->oauth.token = MemoryContextStrdup(w->cxt, e->access_token);
-		if (strcmp(w->batch.url, base) != 0)
-			w->batch.url = MemoryContextStrdup(w->cxt, base);
-		*headers = list_make1(palloc(sizeof(BulkopsHeader)));
-		((BulkopsHeader *) linitial(*headers))->name = "Authorization";
-		((BulkopsHeader *) linitial(*headers))->value =
-			psprintf("Bearer %s", w->oauth.token);
-		return BULKOPS_OAUTH_READY;
-	}
-	if (e->call != NULL)
-		return wait_for(w, e, TimestampTzPlusMilliseconds(now, WAIT_RECHECK_MS));
-
-	/* the fetch this batch waited for failed: give up, or try again */
-	if (e->error && w->oauth.waiting && w->oauth.wait_gen != e->gen &&
-		(e->permanent || e->failures >= w->max_attempts))
-	{
-		w->oauth.waiting = false;
-		*error = pstrdup(e->error);
-		return BULKOPS_OAUTH_FAIL;
-	}
-	if (now < e->retry_at)
-		return wait_for(w, e, e->retry_at);
-
-	PG_TRY();
-	{
-		start_fetch(e, w);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		failure = pstrdup(edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	if (failure)
-	{
-		/* nothing was sent; the batches already waiting would fail alike */
-		set_error(e, failure, true);
-		e->gen++;
-		wake_waiters(e->target);
-		w->oauth.waiting = false;
-		*error = pstrdup(e->error);
-		return BULKOPS_OAUTH_FAIL;
-	}
-	return wait_for(w, e, TimestampTzPlusMilliseconds(now, WAIT_RECHECK_MS));
-}
-
-/*
- * After an answer to w: true if it was a 401 to a request that carried a
- * token and is worth one replay with a new token.  w is then due again and
- * the answer is the caller's to discard.
- */
-bool
-bulkops_oauth_replay(Work *w, long status)
-{
-	ListCell   *lc;
-
-	if (w->oauth.token == NULL)
-		return false;
-	if (status != 401 || w->oauth.replayed)
-	{
-		w->oauth.replayed = false;
-		return false;
-	}
-	foreach(lc, entries)
-	{
-		TokenEntry *e = lfirst(lc);
-
-		/* batches that got the same 401 drop the token only once */
-		if (e->access_token && strcmp(e->access_token, w->oauth.token) == 0)
-		{
-			explicit_bzero(e->access_token, strlen(e->access_token));
-			pfree(e->access_token);
-			e->access_token = NULL;
-		}
-	}
-	w->oauth.replayed = true;
-	w->due = GetCurrentTimestamp();
-	return true;
-}
-
-/*
- * A finished HTTP call: if it is a token fetch, learn from it, wake the
- * batches waiting for it, free it and return true.
- */
-bool
-bulkops_oauth_call_done(BulkopsHttpCall *call)
-{
-	TokenEntry *e = NULL;
-	ListCell   *lc;
-
-	foreach(lc, entries)
-		if (((TokenEntry *) lfirst(lc))->call == call)
-			e = lfirst(lc);
-	if (e == NULL)
-		return false;
-
-	e->call = NULL;
-	e->gen++;
-	if (call->refused)
-		set_error(e, call->error, true);
-	else if (call->error)
-		set_error(e, call->error, false);
-	else if (call->status == 408 || call->status == 429 || call->status >= 500)
-		set_error(e, error_of_answer(call), false);
-	else if (call->status >= 200 && call->status < 300)
-	{
-		char	   *bad = try_read_token_answer(e, call);
-
-		if (bad)
-			set_error(e, bad, false);
-		else
-		{
-			if (e->error)
-				pfree(e->error);
-			e->error = NULL;
-			e->permanent = false;
-			e->failures = 0;
-			e->retry_at = 0;
-		}
-	}
-	else
-		set_error(e, error_of_answer(call), true);
-
-	if (e->error && !e->permanent)
-	{
-		e->failures++;
-		e->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												  bulkops_backoff_ms(e->failures,
-																	 call->has_retry_after ? call->retry_after_ms : -1));
-	}
-	else if (e->error)
-		e->retry_at = 0;
-	bulkops_http_free(call);
-	wake_waiters(e->target);
-	return true;
+		return psprintf("HTTP %ld", status);
+	return psprintf("%s (HTTP %ld)", bulkops_clean_text(msg, 500), status);
 }

@@ -2,7 +2,8 @@
  *
  * oauth.h
  *	  OAuth 2.0 auth kinds (client credentials, RS256 JWT bearer): their
- *	  validation, and the worker's per-target token cache.
+ *	  validation and token requests (oauth.c), and the worker's per-target
+ *	  token cache (oauth_cache.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,14 +34,30 @@ typedef enum BulkopsOAuthState
 	BULKOPS_OAUTH_FAIL			/* no token can be had: *error says why */
 } BulkopsOAuthState;
 
+/* A token endpoint's answer. */
+typedef struct BulkopsOAuthToken
+{
+	char	   *access_token;
+	char	   *instance_url;	/* NULL if none; no trailing slash */
+	long		expires_in;		/* seconds; 0 if not said */
+} BulkopsOAuthToken;
+
 struct Work;
 
-/* backend: create_target and alter_target */
+/* oauth.c */
 extern bool bulkops_auth_is_oauth(Jsonb *auth);
 extern void bulkops_oauth_validate(Jsonb *auth, const char *type,
 								   const BulkopsDialect *d, const char *url);
+extern char *bulkops_oauth_token_url(Jsonb *auth, const BulkopsDialect *d,
+									 const char *url);
+extern void bulkops_oauth_request(Jsonb *auth, const char *token_url,
+								  const char *target, BulkopsRequest *req);
+extern void bulkops_oauth_read_answer(const char *body, size_t len,
+									  BulkopsOAuthToken *tok);
+extern char *bulkops_oauth_error_message(const char *body, size_t len,
+										 long status);
 
-/* worker */
+/* oauth_cache.c: in the worker */
 extern BulkopsOAuthState bulkops_oauth_prepare(struct Work *w,
 											   List **headers, char **error);
 extern bool bulkops_oauth_replay(struct Work *w, long status);
