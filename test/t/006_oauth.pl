@@ -4,7 +4,8 @@
 # the client credentials grant (secret from a file) gets one token that every
 # request of a twelve-batch job carries; after the mock expires its tokens a job
 # gets 401s, fetches exactly one new token, replays and succeeds without using
-# up attempts; a second 401 to the same request reaches the dialect; a 503 from
+# up attempts; a token the answer said expires is renewed before it is used; a
+# second 401 to the same request reaches the dialect; a 503 from
 # the token endpoint is retried; a wrong secret fails the rows with the
 # endpoint's error; the JWT bearer grant, signed with a key the openssl CLI made
 # here (from key_file, then from {"env": ...}), is verified by the mock and its
@@ -98,35 +99,61 @@ sub bearer_of
 	return defined $name ? $h->{$name} : '';
 }
 
+# token requests the mock received (also those a fault answered)
+sub token_posts
+{
+	my $r = mock_get('/_control/stats')->{requests};
+	return ($r->{'POST /oauth2/token'} // 0) + ($r->{'POST /services/oauth2/token'} // 0);
+}
+
+# the mock's request log from entry $from on
+sub requests_since { my @r = @{ mock_get('/_control/requests') }; return @r[ $_[0] .. $#r ] }
+
 # 1. client credentials: one token for the whole job
 my ($job, $state) = run_job('cc', 't');
 is($state, 'succeeded', 'client credentials: the job succeeds');
 is(query("SELECT count(*) FROM bulkops.receipts WHERE job_id = $job AND status = 'succeeded'"),
 	60, 'every row succeeded');
-is(oauth_stats()->{token_requests}, 1, 'one token request for twelve batches');
+is(token_posts(), 1, 'one token request for twelve batches');
 my ($token) = map { $_->{token} } @{ mock_get('/_control/oauth/tokens') };
-my @sent =
-  grep { $_->{path} =~ m{^/clinia/sources/cc/} } @{ mock_get('/_control/requests') };
+my @sent = grep { $_->{path} =~ m{^/clinia/sources/cc/} } requests_since(0);
 cmp_ok(scalar @sent, '>=', 24, 'the mock saw the submits and polls');
 is(scalar(grep { bearer_of($_->{headers}) eq "Bearer $token" } @sent),
 	scalar @sent, 'every request carried that token');
-my ($tokreq) = grep { $_->{path} eq '/oauth2/token' } @{ mock_get('/_control/requests') };
+my ($tokreq) = grep { $_->{path} eq '/oauth2/token' } requests_since(0);
 like($tokreq->{body}, qr/^grant_type=client_credentials&client_id=bulkops-app&client_secret=\Q$secret\E$/,
 	'the token request is the form grant_type, client_id, client_secret');
 
 # 2. expired token: 401s, exactly one refresh, replays that use no attempt
 mock_post('/_control/oauth/expire');
+my $t0 = token_posts();
 ($job, $state) = run_job('cc', 't');
 is($state, 'succeeded', 'after the tokens expired the job still succeeds');
-is(oauth_stats()->{token_requests}, 2, 'exactly one new token was fetched');
+is(token_posts() - $t0, 1, 'exactly one new token was fetched');
 cmp_ok(oauth_stats()->{expired_refused}, '>=', 1, 'the expired token was refused first');
 is(query("SELECT max(attempts) FROM bulkops.receipts WHERE job_id = $job"),
 	1, 'the replays used up no attempt');
 
-# 3. a 401 twice to one request: the second reaches the dialect
+# 3. a token the answer says expires (expires_in) is renewed before it is used
+mock_post('/_control/config', { oauth => { expires_in => 1 } });
+mock_post('/_control/oauth/expire');
+($job, $state) = run_job('cc', 'five');
+is($state, 'succeeded', 'a job gets a token that expires in a second');
+my ($short) = map { $_->{token} } grep { $_->{valid} } @{ mock_get('/_control/oauth/tokens') };
+sleep 2;
+my $seen = scalar @{ mock_get('/_control/requests') };
+($job, $state) = run_job('cc', 'five');
+is($state, 'succeeded', 'the next job, after it expired, succeeds');
+my ($first) = grep { $_->{path} =~ m{^/clinia/} } requests_since($seen);
+like(bearer_of($first->{headers}), qr/^Bearer tok_/, 'its first request carried a token');
+isnt(bearer_of($first->{headers}), "Bearer $short", '... a new one, not the expired one');
+mock_post('/_control/config', { oauth => { expires_in => 0 } });
+
+# 4. a 401 twice to one request: the second reaches the dialect
 mock_post('/_control/faults',
 	{ rules => [ { action => 'status', status => 401, method => 'POST',
 				path => '/clinia/sources/cc/', times => 2 } ] });
+$t0 = token_posts();
 ($job, $state) = run_job('cc', 'five');
 is($state, 'failed', 'a request answered 401 twice fails');
 is( query(
@@ -134,30 +161,32 @@ is( query(
 		  . "FROM bulkops.receipts WHERE job_id = $job"),
 	'401 HTTP 401: injected fault',
 	'... with the second 401, as the dialect read it');
-is(oauth_stats()->{token_requests}, 3, '... after one new token for the replay');
+is(token_posts() - $t0, 1, '... after one new token for the replay');
 mock_delete('/_control/faults');
 
 mock_post('/_control/faults',
 	{ rules => [ { action => 'status', status => 401, method => 'POST',
 				path => '/clinia/sources/cc/', times => 1 } ] });
+$t0 = token_posts();
 ($job, $state) = run_job('cc', 'five');
 is($state, 'succeeded', 'a single 401 is replayed and the job succeeds');
-is(oauth_stats()->{token_requests}, 4, '... with one new token');
+is(token_posts() - $t0, 1, '... with one new token');
 mock_delete('/_control/faults');
 
-# 4. the token endpoint fails once with 503: retried
+# 5. the token endpoint fails once with 503: retried
 mock_post('/_control/oauth/expire');
 mock_post('/_control/faults',
 	{ rules => [ { action => 'status', status => 503, path => '^/oauth2/token$' } ] });
+$t0 = token_posts();
 ($job, $state) = run_job('cc', 'five');
 is($state, 'succeeded', 'a 503 from the token endpoint is retried');
-is(mock_get('/_control/stats')->{requests}{'POST /oauth2/token'},
-	6, '... one refused fetch, one that worked');
+is(token_posts() - $t0, 2, '... one refused fetch, one that worked');
 mock_delete('/_control/faults');
 
-# 5. a wrong secret: a permanent, clear failure
+# 6. a wrong secret: a permanent, clear failure
 write_file($secretfile, "$wrong\n");
 mock_post('/_control/oauth/expire');
+$t0 = token_posts();
 ($job, $state) = run_job('cc', 'five');
 is($state, 'failed', 'with a wrong client secret the job fails');
 my $expected_error =
@@ -166,11 +195,10 @@ is(query("SELECT string_agg(DISTINCT error_message, '; ') FROM bulkops.receipts 
 	$expected_error, '... every row says why');
 is(query("SELECT string_agg(DISTINCT last_error, '; ') FROM bulkops.batches WHERE job_id = $job"),
 	$expected_error, '... so does the batch');
-is(mock_get('/_control/stats')->{requests}{'POST /oauth2/token'},
-	7, '... after a single token request');
+is(token_posts() - $t0, 1, '... after a single token request');
 write_file($secretfile, "$secret\n");
 
-# 6. JWT bearer with key_file; instance_url becomes the API base
+# 7. JWT bearer with key_file; instance_url becomes the API base
 mock_post('/_control/config',
 	{ oauth => { instance_url => mock_url('/clinia/sources/inst/v1') } });
 my $orig_url = mock_url('/clinia/sources/orig/v1');
@@ -182,12 +210,11 @@ $node->safe_psql(
 	              "key_file": "$keyfile", "token_url": "$sf_token"}',
 	    options => '{"batch_size": 20}');
 });
-my $before = scalar @{ mock_get('/_control/requests') };
+$seen = scalar @{ mock_get('/_control/requests') };
 ($job, $state) = run_job('sf', 't');
 is($state, 'succeeded', 'JWT bearer with a key file: the job succeeds');
 is(oauth_stats()->{jwt}, 1, 'the mock verified one signed assertion');
-my @new = @{ mock_get('/_control/requests') };
-@new = @new[ $before .. $#new ];
+my @new = requests_since($seen);
 is(scalar(grep { $_->{path} =~ m{/clinia/sources/orig/} } @new),
 	0, 'nothing went to the target url');
 cmp_ok(scalar(grep { $_->{path} =~ m{/clinia/sources/inst/} } @new),
@@ -199,7 +226,7 @@ like($tokreq->{body},
 	qr/^grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=[\w-]+\.[\w-]+\.[\w-]+$/,
 	'the token request is the JWT bearer grant');
 
-# 7. the same key from the server's environment
+# 8. the same key from the server's environment
 $node->safe_psql(
 	'postgres', qq{
 	SELECT bulkops.alter_target('sf',
@@ -210,7 +237,7 @@ $node->safe_psql(
 is($state, 'succeeded', 'JWT bearer with the key from {"env": ...}: the job succeeds');
 is(oauth_stats()->{jwt}, 2, 'the altered auth fetched its own token');
 
-# 8. an assertion the endpoint refuses
+# 9. an assertion the endpoint refuses
 $node->safe_psql(
 	'postgres', qq{
 	SELECT bulkops.alter_target('sf',
@@ -223,7 +250,7 @@ is( query("SELECT string_agg(DISTINCT last_error, '; ') FROM bulkops.batches WHE
 	"could not obtain an OAuth token from $sf_token: invalid_grant: user hasn't approved this consumer (HTTP 400)",
 	'... saying what the endpoint said');
 
-# 9. the token URL passes the host policy at request time, not only at create
+# 10. the token URL passes the host policy at request time, not only at create
 my $local_token = 'http://localhost:' . mock_port() . '/oauth2/token';
 $node->safe_psql(
 	'postgres', qq{
@@ -233,16 +260,15 @@ $node->safe_psql(
 });
 $node->append_conf('postgresql.conf', "bulkops.allowed_hosts = '127.0.0.1'");
 $node->reload;
-$before = mock_get('/_control/stats')->{requests}{'POST /oauth2/token'};
+$t0 = token_posts();
 ($job, $state) = run_job('hp', 'five');
 is($state, 'failed', 'a token URL the host policy refuses fails the job');
 is( query("SELECT string_agg(DISTINCT last_error, '; ') FROM bulkops.batches WHERE job_id = $job"),
 	"could not obtain an OAuth token from $local_token: host \"localhost\" is not in bulkops.allowed_hosts",
 	'... saying so');
-is(mock_get('/_control/stats')->{requests}{'POST /oauth2/token'},
-	$before, '... and nothing was sent');
+is(token_posts(), $t0, '... and nothing was sent');
 
-# 10. no secret, key or token anywhere (searched here, not in SQL, which
+# 11. no secret, key or token anywhere (searched here, not in SQL, which
 # log_statement = all would write to the log)
 my %dump = (
 	'bulkops.targets' => query('SELECT t::text FROM bulkops.targets t'),
