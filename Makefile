@@ -14,6 +14,8 @@ OBJS = \
 	src/json_out.o \
 	src/netpolicy.o \
 	src/launcher.o \
+	src/oauth.o \
+	src/oauth_cache.o \
 	src/options.o \
 	src/receipts.o \
 	src/sink.o \
@@ -26,11 +28,11 @@ EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql
 PGFILEDESC = "bulkops - bulk API pushes from SQL"
 
-SHLIB_LINK = $(shell curl-config --libs)
+SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker security upgrade sap_fsm
+REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -137,7 +137,7 @@ validate_target(const BulkopsDialect *d, const char *url, const char *resource,
 				Jsonb *auth, Jsonb *options)
 {
 	bulkops_check_url(url, ERROR, NULL);
-	bulkops_validate_auth(auth);
+	bulkops_validate_auth(auth, d, url);
 	bulkops_validate_options(options, d, "target");
 	d->validate_target(url, resource, options);
 }

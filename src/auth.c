@@ -5,10 +5,11 @@
  *	  request headers that carry them when the worker sends.
  *
  * Kinds: bearer {"token"}, basic {"username", "password"}, header {"name",
- * "value"}.  Each secret is a string or {"file": "/path"} or {"env":
- * "NAME"}, read by the worker at request time so a rotated secret needs no
- * ALTER.  No message here ever contains a secret's value: only which member
- * or source was wrong.  Allocations go to CurrentMemoryContext.
+ * "value"}, and the OAuth kinds, whose token requests live in oauth.c.
+ * Each secret is a string or {"file": "/path"} or {"env": "NAME"}, read by
+ * the worker at request time so a rotated secret needs no ALTER.  No
+ * message here ever contains a secret's value: only which member or source
+ * was wrong.  Allocations go to CurrentMemoryContext.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +25,7 @@
 #include "utils/jsonb.h"
 
 #include "bulkops.h"
+#include "oauth.h"
 
 typedef struct AuthKind
 {
@@ -35,6 +37,8 @@ static const AuthKind auth_kinds[] = {
 	{"bearer", {"token"}},
 	{"basic", {"username", "password"}},
 	{"header", {"name", "value"}},
+	{"oauth2_client_credentials", {"client_id", "client_secret"}},
+	{"oauth2_jwt", {"client_id", "username"}},
 	{NULL}
 };
 
@@ -48,14 +52,14 @@ find_kind(Jsonb *auth)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("auth must have a \"type\" member"),
-				 errhint("Use one of: bearer, basic, header.")));
+				 errhint("Use one of: bearer, basic, header, oauth2_client_credentials, oauth2_jwt.")));
 	for (k = auth_kinds; k->type; k++)
 		if (strcmp(k->type, type) == 0)
 			return k;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unrecognized auth type \"%s\"", type),
-			 errhint("Use one of: bearer, basic, header.")));
+			 errhint("Use one of: bearer, basic, header, oauth2_client_credentials, oauth2_jwt.")));
 	return NULL;				/* keep compiler quiet */
 }
 
@@ -82,8 +86,64 @@ secret_source(JsonbValue *v, char **arg)
 	return NULL;
 }
 
+/*
+ * Check one secret member of auth: present, and a string or a source the
+ * current user may read.
+ */
 void
-bulkops_validate_auth(Jsonb *auth)
+bulkops_validate_secret(Jsonb *auth, const char *type, const char *member)
+{
+	JsonbValue *v = bulkops_jsonb_get(auth, member);
+	const char *src;
+	char	   *arg;
+
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth type \"%s\" needs a \"%s\" member",
+						type, member)));
+	if (v->type == jbvString)
+		return;
+	src = secret_source(v, &arg);
+	if (src == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth member \"%s\" must be a string, {\"file\": ...} or {\"env\": ...}",
+						member)));
+	if (strcmp(src, "file") == 0)
+		bulkops_check_secret_file(arg);
+	else if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read secrets from the server's environment"),
+				 errhint("Only superusers may use {\"env\": ...}.")));
+}
+
+/*
+ * May the current user make the worker read path?  Reading a server file
+ * and sending it (or what it signs) to a URL of one's choosing is what
+ * pg_read_server_files guards.
+ */
+void
+bulkops_check_secret_file(const char *path)
+{
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read secrets from server files"),
+				 errhint("Only roles with privileges of the \"pg_read_server_files\" role may use {\"file\": ...}.")));
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("secret file path must be absolute")));
+}
+
+/*
+ * Check auth as create_target and alter_target receive it, for a target of
+ * dialect d at url.
+ */
+void
+bulkops_validate_auth(Jsonb *auth, const BulkopsDialect *d, const char *url)
 {
 	const AuthKind *kind;
 	int			i;
@@ -96,50 +156,13 @@ bulkops_validate_auth(Jsonb *auth)
 				 errmsg("auth must be a JSON object")));
 	kind = find_kind(auth);
 	for (i = 0; i < lengthof(kind->members) && kind->members[i]; i++)
-	{
-		const char *m = kind->members[i];
-		JsonbValue *v = bulkops_jsonb_get(auth, m);
-		const char *src;
-		char	   *arg;
-
-		if (v == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("auth type \"%s\" needs a \"%s\" member",
-							kind->type, m)));
-		if (v->type == jbvString)
-			continue;
-		src = secret_source(v, &arg);
-		if (src == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("auth member \"%s\" must be a string, {\"file\": ...} or {\"env\": ...}",
-							m)));
-
-		/*
-		 * Reading a server file or the server's environment and sending it
-		 * to a URL of one's choosing is what pg_read_server_files guards.
-		 */
-		if (strcmp(src, "file") == 0 &&
-			!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to read secrets from server files"),
-					 errhint("Only roles with privileges of the \"pg_read_server_files\" role may use {\"file\": ...}.")));
-		if (strcmp(src, "env") == 0 && !superuser())
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to read secrets from the server's environment"),
-					 errhint("Only superusers may use {\"env\": ...}.")));
-		if (strcmp(src, "file") == 0 && !is_absolute_path(arg))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("secret file path must be absolute")));
-	}
+		bulkops_validate_secret(auth, kind->type, kind->members[i]);
+	if (bulkops_auth_is_oauth(auth))
+		bulkops_oauth_validate(auth, kind->type, d, url);
 }
 
-static char *
-read_secret_file(const char *path, const char *target)
+char *
+bulkops_read_secret_file(const char *path, const char *target)
 {
 	FILE	   *f;
 	StringInfoData buf;
@@ -162,9 +185,13 @@ read_secret_file(const char *path, const char *target)
 	return buf.data;
 }
 
-/* The value of one secret member, from wherever it lives. */
-static char *
-resolve_secret(Jsonb *auth, const char *member, const char *target)
+/*
+ * The value of one secret member, from wherever it lives.  Unless
+ * multiline (a PEM key), a line break is refused.
+ */
+char *
+bulkops_resolve_secret(Jsonb *auth, const char *member, const char *target,
+					   bool multiline)
 {
 	JsonbValue *v = bulkops_jsonb_get(auth, member);
 	const char *src;
@@ -179,7 +206,7 @@ resolve_secret(Jsonb *auth, const char *member, const char *target)
 	if (v->type == jbvString)
 		val = pnstrdup(v->val.string.val, v->val.string.len);
 	else if ((src = secret_source(v, &arg)) != NULL && strcmp(src, "file") == 0)
-		val = read_secret_file(arg, target);
+		val = bulkops_read_secret_file(arg, target);
 	else if (src != NULL)
 	{
 		const char *e = getenv(arg);
@@ -198,7 +225,7 @@ resolve_secret(Jsonb *auth, const char *member, const char *target)
 						member, target)));
 
 	/* a CR or LF would let a secret inject headers */
-	if (strpbrk(val, "\r\n") != NULL)
+	if (!multiline && strpbrk(val, "\r\n") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("auth member \"%s\" of target \"%s\" contains a line break",
@@ -226,18 +253,19 @@ bulkops_auth_headers(Jsonb *auth, const char *target)
 {
 	const AuthKind *kind;
 
-	if (auth == NULL)
+	/* OAuth tokens come from the worker's cache, not from auth itself */
+	if (auth == NULL || bulkops_auth_is_oauth(auth))
 		return NIL;
 	kind = find_kind(auth);
 	if (strcmp(kind->type, "bearer") == 0)
 		return list_make1(make_header("Authorization",
 									  psprintf("Bearer %s",
-											   resolve_secret(auth, "token", target))));
+											   bulkops_resolve_secret(auth, "token", target, false))));
 	if (strcmp(kind->type, "basic") == 0)
 	{
 		char	   *pair = psprintf("%s:%s",
-									resolve_secret(auth, "username", target),
-									resolve_secret(auth, "password", target));
+									bulkops_resolve_secret(auth, "username", target, false),
+									bulkops_resolve_secret(auth, "password", target, false));
 		int			len = strlen(pair);
 		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
 		int			n = pg_b64_encode(pair, len, enc, pg_b64_enc_len(len));
@@ -249,6 +277,6 @@ bulkops_auth_headers(Jsonb *auth, const char *target)
 									  psprintf("Basic %s", enc)));
 	}
 	/* header */
-	return list_make1(make_header(resolve_secret(auth, "name", target),
-								  resolve_secret(auth, "value", target)));
+	return list_make1(make_header(bulkops_resolve_secret(auth, "name", target, false),
+								  bulkops_resolve_secret(auth, "value", target, false)));
 }

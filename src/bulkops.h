@@ -82,7 +82,14 @@ extern char *bulkops_opt_string(Jsonb *options, const char *name,
 extern JsonbValue *bulkops_jsonb_get(Jsonb *jb, const char *key);
 
 /* auth.c */
-extern void bulkops_validate_auth(Jsonb *auth);
+extern void bulkops_validate_auth(Jsonb *auth, const BulkopsDialect *d,
+								  const char *url);
+extern void bulkops_validate_secret(Jsonb *auth, const char *type,
+									const char *member);
+extern void bulkops_check_secret_file(const char *path);
+extern char *bulkops_resolve_secret(Jsonb *auth, const char *member,
+									const char *target, bool multiline);
+extern char *bulkops_read_secret_file(const char *path, const char *target);
 extern List *bulkops_auth_headers(Jsonb *auth, const char *target);
 
 /* netpolicy.c: host policy (also used at create_target) */

@@ -91,7 +91,8 @@ typedef struct BulkopsBatch
 	int64		job_id;
 	int32		batch_no;
 	BulkopsOp	op;
-	const char *url;			/* target base URL, no trailing slash */
+	const char *url;			/* target base URL, no trailing slash; with
+								 * OAuth, the token's instance_url if any */
 	const char *resource;
 	Jsonb	   *options;		/* effective options of the job */
 	int64		first_row;		/* job row number of row 0 */
@@ -199,6 +200,12 @@ typedef struct BulkopsDialect
 	const BulkopsOptionDef *options;
 	/* the most rows one request may carry; 0 = no limit of its own */
 	int			max_batch_rows;
+	/*
+	 * Where its OAuth token endpoint is, relative to the target's url (e.g.
+	 * "/rest/v2/oauth/token"), for auth that gives no "token_url"; NULL
+	 * makes "token_url" required.
+	 */
+	const char *token_path;
 
 	/* refuse a target the API cannot serve (bad resource, options) */
 	void		(*validate_target) (const char *url, const char *resource,

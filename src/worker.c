@@ -143,8 +143,8 @@ poll_delay_ms(Work *w)
 	return Min(ms, cap);
 }
 
-static long
-backoff_ms(int attempt, long retry_after_ms)
+long
+bulkops_backoff_ms(int attempt, long retry_after_ms)
 {
 	double		base = 500.0 * pow(2.0, Min(attempt, 16) - 1);
 	long		ms;
@@ -332,7 +332,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 										  w->batch.remote_id, res->error);
 					break;
 				}
-				w->due = TimestampTzPlusMilliseconds(now, backoff_ms(w->poll_errors,
+				w->due = TimestampTzPlusMilliseconds(now, bulkops_backoff_ms(w->poll_errors,
 																	 retry_after_ms));
 				break;
 			}
@@ -352,7 +352,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 				break;
 			}
 			w->ref.attempts++;
-			w->due = TimestampTzPlusMilliseconds(now, backoff_ms(w->ref.attempts - 1,
+			w->due = TimestampTzPlusMilliseconds(now, bulkops_backoff_ms(w->ref.attempts - 1,
 																 retry_after_ms));
 			break;
 		case BULKOPS_NEXT_DONE:
@@ -457,6 +457,13 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
 
 	w->call = NULL;
+	/* a 401 to an OAuth token: a new token, and the same request again */
+	if (call->error == NULL && bulkops_oauth_replay(w, call->status))
+	{
+		MemoryContextSwitchTo(old);
+		bulkops_http_free(call);
+		return;
+	}
 	w->last_status = call->status;
 	if (call->refused)
 	{
@@ -545,10 +552,19 @@ settle_now(Work *w, BulkopsRowStatus status, const char *error)
 	commit_result(w, &res);
 }
 
+/* The HTTP settings of w's requests: its job's options, else the GUCs. */
+void
+bulkops_http_options(Work *w, BulkopsHttpOptions *opts)
+{
+	opts->timeout_ms = (int) (1000 * bulkops_opt_real(w->batch.options, "http_timeout",
+													   bulkops_http_timeout_ms / 1000.0));
+	opts->max_response_size = bulkops_max_response_size;
+	opts->ca_file = bulkops_opt_string(w->batch.options, "ca_file", NULL);
+}
+
 static void
 send_request(Work *w)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	BulkopsRequest req = {0};
 	List	   *volatile auth = NIL;
 	BulkopsHttpOptions opts;
@@ -559,10 +575,33 @@ send_request(Work *w)
 	MemoryContextReset(w->step_cxt);
 	old = MemoryContextSwitchTo(w->step_cxt);
 
+	/* an OAuth token first: it may also change the API base (batch.url) */
+	if (bulkops_auth_is_oauth(w->auth))
+	{
+		List	   *headers = NIL;
+		char	   *why = NULL;
+
+		switch (bulkops_oauth_prepare(w, &headers, &why))
+		{
+			case BULKOPS_OAUTH_READY:
+				auth = headers;
+				break;
+			case BULKOPS_OAUTH_WAIT:
+				MemoryContextSwitchTo(old);
+				return;
+			case BULKOPS_OAUTH_FAIL:
+				MemoryContextSwitchTo(old);
+				/* a remote task already exists: its rows' fate is unknown */
+				settle_now(w, w->batch.step == 0 ? BULKOPS_ROW_FAILED
+						   : BULKOPS_ROW_UNKNOWN, why);
+				return;
+		}
+	}
+
 	PG_TRY();
 	{
 		w->dialect->build_request(&w->batch, &req);
-		auth = bulkops_auth_headers(w->auth, w->target);
+		auth = list_concat(auth, bulkops_auth_headers(w->auth, w->target));
 	}
 	PG_CATCH();
 	{
@@ -581,12 +620,8 @@ send_request(Work *w)
 		return;
 	}
 
-	opts.timeout_ms = (int) (1000 * bulkops_opt_real(w->batch.options, "http_timeout",
-													  bulkops_http_timeout_ms / 1000.0));
-	opts.max_response_size = bulkops_max_response_size;
-	opts.ca_file = bulkops_opt_string(w->batch.options, "ca_file", NULL);
+	bulkops_http_options(w, &opts);
 	w->call = bulkops_http_start(&req, auth, &opts, w);
-	(void) cxt;
 }
 
 /* Start every due request; settle the works that need no request. */
@@ -708,6 +743,7 @@ bulkops_worker_main(Datum arg)
 		start_due();
 		woken = bulkops_http_wait(next_wait_ms());
 		while ((call = bulkops_http_next_done()) != NULL)
-			handle_answer((Work *) call->arg, call);
+			if (!bulkops_oauth_call_done(call))
+				handle_answer((Work *) call->arg, call);
 	}
 }

@@ -13,6 +13,7 @@
 
 #include "bulkops.h"
 #include "http.h"
+#include "oauth.h"
 
 /* One batch in the worker's hands; owns the memory context cxt. */
 typedef struct Work
@@ -37,6 +38,7 @@ typedef struct Work
 	BulkopsHttpCall *call;		/* in flight, or NULL */
 	long		last_status;
 	char	   *last_progress;	/* as last stored, to skip repeats */
+	BulkopsOAuthUse oauth;		/* oauth.c's: its token, its API base */
 } Work;
 
 /* the batches held, in TopMemoryContext */
@@ -47,6 +49,8 @@ extern void bulkops_works_add(Work *w);
 extern void bulkops_begin_tx(const char *activity);
 extern void bulkops_commit_tx(void);
 extern void bulkops_abort_tx(MemoryContext cxt);
+extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
+extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
 
 /* claim.c */
 extern void bulkops_claim(void);

@@ -15,7 +15,7 @@ logs=$(mktemp -d /tmp/bulkops-tests.XXXXXX)
 passed=0 failed=0
 
 echo "=== mock server tests"
-python3 -m unittest test/mock/test_mock_api.py >"$logs/mock" 2>&1
+python3 -m unittest discover -s test/mock -p "test_*.py" >"$logs/mock" 2>&1
 rc=$?
 tail -3 "$logs/mock"
 n=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$logs/mock")

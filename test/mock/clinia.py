@@ -14,6 +14,8 @@ Rows ask for failures through their data: "_reject": msg fails synchronous valid
 value asks for nothing, since a SQL source has the column on every row.
 Configuration (POST /_control/config {"clinia": {...}}), all optional:
   api_key, bearer, basic ("user:pass")   credentials required on every request
+  oauth (false)                          requests must carry a live token issued by
+                                         the mock's OAuth endpoint (oauth.py)
   pending_polls (1)                      polls answered PENDING before a task runs
   legacy_bulk_id (false)                 answer "bulkId" instead of "taskId"
   task_failure_all (false)               tasks end FAILURE, every operation failed
@@ -171,6 +173,8 @@ class Dialect:
         if cfg.get("basic") is not None and \
                 (scheme != "basic" or not self._basic_matches(value, cfg["basic"])):
             return error_response(401, "invalid credentials")
+        if cfg.get("oauth"):
+            return self.ctx.dialects["oauth"].check_bearer(req)
         return None
 
     @staticmethod

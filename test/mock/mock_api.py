@@ -14,6 +14,7 @@ its own module next to this one and is registered by one line in DIALECT_MODULES
 A dialect module defines NAME and a class Dialect(ctx) with:
 
     routes()          -> [(method, template, handler)]  mounted under /<NAME>
+                         (or under MOUNT when the module defines it, "" = root)
     control_routes()  -> [(method, template, handler)]  mounted under /_control/<NAME>
     reset()           forget all state
     stats()           -> dict, reported as stats[NAME]
@@ -55,6 +56,7 @@ import urllib.parse
 DIALECT_MODULES = (
     "clinia",
     "sap_fsm",
+    "oauth",
 )
 
 REQUEST_LOG_SIZE = 1000
@@ -352,8 +354,9 @@ class MockContext:
     def _register(self, module):
         dialect = module.Dialect(self)
         self.dialects[module.NAME] = dialect
+        mount = getattr(module, "MOUNT", "/" + module.NAME)
         for method, template, handler in dialect.routes():
-            self.router.add(method, "/" + module.NAME + template, handler)
+            self.router.add(method, mount + template, handler)
         for method, template, handler in dialect.control_routes():
             self.router.add(method, "%s/%s%s" % (CONTROL_PREFIX, module.NAME, template),
                             handler)
