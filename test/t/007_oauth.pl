@@ -1,4 +1,4 @@
-# 006_oauth.pl - OAuth targets end to end against clinia through the mock.
+# 007_oauth.pl - OAuth targets end to end against clinia through the mock.
 #
 # Proves, with the mock's token endpoint and clinia requiring a live token:
 # the client credentials grant (secret from a file) gets one token that every
