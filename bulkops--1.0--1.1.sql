@@ -42,3 +42,15 @@ ALTER TABLE bulkops.jobs ADD COLUMN destination text;
 CREATE FUNCTION bulkops.bulk_query(target text, query text, "into" text,
                                    options jsonb DEFAULT '{}')
 RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_bulk_query';
+
+-- The last word on each key of each target, whichever job said it: what a
+-- user joins against to learn the remote state of a row.
+CREATE VIEW bulkops.latest_receipts WITH (security_invoker = true) AS
+SELECT DISTINCT ON (j.target, r.key)
+       j.target, r.key, r.job_id, r.row_no, j.operation, r.status, r.remote_id,
+       r.created, r.http_status, r.error_code, r.error_message, r.attempts,
+       r.updated_at
+FROM bulkops.receipts r JOIN bulkops.jobs j ON j.id = r.job_id
+WHERE r.key IS NOT NULL
+ORDER BY j.target, r.key, r.updated_at DESC, r.job_id DESC, r.row_no DESC;
+GRANT SELECT ON bulkops.latest_receipts TO PUBLIC;

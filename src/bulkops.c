@@ -40,6 +40,7 @@ int			bulkops_http_timeout_ms = 30000;
 int			bulkops_poll_interval_ms = 1000;
 int			bulkops_max_response_size = 256 * 1024 * 1024;
 int			bulkops_launcher_naptime_ms = 1000;
+int			bulkops_receipt_retention_s = 0;
 
 bool		bulkops_preloaded = false;
 
@@ -144,6 +145,11 @@ define_settings(void)
 							"Time the launcher waits before it restarts a worker that stopped.",
 							NULL, &bulkops_launcher_naptime_ms, 1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.receipt_retention",
+							"How long finished jobs are kept, with their batches and receipts.",
+							"0 keeps them until deleted by hand.",
+							&bulkops_receipt_retention_s, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("bulkops");
 }
 

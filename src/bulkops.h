@@ -30,6 +30,7 @@ extern int	bulkops_http_timeout_ms;
 extern int	bulkops_poll_interval_ms;
 extern int	bulkops_max_response_size;
 extern int	bulkops_launcher_naptime_ms;
+extern int	bulkops_receipt_retention_s;
 
 /* bulkops.c: shared state */
 extern bool bulkops_preloaded;

@@ -737,6 +737,7 @@ bulkops_worker_main(Datum arg)
 				proc_exit(0);	/* dropped: the launcher starts a fresh one */
 			bulkops_refresh_cancels();
 			bulkops_claim();
+			bulkops_purge_expired();
 			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 bulkops_poll_interval_ms);
 		}

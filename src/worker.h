@@ -52,6 +52,9 @@ extern void bulkops_abort_tx(MemoryContext cxt);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
 
+/* retention.c */
+extern void bulkops_purge_expired(void);
+
 /* claim.c */
 extern void bulkops_claim(void);
 extern void bulkops_recover(void);

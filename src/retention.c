@@ -1,0 +1,83 @@
+/*-------------------------------------------------------------------------
+ *
+ * retention.c
+ *	  Forgetting finished jobs after bulkops.receipt_retention.
+ *
+ * Receipts are what users join against, so nothing is deleted unless the
+ * setting asks for it.  When it does, the worker removes a few finished
+ * jobs at a time, with their batches and receipts, in short transactions
+ * of their own, so a purge never holds up sending.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+#include "worker.h"
+
+#define PURGE_JOBS_PER_TXN 10
+#define PURGE_EVERY_MS (60 * 1000)
+
+static TimestampTz next_purge = 0;
+
+/* Delete expired jobs; returns how many. */
+static int
+purge_some(void)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(bulkops_receipt_retention_s),
+	Int32GetDatum(PURGE_JOBS_PER_TXN)};
+	bool		isnull;
+
+	bulkops_exec("WITH j AS ("
+				 " SELECT id FROM bulkops.jobs"
+				 " WHERE finished_at < now() - make_interval(secs => $1)"
+				 " AND state NOT IN ('queued', 'running')"
+				 " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
+				 "r AS (DELETE FROM bulkops.receipts WHERE job_id IN (SELECT id FROM j)),"
+				 "d AS (DELETE FROM bulkops.jobs WHERE id IN (SELECT id FROM j) RETURNING 1)"
+				 "SELECT count(*)::int4 FROM d",
+				 2, types, values, NULL, false, SPI_OK_SELECT);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Called from the worker's loop; does something only when a retention is
+ * set, at most once a minute (or once per retention, if that is shorter).
+ */
+void
+bulkops_purge_expired(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+
+	if (bulkops_receipt_retention_s <= 0 || now < next_purge)
+		return;
+	/* a short retention is kept about as closely as it was asked for */
+	next_purge = TimestampTzPlusMilliseconds(now,
+											 Min((int64) PURGE_EVERY_MS,
+												 (int64) bulkops_receipt_retention_s * 1000));
+	do
+	{
+		n = 0;
+		PG_TRY();
+		{
+			bulkops_begin_tx("purging expired jobs");
+			n = purge_some();
+			bulkops_commit_tx();
+		}
+		PG_CATCH();
+		{
+			bulkops_abort_tx(cxt);
+			n = 0;
+		}
+		PG_END_TRY();
+		CHECK_FOR_INTERRUPTS();
+	} while (n == PURGE_JOBS_PER_TXN);
+}
