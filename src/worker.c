@@ -198,9 +198,10 @@ apply_result(Work *w, BulkopsResult *res)
 {
 	bool		finished = false;
 	int			status = (int) w->last_status;
-	Oid			types[6] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			types[7] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
+	TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
 	if (res->page && w->destination)
@@ -266,10 +267,13 @@ apply_result(Work *w, BulkopsResult *res)
 	values[4] = Int32GetDatum(w->ref.attempts);
 	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
 	nulls[5] = res->error ? ' ' : 'n';
+	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
+	nulls[6] = w->batch.step_data ? ' ' : 'n';
 	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
 							  "attempts = $5, last_error = coalesce($6, last_error), "
+							  "step_data = $7, "
 							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-							  6, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+							  7, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update batch");
 	return false;
 }
@@ -291,6 +295,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 				w->polls = 0;
 			w->batch.step = res->step;
 			w->batch.remote_id = res->remote_id ? pstrdup(res->remote_id) : NULL;
+			w->batch.step_data = res->step_data ? pstrdup(res->step_data) : NULL;
 			w->poll_errors = 0;
 			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
 												 : poll_delay_ms(w));
@@ -307,6 +312,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			}
 			w->batch.step = 0;
 			w->batch.remote_id = NULL;
+			w->batch.step_data = NULL;
 			if (res->counts_attempt)
 			{
 				if (w->ref.attempts >= w->max_attempts)
