@@ -455,6 +455,13 @@ dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
 	MemoryContextSwitchTo(old);
 }
 
+/* Are a and b the same string, or both NULL? */
+static bool
+same_text(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
 static void
 handle_answer(Work *w, BulkopsHttpCall *call)
 {
@@ -516,8 +523,8 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	/* a remote task still running, as the last poll saw it: nothing to store */
 	if (res.next == BULKOPS_NEXT_STEP && res.step == w->batch.step &&
 		res.outcomes == NIL && res.error == NULL && res.page == NULL &&
-		(res.remote_id == NULL) == (w->batch.remote_id == NULL) &&
-		(res.remote_id == NULL || strcmp(res.remote_id, w->batch.remote_id) == 0))
+		same_text(res.remote_id, w->batch.remote_id) &&
+		same_text(res.step_data, w->batch.step_data))
 	{
 		if (res.progress && w->last_progress &&
 			strcmp(res.progress, w->last_progress) == 0)
