@@ -1,4 +1,4 @@
-# 007_packagex_resume.pl - a packagex batch stopped while it fetches its errors
+# 008_packagex_resume.pl - a packagex batch stopped while it fetches its errors
 # file resumes from what was persisted with its step.
 #
 # Proves: the link to the errors file (the step's note, batches.step_data) is
