@@ -23,7 +23,8 @@ OBJS = \
 	src/worker.o \
 	src/dialects/registry.o \
 	src/dialects/clinia.o \
-	src/dialects/sap_fsm.o
+	src/dialects/sap_fsm.o \
+	src/dialects/packagex.o
 
 EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql
@@ -33,7 +34,7 @@ SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth retention
+REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth packagex retention
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -9,6 +9,10 @@ ALTER TABLE bulkops.jobs ADD COLUMN prologue bytea;
 -- as its dialect reads them from each answer.
 ALTER TABLE bulkops.batches ADD COLUMN progress jsonb;
 
+-- What a dialect needs for a batch's next request beyond its remote id (the
+-- URL of a result file), kept with the step so a restarted worker can go on.
+ALTER TABLE bulkops.batches ADD COLUMN step_data text;
+
 -- In 1.0 the view ran with its owner's rights, so row-level security on
 -- jobs was checked against the owner and every role saw every job through
 -- it.  Views created by a superuser must run as the invoker.

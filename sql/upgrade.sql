@@ -10,7 +10,8 @@ ALTER EXTENSION bulkops UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
 SELECT attrelid::regclass, attname, atttypid::regtype FROM pg_attribute
 WHERE (attrelid, attname) IN (('bulkops.jobs'::regclass, 'prologue'),
-                              ('bulkops.batches'::regclass, 'progress'))
+                              ('bulkops.batches'::regclass, 'progress'),
+                              ('bulkops.batches'::regclass, 'step_data'))
 ORDER BY 1, 2;
 SELECT reloptions FROM pg_class WHERE oid = 'bulkops.job_progress'::regclass;
 -- the view still belongs to the extension, and the public may read it

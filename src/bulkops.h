@@ -60,7 +60,8 @@ typedef enum BulkopsOptionType
 	BULKOPS_OPT_INT,
 	BULKOPS_OPT_REAL,
 	BULKOPS_OPT_BOOL,
-	BULKOPS_OPT_STRING
+	BULKOPS_OPT_STRING,
+	BULKOPS_OPT_OBJECT			/* a JSON object; its dialect checks inside */
 } BulkopsOptionType;
 
 struct BulkopsOptionDef

@@ -125,14 +125,14 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "AND j.id = b.job_id AND b.state = 'active' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by"
+							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'queued' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by",
+							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -152,6 +152,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->ref.nrows = DatumGetInt32(getbin(2, &isnull));
 	w->batch.step = DatumGetInt32(getbin(3, &isnull));
 	w->batch.remote_id = getstr(4);
+	w->batch.step_data = getstr(16);
 	w->ref.attempts = DatumGetInt32(getbin(5, &isnull));
 	w->batch.op = bulkops_op_from_name(getstr(6));
 	w->batch.options = DatumGetJsonbPCopy(getbin(7, &isnull));

@@ -105,6 +105,8 @@ typedef struct BulkopsBatch
 	int			npending;
 	int			step;
 	const char *remote_id;		/* NULL at step 0 */
+	const char *step_data;		/* the dialect's note kept with (step,
+								 * remote_id), see BulkopsResult; or NULL */
 } BulkopsBatch;
 
 typedef struct BulkopsHeader
@@ -121,6 +123,9 @@ typedef struct BulkopsRequest
 	StringInfo	body;			/* NULL for none */
 	const char *content_type;	/* NULL when there is no body */
 	List	   *headers;		/* of BulkopsHeader *, besides auth */
+	bool		no_auth;		/* leave the target's credentials out: the
+								 * URL is not the target's (a presigned
+								 * link to a file elsewhere) */
 
 	/*
 	 * Optional: take the answer's body piece by piece as it arrives instead
@@ -159,6 +164,10 @@ typedef struct BulkopsResult
 	List	   *outcomes;		/* of BulkopsOutcome * */
 	int			step;			/* for NEXT_STEP */
 	char	   *remote_id;		/* for NEXT_STEP */
+	char	   *step_data;		/* for NEXT_STEP, optional: what the next
+								 * request needs beyond remote_id (a result
+								 * file's URL), persisted with the step so a
+								 * resumed batch can make that request */
 	int			delay_ms;		/* for NEXT_STEP and NEXT_RETRY; 0 = default */
 	bool		counts_attempt; /* NEXT_RESUBMIT: does the resend use up an
 								 * attempt? */
@@ -247,10 +256,13 @@ extern void bulkops_result_settle_rest(const BulkopsBatch *batch,
 									   BulkopsResult *result,
 									   BulkopsRowStatus status,
 									   const char *error);
+extern void bulkops_append_pending(const BulkopsBatch *batch, StringInfo out);
 
 /* reading answers: parse raises ERROR on malformed JSON */
 extern Jsonb *bulkops_json_parse(const char *body, size_t len);
 extern Jsonb *bulkops_json_try_parse(const char *body, size_t len);
+extern bool bulkops_read_answer(const BulkopsResponse *resp,
+								BulkopsResult *result, JsonbContainer **root);
 extern JsonbValue *bulkops_jget(JsonbContainer *obj, const char *key);
 extern JsonbContainer *bulkops_jcontainer(JsonbValue *v);
 extern int	bulkops_jarray_size(JsonbContainer *arr);
@@ -262,5 +274,6 @@ extern const char *bulkops_response_header(const BulkopsResponse *resp,
 /* the dialects */
 extern const BulkopsDialect bulkops_clinia_dialect;
 extern const BulkopsDialect bulkops_sap_fsm_dialect;
+extern const BulkopsDialect bulkops_packagex_dialect;
 
 #endif							/* BULKOPS_DIALECT_H */

@@ -466,7 +466,8 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	}
 	if (!has_accept)
 		hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	foreach(lc, auth_headers)
+	/* credentials go only where the dialect says the target is */
+	foreach(lc, req->no_auth ? NIL : auth_headers)
 	{
 		BulkopsHeader *h = lfirst(lc);
 

@@ -48,6 +48,8 @@ type_name(BulkopsOptionType type)
 			return "a boolean";
 		case BULKOPS_OPT_STRING:
 			return "a string";
+		case BULKOPS_OPT_OBJECT:
+			return "a JSON object";
 	}
 	return "?";
 }
@@ -96,6 +98,10 @@ check_value(const BulkopsOptionDef *def, JsonbValue *v, const char *what)
 			break;
 		case BULKOPS_OPT_STRING:
 			ok = (v->type == jbvString);
+			break;
+		case BULKOPS_OPT_OBJECT:
+			ok = (v->type == jbvBinary &&
+				  JsonContainerIsObject(v->val.binary.data));
 			break;
 		case BULKOPS_OPT_INT:
 		case BULKOPS_OPT_REAL:

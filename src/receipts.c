@@ -348,9 +348,10 @@ bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 	nulls[3] = http_status > 0 ? ' ' : 'n';
 
 	SPI_connect();
+	/* a done batch makes no next request: its step note (a link) goes */
 	exec("UPDATE bulkops.batches SET state = 'done', last_error = $3, "
-		 "http_status = coalesce($4, http_status), updated_at = now() "
-		 "WHERE job_id = $1 AND batch_no = $2",
+		 "http_status = coalesce($4, http_status), step_data = NULL, "
+		 "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
 		 4, types, values, nulls, SPI_OK_UPDATE);
 	exec("UPDATE bulkops.jobs SET batches_done = batches_done + 1, "
 		 "last_error = coalesce($3, last_error) WHERE id = $1 AND $2 IS NOT NULL",

@@ -198,9 +198,10 @@ apply_result(Work *w, BulkopsResult *res)
 {
 	bool		finished = false;
 	int			status = (int) w->last_status;
-	Oid			types[6] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			types[7] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
+	TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
 	if (res->page && w->destination)
@@ -266,10 +267,13 @@ apply_result(Work *w, BulkopsResult *res)
 	values[4] = Int32GetDatum(w->ref.attempts);
 	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
 	nulls[5] = res->error ? ' ' : 'n';
+	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
+	nulls[6] = w->batch.step_data ? ' ' : 'n';
 	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
 							  "attempts = $5, last_error = coalesce($6, last_error), "
+							  "step_data = $7, "
 							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-							  6, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+							  7, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update batch");
 	return false;
 }
@@ -291,6 +295,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 				w->polls = 0;
 			w->batch.step = res->step;
 			w->batch.remote_id = res->remote_id ? pstrdup(res->remote_id) : NULL;
+			w->batch.step_data = res->step_data ? pstrdup(res->step_data) : NULL;
 			w->poll_errors = 0;
 			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
 												 : poll_delay_ms(w));
@@ -307,6 +312,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			}
 			w->batch.step = 0;
 			w->batch.remote_id = NULL;
+			w->batch.step_data = NULL;
 			if (res->counts_attempt)
 			{
 				if (w->ref.attempts >= w->max_attempts)
@@ -449,6 +455,13 @@ dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
 	MemoryContextSwitchTo(old);
 }
 
+/* Are a and b the same string, or both NULL? */
+static bool
+same_text(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
 static void
 handle_answer(Work *w, BulkopsHttpCall *call)
 {
@@ -510,8 +523,8 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	/* a remote task still running, as the last poll saw it: nothing to store */
 	if (res.next == BULKOPS_NEXT_STEP && res.step == w->batch.step &&
 		res.outcomes == NIL && res.error == NULL && res.page == NULL &&
-		(res.remote_id == NULL) == (w->batch.remote_id == NULL) &&
-		(res.remote_id == NULL || strcmp(res.remote_id, w->batch.remote_id) == 0))
+		same_text(res.remote_id, w->batch.remote_id) &&
+		same_text(res.step_data, w->batch.step_data))
 	{
 		if (res.progress && w->last_progress &&
 			strcmp(res.progress, w->last_progress) == 0)

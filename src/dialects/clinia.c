@@ -155,21 +155,7 @@ clinia_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 	req->content_type = "application/json";
 	req->body = makeStringInfo();
 	appendStringInfoString(req->body, "{\"operations\":[");
-	{
-		bool		first = true;
-		int			i;
-
-		for (i = 0; i < batch->nrows; i++)
-		{
-			if (!batch->pending[i])
-				continue;
-			if (!first)
-				appendStringInfoChar(req->body, ',');
-			first = false;
-			appendBinaryStringInfo(req->body, batch->body + batch->offsets[i],
-								   batch->offsets[i + 1] - batch->offsets[i]);
-		}
-	}
+	bulkops_append_pending(batch, req->body);
 	appendStringInfoString(req->body, "]}");
 }
 
@@ -370,16 +356,10 @@ static void
 clinia_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp,
 					   BulkopsResult *result)
 {
-	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
-	JsonbContainer *root = jb ? &jb->root : NULL;
+	JsonbContainer *root;
 
-	if (jb == NULL && resp->status < 300)
-	{
-		result->next = BULKOPS_NEXT_RETRY;
-		result->error = psprintf("malformed JSON in an HTTP %ld answer",
-								 resp->status);
+	if (!bulkops_read_answer(resp, result, &root))
 		return;
-	}
 	if (batch->step == CLINIA_STEP_POLL)
 		handle_poll(batch, resp, root, result);
 	else

@@ -20,6 +20,7 @@
 static const BulkopsDialect *const dialects[] = {
 	&bulkops_clinia_dialect,
 	&bulkops_sap_fsm_dialect,
+	&bulkops_packagex_dialect,
 	NULL
 };
 
@@ -80,6 +81,28 @@ bulkops_outcome(BulkopsResult *result, int row, BulkopsRowStatus status)
 }
 
 /*
+ * Append the encodings of the batch's pending rows, in row order and
+ * separated by commas: the inside of a request's JSON array.
+ */
+void
+bulkops_append_pending(const BulkopsBatch *batch, StringInfo out)
+{
+	bool		first = true;
+	int			i;
+
+	for (i = 0; i < batch->nrows; i++)
+	{
+		if (!batch->pending[i])
+			continue;
+		if (!first)
+			appendStringInfoChar(out, ',');
+		first = false;
+		appendBinaryStringInfo(out, batch->body + batch->offsets[i],
+							   batch->offsets[i + 1] - batch->offsets[i]);
+	}
+}
+
+/*
  * Give every pending row that the result does not already settle an
  * outcome of the given status carrying error.
  */
@@ -135,6 +158,29 @@ bulkops_json_try_parse(const char *body, size_t len)
 	}
 	PG_END_TRY();
 	return jb;
+}
+
+/*
+ * An answer's JSON in *root, or NULL for a body that is not JSON.  An error
+ * page that is not JSON is still an answer (its status tells); a
+ * successful answer that is not JSON is a transient fault: returns false
+ * with result set to retry.
+ */
+bool
+bulkops_read_answer(const BulkopsResponse *resp, BulkopsResult *result,
+					JsonbContainer **root)
+{
+	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
+
+	*root = jb ? &jb->root : NULL;
+	if (jb == NULL && resp->status < 300)
+	{
+		result->next = BULKOPS_NEXT_RETRY;
+		result->error = psprintf("malformed JSON in an HTTP %ld answer",
+								 resp->status);
+		return false;
+	}
+	return true;
 }
 
 JsonbValue *

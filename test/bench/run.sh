@@ -7,7 +7,7 @@
 # packages and builds and installs bulkops (same prelude as test/demo.sh),
 # then re-runs itself as an unprivileged user.  Leaves nothing running.
 #
-#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm] [--runs 3]
+#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C]
 #                     [--no-contended] [--statements] [--hold]
 #
@@ -89,8 +89,13 @@ dialect_target() {
 			target_auth='{"type": "bearer", "token": "bench-token"}'
 			target_options='"dto_version": 43, "account_id": "1", "company_id": "1"'
 			;;
+		packagex)
+			target_url="$mock/packagex/v1"
+			target_resource=contact
+			target_auth='{"type": "header", "name": "PX-API-KEY", "value": "bench-key"}'
+			;;
 		*)
-			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm)" >&2
+			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm, packagex)" >&2
 			return 1 ;;
 	esac
 }

@@ -57,6 +57,7 @@ DIALECT_MODULES = (
     "clinia",
     "sap_fsm",
     "oauth",
+    "packagex",
 )
 
 REQUEST_LOG_SIZE = 1000

@@ -4,7 +4,9 @@ It starts test/mock/mock_api.py on a free port as a subprocess and checks, over 
 HTTP: the readiness line and clean exit, the clinia flow (ACCEPTED -> PENDING ->
 SUCCESS/FAILURE, receipts in order, CREATE ids, REJECTED, _fail rows, auth), the
 sap_fsm bulk endpoints (shuffled 207 answers, created vs updated, lastChanged
-conflicts and force, _fail rows, refused headers and dtos), the control API (reset,
+conflicts and force, _fail rows, refused headers and dtos), the packagex flow (modes
+and statuses, phases, errors file behind a signed link, duplicates, overwrite,
+resources, final failures on request), the control API (reset,
 config, stats, request log), every fault action, --bench, and the TLS listener (with a
 private CA made by make_test_certs.sh).
 
@@ -690,6 +692,198 @@ class TestSapFsmBench(MockTestCase):
         self.assertEqual(self.stats()["sap_fsm"]["operations"], 6)
         # still refuses what a real server refuses
         self.assertEqual(self.call("PATCH", FSM + "?dtos=Activity.1", body)[0], 400)
+
+
+PX = "/packagex/v1/batches"
+
+
+def px_body(data, action="merge", resource="contact", mode="mixed", dup="ignore_all"):
+    return {"resource": resource, "action": action, "mode": mode,
+            "duplicate_handling": dup, "data": data}
+
+
+def contact(id_, **data):
+    return dict(id=id_, **data)
+
+
+class TestPackagex(MockTestCase):
+    def px_submit(self, data, headers=None, **kw):
+        return self.call("POST", PX, px_body(data, **kw), headers)
+
+    def px_poll(self, batch_id, errors=True, headers=None):
+        q = "?include_errors_json=true" if errors else ""
+        return self.call("GET", "%s/%s%s" % (PX, batch_id, q), headers=headers)
+
+    def px_final(self, batch_id):
+        """Poll until final; the last answer."""
+        for _ in range(10):
+            status, out = self.px_poll(batch_id)
+            self.assertEqual(status, 200, out)
+            if out["status"] in ("completed", "failed", "timed_out", "expired"):
+                return out
+        self.fail("batch %s never became final" % batch_id)
+
+    def errors_of(self, answer):
+        url = answer["_errors_json_url"]
+        path = url.split("/", 3)[3]
+        status, out = self.call("GET", "/" + path)
+        self.assertEqual(status, 200, out)
+        return out
+
+    def store(self, resource="contact"):
+        return self.ctl("GET", "/packagex/store?resource=" + resource)
+
+    def test_mixed_phases_errors_file_and_store(self):
+        status, out = self.px_submit([contact("a", name="A"), contact("b", _fail="bad email"),
+                                      contact("c", name="C", _fail=None)])
+        self.assertEqual((status, out["status"]), (201, "queued"))
+        phases = {p["name"]: p for p in out["phases"]}
+        self.assertEqual((phases["parsing"]["total"], phases["validation"]["error"]), (3, 1))
+        self.assertEqual(self.store(), {})
+        statuses = [self.px_poll(out["id"])[1]["status"] for _ in range(3)]
+        self.assertEqual(statuses, ["processing", "processing", "completed"])
+        final = self.px_poll(out["id"])[1]
+        self.assertEqual(final["stats"]["created"], 2)
+        self.assertTrue(final["has_errors_file"])
+        self.assertNotIn("_errors_json_url", self.px_poll(out["id"], errors=False)[1])
+        self.assertEqual(self.errors_of(final), [
+            {"index": 1, "id": "b", "errors": [{"code": "validation_failed",
+                                                "message": "bad email"}]}])
+        # members starting with "_" steer the mock and are not stored
+        self.assertEqual(self.store(), {"a": {"name": "A"}, "c": {"name": "C"}})
+        self.assertEqual(self.stats()["packagex"]["errors_fetches"], 1)
+
+    def test_async_moves_through_every_status(self):
+        status, out = self.px_submit([contact("a")], mode="async")
+        self.assertEqual((status, out["status"]), (201, "requested"))
+        self.assertEqual(out["phases"][0]["total"], 0)
+        seen = [self.px_poll(out["id"])[1]["status"] for _ in range(3)]
+        self.assertEqual(seen, ["queued", "processing", "completed"])
+
+    def test_pending_polls(self):
+        self.ctl("POST", "/config", {"packagex": {"pending_polls": 0}})
+        _, out = self.px_submit([contact("a")])
+        self.assertEqual(self.px_poll(out["id"])[1]["status"], "completed")
+
+    def test_sync_answers_final_within_its_limit(self):
+        status, out = self.px_submit([contact("a"), contact("b")], mode="sync")
+        self.assertEqual((status, out["status"], out["has_errors_file"]), (200, "completed", False))
+        self.ctl("POST", "/config", {"packagex": {"sync_max_items": 1, "max_items": 3}})
+        status, out = self.px_submit([contact("a"), contact("b")], mode="sync")
+        self.assertEqual((status, out["error"]["code"]), (400, "sync_limit_exceeded"))
+        status, out = self.px_submit([contact(str(i)) for i in range(4)])
+        self.assertEqual((status, out["error"]["code"]), (400, "too_many_items"))
+        self.assertEqual(self.stats()["packagex"]["refused"], 2)
+
+    def test_duplicates(self):
+        data = [contact("a", n=1), contact("b"), contact("a", n=2), contact("a", n=3)]
+        _, out = self.px_submit(data, mode="sync")
+        self.assertEqual([e["index"] for e in self.errors_of(self.px_poll(out["id"])[1])],
+                         [0, 2, 3])
+        self.assertEqual(sorted(self.store()), ["b"])
+        _, out = self.px_submit(data, mode="sync", dup="use_first")
+        errors = self.errors_of(self.px_poll(out["id"])[1])
+        self.assertEqual([(e["index"], e["errors"][0]["code"]) for e in errors],
+                         [(2, "duplicate"), (3, "duplicate")])
+        self.assertEqual(self.store()["a"], {"n": 1})
+
+    def test_overwrite_leaves_exactly_the_batch(self):
+        self.px_submit([contact(k, v=1) for k in "abcd"], mode="sync")
+        _, out = self.px_submit([contact("c", w=2), contact("e"), contact("f", _fail="no")],
+                                action="overwrite", mode="sync")
+        self.assertEqual(out["stats"], {"created": 1, "updated": 0, "deleted": 3,
+                                        "overwritten": 1})
+        self.assertEqual(self.store(), {"c": {"w": 2}, "e": {}})
+        cleanup = [p for p in out["phases"] if p["name"] == "cleanup"][0]
+        self.assertEqual(cleanup["success"], 3)
+
+    def test_delete(self):
+        self.px_submit([contact("a"), contact("b")], mode="sync")
+        _, out = self.px_submit([contact("a"), contact("z")], action="delete", mode="sync")
+        self.assertEqual(out["stats"]["deleted"], 1)
+        errors = self.errors_of(self.px_poll(out["id"])[1])
+        self.assertEqual([(e["id"], e["errors"][0]["code"]) for e in errors], [("z", "not_found")])
+        self.assertEqual(sorted(self.store()), ["b"])
+
+    def test_resources_and_bad_requests(self):
+        status, out = self.px_submit([contact("a")], action="delete", resource="shipment")
+        self.assertEqual((status, out["error"]["code"]), (400, "action_not_allowed"))
+        status, out = self.px_submit([contact("a")], resource="contacts")
+        self.assertEqual((status, out["error"]["code"]), (400, "invalid_resource"))
+        self.ctl("POST", "/config", {"packagex": {"resources": {"shipment": ["merge", "delete"]}}})
+        self.assertEqual(self.px_submit([contact("a")], action="delete",
+                                        resource="shipment")[0], 201)
+        for body in ({"resource": "contact", "action": "merge", "data": []},
+                     {"resource": "contact", "action": "upsert", "data": [{}]},
+                     px_body([contact("a")], mode="later"), px_body([contact("a")], dup="x")):
+            self.assertEqual(self.call("POST", PX, body)[0], 400, body)
+        self.assertEqual(self.call("POST", PX, "not json")[0], 400)
+        _, out = self.px_submit([{"name": "no id"}], mode="sync")
+        self.assertEqual(self.errors_of(self.px_poll(out["id"])[1])[0]["errors"][0]["code"],
+                         "missing_id")
+        self.assertEqual(self.px_poll("batch_999")[0], 404)
+
+    def test_final_status_on_request(self):
+        self.ctl("POST", "/config", {"packagex": {"final_status": "timed_out",
+                                                  "final_status_times": 1}})
+        _, out = self.px_submit([contact("a"), contact("b", _fail="no")])
+        final = self.px_final(out["id"])
+        self.assertEqual((final["status"], final["reason"]),
+                         ("timed_out", "processing exceeded its time limit"))
+        self.assertEqual([e["id"] for e in self.errors_of(final)], ["b"])
+        self.assertEqual(self.store(), {})
+        _, out = self.px_submit([contact("a")])
+        self.assertEqual(self.px_final(out["id"])["status"], "completed")
+        self.ctl("POST", "/config", {"packagex": {"final_status": "failed", "reason": "r",
+                                                  "final_status_times": -1}})
+        _, out = self.px_submit([contact("a")], mode="sync")
+        self.assertEqual((out["status"], out["reason"]), ("failed", "r"))
+
+    def test_errors_link(self):
+        self.ctl("POST", "/config", {"packagex": {"shuffle_errors": True, "api_key": "k"}})
+        key = {"PX-API-KEY": "k"}
+        _, out = self.px_submit([contact(str(i), _fail="bad") for i in range(20)], key)
+        for _ in range(3):
+            final = self.px_poll(out["id"], headers=key)[1]
+        url = final["_errors_json_url"]
+        # a presigned link: no key needed, but the signature is
+        indexes = [e["index"] for e in self.errors_of(final)]
+        self.assertEqual(sorted(indexes), list(range(20)))
+        self.assertNotEqual(indexes, list(range(20)))
+        self.assertEqual(self.call("GET", "/" + url.split("/", 3)[3].replace("sig=", "sig=x"))[0],
+                         403)
+        self.ctl("POST", "/config", {"packagex": {"wrong_error_ids": True,
+                                                  "errors_host": "files.example.invalid"}})
+        final = self.px_poll(out["id"], headers=key)[1]
+        self.assertTrue(final["_errors_json_url"].startswith("http://files.example.invalid/"))
+        self.assertTrue(all(e["id"].startswith("not-") for e in self.errors_of(final)))
+        self.assertEqual(self.stats()["packagex"]["errors_fetches_with_key"], 0)
+
+    def test_auth(self):
+        self.ctl("POST", "/config", {"packagex": {"api_key": "k"}})
+        status, out = self.px_submit([contact("a")])
+        self.assertEqual((status, out["error"]["code"]), (401, "unauthorized"))
+        status, out = self.px_submit([contact("a")], {"PX-API-KEY": "k"})
+        self.assertEqual(status, 201)
+        self.assertEqual(self.px_poll(out["id"])[0], 401)
+
+
+class TestPackagexBench(MockTestCase):
+    extra_args = ("--bench",)
+
+    def test_bench_counts_without_parsing(self):
+        body = '{"resource":"contact","action":"merge","data":[' + ",".join(
+            '{"id":"k%d","name":"n"}' % i for i in range(5)) + "]}"
+        status, out = self.call("POST", PX, body)
+        self.assertEqual((status, out["status"]), (201, "queued"))
+        out = self.call("GET", "%s/%s?include_errors_json=true" % (PX, out["id"]))[1]
+        self.assertEqual((out["status"], out["has_errors_file"], out["stats"]["created"]),
+                         ("completed", False, 5))
+        # pretty-printed JSON is still counted
+        self.call("POST", PX, px_body([contact("a"), contact("b")]))
+        st = self.stats()["packagex"]
+        self.assertEqual((st["submits"], st["operations"], st["applied"]), (2, 7, 5))
+
 
 if __name__ == "__main__":
     unittest.main()

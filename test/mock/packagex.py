@@ -1,0 +1,404 @@
+"""packagex.py - the mock's "packagex" dialect (PROTOCOLS.md section 3).
+
+This file owns the PackageX Batches API as bulkops sees it, mounted by mock_api.py
+under /packagex, so a target url is http://127.0.0.1:PORT/packagex/v1:
+
+  POST {url}/batches          submit: the batch (sync: 200 and final; mixed, async: 201)
+  GET  {url}/batches/<id>     poll: requested -> queued -> processing -> final;
+                              ?include_errors_json=true adds _errors_json_url when final
+  GET  /packagex/files/<id>/errors.json?sig=...   the errors file (a "presigned" link:
+                              no API key needed, a wrong sig is 403)
+
+and its test hooks under /_control/packagex: store, batches.
+
+A batch goes through phases parsing (duplicate ids), validation (rows asking to fail)
+and processing (applied to a store kept per resource), then cleanup.  Actions: merge
+(create or update by id), overwrite (merge, then delete every stored item of the
+resource that the batch did not apply), delete (by id; a missing id fails).  Stored
+items are the items without "id" and without members whose name starts with "_".
+
+Rows ask for failures through their data: "_fail": msg fails that row in validation
+(code "validation_failed"); a null value asks for nothing, since a SQL source has the
+column on every row.
+Configuration (POST /_control/config {"packagex": {...}}), all optional:
+  api_key                       PX-API-KEY required on every API request
+  pending_polls (2)             polls answered in progress before a batch is final
+  sync_max_items (100)          larger sync batches are refused (400 sync_limit_exceeded)
+  max_items (10000)             larger batches are refused (400 too_many_items)
+  final_status, reason          batches end "failed" | "timed_out" | "expired" with that
+                                reason, applying nothing (the errors found by parsing
+                                and validation are still reported)
+  final_status_times (-1)       how many batches end so; -1: every one
+  shuffle_errors (false)        the errors file lists its entries in random order
+  wrong_error_ids (false)       the errors file names ids the rows were not sent with
+  errors_host                   host[:port] of _errors_json_url instead of the Host asked
+  resources                     {"<resource>": ["merge", ...]}: allowed actions, over
+                                the defaults (contact, group: all; shipment, tracker,
+                                asset: merge)
+
+Assumed where PROTOCOLS.md is silent (kept here, in one place):
+  * the errors file is [{"index", "id", "errors": [{"code", "message"}]}], index being
+    the position in the request's data; a row has at most one entry;
+  * an item without a string "id" fails parsing (code "missing_id");
+  * stats: merge counts created/updated, overwrite created/overwritten (replaced) and
+    deleted (removed because absent from the batch), delete counts deleted;
+  * the settings above are read when the batch is submitted.
+"""
+
+import collections
+import hashlib
+import json
+import random
+import re
+
+from mock_api import Response, json_response
+
+NAME = "packagex"
+
+ACTIONS = ("merge", "overwrite", "delete")
+MODES = ("sync", "mixed", "async")
+DUPLICATE_HANDLING = ("ignore_all", "use_first")
+FINAL = ("completed", "failed", "timed_out", "expired")
+PHASES = ("parsing", "validation", "processing", "cleanup")
+DEFAULT_RESOURCES = {
+    "contact": ACTIONS, "group": ACTIONS,
+    "shipment": ("merge",), "tracker": ("merge",), "asset": ("merge",),
+}
+DEFAULT_REASONS = {
+    "failed": "processing failed",
+    "timed_out": "processing exceeded its time limit",
+    "expired": "the batch expired before it was processed",
+}
+
+BENCH_ITEM = b'{"id":'
+BENCH_ITEM_RX = re.compile(rb'\{\s*"id"\s*:')
+
+
+def px_error(status, code, message):
+    return json_response(status, {"error": {"code": code, "message": message}})
+
+
+class Batch:
+    """One submitted batch: its request, where it stands, and what it found."""
+
+    def __init__(self, batch_id, resource, action, mode, dup, items, count,
+                 pending_polls, final_status, reason):
+        self.id = batch_id
+        self.resource = resource
+        self.action = action
+        self.mode = mode
+        self.duplicate_handling = dup
+        self.items = items          # None in --bench
+        self.count = count
+        self.pending_polls = pending_polls
+        self.final_status = final_status
+        self.reason = reason
+        self.polls = 0
+        self.status = "requested"
+        self.errors = {}            # index -> entry of the errors file
+        self.phases = {p: dict(total=0, processed=0, success=0, error=0) for p in PHASES}
+        self.stats = dict(created=0, updated=0, deleted=0, overwritten=0)
+        self.valid = []             # indexes that passed parsing and validation
+        self.sig = hashlib.sha256(("sig-" + batch_id).encode()).hexdigest()[:16]
+
+    def fail_row(self, index, code, message):
+        item = self.items[index]
+        rid = item.get("id") if isinstance(item, dict) else None
+        self.errors.setdefault(index, {"index": index, "id": rid, "errors": []})[
+            "errors"].append({"code": code, "message": message})
+
+    def as_json(self, errors_url=None):
+        out = {"id": self.id, "object": "batch", "resource": self.resource,
+               "action": self.action, "mode": self.mode,
+               "duplicate_handling": self.duplicate_handling, "status": self.status,
+               "phases": [dict(name=p, **self.phases[p]) for p in PHASES],
+               "stats": dict(self.stats),
+               "has_errors_file": bool(self.errors) and self.status in FINAL}
+        if self.status in FINAL and self.status != "completed":
+            out["reason"] = self.reason
+        if errors_url:
+            out["_errors_json_url"] = errors_url
+        return out
+
+
+class Dialect:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.reset()
+
+    def reset(self):
+        self.store = collections.defaultdict(dict)     # resource -> id -> data
+        self.applied = collections.Counter()            # (resource, id) -> times
+        self.batches = {}
+        self.next_batch = 1
+        self.final_fired = 0
+        self.counts = collections.Counter()
+
+    def routes(self):
+        return [("POST", "/v1/batches", self.submit),
+                ("GET", "/v1/batches/{batch}", self.poll),
+                ("GET", "/files/{batch}/errors.json", self.errors_file)]
+
+    def control_routes(self):
+        return [("GET", "/store", self.ctl_store),
+                ("GET", "/batches", self.ctl_batches)]
+
+    def stats(self):
+        c = self.counts
+        return {"submits": c["submits"], "refused": c["refused"], "batches": c["batches"],
+                "polls": c["polls"], "operations": c["operations"],
+                "applied": c["applied"], "row_errors": c["row_errors"],
+                "errors_fetches": c["errors_fetches"],
+                "errors_fetches_with_key": c["errors_fetches_with_key"],
+                "max_applications_per_id": max(self.applied.values(), default=0),
+                "store_size": sum(len(s) for s in self.store.values())}
+
+    @property
+    def config(self):
+        return self.ctx.section(NAME)
+
+    def check_auth(self, req):
+        key = self.config.get("api_key")
+        if key is not None and req.headers.get("PX-API-KEY") != key:
+            return px_error(401, "unauthorized", "invalid api key")
+        return None
+
+    def allowed(self, resource):
+        resources = dict(DEFAULT_RESOURCES, **(self.config.get("resources") or {}))
+        return resources.get(resource)
+
+    # -- submit ---------------------------------------------------------------
+
+    def submit(self, req, params):
+        denied = self.check_auth(req)
+        if denied:
+            return denied
+        self.counts["submits"] += 1
+        if self.ctx.bench:
+            return self.bench_submit(req)
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        problem = self.check_submit(body)
+        if problem:
+            self.counts["refused"] += 1
+            return px_error(400, *problem)
+        cfg = self.config
+        final_status = cfg.get("final_status")
+        times = int(cfg.get("final_status_times", -1))
+        if final_status and times != -1 and self.final_fired >= times:
+            final_status = None
+        if final_status:
+            self.final_fired += 1
+        batch = Batch("batch_%d" % self.next_batch, body["resource"], body["action"],
+                      body.get("mode", "mixed"),
+                      body.get("duplicate_handling", "ignore_all"),
+                      body["data"], len(body["data"]), int(cfg.get("pending_polls", 2)),
+                      final_status,
+                      cfg.get("reason", DEFAULT_REASONS.get(final_status)))
+        self.next_batch += 1
+        self.batches[batch.id] = batch
+        self.counts["batches"] += 1
+        self.counts["operations"] += batch.count
+        if batch.mode == "sync":
+            self.check(batch)
+            self.run(batch)
+            return json_response(200, batch.as_json())
+        if batch.mode == "mixed":
+            self.check(batch)
+            batch.status = "queued"
+        return json_response(201, batch.as_json())
+
+    def check_submit(self, body):
+        """(code, message) when the request as a whole is refused, else None."""
+        if not isinstance(body, dict):
+            return "invalid_request", "body must be a JSON object"
+        resource, action = body.get("resource"), body.get("action")
+        data = body.get("data")
+        if action not in ACTIONS:
+            return "invalid_action", "unknown action %s" % json.dumps(action)
+        allowed = self.allowed(resource) if isinstance(resource, str) else None
+        if allowed is None:
+            return "invalid_resource", "unknown resource %s" % json.dumps(resource)
+        if action not in allowed:
+            return "action_not_allowed", "%s does not allow %s" % (resource, action)
+        mode = body.get("mode", "mixed")
+        if mode not in MODES:
+            return "invalid_mode", "unknown mode %s" % json.dumps(mode)
+        if body.get("duplicate_handling", "ignore_all") not in DUPLICATE_HANDLING:
+            return "invalid_duplicate_handling", "unknown duplicate_handling"
+        if not isinstance(data, list) or not data:
+            return "invalid_request", "data must be a non-empty array"
+        if len(data) > int(self.config.get("max_items", 10000)):
+            return "too_many_items", "at most %d items per batch" % int(
+                self.config.get("max_items", 10000))
+        if mode == "sync" and len(data) > int(self.config.get("sync_max_items", 100)):
+            return "sync_limit_exceeded", "sync batches take at most %d items" % int(
+                self.config.get("sync_max_items", 100))
+        return None
+
+    def bench_submit(self, req):
+        # No JSON parsing: at a million rows the mock must not be the bottleneck.
+        count = req.body.count(BENCH_ITEM) or len(BENCH_ITEM_RX.findall(req.body))
+        batch = Batch("batch_%d" % self.next_batch, "bench", "merge", "mixed",
+                      "ignore_all", None, count, 0, None, None)
+        self.next_batch += 1
+        batch.status = "queued"
+        self.batches[batch.id] = batch
+        self.counts["batches"] += 1
+        self.counts["operations"] += batch.count
+        return Response(201, b'{"id": "%s", "status": "queued"}' % batch.id.encode())
+
+    # -- phases ---------------------------------------------------------------
+
+    def check(self, batch):
+        """Parsing (duplicate and missing ids) and validation (_fail), synchronous."""
+        seen = {}
+        counts = collections.Counter(item.get("id") for item in batch.items
+                                     if isinstance(item, dict))
+        parsed = []
+        for i, item in enumerate(batch.items):
+            rid = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(rid, str) or not rid:
+                batch.fail_row(i, "missing_id", "item has no string id")
+            elif counts[rid] > 1 and batch.duplicate_handling == "ignore_all":
+                batch.fail_row(i, "duplicate", "id %s appears %d times in the batch"
+                               % (rid, counts[rid]))
+            elif rid in seen:
+                batch.fail_row(i, "duplicate", "id %s was taken at index %d"
+                               % (rid, seen[rid]))
+            else:
+                parsed.append(i)
+            seen.setdefault(rid, i)
+        n = len(batch.items)
+        batch.phases["parsing"].update(total=n, processed=n, success=len(parsed),
+                                       error=n - len(parsed))
+        for i in parsed:
+            fail = batch.items[i].get("_fail")
+            if fail is not None:
+                batch.fail_row(i, "validation_failed", str(fail))
+            else:
+                batch.valid.append(i)
+        batch.phases["validation"].update(total=len(parsed), processed=len(parsed),
+                                          success=len(batch.valid),
+                                          error=len(parsed) - len(batch.valid))
+        batch.phases["processing"]["total"] = len(batch.valid)
+
+    def run(self, batch):
+        """Processing and cleanup, once; the batch is final afterwards."""
+        if batch.final_status:
+            batch.status = batch.final_status
+        else:
+            store = self.store[batch.resource]
+            kept = set()
+            for i in batch.valid:
+                item = batch.items[i]
+                rid = item["id"]
+                # "_fail" and the like steer the mock; they are not data
+                data = {k: v for k, v in item.items()
+                        if k != "id" and not k.startswith("_")}
+                if batch.action == "delete":
+                    if rid not in store:
+                        batch.fail_row(i, "not_found", "%s %s does not exist"
+                                       % (batch.resource, rid))
+                        batch.phases["processing"]["error"] += 1
+                        continue
+                    del store[rid]
+                    batch.stats["deleted"] += 1
+                elif rid in store:
+                    if batch.action == "overwrite":
+                        store[rid] = data
+                        batch.stats["overwritten"] += 1
+                    else:
+                        store[rid].update(data)
+                        batch.stats["updated"] += 1
+                else:
+                    store[rid] = data
+                    batch.stats["created"] += 1
+                kept.add(rid)
+                self.applied[(batch.resource, rid)] += 1
+                self.counts["applied"] += 1
+                batch.phases["processing"]["success"] += 1
+            batch.phases["processing"]["processed"] = len(batch.valid)
+            if batch.action == "overwrite":
+                gone = [rid for rid in store if rid not in kept]
+                for rid in gone:
+                    del store[rid]
+                batch.stats["deleted"] += len(gone)
+                batch.phases["cleanup"].update(total=len(gone), processed=len(gone),
+                                               success=len(gone))
+            batch.status = "completed"
+        self.counts["row_errors"] += len(batch.errors)
+
+    # -- poll -----------------------------------------------------------------
+
+    def poll(self, req, params):
+        denied = self.check_auth(req)
+        if denied:
+            return denied
+        batch = self.batches.get(params["batch"])
+        if batch is None:
+            return px_error(404, "not_found", "batch not found")
+        self.counts["polls"] += 1
+        batch.polls += 1
+        if self.ctx.bench:
+            return self.bench_poll(batch)
+        if batch.status not in FINAL:
+            if batch.polls > batch.pending_polls:
+                if batch.status == "requested":
+                    self.check(batch)
+                self.run(batch)
+            else:
+                steps = ("requested", "queued", "processing")
+                batch.status = steps[min(steps.index(batch.status) + 1, len(steps) - 1)]
+                if batch.status != "requested" and not batch.phases["parsing"]["total"]:
+                    self.check(batch)
+        url = None
+        if batch.status in FINAL and \
+                req.query.get("include_errors_json", "").lower() == "true":
+            host = self.config.get("errors_host") or req.headers.get("Host")
+            url = "http://%s/packagex/files/%s/errors.json?sig=%s" % (host, batch.id,
+                                                                      batch.sig)
+        return json_response(200, batch.as_json(url))
+
+    def bench_poll(self, batch):
+        if batch.status != "completed":
+            batch.status = "completed"
+            self.counts["applied"] += batch.count
+        return Response(200, b'{"id": "%s", "status": "completed", "has_errors_file": false,'
+                        b' "stats": {"created": %d}}' % (batch.id.encode(), batch.count))
+
+    # -- the errors file ------------------------------------------------------
+
+    def errors_file(self, req, params):
+        batch = self.batches.get(params["batch"])
+        if batch is None or req.query.get("sig") != batch.sig or \
+                batch.status not in FINAL:
+            return px_error(403, "forbidden", "invalid or expired link")
+        self.counts["errors_fetches"] += 1
+        if req.headers.get("PX-API-KEY") is not None:
+            self.counts["errors_fetches_with_key"] += 1
+        entries = [dict(e) for _, e in sorted(batch.errors.items())]
+        if self.config.get("wrong_error_ids"):
+            for e in entries:
+                e["id"] = "not-%s" % e["id"]
+        if self.config.get("shuffle_errors"):
+            random.Random(batch.id).shuffle(entries)
+        return json_response(200, entries)
+
+    # -- control --------------------------------------------------------------
+
+    def ctl_store(self, req, params):
+        resource = req.query.get("resource")
+        if resource is None:
+            return json_response(200, {r: s for r, s in self.store.items()})
+        return json_response(200, self.store.get(resource, {}))
+
+    def ctl_batches(self, req, params):
+        return json_response(200, {b.id: {"resource": b.resource, "action": b.action,
+                                          "mode": b.mode, "items": b.count,
+                                          "duplicate_handling": b.duplicate_handling,
+                                          "status": b.status, "polls": b.polls,
+                                          "errors": len(b.errors)}
+                                   for b in self.batches.values()})
