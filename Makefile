@@ -18,6 +18,7 @@ OBJS = \
 	src/oauth_cache.o \
 	src/options.o \
 	src/receipts.o \
+	src/ratelimit.o \
 	src/retention.o \
 	src/sink.o \
 	src/worker.o \
@@ -34,7 +35,7 @@ SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth packagex retention
+REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth packagex ratelimit retention
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -32,6 +32,7 @@ static const BulkopsOptionDef generic_options[] = {
 	{"poll_interval", BULKOPS_OPT_REAL, 0.01, 3600},
 	{"http_timeout", BULKOPS_OPT_REAL, 0.1, 3600},
 	{"ca_file", BULKOPS_OPT_STRING, 0, 0},
+	{"rate_limit", BULKOPS_OPT_REAL, 0, 100000},
 	{NULL}
 };
 

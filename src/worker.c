@@ -660,7 +660,15 @@ start_due(void)
 		else if (w->cancel && w->batch.step == 0)
 			settle_now(w, BULKOPS_ROW_CANCELLED, "cancelled by bulkops.cancel()");
 		else if (w->due <= now)
-			send_request(w);
+		{
+			double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0);
+			long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
+
+			if (wait_ms > 0)
+				w->due = TimestampTzPlusMilliseconds(now, wait_ms);
+			else
+				send_request(w);
+		}
 	}
 	list_free(snapshot);
 }

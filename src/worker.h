@@ -52,6 +52,9 @@ extern void bulkops_abort_tx(MemoryContext cxt);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
 
+/* ratelimit.c */
+extern long bulkops_rate_take(const char *target, double rate);
+
 /* retention.c */
 extern void bulkops_purge_expired(void);
 
