@@ -58,3 +58,7 @@ FROM bulkops.receipts r JOIN bulkops.jobs j ON j.id = r.job_id
 WHERE r.key IS NOT NULL
 ORDER BY j.target, r.key, r.updated_at DESC, r.job_id DESC, r.row_no DESC;
 GRANT SELECT ON bulkops.latest_receipts TO PUBLIC;
+
+-- A stopped job says why: bulkops.cancel() (cancel_requested alone) or its
+-- deadline (job option "deadline"), which ends it timed_out.
+ALTER TABLE bulkops.jobs ADD COLUMN timed_out boolean NOT NULL DEFAULT false;

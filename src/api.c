@@ -480,6 +480,7 @@ bulkops_cancel(PG_FUNCTION_ARGS)
 {
 	int64		job = PG_GETARG_INT64(0);
 	JobStatus	js;
+	bool		stopped;
 
 	SPI_connect();
 	js = read_job(job);
@@ -496,11 +497,12 @@ bulkops_cancel(PG_FUNCTION_ARGS)
 		BulkopsSavedUser saved;
 
 		bulkops_become_owner(&saved);
-		bulkops_cancel_queued_batches(job);
+		stopped = bulkops_cancel_queued_batches(job, false);
 		bulkops_finish_job_if_done(job);
 		bulkops_restore_user(&saved);
 	}
 	SPI_finish();
-	bulkops_wake_worker_at_commit();
-	PG_RETURN_BOOL(true);
+	if (stopped)
+		bulkops_wake_worker_at_commit();
+	PG_RETURN_BOOL(stopped);
 }

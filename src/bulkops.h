@@ -121,7 +121,7 @@ extern void bulkops_write_outcomes(BulkopsBatchRef *ref, List *outcomes,
 extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 								int http_status);
 extern void bulkops_finish_job_if_done(int64 job_id);
-extern void bulkops_cancel_queued_batches(int64 job_id);
+extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
 extern char *bulkops_clean_text(const char *s, int maxlen);
 
 /* sink.c */

@@ -116,6 +116,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	MemoryContext old;
 	Work	   *w;
 	bool		isnull;
+	bool		stopped;
+	bool		timed_out;
 	Datum		d;
 	int			rc;
 
@@ -125,14 +127,16 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "AND j.id = b.job_id AND b.state = 'active' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data"
+							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
+							   "j.timed_out"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'queued' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data",
+							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
+							   "j.timed_out",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -156,8 +160,9 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->ref.attempts = DatumGetInt32(getbin(5, &isnull));
 	w->batch.op = bulkops_op_from_name(getstr(6));
 	w->batch.options = DatumGetJsonbPCopy(getbin(7, &isnull));
-	w->cancel = DatumGetBool(getbin(8, &isnull));
 	w->target = getstr(9);
+	stopped = DatumGetBool(getbin(8, &isnull));
+	timed_out = DatumGetBool(getbin(17, &isnull));
 	w->batch.job_id = job_id;
 	w->batch.batch_no = batch_no;
 	w->batch.nrows = w->ref.nrows;
@@ -212,6 +217,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 		}
 	}
 	bulkops_load_pending(w);
+	if (stopped)
+		bulkops_work_stop(w, timed_out);
 	MemoryContextSwitchTo(old);
 
 	/* a job starts running when its first batch is taken */
@@ -411,34 +418,77 @@ bulkops_recover(void)
 	PG_END_TRY();
 }
 
-/* Mark bulkops_works whose job was cancelled since they were taken. */
+/*
+ * Stop the jobs whose deadline (option "deadline": seconds from the job's
+ * creation) has passed, as bulkops.cancel() would, but ending timed_out.
+ * Runs inside the caller's transaction.
+ */
+static void
+expire_deadlines(void)
+{
+	uint64		i;
+	uint64		n;
+	int64	   *ids;
+
+	if (bulkops_exec("SELECT id FROM bulkops.jobs "
+					 "WHERE state IN ('queued', 'running') AND NOT cancel_requested "
+					 "AND options ? 'deadline' AND created_at + "
+					 "(options->>'deadline')::float8 * interval '1 second' <= now()",
+					 0, NULL, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read job deadlines");
+	n = SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (i = 0; i < n; i++)
+	{
+		if (bulkops_cancel_queued_batches(ids[i], true))
+			ereport(LOG,
+					(errmsg("bulkops job " INT64_FORMAT " timed out: its deadline passed",
+							ids[i])));
+		bulkops_finish_job_if_done(ids[i]);
+	}
+}
+
+/*
+ * Time out the jobs past their deadline, and mark bulkops_works whose job
+ * was cancelled or timed out since they were taken.
+ */
 void
 bulkops_refresh_cancels(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (bulkops_works == NIL)
-		return;
 	PG_TRY();
 	{
 		uint64		i;
 
-		bulkops_begin_tx("checking cancels");
-		if (bulkops_exec("SELECT id FROM bulkops.jobs WHERE cancel_requested "
-						"AND state IN ('queued', 'running')",
+		bulkops_begin_tx("checking cancels and deadlines");
+		expire_deadlines();
+		if (bulkops_works != NIL &&
+			bulkops_exec("SELECT id, timed_out FROM bulkops.jobs WHERE cancel_requested "
+						 "AND state IN ('queued', 'running')",
 						 0, NULL, NULL, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read cancelled jobs");
-		for (i = 0; i < SPI_processed; i++)
+		for (i = 0; bulkops_works != NIL && i < SPI_processed; i++)
 		{
 			bool		isnull;
 			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 1,
 														 &isnull));
+			bool		timed_out = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, 2,
+															   &isnull));
 			ListCell   *lc;
 
 			foreach(lc, bulkops_works)
 				if (((Work *) lfirst(lc))->ref.job_id == id)
-					((Work *) lfirst(lc))->cancel = true;
+					bulkops_work_stop((Work *) lfirst(lc), timed_out);
 		}
 		bulkops_commit_tx();
 	}

@@ -107,6 +107,8 @@ typedef struct BulkopsBatch
 	const char *remote_id;		/* NULL at step 0 */
 	const char *step_data;		/* the dialect's note kept with (step,
 								 * remote_id), see BulkopsResult; or NULL */
+	bool		stopping;		/* the job was cancelled or timed out: see
+								 * build_abort */
 } BulkopsBatch;
 
 typedef struct BulkopsHeader
@@ -238,7 +240,15 @@ typedef struct BulkopsDialect
 							   int32 nbatches);
 	/*
 	 * optional: the request that stops the batch's remote task when its job
-	 * is cancelled; returns false when there is nothing to stop at this step
+	 * is cancelled or times out; returns false when there is nothing to stop
+	 * at this step.  The worker sends it once per batch whose remote task is
+	 * under way (step > 0); its answer is only logged when it is not 2xx.
+	 * Then, for a short grace period, the worker goes on calling
+	 * build_request and handle_response to learn the task's real outcome,
+	 * with batch->stopping set: a dialect must then build only requests that
+	 * learn (polls, result fetches), never ones that add work (uploads,
+	 * "upload complete").  Rows still pending when the grace ends become
+	 * unknown.
 	 */
 	bool		(*build_abort) (const BulkopsBatch *batch, BulkopsRequest *req);
 } BulkopsDialect;

@@ -613,6 +613,28 @@ bulkops_http_next_done(void)
 	return call;
 }
 
+/*
+ * Stop waiting for call's answer: curl drops the transfer (closing its
+ * connection) and the call is freed.  The caller must forget it.
+ */
+void
+bulkops_http_abandon(BulkopsHttpCall *call)
+{
+	if (list_member_ptr(done_calls, call))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		done_calls = list_delete_ptr(done_calls, call);
+		MemoryContextSwitchTo(old);
+	}
+	else if (call->easy)
+	{
+		curl_multi_remove_handle(multi, call->easy);
+		inflight--;
+	}
+	bulkops_http_free(call);
+}
+
 void
 bulkops_http_free(BulkopsHttpCall *call)
 {

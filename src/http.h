@@ -64,6 +64,7 @@ extern BulkopsHttpCall *bulkops_http_start(const BulkopsRequest *req,
 extern bool bulkops_http_wait(long timeout_ms);
 extern BulkopsHttpCall *bulkops_http_next_done(void);
 extern void bulkops_http_free(BulkopsHttpCall *call);
+extern void bulkops_http_abandon(BulkopsHttpCall *call);
 extern int	bulkops_http_inflight(void);
 
 #endif							/* BULKOPS_HTTP_H */

@@ -33,6 +33,8 @@ static const BulkopsOptionDef generic_options[] = {
 	{"http_timeout", BULKOPS_OPT_REAL, 0.1, 3600},
 	{"ca_file", BULKOPS_OPT_STRING, 0, 0},
 	{"rate_limit", BULKOPS_OPT_REAL, 0, 100000},
+	/* seconds from the job's creation; up to a year */
+	{"deadline", BULKOPS_OPT_REAL, 0.01, 366 * 86400},
 	{NULL}
 };
 

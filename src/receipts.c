@@ -373,6 +373,7 @@ bulkops_finish_job_if_done(int64 job_id)
 	SPI_connect();
 	exec("WITH done AS ("
 		 " UPDATE bulkops.jobs SET finished_at = now(), state = CASE"
+		 "  WHEN timed_out THEN 'timed_out'"
 		 "  WHEN cancel_requested THEN 'cancelled'"
 		 "  WHEN rows_succeeded = rows_total THEN 'succeeded'"
 		 "  WHEN rows_succeeded = 0 THEN 'failed'"
@@ -386,41 +387,59 @@ bulkops_finish_job_if_done(int64 job_id)
 }
 
 /*
- * Mark job cancelled and settle its batches that were never sent: their
- * rows become cancelled.  Batches already in the worker's hands are the
- * worker's to settle, since a remote task may be applying them.
+ * Mark job cancelled (or timed out) and settle its batches that were never
+ * sent: their rows become cancelled.  Batches already in the worker's hands
+ * are the worker's to settle, since a remote task may be applying them.
+ * Returns false, changing nothing, when the job has already ended (perhaps
+ * while the caller was looking at it).
  *
  * Locks are taken in the worker's order, batches before their job, so a
  * cancel racing a claim waits instead of deadlocking.
  */
-void
-bulkops_cancel_queued_batches(int64 job_id)
+bool
+bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
 {
-	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		values[3] = {Int64GetDatum(job_id)};
+	Oid			btypes[2] = {INT8OID, BOOLOID};
+	Datum		bvalues[2] = {Int64GetDatum(job_id), BoolGetDatum(timed_out)};
+	Oid			types[4] = {INT8OID, INT8OID, INT8OID, BOOLOID};
+	Datum		values[4];
 	bool		isnull;
+	bool		stopped;
 
 	SPI_connect();
 	exec("WITH b AS ("
 		 " UPDATE bulkops.batches SET state = 'done', updated_at = now(),"
-		 "  last_error = 'cancelled before it was sent'"
+		 "  last_error = CASE WHEN $2 THEN 'the job''s deadline passed before it was sent'"
+		 "   ELSE 'cancelled before it was sent' END"
 		 " WHERE job_id = $1 AND state = 'queued' AND step = 0"
 		 " RETURNING first_row, keys, attempts),"
 		 "ins AS ("
 		 " INSERT INTO bulkops.receipts (job_id, row_no, key, status, error_message, attempts)"
-		 " SELECT $1, b.first_row + i - 1, b.keys[i], 'cancelled', 'cancelled by bulkops.cancel()',"
+		 " SELECT $1, b.first_row + i - 1, b.keys[i], 'cancelled',"
+		 "  CASE WHEN $2 THEN 'the job''s deadline passed before this row was sent'"
+		 "   ELSE 'cancelled by bulkops.cancel()' END,"
 		 "  b.attempts"
 		 " FROM b, generate_subscripts(b.keys, 1) AS i"
 		 " WHERE NOT EXISTS (SELECT 1 FROM bulkops.receipts r"
 		 "  WHERE r.job_id = $1 AND r.row_no = b.first_row + i - 1)"
 		 " RETURNING 1)"
 		 "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM b)",
-		 1, types, values, NULL, SPI_OK_SELECT);
+		 2, btypes, bvalues, NULL, SPI_OK_SELECT);
+	values[0] = Int64GetDatum(job_id);
 	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	exec("UPDATE bulkops.jobs SET cancel_requested = true,"
-		 " rows_cancelled = rows_cancelled + $2, batches_done = batches_done + $3"
-		 " WHERE id = $1",
-		 3, types, values, NULL, SPI_OK_UPDATE);
+	values[3] = BoolGetDatum(timed_out);
+
+	/*
+	 * A job that ended meanwhile had no queued batch left to settle above;
+	 * it must not look cancelled afterwards.
+	 */
+	exec("UPDATE bulkops.jobs SET cancel_requested = true, timed_out = timed_out OR $4,"
+		 " rows_cancelled = rows_cancelled + $2, batches_done = batches_done + $3,"
+		 " last_error = CASE WHEN $4 THEN 'the job''s deadline passed' ELSE last_error END"
+		 " WHERE id = $1 AND state IN ('queued', 'running')",
+		 4, types, values, NULL, SPI_OK_UPDATE);
+	stopped = (SPI_processed == 1);
 	SPI_finish();
+	return stopped;
 }

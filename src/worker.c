@@ -57,6 +57,14 @@
 List	   *bulkops_works = NIL;	/* in TopMemoryContext */
 static TimestampTz next_claim = 0;
 
+/*
+ * How long a cancelled or timed-out job's batches may wait for the remote
+ * side's answers (to a request in flight, an abort, the polls after it)
+ * before their rows are settled unknown: short enough that a cancel ends
+ * the job within about a second however slow the remote side is.
+ */
+#define STOP_GRACE_MS 750
+
 void
 bulkops_works_add(Work *w)
 {
@@ -110,6 +118,31 @@ extension_ready(void)
 	ok = OidIsValid(get_extension_oid("bulkops", true));
 	CommitTransactionCommand();
 	return ok;
+}
+
+/*
+ * w's job was cancelled or timed out: queued work is dropped, a remote
+ * task under way is aborted (where the dialect can) and followed for
+ * STOP_GRACE_MS.
+ */
+void
+bulkops_work_stop(Work *w, bool timed_out)
+{
+	if (w->cancel)
+		return;
+	w->cancel = true;
+	w->timed_out = timed_out;
+	w->batch.stopping = true;
+	w->stop_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STOP_GRACE_MS);
+	/* learn where a running task stands now, not at its next poll */
+	w->polls = 0;
+	w->due = GetCurrentTimestamp();
+}
+
+static const char *
+stop_reason(Work *w)
+{
+	return w->timed_out ? "the job's deadline passed" : "the job was cancelled";
 }
 
 /* ---- applying results ---- */
@@ -310,6 +343,8 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 									  bulkops_op_name(w->batch.op));
 				break;
 			}
+			if (res->maybe_applied)
+				w->maybe_applied = true;
 			w->batch.step = 0;
 			w->batch.remote_id = NULL;
 			w->batch.step_data = NULL;
@@ -350,6 +385,8 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 									  res->error, bulkops_op_name(w->batch.op));
 				break;
 			}
+			if (!not_applied)
+				w->maybe_applied = true;
 			if (w->ref.attempts >= w->max_attempts)
 			{
 				res->next = BULKOPS_NEXT_FAIL;
@@ -462,13 +499,39 @@ same_text(const char *a, const char *b)
 	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
+/*
+ * The answer to an abort request changes nothing by itself: the polls that
+ * follow learn what the remote side did.
+ */
+static void
+abort_answered(Work *w, BulkopsHttpCall *call)
+{
+	w->call = NULL;
+	w->aborting = false;
+	if (call->error || call->status < 200 || call->status >= 300)
+		ereport(LOG,
+				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
+						w->batch.remote_id ? w->batch.remote_id : "(none)",
+						w->ref.job_id,
+						call->error ? call->error
+						: psprintf("HTTP %ld", call->status))));
+	bulkops_http_free(call);
+	w->due = GetCurrentTimestamp();
+}
+
 static void
 handle_answer(Work *w, BulkopsHttpCall *call)
 {
 	BulkopsResult res = {0};
 	bool		not_applied = false;
-	MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
+	MemoryContext old;
 
+	if (w->aborting)
+	{
+		abort_answered(w, call);
+		return;
+	}
+	old = MemoryContextSwitchTo(w->step_cxt);
 	w->call = NULL;
 	/* a 401 to an OAuth token: a new token, and the same request again */
 	if (call->error == NULL && bulkops_oauth_replay(w, call->status))
@@ -575,14 +638,25 @@ bulkops_http_options(Work *w, BulkopsHttpOptions *opts)
 	opts->ca_file = bulkops_opt_string(w->batch.options, "ca_file", NULL);
 }
 
+/*
+ * Send the batch's next request, or with abort its dialect's abort request
+ * (once; nothing is sent when the dialect has none for this step).
+ */
 static void
-send_request(Work *w)
+send_request(Work *w, bool abort)
 {
 	BulkopsRequest req = {0};
 	List	   *volatile auth = NIL;
 	BulkopsHttpOptions opts;
 	char	   *volatile error = NULL;
+	volatile bool wanted = true;
 	MemoryContext old;
+
+	if (abort && w->dialect->build_abort == NULL)
+	{
+		w->abort_sent = true;
+		return;
+	}
 
 	/* what the last request and its answer left behind is no longer needed */
 	MemoryContextReset(w->step_cxt);
@@ -611,10 +685,17 @@ send_request(Work *w)
 		}
 	}
 
+	/* once the token is there (the abort waits for it like any request) */
+	if (abort)
+		w->abort_sent = true;
 	PG_TRY();
 	{
-		w->dialect->build_request(&w->batch, &req);
-		auth = list_concat(auth, bulkops_auth_headers(w->auth, w->target));
+		if (abort)
+			wanted = w->dialect->build_abort(&w->batch, &req);
+		else
+			w->dialect->build_request(&w->batch, &req);
+		if (wanted)
+			auth = list_concat(auth, bulkops_auth_headers(w->auth, w->target));
 	}
 	PG_CATCH();
 	{
@@ -627,14 +708,66 @@ send_request(Work *w)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+	if (error && abort)
+	{
+		/* the polls that follow still learn the outcome */
+		ereport(LOG,
+				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
+						w->batch.remote_id, w->ref.job_id, error)));
+		return;
+	}
 	if (error)
 	{
 		settle_now(w, BULKOPS_ROW_FAILED, error);
 		return;
 	}
+	if (!wanted)
+		return;
 
 	bulkops_http_options(w, &opts);
 	w->call = bulkops_http_start(&req, auth, &opts, w);
+	w->aborting = abort;
+}
+
+/*
+ * A stopped batch's grace is over: stop waiting for the remote side, and
+ * say honestly that its pending rows may or may not have been applied.
+ */
+static void
+give_up(Work *w)
+{
+	char	   *msg;
+
+	if (w->call)
+	{
+		bulkops_http_abandon(w->call);
+		w->call = NULL;
+		w->aborting = false;
+	}
+	if (w->batch.step == 0)
+		msg = psprintf("%s while this row's request was in flight; "
+					   "the remote side may or may not have applied it",
+					   stop_reason(w));
+	else
+		msg = psprintf("%s while remote task %s was running%s; "
+					   "its outcome was not learned in time",
+					   stop_reason(w), w->batch.remote_id,
+					   w->dialect->build_abort ? " (abort requested)" : "");
+	settle_now(w, BULKOPS_ROW_UNKNOWN, msg);
+}
+
+/* Rows of a stopped job that were not sent (again). */
+static void
+settle_stopped(Work *w)
+{
+	if (w->maybe_applied)
+		settle_now(w, BULKOPS_ROW_UNKNOWN,
+				   psprintf("%s before this row was sent again; an earlier attempt "
+							"may have been applied", stop_reason(w)));
+	else
+		settle_now(w, BULKOPS_ROW_CANCELLED,
+				   w->timed_out ? "the job's deadline passed before this row was sent"
+				   : "cancelled by bulkops.cancel()");
 }
 
 /* Start every due request; settle the works that need no request. */
@@ -649,25 +782,34 @@ start_due(void)
 	{
 		Work	   *w = lfirst(lc);
 
-		if (w->call != NULL)
+		if (w->cancel && now >= w->stop_until &&
+			(w->call != NULL || w->batch.step > 0))
+			give_up(w);
+		else if (w->call != NULL)
 			continue;
-		if (w->settle_error)
+		else if (w->settle_error)
 			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
 		else if (w->in_doubt)
 			settle_now(w, BULKOPS_ROW_UNKNOWN,
 					   "the worker stopped while this row's request was in flight; "
 					   "the remote side may or may not have applied it");
 		else if (w->cancel && w->batch.step == 0)
-			settle_now(w, BULKOPS_ROW_CANCELLED, "cancelled by bulkops.cancel()");
-		else if (w->due <= now)
+			settle_stopped(w);
+		else
 		{
-			double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0);
-			long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
+			/* one abort per running task, not held back by rate_limit */
+			if (w->cancel && !w->abort_sent)
+				send_request(w, true);
+			if (w->call == NULL && w->due <= now)
+			{
+				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0);
+				long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
 
-			if (wait_ms > 0)
-				w->due = TimestampTzPlusMilliseconds(now, wait_ms);
-			else
-				send_request(w);
+				if (wait_ms > 0)
+					w->due = TimestampTzPlusMilliseconds(now, wait_ms);
+				else
+					send_request(w, false);
+			}
 		}
 	}
 	list_free(snapshot);
@@ -688,6 +830,8 @@ next_wait_ms(void)
 
 		if (w->call == NULL && w->due < next)
 			next = w->due;
+		if (w->cancel && w->stop_until < next)
+			next = w->stop_until;
 	}
 	if (next <= now)
 		return 0;

@@ -31,7 +31,13 @@ typedef struct Work
 	int			concurrency;
 	int			poll_errors;
 	int			polls;			/* polls at the current step */
-	bool		cancel;			/* its job was cancelled */
+	bool		cancel;			/* its job was cancelled or timed out */
+	bool		timed_out;		/* ... by its deadline */
+	TimestampTz stop_until;		/* after a cancel: stop waiting for the
+								 * remote side then */
+	bool		abort_sent;		/* the dialect's abort went out (or none) */
+	bool		aborting;		/* call is that abort request */
+	bool		maybe_applied;	/* an earlier submit may have been applied */
 	bool		in_doubt;		/* resumed submit of a non-idempotent op */
 	char	   *settle_error;	/* settle at once as failed, with this */
 	TimestampTz due;			/* send the next request then */
@@ -49,6 +55,7 @@ extern void bulkops_works_add(Work *w);
 extern void bulkops_begin_tx(const char *activity);
 extern void bulkops_commit_tx(void);
 extern void bulkops_abort_tx(MemoryContext cxt);
+extern void bulkops_work_stop(Work *w, bool timed_out);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
 

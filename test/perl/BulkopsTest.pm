@@ -27,7 +27,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
-  mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid);
+  mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
+  clinia_target mock_faults mock_requests);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -154,6 +155,60 @@ is returned decoded from JSON.  A non-2xx answer dies.
 sub mock_get    { return _mock_request('GET',    $_[0]) }
 sub mock_post   { return _mock_request('POST',   $_[0], $_[1] // {}) }
 sub mock_delete { return _mock_request('DELETE', $_[0]) }
+
+=pod
+
+=item mock_faults(@rules)
+
+Replace the mock's fault rules with @rules (hashes, see mock_api.py); none
+clears them.
+
+=cut
+
+sub mock_faults
+{
+	my @rules = @_;
+	mock_delete('/_control/faults');
+	mock_post('/_control/faults', { rules => \@rules }) if @rules;
+	return;
+}
+
+=pod
+
+=item mock_requests($src, $method)
+
+How many $method requests for the mock's clinia source $src are in its
+request log (the last 1000 requests).
+
+=cut
+
+sub mock_requests
+{
+	my ($src, $method) = @_;
+	return scalar grep {
+		$_->{method} eq $method && $_->{path} =~ m{^/clinia/sources/\Q$src\E/}
+	} @{ mock_get('/_control/requests') };
+}
+
+=pod
+
+=item clinia_target($node, $name, $options)
+
+Create target $name (dialect clinia, resource Row) on the mock's clinia
+source of the same name; $options is a JSON object as text (default {}).
+
+=cut
+
+sub clinia_target
+{
+	my ($node, $name, $options) = @_;
+	my $url = mock_url("/clinia/sources/$name/v1");
+	$options //= '{}';
+	$node->safe_psql('postgres',
+		"SELECT bulkops.create_target('$name', 'clinia', '$url', resource => 'Row', "
+		  . "options => '$options')");
+	return;
+}
 
 =pod
 
