@@ -751,8 +751,9 @@ give_up(Work *w)
 	else
 		msg = psprintf("%s while remote task %s was running%s; "
 					   "its outcome was not learned in time",
-					   stop_reason(w), w->batch.remote_id,
-					   w->dialect->build_abort ? " (abort requested)" : "");
+					   stop_reason(w),
+					   w->batch.remote_id ? w->batch.remote_id : "(without an id)",
+					   w->dialect && w->dialect->build_abort ? " (abort requested)" : "");
 	settle_now(w, BULKOPS_ROW_UNKNOWN, msg);
 }
 
@@ -782,13 +783,13 @@ start_due(void)
 	{
 		Work	   *w = lfirst(lc);
 
-		if (w->cancel && now >= w->stop_until &&
-			(w->call != NULL || w->batch.step > 0))
+		if (w->settle_error && w->call == NULL)
+			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
+		else if (w->cancel && now >= w->stop_until &&
+				 (w->call != NULL || w->batch.step > 0))
 			give_up(w);
 		else if (w->call != NULL)
 			continue;
-		else if (w->settle_error)
-			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
 		else if (w->in_doubt)
 			settle_now(w, BULKOPS_ROW_UNKNOWN,
 					   "the worker stopped while this row's request was in flight; "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every bulkops test: the mock server's own tests, the pg_regress suites
-# (sql/, expected/) and the TAP suites (test/t/).  Run as root on a fresh
+# (sql/, expected/), the TAP suites (test/t/) and the load test (test/load.sh,
+# about 30 s; BULKOPS_LOAD=0 skips it).  Run as root on a fresh
 # machine, it first installs the packages, builds and installs bulkops, then
 # runs the tests as an unprivileged user.  Ends with "N passed, N failed",
 # counting individual tests across the three runners.
@@ -47,6 +48,17 @@ tests=$(sed -n 's/.*Tests=\([0-9]*\).*/\1/p' "$logs/tap" | tail -1)
 bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$logs/tap" | awk '{split($2, a, "/"); s += a[1]} END {print s + 0}')
 [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
 passed=$((passed + ${tests:-0} - bad)); failed=$((failed + bad))
+
+if [ "${BULKOPS_LOAD:-1}" != 0 ]; then
+	echo "=== load (test/load.sh; BULKOPS_LOAD=0 skips it)"
+	test/load.sh >"$logs/load" 2>&1
+	rc=$?
+	cat "$logs/load"
+	ok=$(grep -c '^ok: ' "$logs/load")
+	bad=$(grep -c '^FAILED: ' "$logs/load")
+	[ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+	passed=$((passed + ok)); failed=$((failed + bad))
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -24,9 +25,37 @@ static const BulkopsDialect *const dialects[] = {
 	NULL
 };
 
+/* dialects that other preloaded libraries add (bulkops_register_dialect) */
+#define MAX_EXTRA_DIALECTS 8
+static const BulkopsDialect *extra_dialects[MAX_EXTRA_DIALECTS + 1];
+static int	n_extra_dialects = 0;
+
 static const char *const op_names[BULKOPS_NUM_OPS] = {
 	"insert", "update", "upsert", "delete", "overwrite", "query"
 };
+
+/*
+ * Add a dialect from another library's _PG_init.  Only while
+ * shared_preload_libraries load (after bulkops), so that the postmaster
+ * and every process it starts know the same dialects.
+ */
+void
+bulkops_register_dialect(const BulkopsDialect *dialect)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("bulkops dialect \"%s\" must be loaded via shared_preload_libraries",
+						dialect->name)));
+	if (n_extra_dialects >= MAX_EXTRA_DIALECTS ||
+		bulkops_find_dialect(dialect->name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("cannot register bulkops dialect \"%s\"", dialect->name),
+				 errdetail("A dialect of that name exists, or there are %d already.",
+						   MAX_EXTRA_DIALECTS)));
+	extra_dialects[n_extra_dialects++] = dialect;
+}
 
 const BulkopsDialect *
 bulkops_find_dialect(const char *name, bool missing_ok)
@@ -37,12 +66,17 @@ bulkops_find_dialect(const char *name, bool missing_ok)
 	for (i = 0; dialects[i]; i++)
 		if (strcmp(dialects[i]->name, name) == 0)
 			return dialects[i];
+	for (i = 0; i < n_extra_dialects; i++)
+		if (strcmp(extra_dialects[i]->name, name) == 0)
+			return extra_dialects[i];
 	if (missing_ok)
 		return NULL;
 
 	initStringInfo(&known);
 	for (i = 0; dialects[i]; i++)
 		appendStringInfo(&known, "%s%s", i ? ", " : "", dialects[i]->name);
+	for (i = 0; i < n_extra_dialects; i++)
+		appendStringInfo(&known, ", %s", extra_dialects[i]->name);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unrecognized dialect \"%s\"", name),

@@ -58,6 +58,7 @@ DIALECT_MODULES = (
     "sap_fsm",
     "oauth",
     "packagex",
+    "abortable",    # tests only: the abortable dialect of test/modules
 )
 
 REQUEST_LOG_SIZE = 1000

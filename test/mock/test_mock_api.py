@@ -885,5 +885,37 @@ class TestPackagexBench(MockTestCase):
         self.assertEqual((st["submits"], st["operations"], st["applied"]), (2, 7, 5))
 
 
+class TestAbortable(MockTestCase):
+    JOBS = "/abortable/s1/jobs"
+
+    def test_runs_to_done_or_is_aborted(self):
+        self.ctl("POST", "/config", {"abortable": {"rows_per_poll": 1}})
+        rows = [{"id": 1}, {"id": 2}, {"id": 3}]
+        status, out = self.call("POST", self.JOBS, {"rows": rows})
+        self.assertEqual(status, 202)
+        job = out["id"]
+        self.assertEqual(self.call("GET", "%s/%s" % (self.JOBS, job)),
+                         (200, {"state": "running"}))
+        self.assertEqual(self.call("POST", "%s/%s/abort" % (self.JOBS, job)),
+                         (200, {"state": "aborted"}))
+        self.assertEqual(self.call("GET", "%s/%s" % (self.JOBS, job)),
+                         (200, {"state": "aborted", "results": ["ok", "skipped", "skipped"]}))
+        self.assertEqual(self.ctl("GET", "/abortable/applied?src=s1"), {"1": 1})
+        self.assertEqual(self.ctl("GET", "/abortable/jobs")[job]["aborts"], 1)
+
+        self.ctl("POST", "/config", {"abortable": {"rows_per_poll": 5}})
+        status, out = self.call("POST", self.JOBS, {"rows": rows})
+        self.assertEqual(self.call("GET", "%s/%s" % (self.JOBS, out["id"])),
+                         (200, {"state": "done", "results": ["ok", "ok", "ok"]}))
+        self.assertEqual(self.call("GET", "/abortable/s2/jobs/%s" % out["id"])[0], 404)
+
+    def test_abort_refused(self):
+        self.ctl("POST", "/config", {"abortable": {"rows_per_poll": 0, "abort_status": 409}})
+        _, out = self.call("POST", self.JOBS, {"rows": [{"id": 1}]})
+        self.assertEqual(self.call("POST", "%s/%s/abort" % (self.JOBS, out["id"]))[0], 409)
+        self.assertEqual(self.call("GET", "%s/%s" % (self.JOBS, out["id"])),
+                         (200, {"state": "running"}))
+
+
 if __name__ == "__main__":
     unittest.main()
