@@ -213,8 +213,8 @@ q -v elapsed="$elapsed" <<'SQL'
 SELECT count(*) AS jobs,
        sum(rows_total) AS rows,
        round(sum(rows_total) / :elapsed) AS "rows/s (whole run)",
-       round(sum(rows_total) FILTER (WHERE NOT cancel_requested)
-             / extract(epoch FROM max(finished_at) - min(started_at))) AS "rows/s (worker)",
+       round(sum(rows_succeeded + rows_failed)
+             / extract(epoch FROM max(finished_at) - min(started_at))) AS "rows sent/s",
        round(:elapsed::numeric, 1) AS "seconds"
 FROM bulkops.jobs;
 SELECT state, count(*) AS jobs, sum(rows_total) AS rows FROM bulkops.jobs GROUP BY 1 ORDER BY 1;
