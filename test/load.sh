@@ -58,7 +58,7 @@ q() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 # Every 97th row asks the remote side to refuse it, so jobs end partial too.
 # The last target is slow (every answer 0.5 s late) and its jobs have a
 # deadline of 3 s: they time out with requests in flight and tasks running.
-q -v mock="http://127.0.0.1:$MOCK_PORT" -v targets=$targets <<'SQL'
+q -v mock="http://127.0.0.1:$MOCK_PORT" -v targets=$targets >/dev/null <<'SQL'
 CREATE EXTENSION bulkops;
 SELECT bulkops.create_target('load' || i, 'clinia',
                              :'mock' || '/clinia/sources/load' || i || '/v1',
