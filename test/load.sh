@@ -11,7 +11,8 @@
 #   - no lost job (every job final, every batch done),
 #   - no lost row (exactly one receipt per row, row numbers 1..rows_total, the
 #     job's counters equal its receipts by status),
-# and prints figures: jobs, rows, rows/s, time, enqueue latency (max and mean).
+# and prints figures: jobs, rows, rows/s, time, enqueue latency (max and mean),
+# and the time from a cancel to its job's end.
 #
 # It takes about 30 s (20 s of load, the rest setup and draining), so it is the
 # last stage of test/run-tests.sh (BULKOPS_LOAD=0 skips it there).  Run alone: as
@@ -68,6 +69,7 @@ SELECT bulkops.create_target('load' || i, 'clinia',
                                         ELSE '{"batch_size": 100, "concurrency": 4, "deadline": 3}'
                                         END::jsonb)
 FROM generate_series(1, :targets) AS i;
+CREATE TABLE load_cancels (job bigint PRIMARY KEY, at timestamptz NOT NULL);
 CREATE FUNCTION load_source(n int) RETURNS text LANGUAGE sql IMMUTABLE
 RETURN format('SELECT i AS id, md5(i::text) AS name, '
               'CASE WHEN i %% 97 = 0 THEN ''refused'' END AS _fail '
@@ -89,15 +91,21 @@ cat >"$work/insert.sql" <<SQL
 \set rows random(1, $max_rows)
 SELECT bulkops.bulk_insert('load' || :tgt, load_source(:rows));
 SQL
+# a cancel that stopped a job is noted, to measure how long the job took to end
 cat >"$work/cancel.sql" <<'SQL'
-SELECT bulkops.cancel(id) FROM bulkops.jobs
-WHERE state IN ('queued', 'running') ORDER BY random() LIMIT 1;
+INSERT INTO load_cancels
+SELECT id, clock_timestamp() FROM (SELECT id FROM bulkops.jobs
+                                   WHERE state IN ('queued', 'running')
+                                   ORDER BY random() LIMIT 1) j
+WHERE bulkops.cancel(id)
+ON CONFLICT (job) DO NOTHING;
 SQL
 cat >"$work/cancel_own.sql" <<SQL
 \set tgt random(1, $targets)
 \set rows random(1, $max_rows)
 SELECT bulkops.bulk_upsert('load' || :tgt, load_source(:rows), key => 'id') AS job \gset
-SELECT bulkops.cancel(:job);
+INSERT INTO load_cancels SELECT :job, clock_timestamp() WHERE bulkops.cancel(:job)
+ON CONFLICT (job) DO NOTHING;
 SQL
 cat >"$work/pause.sql" <<'SQL'
 \set ms random(200, 1500)
@@ -217,6 +225,10 @@ SELECT count(*) AS jobs,
              / extract(epoch FROM max(finished_at) - min(started_at))) AS "rows sent/s",
        round(:elapsed::numeric, 1) AS "seconds"
 FROM bulkops.jobs;
+SELECT count(*) AS "cancels that stopped a job",
+       round(avg(extract(epoch FROM j.finished_at - c.at))::numeric, 2) AS "s to final (mean)",
+       round(max(extract(epoch FROM j.finished_at - c.at))::numeric, 2) AS "s to final (max)"
+FROM load_cancels c JOIN bulkops.jobs j ON j.id = c.job;
 SELECT state, count(*) AS jobs, sum(rows_total) AS rows FROM bulkops.jobs GROUP BY 1 ORDER BY 1;
 SELECT status, count(*) AS receipts FROM bulkops.receipts GROUP BY 1 ORDER BY 1;
 SELECT status, regexp_replace(error_message, 'task bk_[0-9]+', 'task bk_N') AS reason,
