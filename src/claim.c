@@ -128,7 +128,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out"
+							   "j.timed_out, b.progress"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
@@ -136,7 +136,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out",
+							   "j.timed_out, b.progress",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -169,6 +169,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->batch.first_row = w->ref.first_row;
 	w->destination = getstr(14);
 	w->created_by = getstr(15);
+	w->last_progress = getstr(18);
+	w->batch.progress = w->last_progress;
 	d = getbin(13, &isnull);
 	if (isnull)
 		w->batch.prologue = "";

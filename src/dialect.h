@@ -109,6 +109,10 @@ typedef struct BulkopsBatch
 								 * remote_id), see BulkopsResult; or NULL */
 	bool		stopping;		/* the job was cancelled or timed out: see
 								 * build_abort */
+	const char *progress;		/* the batch's counters as last recorded (see
+								 * BulkopsResult.progress), or NULL: a dialect
+								 * whose batch takes several requests adds its
+								 * answers' counts to them */
 } BulkopsBatch;
 
 typedef struct BulkopsHeader
@@ -286,5 +290,6 @@ extern const char *bulkops_response_header(const BulkopsResponse *resp,
 extern const BulkopsDialect bulkops_clinia_dialect;
 extern const BulkopsDialect bulkops_sap_fsm_dialect;
 extern const BulkopsDialect bulkops_packagex_dialect;
+extern const BulkopsDialect bulkops_blueconic_dialect;
 
 #endif							/* BULKOPS_DIALECT_H */

@@ -606,6 +606,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		if (w->last_progress)
 			pfree(w->last_progress);
 		w->last_progress = pstrdup(res.progress);
+		w->batch.progress = w->last_progress;
 		MemoryContextSwitchTo(o);
 	}
 
