@@ -25,7 +25,8 @@ OBJS = \
 	src/dialects/registry.o \
 	src/dialects/clinia.o \
 	src/dialects/sap_fsm.o \
-	src/dialects/packagex.o
+	src/dialects/packagex.o \
+	src/dialects/blueconic.o
 
 EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql

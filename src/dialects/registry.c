@@ -22,6 +22,7 @@ static const BulkopsDialect *const dialects[] = {
 	&bulkops_clinia_dialect,
 	&bulkops_sap_fsm_dialect,
 	&bulkops_packagex_dialect,
+	&bulkops_blueconic_dialect,
 	NULL
 };
 
