@@ -58,6 +58,7 @@ DIALECT_MODULES = (
     "sap_fsm",
     "oauth",
     "packagex",
+    "blueconic",
     "abortable",    # tests only: the abortable dialect of test/modules
 )
 
@@ -110,6 +111,16 @@ def error_response(status, message, type_=None):
     if type_:
         err["type"] = type_
     return json_response(status, {"error": err})
+
+
+def shuffle_answer(rng, elements, enabled=True):
+    """Shuffle an answer's elements in place, never leaving them in request order."""
+    if not enabled or len(elements) < 2:
+        return
+    before = list(elements)
+    rng.shuffle(elements)
+    if elements == before:
+        elements.append(elements.pop(0))
 
 
 def reason_phrase(status):

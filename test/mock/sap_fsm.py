@@ -42,7 +42,7 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response
+from mock_api import Response, json_response, shuffle_answer
 
 NAME = "sap_fsm"
 
@@ -161,20 +161,12 @@ class Dialect:
         for ext in self.config.get("extra_external_ids") or ():
             elements.append(self.success(200, resource, {"id": "F" * 32, "externalId": ext,
                                                          "lastChanged": 0}))
-        self.shuffle(elements)
+        shuffle_answer(self.rng, elements, self.config.get("shuffle", True))
         return json_response(207, elements)
 
     @staticmethod
     def external_id(item):
         return item.get("externalId") if isinstance(item, dict) else None
-
-    def shuffle(self, elements):
-        if not self.config.get("shuffle", True) or len(elements) < 2:
-            return
-        before = list(elements)
-        self.rng.shuffle(elements)
-        if elements == before:
-            elements.append(elements.pop(0))
 
     def item(self, resource, item, n, apply):
         """Validate one item and apply it; its answer element."""

@@ -6,9 +6,10 @@ SUCCESS/FAILURE, receipts in order, CREATE ids, REJECTED, _fail rows, auth), the
 sap_fsm bulk endpoints (shuffled 207 answers, created vs updated, lastChanged
 conflicts and force, _fail rows, refused headers and dtos), the packagex flow (modes
 and statuses, phases, errors file behind a signed link, duplicates, overwrite,
-resources, final failures on request), the control API (reset,
-config, stats, request log), every fault action, --bench, and the TLS listener (with a
-private CA made by make_test_certs.sh).
+resources, final failures on request), the blueconic group and profile writes
+(strategies, shuffled answers by identifier, failure states, 413), the control API
+(reset, config, stats, request log), every fault action, --bench, and the TLS listener
+(with a private CA made by make_test_certs.sh).
 
 Run from the worktree root:  python3 -m unittest test/mock/test_mock_api.py -v
 """
@@ -915,6 +916,167 @@ class TestAbortable(MockTestCase):
         self.assertEqual(self.call("POST", "%s/%s/abort" % (self.JOBS, out["id"]))[0], 409)
         self.assertEqual(self.call("GET", "%s/%s" % (self.JOBS, out["id"])),
                          (200, {"state": "running"}))
+
+
+BC = "/blueconic/rest/v2/"
+
+
+def bc_entry(ident, key, strategy="UPSERT", group_type="company", **props):
+    e = {"identifier": ident, "groupId": key, "strategy": strategy,
+         "properties": [{"id": k, "values": v, "strategy": "SET"} for k, v in props.items()]}
+    if group_type is not None:
+        e["groupTypeId"] = group_type
+    return e
+
+
+class TestBlueconic(MockTestCase):
+    def put(self, entries, resource="groups", headers=None):
+        return self.call("PUT", BC + resource, entries, headers)
+
+    @staticmethod
+    def by_ident(elements):
+        return {el.get("identifier"): el for el in elements}
+
+    def test_upsert_update_delete_shuffled(self):
+        entries = [bc_entry(str(i), "g%d" % i, name=["n%d" % i], tags=["a", "b"])
+                   for i in range(8)]
+        status, out = self.put(entries)
+        self.assertEqual(status, 200)
+        self.assertNotEqual([el["identifier"] for el in out], [str(i) for i in range(8)],
+                            "not shuffled")
+        els = self.by_ident(out)
+        self.assertEqual(sorted(els), [str(i) for i in range(8)])
+        self.assertEqual(els["3"], {"state": "CREATED", "groupId": "g3",
+                                    "groupTypeId": "company", "identifier": "3"})
+        store = self.ctl("GET", "/blueconic/store?resource=groups")
+        self.assertEqual(store["company/g3"]["properties"],
+                         {"name": ["n3"], "tags": ["a", "b"]})
+        # UPDATE: modified, unchanged, or skipped when missing (and not created)
+        out = self.by_ident(self.put([
+            bc_entry("a", "g1", "UPDATE", name=["new"]),
+            bc_entry("b", "g2", "UPDATE", name=["n2"]),
+            bc_entry("c", "nope", "UPDATE", name=["x"]),
+            bc_entry("d", "g4", "UPDATE", tags=[])])[1])
+        self.assertEqual({k: v["state"] for k, v in out.items()},
+                         {"a": "MODIFIED", "b": "UNCHANGED", "c": "SKIPPED", "d": "MODIFIED"})
+        store = self.ctl("GET", "/blueconic/store?resource=groups")
+        self.assertNotIn("company/nope", store)
+        self.assertEqual(store["company/g4"]["properties"], {"name": ["n4"]},
+                         "SET with no values removes the property")
+        # the default strategy is UPDATE
+        e = bc_entry("e", "nope2")
+        del e["strategy"]
+        self.assertEqual(self.put([e])[1][0]["state"], "SKIPPED")
+        # DELETE
+        out = self.by_ident(self.put([bc_entry("x", "g5", "DELETE"),
+                                      bc_entry("y", "g5", "DELETE")])[1])
+        self.assertEqual((out["x"]["state"], out["y"]["state"]), ("DELETED", "NOTFOUND"))
+        st = self.stats()["blueconic"]
+        self.assertEqual((st["created"], st["modified"], st["unchanged"], st["skipped"],
+                          st["deleted"], st["notfound"], st["groups"]),
+                         (8, 2, 1, 2, 1, 1, 7))
+
+    def test_profiles_and_property_strategies(self):
+        e = {"identifier": "1", "profileId": "p1", "strategy": "UPSERT",
+             "properties": [{"id": "email", "values": ["a@x"], "strategy": "SET"},
+                            {"id": "n", "values": ["2"], "strategy": "SET"}]}
+        status, out = self.put([e], "profiles")
+        self.assertEqual((status, out), (200, [{"state": "CREATED", "profileId": "p1",
+                                                "identifier": "1"}]))
+        e["properties"] = [{"id": "email", "values": ["b@x", "a@x"], "strategy": "ADD"},
+                           {"id": "n", "values": ["3"], "strategy": "INCREMENT"},
+                           {"id": "f", "values": ["1"], "strategy": "SET_IF_EMPTY"}]
+        self.assertEqual(self.put([e], "profiles")[1][0]["state"], "MODIFIED")
+        e["properties"] = [{"id": "email", "values": ["a@x"], "strategy": "REMOVE"},
+                           {"id": "f", "values": ["2"], "strategy": "SET_IF_EMPTY"}]
+        self.put([e], "profiles")
+        self.assertEqual(self.ctl("GET", "/blueconic/store?resource=profiles")["p1"],
+                         {"properties": {"email": ["b@x"], "n": ["5"], "f": ["1"]}})
+        # without an id, UPSERT makes one
+        out = self.put([{"identifier": "9", "strategy": "UPSERT"}], "profiles")[1][0]
+        self.assertEqual(out["state"], "CREATED")
+        self.assertRegex(out["profileId"], r"^new-\d+$")
+        self.assertEqual(self.stats()["blueconic"]["profiles"], 2)
+
+    def test_failure_states_and_validation_errors(self):
+        self.ctl("POST", "/config", {"blueconic": {"group_types": ["company"]}})
+        out = self.by_ident(self.put([
+            bc_entry("1", "g1", group_type="planet"),
+            bc_entry("2", "g2", _state=["WEIRD"]),
+            bc_entry("3", "g3", _invalid=["email: not an address"])])[1])
+        self.assertEqual(out["1"]["state"], "UNKNOWN_GROUP_TYPE")
+        self.assertEqual(out["2"]["state"], "WEIRD")
+        self.assertEqual((out["3"]["state"], out["3"]["validationErrors"]),
+                         ("CREATED", {"_invalid": ["email: not an address"]}))
+        self.assertEqual(sorted(self.ctl("GET", "/blueconic/store?resource=groups")),
+                         ["company/g3"], "a forced state is not applied")
+
+    def test_413_applies_the_first_entries_only(self):
+        self.ctl("POST", "/config", {"blueconic": {"max_entries": 3}})
+        status, out = self.put([bc_entry(str(i), "g%d" % i) for i in range(5)])
+        self.assertEqual(status, 413)
+        self.assertEqual(sorted(el["identifier"] for el in out), ["0", "1", "2"])
+        self.assertEqual(sorted(self.ctl("GET", "/blueconic/store?resource=groups")),
+                         ["company/g0", "company/g1", "company/g2"])
+        st = self.stats()["blueconic"]
+        self.assertEqual((st["requests_413"], st["max_entries_per_request"]), (1, 5))
+        self.ctl("POST", "/config", {"blueconic": {"max_entries": 1000}})
+        status, out = self.put([bc_entry(str(i), "h%d" % i) for i in range(1001)])
+        self.assertEqual((status, len(out)), (413, 1000))
+        self.assertNotIn("1000", {el["identifier"] for el in out})
+
+    def test_duplicates_omitted_and_extra_elements(self):
+        self.ctl("POST", "/config", {"blueconic": {"omit_identifiers": ["2"],
+                                                   "extra_identifiers": ["ghost"],
+                                                   "shuffle": False}})
+        out = self.put([bc_entry("1", "g", v=["1"]), bc_entry("2", "h"),
+                        bc_entry("3", "g", v=["2"])])[1]
+        self.assertEqual([(el["identifier"], el["state"]) for el in out],
+                         [("1", "CREATED"), ("3", "MODIFIED"), ("ghost", "MODIFIED")])
+        self.assertIn("company/h", self.ctl("GET", "/blueconic/store?resource=groups"),
+                      "an omitted element's entry is still applied")
+        self.assertEqual(self.ctl("GET", "/blueconic/applied"), {"company/g": 2, "company/h": 1})
+        st = self.stats()["blueconic"]
+        self.assertEqual((st["requests_with_duplicates"], st["max_applications_per_id"]), (1, 2))
+
+    def test_refused_requests(self):
+        for body, field in (("not json", "body"), ({"a": 1}, "body"), ([1], "body"),
+                            ([bc_entry("1", "g", "MERGE")], "[0].strategy"),
+                            ([bc_entry("1", "g", n=[1])], "[0].properties.n"),
+                            ([bc_entry(1, "g")], "[0].identifier"),
+                            ([{"groupId": "g", "properties": [{"id": "x", "strategy": "NOPE"}]}],
+                             "[0].properties.x")):
+            status, out = self.put(body)
+            self.assertEqual(status, 400, body)
+            self.assertEqual((out["code"], out["errors"][0]["field"]), (400, field), body)
+        self.assertEqual(self.put([], "segments")[0], 404)
+        self.assertEqual(self.call("POST", BC + "groups", [])[0], 405)
+        self.ctl("POST", "/config", {"blueconic": {"bearer": "tok"}})
+        status, out = self.put([bc_entry("1", "g")])
+        self.assertEqual((status, out["code"]), (401, 401))
+        self.assertEqual(self.put([bc_entry("1", "g")],
+                                  headers={"Authorization": "Bearer tok"})[0], 200)
+        st = self.stats()["blueconic"]
+        self.assertEqual((st["requests"], st["bad_requests"], st["groups"]), (1, 8, 1))
+
+    def test_faults_apply_to_blueconic(self):
+        self.faults({"method": "PUT", "path": "^/blueconic/", "action": "status",
+                     "status": 429, "headers": {"Retry-After": "0"}})
+        self.assertEqual(self.put([bc_entry("1", "g")])[0], 429)
+        self.assertEqual(self.put([bc_entry("1", "g")])[0], 200)
+        self.assertEqual(self.stats()["blueconic"]["created"], 1)
+
+
+class TestBlueconicBench(MockTestCase):
+    extra_args = ("--bench",)
+
+    def test_bench_echoes_identifiers_without_parsing(self):
+        body = "[" + ",".join('{"identifier":"%d","groupId":"k%d","properties":[]}' % (i, i)
+                              for i in range(5)) + "]"
+        status, out = self.call("PUT", BC + "groups", body)
+        self.assertEqual(status, 200)
+        self.assertEqual(out, [{"state": "MODIFIED", "identifier": str(i)} for i in range(5)])
+        self.assertEqual(self.stats()["blueconic"]["entries"], 5)
 
 
 if __name__ == "__main__":
