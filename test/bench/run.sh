@@ -7,7 +7,7 @@
 # packages and builds and installs bulkops (same prelude as test/demo.sh),
 # then re-runs itself as an unprivileged user.  Leaves nothing running.
 #
-#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex] [--runs 3]
+#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex|blueconic] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C]
 #                     [--no-contended] [--statements] [--hold]
 #
@@ -94,8 +94,14 @@ dialect_target() {
 			target_resource=contact
 			target_auth='{"type": "header", "name": "PX-API-KEY", "value": "bench-key"}'
 			;;
+		blueconic)
+			target_url="$mock/blueconic"
+			target_resource=groups
+			target_auth='{"type": "bearer", "token": "bench-token"}'
+			target_options='"group_type_id": "company", "create_missing": true'
+			;;
 		*)
-			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm, packagex)" >&2
+			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm, packagex, blueconic)" >&2
 			return 1 ;;
 	esac
 }
