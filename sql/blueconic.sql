@@ -10,7 +10,8 @@
 -- rows without an element are unknown; a 413 resends the entries beyond the
 -- first 1,000 and leaves unlisted ones among those in doubt; 429 and 503
 -- are retried, other 4xx fail the batch with the remote message; option
--- feedback sums each answer's counts on job_progress and logs them.
+-- feedback sums each answer's counts on job_progress and logs them; OAuth
+-- client credentials find the token endpoint under the target's url.
 \set VERBOSITY default
 SET client_min_messages = warning;  -- wait()'s progress NOTICEs depend on timing
 SELECT current_setting('test.mock_url') || '/blueconic' AS url \gset
@@ -316,5 +317,41 @@ SELECT state, rows_succeeded, rows_failed, batches_total FROM bulkops.jobs WHERE
 SELECT remote_progress FROM bulkops.job_progress WHERE id = :job;
 SELECT batch_no, progress FROM bulkops.batches WHERE job_id = :job ORDER BY batch_no;
 SELECT * FROM bc_logged(:job);
+
+-- 16. OAuth client credentials with no token_url: the token comes from
+-- {url}/rest/v2/oauth/token, once for all batches; an expired token is
+-- fetched again on the 401 and the request replayed; a wrong secret fails
+-- the rows with the token endpoint's error, never showing the secret
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config',
+  '{"oauth": {"client_id": "bulkops", "client_secret": "bc-secret-1"}, "blueconic": {"oauth": true}}');
+SELECT bulkops.create_target('bc_oauth', 'blueconic', :'url', 'groups',
+       '{"type": "oauth2_client_credentials", "client_id": "bulkops", "client_secret": "bc-secret-1"}',
+       '{"group_type_id": "company", "create_missing": true, "batch_size": 2, "concurrency": 1}');
+SELECT bulkops.bulk_upsert('bc_oauth', $$SELECT 'O-' || i AS id FROM generate_series(1, 6) AS i$$,
+                           key => 'id') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT state, rows_succeeded, batches_total FROM bulkops.jobs WHERE id = :job;
+SELECT (s->'oauth'->>'token_requests')::int AS token_requests,
+       (s->'oauth'->>'bearer_ok')::int AS requests_with_the_token,
+       (s->'oauth'->>'bearer_refused')::int AS refused
+FROM test.mock('GET', '/_control/stats') AS s;
+SELECT r->>'method' AS method, r->>'path' AS path, r->>'body' ~ '^grant_type=client_credentials&' AS grant
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) AS r
+WHERE r->>'path' ~ 'token$';
+SELECT test.mock('POST', '/_control/oauth/expire');
+SELECT bulkops.bulk_delete('bc_oauth', $$VALUES ('O-1'), ('O-2')$$, key => 'column1') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status, attempts, http_status FROM bulkops.receipts WHERE job_id = :job ORDER BY row_no;
+SELECT (s->'oauth'->>'token_requests')::int AS token_requests,
+       (s->'oauth'->>'expired_refused')::int AS expired_refused
+FROM test.mock('GET', '/_control/stats') AS s;
+SELECT bulkops.alter_target('bc_oauth',
+       auth => '{"type": "oauth2_client_credentials", "client_id": "bulkops", "client_secret": "bc-wrong-2"}');
+SELECT bulkops.bulk_upsert('bc_oauth', $$VALUES ('O-9')$$, key => 'column1') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT status, replace(error_message, :'url', 'URL') AS error_message FROM bulkops.receipts WHERE job_id = :job;
+SELECT count(*) AS secret_shown FROM bulkops.receipts r JOIN bulkops.batches b USING (job_id)
+WHERE r.error_message ~ 'bc-(secret|wrong)' OR b.last_error ~ 'bc-(secret|wrong)';
 
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');

@@ -45,6 +45,7 @@
 #define BLUECONIC_MAX_ENTRIES	1000
 
 #define BLUECONIC_API_PATH		"/rest/v2/"
+#define BLUECONIC_TOKEN_PATH	"/rest/v2/oauth/token"
 
 /*
  * How an answer's state maps to a row's outcome.  The last three are only
@@ -655,6 +656,7 @@ const BulkopsDialect bulkops_blueconic_dialect = {
 	},
 	.options = blueconic_options,
 	.max_batch_rows = BLUECONIC_MAX_ENTRIES,
+	.token_path = BLUECONIC_TOKEN_PATH,
 	.validate_target = blueconic_validate_target,
 	.begin_encode = blueconic_begin_encode,
 	.encode_row = blueconic_encode_row,

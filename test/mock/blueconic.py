@@ -23,6 +23,8 @@ without applying the entry; "_invalid": ["msg"] adds validationErrors {"_invalid
 anything (a SQL source has the column on every row).
 Configuration (POST /_control/config {"blueconic": {...}}), all optional:
   bearer                   token required as "Authorization: Bearer <token>"
+  oauth (false)            requests must carry a live token issued by the mock's OAuth
+                           endpoint (oauth.py), which answers at {url}/rest/v2/oauth/token
   group_types              the known group types (default ["company", "household"])
   max_entries (1000)       entries applied per request; more get a 413
   shuffle (true)           answer elements in an order other than the entries'
@@ -146,6 +148,8 @@ class Dialect:
         return json_response(200, elements)
 
     def check_auth(self, req):
+        if self.config.get("oauth"):
+            return self.ctx.dialects["oauth"].check_bearer(req)
         token = self.config.get("bearer")
         if token is None:
             return None

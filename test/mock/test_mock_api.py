@@ -1059,6 +1059,20 @@ class TestBlueconic(MockTestCase):
         st = self.stats()["blueconic"]
         self.assertEqual((st["requests"], st["bad_requests"], st["groups"]), (1, 8, 1))
 
+    def test_oauth_tokens_from_the_token_path(self):
+        self.ctl("POST", "/config", {"blueconic": {"oauth": True},
+                                     "oauth": {"client_id": "c", "client_secret": "s"}})
+        self.assertEqual(self.put([bc_entry("1", "g")])[0], 401)
+        status, _, body = self.raw("POST", "/blueconic/rest/v2/oauth/token",
+                                   "grant_type=client_credentials&client_id=c&client_secret=s",
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 200, body)
+        token = json.loads(body)["access_token"]
+        auth = {"Authorization": "Bearer " + token}
+        self.assertEqual(self.put([bc_entry("1", "g")], headers=auth)[0], 200)
+        self.ctl("POST", "/oauth/expire")
+        self.assertEqual(self.put([bc_entry("1", "g")], headers=auth)[0], 401)
+
     def test_faults_apply_to_blueconic(self):
         self.faults({"method": "PUT", "path": "^/blueconic/", "action": "status",
                      "status": 429, "headers": {"Retry-After": "0"}})
