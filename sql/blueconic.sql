@@ -242,7 +242,7 @@ FROM bulkops.receipts WHERE job_id = :job;
 SELECT remote_progress FROM bulkops.job_progress WHERE id = :job;
 SELECT * FROM bc_logged(:job);
 SELECT (s->'blueconic'->>'requests')::int AS requests, (s->'blueconic'->>'requests_413')::int AS requests_413,
-       (s->'blueconic'->>'entries')::int AS entries,
+       (s->'blueconic'->>'operations')::int AS entries,
        (s->'blueconic'->>'max_entries_per_request')::int AS max_entries_per_request,
        (s->'blueconic'->>'max_applications_per_id')::int AS max_applied
 FROM test.mock('GET', '/_control/stats') AS s;

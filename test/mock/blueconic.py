@@ -91,7 +91,7 @@ class Dialect:
 
     def stats(self):
         c = self.counts
-        out = {k: c[k] for k in ("requests", "bad_requests", "entries", "requests_413",
+        out = {k: c[k] for k in ("requests", "bad_requests", "operations", "requests_413",
                                  "requests_with_duplicates")}
         for state in ("CREATED", "MODIFIED", "UNCHANGED", "DELETED", "SKIPPED",
                       "NOTFOUND", "UNKNOWN_GROUP_TYPE", "forced"):
@@ -125,7 +125,7 @@ class Dialect:
             self.counts["bad_requests"] += 1
             return bc_error(400, "invalid request", [e.args])
         self.counts["requests"] += 1
-        self.counts["entries"] += len(entries)
+        self.counts["operations"] += len(entries)
         self.counts["max_entries_per_request"] = max(self.counts["max_entries_per_request"],
                                                      len(entries))
         id_field = RESOURCES[resource]
@@ -252,7 +252,7 @@ class Dialect:
     def bench_answer(self, req):
         # No JSON parsing: at a million rows the mock must not be the bottleneck.
         idents = BENCH_IDENT_RX.findall(req.body)
-        self.counts["entries"] += len(idents)
+        self.counts["operations"] += len(idents)
         self.counts["MODIFIED"] += len(idents)
         one = b'{"state":"MODIFIED","identifier":"%s"}'
         return Response(200, b"[" + b",".join(one % i for i in idents) + b"]")

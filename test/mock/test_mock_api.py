@@ -1090,7 +1090,7 @@ class TestBlueconicBench(MockTestCase):
         status, out = self.call("PUT", BC + "groups", body)
         self.assertEqual(status, 200)
         self.assertEqual(out, [{"state": "MODIFIED", "identifier": str(i)} for i in range(5)])
-        self.assertEqual(self.stats()["blueconic"]["entries"], 5)
+        self.assertEqual(self.stats()["blueconic"]["operations"], 5)
 
 
 if __name__ == "__main__":
