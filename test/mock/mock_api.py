@@ -6,7 +6,11 @@ This file owns everything that is not one API's format:
   * the HTTP server (threaded, HTTP/1.1 keep-alive, raw response writing),
   * request routing by path template, and the dialect registry,
   * the control API under /_control (reset, config, stats, request log, faults),
-  * fault injection (status, redirect, reset, delay, malformed, truncate, huge, trickle),
+  * fault injection (status, redirect, reset, delay, malformed, truncate, huge, trickle,
+    mutate),
+  * tagged paths: /_t/<tag>/<path> is served as <path>, while faults and the request
+    log see the whole path, so tests running side by side give each case its own
+    target URL and faults that hit only that case,
   * an optional second, TLS listener (--tls-port) serving the same state.
 
 Each dialect (the format of one vendor's API, see /work/shared/PROTOCOLS.md) lives in
@@ -74,7 +78,7 @@ CONTROL_PREFIX = "/_control"
 class Request:
     """One parsed HTTP request, as handlers see it."""
 
-    __slots__ = ("method", "path", "query", "headers", "body")
+    __slots__ = ("method", "path", "query", "headers", "body", "prefix")
 
     def __init__(self, method, path, query, headers, body):
         self.method = method
@@ -82,6 +86,8 @@ class Request:
         self.query = query          # dict: name -> last value given
         self.headers = headers      # email.message.Message (case-insensitive get)
         self.body = body            # bytes
+        self.prefix = ""            # "/_t/<tag>" of a tagged path: links a handler
+                                    # gives out keep it, so they hit the same faults
 
     def json(self):
         """The body parsed as JSON; raises ValueError when it is not JSON."""
@@ -146,6 +152,17 @@ def encode_head(status, content_type, content_length, headers, close):
 # Routing
 # ---------------------------------------------------------------------------
 
+TAG_RX = re.compile(r"^/_t/[^/]+(?=/)")
+
+
+def split_tag(path):
+    """("/_t/<tag>", the rest) of a tagged path; ("", path) of any other."""
+    m = TAG_RX.match(path)
+    if m is None:
+        return "", path
+    return m.group(0), path[m.end():]
+
+
 class Router:
     """Maps (method, path) to a handler through path templates.
 
@@ -202,8 +219,12 @@ class FaultRule:
             raise ValueError("when must be \"before\" or \"after\"")
         self.method = (self.spec.get("method") or "").upper() or None
         self.path_rx = re.compile(self.spec["path"]) if self.spec.get("path") else None
+        if self.action == "mutate":
+            check_edits(self.spec.get("edits"))
         self.seen = 0       # matching requests let through by "skip"
         self.fired = 0
+        self.applied = 0    # mutate: edits that changed an answer
+        self.missed = 0     # mutate: edits that found nothing to change
 
     @property
     def after(self):
@@ -219,7 +240,8 @@ class FaultRule:
         return times != -1 and self.fired >= times
 
     def describe(self):
-        return dict(self.spec, seen=self.seen, fired=self.fired)
+        return dict(self.spec, seen=self.seen, fired=self.fired,
+                    applied=self.applied, missed=self.missed)
 
 
 def pick_fault(rules, method, path):
@@ -316,6 +338,17 @@ def fault_trickle(h, rule, produce):
     h.send_trickle(h.response_bytes(produce()), float(rule.spec.get("interval", 0.1)))
 
 
+def fault_mutate(h, rule, produce):
+    # The real answer, well-formed HTTP, but saying what no request asked for.
+    resp = produce()
+    body, applied, missed = mutate_body(resp.body, rule.spec["edits"])
+    with h.ctx.lock:
+        rule.applied += applied
+        rule.missed += missed
+    h.send_response_obj(Response(rule.spec.get("status", resp.status), body,
+                                 resp.content_type, resp.headers))
+
+
 FAULT_ACTIONS = {
     "status": fault_status,
     "redirect": fault_redirect,
@@ -325,7 +358,161 @@ FAULT_ACTIONS = {
     "truncate": fault_truncate,
     "huge": fault_huge,
     "trickle": fault_trickle,
+    "mutate": fault_mutate,
 }
+
+
+# ---------------------------------------------------------------------------
+# Mutations: the edits of a "mutate" fault
+# ---------------------------------------------------------------------------
+#
+# JSON edits change the answer's parsed JSON at "at", a dotted path from the root
+# ("" is the root itself; a segment is an object member, an array index, negative
+# from the end, or "*" for every element or member):
+#   {"at": P, "set": V}           replace (or add) the value at P with V
+#   {"at": P, "set_bytes": HEX}   make it a string of exactly these bytes (which may
+#                                 be invalid UTF-8: JSON itself cannot say so)
+#   {"at": P, "delete": true}     remove the member or element
+#   {"at": P, "drop": N}          remove the last N elements of the array at P
+#   {"at": P, "dup": N}           append N copies of the last element of the array
+# Byte edits change the body as sent (after the JSON edits), JSON or not (CSV):
+#   {"cut": F}                    keep the first fraction F of the body, with a
+#                                 Content-Length that matches: a cut, not a loss
+#   {"lines": "drop"|"dup", "n": N}  remove the last N lines / repeat the last N times
+#   {"find": S, "replace": T}     replace every S by T ("replace_bytes": HEX for T)
+# An edit that finds nothing to change counts as missed (GET /_control/faults).
+
+JSON_EDITS = ("set", "set_bytes", "delete", "drop", "dup")
+BYTE_EDITS = ("cut", "lines", "find")
+
+
+def edit_kind(edit):
+    kinds = [k for k in JSON_EDITS + BYTE_EDITS if k in edit]
+    if len(kinds) != 1:
+        raise ValueError("an edit needs exactly one of %s"
+                         % ", ".join(JSON_EDITS + BYTE_EDITS))
+    return kinds[0]
+
+
+def check_edits(edits):
+    if not isinstance(edits, list) or not edits:
+        raise ValueError("mutate needs a non-empty list \"edits\"")
+    for e in edits:
+        if not isinstance(e, dict):
+            raise ValueError("an edit must be an object")
+        kind = edit_kind(e)
+        if kind in JSON_EDITS and not isinstance(e.get("at"), str):
+            raise ValueError("a JSON edit needs \"at\", a dotted path")
+        if kind == "set_bytes":
+            bytes.fromhex(e["set_bytes"])
+        if kind == "lines" and e["lines"] not in ("drop", "dup"):
+            raise ValueError("lines must be \"drop\" or \"dup\"")
+        if kind == "find" and "replace_bytes" in e:
+            bytes.fromhex(e["replace_bytes"])
+
+
+def _places(holder, path, create):
+    """The (container, key) pairs path names; with create, a missing last member too."""
+    places = [(holder, 0)]
+    segs = path.split(".") if path else []
+    for n, seg in enumerate(segs):
+        last = n == len(segs) - 1
+        out = []
+        for c, k in places:
+            v = c[k]
+            if isinstance(v, list):
+                if seg == "*":
+                    out.extend((v, i) for i in range(len(v)))
+                else:
+                    try:
+                        i = int(seg)
+                    except ValueError:
+                        continue
+                    if -len(v) <= i < len(v):
+                        out.append((v, i % len(v)))
+            elif isinstance(v, dict):
+                if seg == "*":
+                    out.extend((v, m) for m in v)
+                elif seg in v or (create and last):
+                    out.append((v, seg))
+        places = out
+    return places
+
+
+def _json_edit(holder, e, raw):
+    kind = edit_kind(e)
+    places = _places(holder, e["at"], kind in ("set", "set_bytes"))
+    if kind == "set":
+        for c, k in places:
+            c[k] = json.loads(json.dumps(e["set"]))
+    elif kind == "set_bytes":
+        for c, k in places:
+            token = "__mutate_raw_%d__" % len(raw)
+            raw[token] = bytes.fromhex(e["set_bytes"])
+            c[k] = token
+    elif kind == "delete":
+        # from the end, so that removing one element does not move the next
+        for c, k in sorted(places, key=lambda p: p[1] if isinstance(p[1], int) else 0,
+                           reverse=True):
+            del c[k]
+    else:
+        places = [(c, k) for c, k in places if isinstance(c[k], list) and c[k]]
+        n = int(e[kind])
+        for c, k in places:
+            if kind == "drop":
+                del c[k][max(0, len(c[k]) - n):]
+            else:
+                c[k].extend(json.loads(json.dumps(c[k][-1])) for _ in range(n))
+    return bool(places)
+
+
+def _byte_edit(body, e):
+    kind = edit_kind(e)
+    if kind == "cut":
+        out = body[:int(len(body) * float(e["cut"]))]
+    elif kind == "lines":
+        lines = body.splitlines(keepends=True)
+        n = int(e.get("n", 1))
+        if not lines:
+            return body, False
+        if e["lines"] == "drop":
+            out = b"".join(lines[:max(0, len(lines) - n)])
+        else:
+            tail = lines[-1] if lines[-1].endswith(b"\n") else lines[-1] + b"\n"
+            out = b"".join(lines[:-1]) + tail * (n + 1)
+    else:
+        find = e["find"].encode()
+        repl = bytes.fromhex(e["replace_bytes"]) if "replace_bytes" in e \
+            else str(e.get("replace", "")).encode()
+        out = body.replace(find, repl)
+    return out, out != body
+
+
+def mutate_body(body, edits):
+    """(new body, edits applied, edits missed) after the edits of a mutate fault."""
+    applied = missed = 0
+    json_edits = [e for e in edits if edit_kind(e) in JSON_EDITS]
+    if json_edits:
+        raw = {}
+        try:
+            holder = [json.loads(body)]
+        except ValueError:
+            holder = None
+        for e in json_edits:
+            if holder is not None and _json_edit(holder, e, raw):
+                applied += 1
+            else:
+                missed += 1
+        if holder is not None:
+            body = json.dumps(holder[0]).encode()
+            for token, b in raw.items():
+                body = body.replace(b'"%s"' % token.encode(), b'"' + b + b'"')
+    for e in edits:
+        if edit_kind(e) in BYTE_EDITS:
+            body, changed = _byte_edit(body, e)
+            applied += changed
+            missed += not changed
+    return body, applied, missed
 
 
 # ---------------------------------------------------------------------------
@@ -446,7 +633,7 @@ class MockContext:
             return error_response(400, "expected {\"rules\": [...]}")
         try:
             rules = [FaultRule(spec) for spec in body["rules"]]
-        except (ValueError, re.error) as e:
+        except (ValueError, TypeError, re.error) as e:
             return error_response(400, "bad fault rule: %s" % e)
         self.faults.extend(rules)
         return json_response(200, {"rules": len(self.faults)})
@@ -498,8 +685,11 @@ class MockHandler(http.server.BaseHTTPRequestHandler):
         req = self.read_request()
         if req is None:
             return
-        handler, params, template = self.ctx.router.match(req.method, req.path)
         control = req.path.startswith(CONTROL_PREFIX + "/")
+        req.prefix, path = split_tag(req.path)
+        if req.prefix and path.startswith(CONTROL_PREFIX + "/"):
+            path = "/(no route)"    # control is never tagged, so never faulted
+        handler, params, template = self.ctx.router.match(req.method, path)
         fault = None
         with self.ctx.lock:
             if not control:

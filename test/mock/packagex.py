@@ -358,8 +358,8 @@ class Dialect:
         if batch.status in FINAL and \
                 req.query.get("include_errors_json", "").lower() == "true":
             host = self.config.get("errors_host") or req.headers.get("Host")
-            url = "http://%s/packagex/files/%s/errors.json?sig=%s" % (host, batch.id,
-                                                                      batch.sig)
+            url = "http://%s%s/packagex/files/%s/errors.json?sig=%s" % (
+                host, req.prefix, batch.id, batch.sig)
         return json_response(200, batch.as_json(url))
 
     def bench_poll(self, batch):

@@ -869,6 +869,105 @@ class TestPackagex(MockTestCase):
         self.assertEqual(self.px_poll(out["id"])[0], 401)
 
 
+class TestTaggedPaths(MockTestCase):
+    """/_t/<tag>/<path> is served as <path>; faults see the tag."""
+
+    def test_tag_routes_and_scopes_faults(self):
+        tagged = "/_t/case1" + BULK
+        self.faults({"path": "^/_t/case1/", "times": -1, "action": "status", "status": 500})
+        self.assertEqual(self.submit(self.ops())[0], 202, "untagged: no fault")
+        self.assertEqual(self.submit(self.ops(), path=tagged)[0], 500)
+        self.ctl("DELETE", "/faults")
+        status, out = self.submit(self.ops(), path=tagged)
+        self.assertEqual(status, 202)
+        # the task is the same whichever way it is reached
+        self.assertEqual(self.poll(out["taskId"])[0], 200)
+        self.assertEqual(self.ctl("GET", "/requests?last=1")[0]["path"], BULK + "/" + out["taskId"])
+        self.assertEqual([r["path"] for r in self.ctl("GET", "/requests")][1], tagged)
+
+    def test_links_keep_the_tag(self):
+        self.ctl("POST", "/config", {"packagex": {"pending_polls": 0}})
+        tagged = "/_t/px9" + PX
+        _, out = self.call("POST", tagged, px_body([contact("a", _fail="no")]))
+        _, out = self.call("GET", "%s/%s?include_errors_json=true" % (tagged, out["id"]))
+        self.assertIn("/_t/px9/packagex/files/", out["_errors_json_url"])
+        status, entries = self.call("GET", "/" + out["_errors_json_url"].split("/", 3)[3])
+        self.assertEqual((status, entries[0]["id"]), (200, "a"))
+
+    def test_control_is_never_tagged(self):
+        self.assertEqual(self.raw("GET", "/_t/x/_control/stats")[0], 404)
+
+    @staticmethod
+    def ops():
+        return [upsert("p1")]
+
+
+class TestMutate(MockTestCase):
+    """The mutate fault: the real answer, edited."""
+
+    def setUp(self):
+        super().setUp()
+        self.ctl("POST", "/config", {"clinia": {"pending_polls": 0}})
+        self.task = self.submit([upsert("p1"), upsert("p2", _fail="no"), upsert("p3")])[1]["taskId"]
+
+    def mutate(self, *edits, **rule):
+        self.faults(dict({"method": "GET", "action": "mutate", "edits": list(edits)}, **rule))
+
+    def rule(self):
+        return self.ctl("GET", "/faults")["rules"][0]
+
+    def test_drop_dup_set_delete(self):
+        self.mutate({"at": "receipts", "drop": 1}, {"at": "receipts", "dup": 2},
+                    {"at": "receipts.*.status", "set": "WEIRD"},
+                    {"at": "receipts.0.id", "delete": True}, {"at": "new", "set": [1]})
+        status, out = self.poll(self.task)
+        self.assertEqual(status, 200)
+        self.assertEqual([r["status"] for r in out["receipts"]], ["WEIRD"] * 4)
+        self.assertEqual([r.get("id") for r in out["receipts"]], [None, "p2", "p2", "p2"])
+        self.assertEqual((out["status"], out["new"]), ("FAILURE", [1]))
+        self.assertEqual((self.rule()["applied"], self.rule()["missed"]), (5, 0))
+        self.assertEqual(self.poll(self.task)[1]["receipts"][0]["id"], "p1", "once by default")
+
+    def test_set_bytes_makes_invalid_utf8(self):
+        self.mutate({"at": "receipts.1.error.message", "set_bytes": "6261640aff fe22"})
+        _, _, body = self.raw("GET", "%s/%s?withReceipts=true" % (BULK, self.task))
+        self.assertIn(b'"message": "bad\n\xff\xfe""', body)
+        with self.assertRaises(UnicodeDecodeError):
+            body.decode("utf-8")
+
+    def test_missed_edits_are_counted(self):
+        self.mutate({"at": "receipts.7.status", "set": "X"}, {"at": "nothing", "drop": 1},
+                    {"find": "no such text", "replace": "y"})
+        self.assertEqual(self.poll(self.task)[0], 200)
+        self.assertEqual((self.rule()["applied"], self.rule()["missed"]), (0, 3))
+
+    def test_root_and_status(self):
+        self.mutate({"at": "", "set": [1, 2]}, status=207)
+        self.assertEqual(self.poll(self.task), (207, [1, 2]))
+
+    def test_cut_keeps_a_matching_length(self):
+        self.mutate({"cut": 0.5})
+        status, headers, body = self.raw("GET", "%s/%s?withReceipts=true" % (BULK, self.task))
+        self.assertEqual((status, int(headers["Content-Length"])), (200, len(body)))
+        with self.assertRaises(ValueError):
+            json.loads(body)
+
+    def test_byte_edits_of_a_text_body(self):
+        self.faults({"method": "GET", "action": "mutate",
+                     "edits": [{"lines": "dup", "n": 2}, {"find": "FAILURE", "replace_bytes": "c328"}]})
+        _, _, body = self.raw("GET", "%s/%s" % (BULK, self.task))
+        self.assertEqual(body.count(b"\xc3("), 3, body)
+        self.faults({"method": "GET", "action": "mutate", "edits": [{"lines": "drop", "n": 1}]})
+        self.assertEqual(self.raw("GET", "%s/%s" % (BULK, self.task))[2], b"")
+
+    def test_bad_rules_refused(self):
+        for edits in ([], [{"at": "x"}], [{"at": "x", "set": 1, "drop": 1}],
+                      [{"set": 1}], [{"at": "x", "set_bytes": "zz"}], [{"lines": "swap"}]):
+            status, _ = self.call("POST", "/_control/faults",
+                                  {"rules": [{"action": "mutate", "edits": edits}]})
+            self.assertEqual(status, 400, edits)
+
+
 class TestPackagexBench(MockTestCase):
     extra_args = ("--bench",)
 
