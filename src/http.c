@@ -339,6 +339,11 @@ classify_failure(BulkopsHttpCall *call, CURLcode rc)
 							   call->max_size);
 	else if (call->stream_error)
 		call->error = call->stream_error;
+	else if (call->curl_errbuf[0] && strcmp(detail, curl_easy_strerror(rc)) != 0)
+	{
+		/* curl's own words say how far it got ("with 10 out of 900 bytes") */
+		call->error = psprintf("%s: %s", curl_easy_strerror(rc), detail);
+	}
 	else
 		call->error = psprintf("%s", curl_easy_strerror(rc));
 }

@@ -38,6 +38,7 @@
 #include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -286,8 +287,8 @@ apply_result(Work *w, BulkopsResult *res)
 
 	if (finished)
 	{
-		bulkops_close_batch(&w->ref, res->next == BULKOPS_NEXT_DONE ? NULL : res->error,
-							status);
+		/* a DONE with an error: every row has its outcome, yet not as asked */
+		bulkops_close_batch(&w->ref, res->error, status);
 		return true;
 	}
 
@@ -455,6 +456,28 @@ commit_result(Work *w, BulkopsResult *res)
 		free_work(w);
 }
 
+/*
+ * What a result would have the worker store as it is (the remote id, the
+ * step's note, the progress) comes from the remote side: it must be valid
+ * in the database encoding, as text columns may hold nothing else, and the
+ * progress must be JSON.  Checked here, where an ERROR means "could not read
+ * the answer", rather than in the receipts' transaction, which it would
+ * abort.  Receipts' texts need no check: receipts.c cleans them.
+ */
+static void
+check_stored_text(BulkopsResult *res)
+{
+	if (res->remote_id)
+		(void) pg_verifymbstr(res->remote_id, strlen(res->remote_id), false);
+	if (res->step_data)
+		(void) pg_verifymbstr(res->step_data, strlen(res->step_data), false);
+	if (res->progress)
+	{
+		(void) pg_verifymbstr(res->progress, strlen(res->progress), false);
+		(void) bulkops_json_parse(res->progress, strlen(res->progress));
+	}
+}
+
 /* The dialect's reading of an answer, with its errors turned into a retry. */
 static void
 dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
@@ -471,9 +494,7 @@ dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
 	PG_TRY();
 	{
 		w->dialect->handle_response(&w->batch, &resp, res);
-		/* checked here: a bad one must not abort the receipts' transaction */
-		if (res->progress)
-			(void) bulkops_json_parse(res->progress, strlen(res->progress));
+		check_stored_text(res);
 	}
 	PG_CATCH();
 	{
