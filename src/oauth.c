@@ -416,8 +416,10 @@ bulkops_oauth_read_answer(const char *body, size_t len, BulkopsOAuthToken *tok)
 
 	if (token == NULL || token[0] == '\0')
 		elog(ERROR, "the answer has no \"access_token\"");
-	if (strpbrk(token, "\r\n") != NULL)
-		elog(ERROR, "the access token contains a line break");
+	/* RFC 6749 A.12: VSCHARs only; anything else could not go in a header */
+	for (const char *c = token; *c; c++)
+		if ((unsigned char) *c < 0x20 || (unsigned char) *c > 0x7e)
+			elog(ERROR, "the access token contains a character a header cannot carry");
 	if (type != NULL && pg_strcasecmp(type, "bearer") != 0)
 		elog(ERROR, "token type \"%s\" is not supported", type);
 	if (instance != NULL && strncmp(instance, "https://", 8) != 0 &&
