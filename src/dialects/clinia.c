@@ -171,6 +171,17 @@ error_text(const BulkopsResponse *resp, JsonbContainer *root)
 	return psprintf("HTTP %ld", resp->status);
 }
 
+/* How an answer's receipts fail to match the batch's operations. */
+static char *
+receipts_mismatch(const BulkopsBatch *batch, JsonbContainer *receipts)
+{
+	int			n = bulkops_jarray_size(receipts);
+
+	if (n < 0)
+		return pstrdup("without a receipts array");
+	return psprintf("with %d receipts for %d operations", n, batch->npending);
+}
+
 /*
  * Read one receipt per pending row.  Returns false if CANCELLED receipts
  * were left pending for a resubmission.
@@ -280,13 +291,20 @@ handle_submit(const BulkopsBatch *batch, const BulkopsResponse *resp,
 
 	if (resp->status >= 400 && resp->status < 500)
 	{
+		/* a rejection applied nothing, even one we cannot match to rows */
 		result->next = BULKOPS_NEXT_FAIL;
-		result->error = error_text(resp, root);
+		if (status && strcmp(status, "REJECTED") == 0)
+			result->error = psprintf("HTTP %ld: request REJECTED %s", resp->status,
+									 receipts_mismatch(batch, receipts));
+		else
+			result->error = error_text(resp, root);
 		return;
 	}
 	result->next = BULKOPS_NEXT_RETRY;
-	result->error = psprintf("unexpected answer to the bulk request (HTTP %ld)",
-							 resp->status);
+	result->error = status
+		? psprintf("unexpected answer to the bulk request (HTTP %ld, status \"%s\")",
+				   resp->status, status)
+		: psprintf("unexpected answer to the bulk request (HTTP %ld)", resp->status);
 }
 
 static void
@@ -334,11 +352,9 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		 * may or may not be done, and guessing would be worse than saying
 		 * so.
 		 */
-		bulkops_result_settle_rest(batch, result, BULKOPS_ROW_UNKNOWN,
-								   psprintf("task %s ended %s with %d receipts for %d operations",
-											batch->remote_id, status,
-											bulkops_jarray_size(receipts),
-											batch->npending));
+		result->error = psprintf("task %s ended %s %s", batch->remote_id, status,
+								 receipts_mismatch(batch, receipts));
+		bulkops_result_settle_rest(batch, result, BULKOPS_ROW_UNKNOWN, result->error);
 		result->next = BULKOPS_NEXT_DONE;
 		return;
 	}
