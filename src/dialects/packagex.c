@@ -46,7 +46,10 @@
  *   one, at most PX_MAX_REFETCH times;
  * - an answer is the batch object itself, or the batch wrapped as
  *   {"data": {...}};
- * - every item's "id" is the row's key, sent as a JSON string.
+ * - every item's "id" is the row's key, sent as a JSON string;
+ * - the phases' "error" counters add up to the rows the errors file lists:
+ *   a final batch whose file lists fewer (or that has none) is incomplete,
+ *   and its rows are left unknown rather than taken for successes.
  */
 #define PX_MAX_ITEMS		10000
 #define PX_MAX_REFETCH		3
@@ -520,6 +523,32 @@ px_progress(JsonbContainer *b)
 	return out.data;
 }
 
+/*
+ * The rows the batch counted as failed: its phases' error counters added
+ * up, or -1 when the answer gives none.
+ */
+static int
+px_failed_count(JsonbContainer *b)
+{
+	JsonbContainer *ph = bulkops_jcontainer(bulkops_jget(b, "phases"));
+	int			n = bulkops_jarray_size(ph);
+	int64		total = -1;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		JsonbContainer *p = bulkops_jcontainer(bulkops_jarray_get(ph, i));
+		JsonbValue *v = bulkops_jget(p, "error");
+		long		e;
+
+		if (v == NULL || v->type != jbvNumeric)
+			continue;
+		e = strtol(bulkops_jtext(v), NULL, 10);
+		total = Max(total, 0) + Max(Min(e, PG_INT32_MAX), 0);
+	}
+	return (int) Min(total, PG_INT32_MAX);
+}
+
 static bool
 px_in_progress(const char *status)
 {
@@ -621,11 +650,13 @@ px_entry_outcome(BulkopsResult *result, int row, JsonbContainer *e)
 
 /*
  * The batch is final: rows listed in entries (may be NULL) failed; the rest
- * succeeded if it completed, else are resent where that is safe.
+ * succeeded if it completed, else are resent where that is safe.  counted
+ * is how many rows the batch said failed (-1: it did not say).
  */
 static void
 px_settle(const BulkopsBatch *batch, const char *id, const char *status,
-		  const char *reason, JsonbContainer *entries, BulkopsResult *result)
+		  const char *reason, JsonbContainer *entries, int counted,
+		  BulkopsResult *result)
 {
 	int		   *rowof = palloc(sizeof(int) * Max(batch->npending, 1));
 	int			nentries = entries ? bulkops_jarray_size(entries) : 0;
@@ -642,19 +673,33 @@ px_settle(const BulkopsBatch *batch, const char *id, const char *status,
 			rowof[n++] = i;
 	why = px_check_entries(batch, entries, rowof, rows);
 	if (why)
-	{
-		px_settle_rest(batch, result, BULKOPS_ROW_UNKNOWN, NULL,
-					   psprintf("batch %s ended %s, but its errors file does not match the request (%s)",
-								id, status, why));
-		result->next = BULKOPS_NEXT_DONE;
-		return;
-	}
-	for (i = 0; i < nentries; i++)
+		why = psprintf("batch %s ended %s, but its errors file does not match the request (%s)",
+					   id, status, why);
+	for (i = 0; i < nentries && why == NULL; i++)
 	{
 		if (listed[rows[i]])
 			continue;
 		listed[rows[i]] = true;
 		nlisted++;
+	}
+	if (why == NULL && counted > nlisted)
+		why = psprintf("batch %s ended %s having counted %d failed rows, but its errors file lists %d",
+					   id, status, counted, nlisted);
+	if (why)
+	{
+		/* rows listed or not, nothing here can be trusted: no guessing */
+		px_settle_rest(batch, result, BULKOPS_ROW_UNKNOWN, NULL, why);
+		result->next = BULKOPS_NEXT_DONE;
+		result->error = why;
+		return;
+	}
+	/* again, for the outcomes: the first entry of a row listed twice tells */
+	memset(listed, 0, sizeof(bool) * Max(batch->nrows, 1));
+	for (i = 0; i < nentries; i++)
+	{
+		if (listed[rows[i]])
+			continue;
+		listed[rows[i]] = true;
 		px_entry_outcome(result,
 						 rows[i], bulkops_jcontainer(bulkops_jarray_get(entries, i)));
 	}
@@ -716,7 +761,7 @@ px_read_batch(const BulkopsBatch *batch, JsonbContainer *b, const char *id,
 	}
 	if (no_errors || (polled && url == NULL && !(has && has->type == jbvBool)))
 	{
-		px_settle(batch, id, status, reason, NULL, result);
+		px_settle(batch, id, status, reason, NULL, px_failed_count(b), result);
 		return;
 	}
 	if (!polled)
@@ -751,7 +796,8 @@ px_read_batch(const BulkopsBatch *batch, JsonbContainer *b, const char *id,
 	}
 	appendStringInfoString(&note, ",\"url\":");
 	bulkops_json_string(&note, url, strlen(url));
-	appendStringInfo(&note, ",\"refetch\":%d}", px_note_refetch(batch));
+	appendStringInfo(&note, ",\"failed\":%d,\"refetch\":%d}", px_failed_count(b),
+					 px_note_refetch(batch));
 	result->next = BULKOPS_NEXT_STEP;
 	result->step = PX_STEP_ERRORS;
 	result->remote_id = pstrdup(id);
@@ -829,6 +875,7 @@ px_handle_errors_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
 {
 	char	   *status = bulkops_jtext(px_note(batch, "status"));
 	int			refetch = px_note_refetch(batch);
+	char	   *failed;
 
 	if ((resp->status == 403 || resp->status == 404 || resp->status == 410) &&
 		refetch < PX_MAX_REFETCH)
@@ -855,8 +902,10 @@ px_handle_errors_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
 								 batch->remote_id);
 		return;
 	}
+	failed = bulkops_jtext(px_note(batch, "failed"));
 	px_settle(batch, batch->remote_id, status,
-			  bulkops_jtext(px_note(batch, "reason")), root, result);
+			  bulkops_jtext(px_note(batch, "reason")), root,
+			  failed ? atoi(failed) : -1, result);
 }
 
 static void
