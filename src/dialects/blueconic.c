@@ -623,7 +623,8 @@ blueconic_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp
 		{
 			/* it may have been applied; repeating an upsert or delete is safe */
 			result->next = BULKOPS_NEXT_RETRY;
-			result->error = pstrdup("the 200 answer is not a JSON array");
+			result->error = pstrdup(jb ? "the 200 answer is not a JSON array"
+									: "malformed JSON in an HTTP 200 answer");
 			return;
 		}
 		/* a 413 listing nothing: the first 1,000 are in doubt */
