@@ -2,8 +2,8 @@
 # front of it) may spoil, for every dialect and every kind of answer it reads.
 #
 # Proves, for each dialect's answer kinds (clinia: submit, task poll; sap_fsm:
-# the 207 body; packagex: submit, batch poll, errors file; an OAuth token
-# answer), with the mock spoiling that answer once (transient) and every time
+# the 207 body; packagex: submit, batch poll, errors file; blueconic: the
+# entries' answer; an OAuth token answer), with the mock spoiling that answer once (transient) and every time
 # (persistent): not JSON, empty, nested thirty thousand deep, cut, shorter
 # than its Content-Length, larger than bulkops.max_response_size, trickling in
 # slower than http_timeout (and, harmless, within it), a redirect to another
@@ -50,9 +50,12 @@ mock_post('/_control/reset');
 my $canary = "http://localhost:$port/hostile-canary";
 my $max_response = 65536;
 
-# Every source has three rows; the second asks the mock to fail it.
+# Every source has three rows; the second asks the mock to fail it (a
+# dialect's "fail_sql": the columns that do; "fail_msg": the message that row
+# then gets).
 my @BASE = qw(succeeded failed succeeded);
-my $BASE_MSG = qr/^bad row$/;
+my $FAIL_SQL = "CASE WHEN i = 2 THEN 'bad row' END AS _fail";
+my $FAIL_MSG = qr/^bad row$/;
 
 # What a persistent fault leaves, by the step it hits:
 # the submit: retried up to max_attempts (2 here), then the rows fail;
@@ -73,10 +76,11 @@ my $BAD = hex_of("bad \x80\xfe row");
 my $BAD_CLEAN = 'bad ?? row';
 
 # Invalid UTF-8 in the failed row's error message (at $msg_at) and in the
-# first row's remote id (at $id_at): stored cleaned, outcomes unchanged.
+# first row's remote id (at $id_at): stored cleaned (the message as $msg_re
+# says), outcomes unchanged.
 sub bad_text_case
 {
-	my ($msg_at, $id_at) = @_;
+	my ($msg_at, $id_at, $msg_re) = @_;
 	return {
 		label => 'invalid UTF-8 in an error message and a remote id',
 		edits => [
@@ -85,7 +89,7 @@ sub bad_text_case
 		],
 		final => {
 			rows      => \@BASE,
-			row_msg   => { 2 => qr/^\Q$BAD_CLEAN\E$/ },
+			row_msg   => { 2 => $msg_re // qr/^\Q$BAD_CLEAN\E$/ },
 			remote_id => { 1 => 'id?' }
 		}
 	};
@@ -100,7 +104,9 @@ sub bad_refusal_case
 	my @edits = ({ at => '', set => $root }, { at => $msg_at, set_bytes => $BAD });
 	push @edits, { at => $code_at, set_bytes => hex_of("E-\xff") } if $code_at;
 	return {
-		label => 'a refusal whose ' . ($code_at ? 'code and ' : '') . 'message are not UTF-8',
+		label => 'a refusal whose '
+		  . ($code_at ? 'code and message are' : 'message is')
+		  . ' not UTF-8',
 		status => $status,
 		edits  => \@edits,
 		final  => {
@@ -441,6 +447,82 @@ my @DIALECTS = (
 		],
 	},
 	{
+		name     => 'blueconic',
+		url      => '/blueconic',
+		resource => 'profiles',
+		options  => { create_missing => JSON::PP::true },
+		mock     => { blueconic => { shuffle => JSON::PP::false } },
+		fail_sql => "CASE WHEN i = 2 THEN 'NOTFOUND' END AS _state, "
+		  . "CASE WHEN i = 2 THEN 'bad row' END AS _invalid",
+		fail_msg => qr/^no such profile; _invalid: bad row$/,
+		kinds    => [
+			{
+				kind   => 'entries',
+				method => 'PUT',
+				path   => '/rest/v2/profiles$',
+				status => 200,
+				%AT_SUBMIT,
+				cases => [
+					{
+						label => 'more elements than rows, one for a row not sent',
+						edits => [
+							{ at => '', dup => 2 },
+							{ at => '-1.identifier', set => '999' }
+						],
+						final => { rows => \@BASE }
+					},
+					{
+						label => 'fewer elements than rows',
+						edits => [ { at => '', drop => 1 } ],
+						final => {
+							rows => [qw(succeeded failed unknown)],
+							row_msg =>
+							  { 3 => qr/the answer had no entry with this row's identifier/ }
+						}
+					},
+					{
+						label => 'an unknown state',
+						edits => [ { at => '0.state', set => 'WEIRD' } ],
+						final => {
+							rows    => [qw(failed failed succeeded)],
+							row_msg => { 1 => qr/unrecognized state "WEIRD"/ }
+						}
+					},
+					{
+						label => 'an identifier that is not UTF-8',
+						edits => [ { at => '0.identifier', set_bytes => hex_of("1\xff") } ],
+						final => {
+							rows    => [qw(unknown failed succeeded)],
+							row_msg => { 1 => qr/no entry with this row's identifier/ }
+						}
+					},
+					bad_text_case('1.validationErrors._invalid.0', '0.profileId',
+						qr/^no such profile; _invalid: \Q$BAD_CLEAN\E$/),
+					{
+						label => 'a NUL byte inside a string',
+						edits => [ { at => '0.profileId', set_bytes => hex_of("a\0b") } ],
+						persistent => qr/malformed JSON in an HTTP 200 answer/
+					},
+					{
+						label  => 'a 413 listing nothing',
+						status => 413,
+						edits  => [ { at => '', set => [] } ],
+						final  => {
+							rows => [qw(unknown unknown unknown)],
+							msg  => qr/HTTP 413 for a request of 3 entries, within the limit/
+						}
+					},
+					bad_refusal_case(400, { code => 400 }, undef, 'message'),
+					{
+						label      => 'an answer that is not an array',
+						edits      => [ { at => '', set => { state => 'CREATED' } } ],
+						persistent => qr/the 200 answer is not a JSON array/
+					},
+				]
+			},
+		],
+	},
+	{
 		# the token answer is read by the worker, whatever the dialect
 		name     => 'oauth',
 		dialect  => 'clinia',
@@ -498,6 +580,8 @@ my @DIALECTS = (
 
 # Faults every answer kind gets, once and for good, and what a persistent one
 # must say.
+my $NOT_JSON =
+  qr/malformed JSON|not a JSON|stack depth limit exceeded|invalid input syntax for type json/;
 my @GENERIC = (
 	{
 		label => 'an answer that is not JSON',
@@ -508,12 +592,12 @@ my @GENERIC = (
 				body   => '<html><body>502 Bad Gateway</body></html>'
 			};
 		},
-		persistent => qr/malformed JSON|invalid input syntax for type json/
+		persistent => $NOT_JSON
 	},
 	{
 		label => 'an empty answer',
 		rule  => sub { return { action => 'malformed', status => $_[0]{status}, body => '' } },
-		persistent => qr/malformed JSON|not a JSON|invalid input syntax for type json/
+		persistent => $NOT_JSON
 	},
 	{
 		# deeper than the parser's stack allows, or at least unfinished
@@ -521,13 +605,12 @@ my @GENERIC = (
 		rule  => sub {
 			return { action => 'malformed', status => $_[0]{status}, body => '[' x 30000 };
 		},
-		persistent =>
-		  qr/malformed JSON|not a JSON|stack depth limit exceeded|invalid input syntax for type json/
+		persistent => $NOT_JSON
 	},
 	{
 		label      => 'a cut JSON body',
 		rule       => sub { return { action => 'mutate', edits => [ { cut => 0.5 } ] } },
-		persistent => qr/malformed JSON|not a JSON|invalid input syntax for type json/
+		persistent => $NOT_JSON
 	},
 	{
 		label      => 'a body shorter than its Content-Length',
@@ -703,9 +786,8 @@ for my $c (@cases)
 	push @sql,
 	  sprintf(
 		"SELECT %s, bulkops.bulk_upsert(%s, \$\$SELECT '%s-' || i AS id, 'name ' || i AS name,"
-		  . " CASE WHEN i = 2 THEN 'bad row' END AS _fail FROM generate_series(1, 3) AS i\$\$,"
-		  . " key => 'id');",
-		sql_literal($tag), sql_literal($tag), $tag);
+		  . " %s FROM generate_series(1, 3) AS i\$\$, key => 'id');",
+		sql_literal($tag), sql_literal($tag), $tag, $d->{fail_sql} // $FAIL_SQL);
 }
 mock_post('/_control/faults', { rules => \@rules });
 
@@ -787,7 +869,8 @@ for my $c (@cases)
 		if ($e->{transient})
 		{
 			# retried, and the real outcome is kept, the remote error included
-			like($rows[1]{msg} // '', $BASE_MSG, 'the failed row has its remote error');
+			like($rows[1]{msg} // '', $c->{d}{fail_msg} // $FAIL_MSG,
+				'the failed row has its remote error');
 		}
 		like($j->{batch}{last_error} // '', $e->{last_error}, 'the batch says why')
 		  if $e->{last_error};
