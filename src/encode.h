@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * encode.h
- *	  Tuple to JSON encoding with per-column cached type information.
+ *	  Tuple to JSON and CSV encoding with per-column cached type
+ *	  information.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +42,21 @@ extern void bulkops_encode_value(BulkopsEncoder *enc, int att, Datum value,
 
 /* The column's value as plain text (its output function); never NULL. */
 extern char *bulkops_encode_text(BulkopsEncoder *enc, int att, Datum value);
+
+/* What bulkops_encode_csv_record found a value could not be sent as. */
+#define BULKOPS_CSV_NUL			1	/* it holds a NUL byte */
+#define BULKOPS_CSV_NOT_UTF8	2	/* a bytea that is not UTF-8 text */
+
+/*
+ * Append one CSV record (RFC 4180, UTF-8, ended by LF) of the columns
+ * cols[0..ncols), in that order; NULLs are written as null_text.  Returns
+ * -1, or the column whose value could not be written (*problem says why;
+ * out then holds part of the record).  See encode.c for each type's form.
+ */
+extern int	bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values,
+									  bool *nulls, const int *cols, int ncols,
+									  const char *null_text, StringInfo out,
+									  int *problem);
 
 /* Append str[0..len) as a quoted, escaped JSON string. */
 extern void bulkops_json_string(StringInfo out, const char *str, int len);

@@ -1,0 +1,307 @@
+/*-------------------------------------------------------------------------
+ *
+ * csv.c
+ *	  RFC 4180 CSV, both ways: quoting one field on the encoding hot path,
+ *	  and reading a file that arrives in pieces (an HTTP answer streamed
+ *	  through a callback) one record at a time.
+ *
+ * The reader holds one record, never the file: memory is bounded by the
+ * largest record (max_record), whatever the size of the file.  Records end
+ * with LF, CRLF or a bare CR; quoted fields may hold any of them.  A line
+ * with nothing on it is skipped.
+ *
+ * Pure functions on the caller's memory (buffers are allocated in the
+ * context current at bulkops_csv_reader_init); no catalog access, usable
+ * in or out of a transaction.  Malformed input raises ERROR.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "csv.h"
+#include "json_out.h"
+
+/* ---- writing ---- */
+
+#define ONES64		UINT64CONST(0x0101010101010101)
+#define HIGHS64		UINT64CONST(0x8080808080808080)
+#define HAS_ZERO_BYTE(w)	(((w) - ONES64) & ~(w) & HIGHS64)
+#define HAS_BYTE(w, c)		HAS_ZERO_BYTE((w) ^ (ONES64 * (unsigned char) (c)))
+/* a byte that needs quoting (, " CR LF) or refusing (NUL) */
+#define CSV_SPECIAL(w) \
+	(HAS_ZERO_BYTE(w) | HAS_BYTE(w, ',') | HAS_BYTE(w, '"') | \
+	 HAS_BYTE(w, '\n') | HAS_BYTE(w, '\r'))
+
+static const bool csv_special[256] = {
+	[0] = true,[','] = true,['"'] = true,['\n'] = true,['\r'] = true
+};
+
+bool
+bulkops_csv_field(StringInfo out, const char *s, int len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	const unsigned char *end = p + len;
+	const char *q;
+
+	/* most fields need no quoting: find out eight bytes at a time */
+	while (end - p >= 8)
+	{
+		uint64		w;
+
+		memcpy(&w, p, sizeof(w));
+		if (CSV_SPECIAL(w))
+			break;
+		p += 8;
+	}
+	while (p < end && !csv_special[*p])
+		p++;
+	if (p == end)
+	{
+		append_bytes(out, s, len);
+		return true;
+	}
+	if (memchr(p, '\0', end - p) != NULL)
+		return false;
+
+	/* quoted: every inner quote doubled */
+	reserve(out, len + 2);
+	out->data[out->len++] = '"';
+	p = (const unsigned char *) s;
+	while ((q = memchr(p, '"', end - p)) != NULL)
+	{
+		append_bytes(out, (const char *) p, q - (const char *) p + 1);
+		append_char(out, '"');
+		p = (const unsigned char *) q + 1;
+	}
+	append_bytes(out, (const char *) p, end - p);
+	append_char(out, '"');
+	return true;
+}
+
+/* ---- reading ---- */
+
+typedef enum CsvState
+{
+	CSV_RECORD_START,			/* nothing of a record read yet */
+	CSV_FIELD_START,			/* after a comma, or at a record's start */
+	CSV_UNQUOTED,
+	CSV_QUOTED,
+	CSV_QUOTE,					/* a quote inside a quoted field: its end, or
+								 * the first of a doubled quote */
+	CSV_AFTER_CR				/* a record ended at CR; an LF may follow */
+} CsvState;
+
+/* what ends a run of plain bytes in an unquoted field */
+static const bool unquoted_stop[256] = {
+	[','] = true,['"'] = true,['\n'] = true,['\r'] = true
+};
+
+void
+bulkops_csv_reader_init(BulkopsCsvReader *r, BulkopsCsvRecordFn on_record,
+						void *arg, int max_record)
+{
+	memset(r, 0, sizeof(*r));
+	r->on_record = on_record;
+	r->arg = arg;
+	r->max_record = max_record;
+	r->state = CSV_RECORD_START;
+	initStringInfo(&r->buf);
+	r->maxfields = 16;
+	r->starts = palloc(sizeof(int) * (r->maxfields + 1));
+	r->fields = palloc(sizeof(char *) * r->maxfields);
+	r->lens = palloc(sizeof(int) * r->maxfields);
+}
+
+static void
+malformed(BulkopsCsvReader *r, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
+			 errmsg("malformed CSV in line " INT64_FORMAT ": %s", r->line, what)));
+}
+
+static inline void
+append_checked(BulkopsCsvReader *r, const char *p, int n)
+{
+	if (unlikely(r->buf.len + n > r->max_record))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("CSV record in line " INT64_FORMAT " is longer than %d bytes",
+						r->line, r->max_record)));
+	append_bytes(&r->buf, p, n);
+}
+
+static void
+begin_field(BulkopsCsvReader *r)
+{
+	if (r->nfields == r->maxfields)
+	{
+		r->maxfields *= 2;
+		r->starts = repalloc(r->starts, sizeof(int) * (r->maxfields + 1));
+		r->fields = repalloc(r->fields, sizeof(char *) * r->maxfields);
+		r->lens = repalloc(r->lens, sizeof(int) * r->maxfields);
+	}
+	r->starts[r->nfields] = r->buf.len;
+}
+
+static void
+end_field(BulkopsCsvReader *r)
+{
+	r->lens[r->nfields] = r->buf.len - r->starts[r->nfields];
+	append_char(&r->buf, '\0');
+	r->nfields++;
+}
+
+static void
+end_record(BulkopsCsvReader *r)
+{
+	int			i;
+
+	r->state = CSV_RECORD_START;
+	/* a line with nothing on it is no record */
+	if (r->nfields == 1 && r->lens[0] == 0 && !r->quoted)
+		return;
+	for (i = 0; i < r->nfields; i++)
+		r->fields[i] = r->buf.data + r->starts[i];
+	r->records++;
+	r->on_record(r->arg, r->nfields, r->fields, r->lens);
+}
+
+void
+bulkops_csv_feed(BulkopsCsvReader *r, const char *data, size_t len)
+{
+	const char *p = data;
+	const char *end = data + len;
+
+	while (p < end)
+	{
+		switch ((CsvState) r->state)
+		{
+			case CSV_AFTER_CR:
+				r->state = CSV_RECORD_START;
+				if (*p == '\n')
+				{
+					p++;
+					break;
+				}
+				/* FALLTHROUGH */
+			case CSV_RECORD_START:
+				resetStringInfo(&r->buf);
+				r->nfields = 0;
+				r->quoted = false;
+				r->line = r->lines + 1;
+				r->state = CSV_FIELD_START;
+				/* FALLTHROUGH */
+			case CSV_FIELD_START:
+				begin_field(r);
+				if (*p == '"')
+				{
+					r->quoted = true;
+					r->state = CSV_QUOTED;
+					p++;
+				}
+				else
+					r->state = CSV_UNQUOTED;
+				break;
+			case CSV_UNQUOTED:
+				{
+					const char *q = p;
+
+					while (q < end && !unquoted_stop[(unsigned char) *q])
+						q++;
+					append_checked(r, p, q - p);
+					p = q;
+					if (p == end)
+						break;
+					switch (*p++)
+					{
+						case ',':
+							end_field(r);
+							r->state = CSV_FIELD_START;
+							break;
+						case '\n':
+							r->lines++;
+							end_field(r);
+							end_record(r);
+							break;
+						case '\r':
+							r->lines++;
+							end_field(r);
+							end_record(r);
+							r->state = CSV_AFTER_CR;
+							break;
+						default:
+							malformed(r, "a double quote inside an unquoted field");
+					}
+				}
+				break;
+			case CSV_QUOTED:
+				{
+					const char *q = memchr(p, '"', end - p);
+					const char *nl;
+
+					if (q == NULL)
+						q = end;
+					for (nl = p; (nl = memchr(nl, '\n', q - nl)) != NULL; nl++)
+						r->lines++;
+					append_checked(r, p, q - p);
+					p = q;
+					if (p < end)
+					{
+						p++;
+						r->state = CSV_QUOTE;
+					}
+				}
+				break;
+			case CSV_QUOTE:
+				switch (*p++)
+				{
+					case '"':
+						append_checked(r, "\"", 1);
+						r->state = CSV_QUOTED;
+						break;
+					case ',':
+						end_field(r);
+						r->state = CSV_FIELD_START;
+						break;
+					case '\n':
+						r->lines++;
+						end_field(r);
+						end_record(r);
+						break;
+					case '\r':
+						r->lines++;
+						end_field(r);
+						end_record(r);
+						r->state = CSV_AFTER_CR;
+						break;
+					default:
+						malformed(r, "text after the closing quote of a field");
+				}
+				break;
+		}
+	}
+}
+
+void
+bulkops_csv_finish(BulkopsCsvReader *r)
+{
+	switch ((CsvState) r->state)
+	{
+		case CSV_RECORD_START:
+		case CSV_AFTER_CR:
+			break;
+		case CSV_QUOTED:
+			malformed(r, "a quoted field is not closed at the end of the file");
+			break;
+		case CSV_FIELD_START:
+			/* a comma was the last byte: one more, empty, field */
+			begin_field(r);
+			/* FALLTHROUGH */
+		case CSV_UNQUOTED:
+		case CSV_QUOTE:
+			end_field(r);
+			end_record(r);
+			break;
+	}
+}

@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ *
+ * csv.h
+ *	  RFC 4180 CSV: quoting one field for writing, and a streaming reader
+ *	  that takes a file in pieces of any size and hands out whole records.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_CSV_H
+#define BULKOPS_CSV_H
+
+#include "lib/stringinfo.h"
+
+/*
+ * Append s[0..len) as one CSV field, quoted (inner quotes doubled) when it
+ * holds a comma, a double quote, CR or LF.  Returns false, appending
+ * nothing, when it holds a NUL byte, which no CSV consumer takes.
+ */
+extern bool bulkops_csv_field(StringInfo out, const char *s, int len);
+
+/*
+ * Called once per record read; fields[i] is NUL-terminated and lens[i] its
+ * length.  Both arrays belong to the reader and change after the call.
+ */
+typedef void (*BulkopsCsvRecordFn) (void *arg, int nfields, char **fields,
+									int *lens);
+
+typedef struct BulkopsCsvReader
+{
+	BulkopsCsvRecordFn on_record;
+	void	   *arg;
+	int			max_record;		/* bytes one record may hold */
+	int			state;
+	bool		quoted;			/* the current record has seen a quote */
+	StringInfoData buf;			/* the current record's fields, each
+								 * followed by a NUL */
+	int		   *starts;			/* offset of each field in buf */
+	char	  **fields;
+	int		   *lens;
+	int			nfields;
+	int			maxfields;
+	int64		line;			/* 1-based line of the current record */
+	int64		lines;			/* line breaks seen so far */
+	int64		records;		/* records handed out */
+} BulkopsCsvReader;
+
+/* Allocations (the buffers) go to CurrentMemoryContext. */
+extern void bulkops_csv_reader_init(BulkopsCsvReader *r,
+									BulkopsCsvRecordFn on_record, void *arg,
+									int max_record);
+
+/* Read data[0..len); raises ERROR on malformed CSV. */
+extern void bulkops_csv_feed(BulkopsCsvReader *r, const char *data,
+							 size_t len);
+
+/* The end of the file: hands out a last record that had no line break. */
+extern void bulkops_csv_finish(BulkopsCsvReader *r);
+
+#endif							/* BULKOPS_CSV_H */
