@@ -128,7 +128,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress"
+							   "j.timed_out, b.progress, j.key_column"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
@@ -136,7 +136,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress",
+							   "j.timed_out, b.progress, j.key_column",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -171,6 +171,9 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->created_by = getstr(15);
 	w->last_progress = getstr(18);
 	w->batch.progress = w->last_progress;
+	w->batch.key = getstr(19);
+	w->batch.memo_cxt = AllocSetContextCreate(cxt, "bulkops batch memo",
+											  ALLOCSET_SMALL_SIZES);
 	d = getbin(13, &isnull);
 	if (isnull)
 		w->batch.prologue = "";
@@ -383,7 +386,7 @@ bulkops_recover(void)
 			jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
 			nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
 			/* in doubt: a submit that may have reached the remote side */
-			if (step == 0 && d != NULL && !d->idempotent[op])
+			if (step == 0 && d != NULL && !d->idempotent[op] && !d->submit_is_safe)
 				nos[i] = -nos[i] - 1;
 		}
 		for (i = 0; i < n; i++)

@@ -113,6 +113,16 @@ typedef struct BulkopsBatch
 								 * BulkopsResult.progress), or NULL: a dialect
 								 * whose batch takes several requests adds its
 								 * answers' counts to them */
+	const char *key;			/* the job's key column, or NULL */
+
+	/*
+	 * What the dialect kept in memory from an earlier step of this batch
+	 * (BulkopsResult.memo).  It does not survive a restart of the worker:
+	 * after one it is NULL at whatever step the batch resumes, and the
+	 * dialect must be able to rebuild it (e.g. by going back a step).
+	 */
+	void	   *memo;
+	MemoryContext memo_cxt;		/* where a memo must be allocated */
 } BulkopsBatch;
 
 typedef struct BulkopsHeader
@@ -198,6 +208,14 @@ typedef struct BulkopsResult
 								 * numeric counters for this batch (records
 								 * processed, ...); shown summed over the
 								 * job's batches in bulkops.job_progress */
+	bool		limited;		/* NEXT_RETRY: the remote side refused the
+								 * request for a rate or usage limit and
+								 * applied nothing; repeat it after delay_ms
+								 * without using up an attempt */
+	void	   *memo;			/* NEXT_STEP: keep for the next steps
+								 * (allocated in batch->memo_cxt); NULL
+								 * drops it.  Other results drop it too,
+								 * except NEXT_RETRY, which keeps it. */
 } BulkopsResult;
 
 typedef struct BulkopsOptionDef BulkopsOptionDef;
@@ -221,6 +239,14 @@ typedef struct BulkopsDialect
 	 * makes "token_url" required.
 	 */
 	const char *token_path;
+	/* the most bytes (prologue + rows) one request may carry; 0 = none */
+	int			max_batch_bytes;
+	/*
+	 * step 0 applies no row (it only opens a remote job that later steps
+	 * fill and start), so repeating or resuming it is safe for every
+	 * operation
+	 */
+	bool		submit_is_safe;
 
 	/* refuse a target the API cannot serve (bad resource, options) */
 	void		(*validate_target) (const char *url, const char *resource,
@@ -291,5 +317,6 @@ extern const BulkopsDialect bulkops_clinia_dialect;
 extern const BulkopsDialect bulkops_sap_fsm_dialect;
 extern const BulkopsDialect bulkops_packagex_dialect;
 extern const BulkopsDialect bulkops_blueconic_dialect;
+extern const BulkopsDialect bulkops_salesforce_dialect;
 
 #endif							/* BULKOPS_DIALECT_H */

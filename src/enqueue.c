@@ -49,6 +49,8 @@ typedef struct EnqueueState
 	int64		job_id;
 	int			batch_size;
 	int			batch_bytes;
+	int			max_bytes;		/* the dialect's hard cap on a batch's rows,
+								 * or 0 */
 	MemoryContext job_cxt;		/* encoder, kept plan */
 	MemoryContext batch_cxt;	/* one batch's rows, reset per flush */
 	SPIPlanPtr	insert_plan;
@@ -238,6 +240,53 @@ batch_flush(EnqueueState *st)
 	batch_reset(st);
 }
 
+/*
+ * The last row took the batch past the dialect's hard cap: write the batch
+ * without it, and start the next batch with it.
+ */
+static void
+carry_last_row(EnqueueState *st)
+{
+	int			last = st->nrows - 1;
+	int			start = st->offsets[last];
+	int			len = st->offsets[st->nrows] - start;
+	char	   *row;
+	char	   *key = NULL;
+	MemoryContext old;
+
+	if (st->nrows == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("row " INT64_FORMAT " of the source is too large for one request of dialect \"%s\"",
+						st->rows, st->dialect->name),
+				 errdetail("Its encoding takes %d bytes; at most %d fit.", len, st->max_bytes)));
+
+	old = MemoryContextSwitchTo(st->job_cxt);
+	row = palloc(len);
+	memcpy(row, st->body.data + VARHDRSZ + start, len);
+	if (!st->key_nulls[last])
+		key = TextDatumGetCString(st->keys[last]);
+	MemoryContextSwitchTo(old);
+
+	st->nrows--;
+	st->body.len = VARHDRSZ + start;
+	st->rows--;
+	batch_flush(st);
+	st->rows++;
+
+	old = MemoryContextSwitchTo(st->batch_cxt);
+	appendBinaryStringInfo(&st->body, row, len);
+	st->offsets[0] = 0;
+	st->offsets[1] = len;
+	st->keys[0] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	st->key_nulls[0] = (key == NULL);
+	st->nrows = 1;
+	MemoryContextSwitchTo(old);
+	pfree(row);
+	if (key)
+		pfree(key);
+}
+
 /* ---- the DestReceiver that sees every source row ---- */
 
 static bool
@@ -281,6 +330,8 @@ enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 	st->offsets[st->nrows] = st->body.len - VARHDRSZ;
 	MemoryContextSwitchTo(old);
 
+	if (st->max_bytes > 0 && st->body.len - VARHDRSZ > st->max_bytes)
+		carry_last_row(st);
 	if (st->nrows >= st->batch_size || st->body.len >= st->batch_bytes)
 		batch_flush(st);
 	return true;
@@ -333,6 +384,17 @@ enqueue_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		st->target.prologue = makeStringInfo();
 		st->dialect->begin_encode(&st->target, st->enc);
 		MemoryContextSwitchTo(old);
+	}
+	if (st->dialect->max_batch_bytes > 0)
+	{
+		/* every request carries the prologue in front of the rows */
+		st->max_bytes = st->dialect->max_batch_bytes -
+			(st->target.prologue ? st->target.prologue->len : 0);
+		if (st->max_bytes <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the source's header is too large for one request of dialect \"%s\"",
+							st->dialect->name)));
 	}
 	batch_reset(st);
 }
@@ -522,6 +584,13 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 		st.batch_size = ti.dialect->max_batch_rows;
 	}
 	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", DEFAULT_BATCH_BYTES);
+	if (ti.dialect->max_batch_bytes > 0 && st.batch_bytes > ti.dialect->max_batch_bytes)
+	{
+		ereport(NOTICE,
+				(errmsg("batch_bytes %d is more than dialect \"%s\" takes in one request; using %d",
+						st.batch_bytes, ti.dialect->name, ti.dialect->max_batch_bytes)));
+		st.batch_bytes = ti.dialect->max_batch_bytes;
+	}
 	prepare_insert(&st);
 	st.job_id = insert_job(target, ti.dialect, op, key, options);
 

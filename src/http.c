@@ -133,17 +133,24 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	MemoryContext old;
 
 	call->received += n;
-	if (call->received > (size_t) call->max_size)
-	{
-		call->too_large = true;
-		return 0;				/* makes curl fail the transfer */
-	}
 	old = MemoryContextSwitchTo(call->cxt);
 	if (call->on_data == NULL || call->status_seen >= 300)
+	{
+		if (call->body.len + n > (size_t) call->max_size)
+		{
+			call->too_large = true;
+			MemoryContextSwitchTo(old);
+			return 0;			/* makes curl fail the transfer */
+		}
 		appendBinaryStringInfo(&call->body, data, n);
+	}
 	else
 	{
-		/* an ERROR must not unwind through libcurl's frames: stop here */
+		/*
+		 * Streamed: the dialect keeps what it needs, so the answer's size
+		 * is not bounded here.  An ERROR must not unwind through libcurl's
+		 * frames: stop here.
+		 */
 		PG_TRY();
 		{
 			call->on_data(call->stream_state, data, n);
@@ -433,7 +440,19 @@ bulkops_http_start(const BulkopsRequest *req, List *auth_headers,
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, call->curl_errbuf);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, BULKOPS_USER_AGENT);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) opts->timeout_ms);
+	if (req->on_data == NULL)
+		curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) opts->timeout_ms);
+	else
+	{
+		/*
+		 * A streamed answer (a result file of hundreds of MB) may take far
+		 * longer than the timeout to arrive whole: it fails only when it
+		 * stalls that long.
+		 */
+		curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
+						 (long) Max((opts->timeout_ms + 999) / 1000, 1));
+	}
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
 					 (long) Min(opts->timeout_ms, 10000));
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);

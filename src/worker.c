@@ -312,6 +312,15 @@ apply_result(Work *w, BulkopsResult *res)
 	return false;
 }
 
+/* What the dialect keeps between steps (BulkopsBatch.memo). */
+static void
+set_memo(Work *w, void *memo)
+{
+	w->batch.memo = memo;
+	if (memo == NULL)
+		MemoryContextReset(w->batch.memo_cxt);
+}
+
 /*
  * Decide the next state in memory (before the transaction that persists
  * it): steps, attempts, and whether a retry is allowed at all.
@@ -330,6 +339,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			w->batch.step = res->step;
 			w->batch.remote_id = res->remote_id ? pstrdup(res->remote_id) : NULL;
 			w->batch.step_data = res->step_data ? pstrdup(res->step_data) : NULL;
+			set_memo(w, res->memo);
 			w->poll_errors = 0;
 			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
 												 : poll_delay_ms(w));
@@ -349,6 +359,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			w->batch.step = 0;
 			w->batch.remote_id = NULL;
 			w->batch.step_data = NULL;
+			set_memo(w, NULL);
 			if (res->counts_attempt)
 			{
 				if (w->ref.attempts >= w->max_attempts)
@@ -363,6 +374,17 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			w->due = now;
 			break;
 		case BULKOPS_NEXT_RETRY:
+			if (res->limited)
+			{
+				/*
+				 * Refused for a usage limit, nothing applied: waiting is the
+				 * cure, and however long it takes is no fault of the batch,
+				 * so it uses up neither attempts nor poll errors.
+				 */
+				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+													 : bulkops_backoff_ms(16, retry_after_ms));
+				break;
+			}
 			if (w->batch.step > 0)
 			{
 				/* polls and fetches are always safe to repeat, within reason */
@@ -374,10 +396,13 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 										  w->batch.remote_id, res->error);
 					break;
 				}
-				w->due = TimestampTzPlusMilliseconds(now, bulkops_backoff_ms(w->poll_errors,
-																	 retry_after_ms));
+				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+													 : bulkops_backoff_ms(w->poll_errors, retry_after_ms));
 				break;
 			}
+			/* a submit that only opens a remote job never applies a row */
+			if (w->dialect->submit_is_safe)
+				not_applied = true;
 			if (!not_applied && !w->dialect->idempotent[w->batch.op])
 			{
 				res->next = BULKOPS_NEXT_FAIL;
@@ -396,8 +421,8 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 				break;
 			}
 			w->ref.attempts++;
-			w->due = TimestampTzPlusMilliseconds(now, bulkops_backoff_ms(w->ref.attempts - 1,
-																 retry_after_ms));
+			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+												 : bulkops_backoff_ms(w->ref.attempts - 1, retry_after_ms));
 			break;
 		case BULKOPS_NEXT_DONE:
 		case BULKOPS_NEXT_FAIL:
