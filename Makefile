@@ -27,7 +27,8 @@ OBJS = \
 	src/dialects/clinia.o \
 	src/dialects/sap_fsm.o \
 	src/dialects/packagex.o \
-	src/dialects/blueconic.o
+	src/dialects/blueconic.o \
+	src/dialects/salesforce.o
 
 EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql
@@ -37,7 +38,7 @@ SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth packagex ratelimit retention blueconic
+REGRESS = setup targets enqueue encode worker security upgrade sap_fsm oauth packagex ratelimit retention blueconic salesforce
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -23,6 +23,7 @@ static const BulkopsDialect *const dialects[] = {
 	&bulkops_sap_fsm_dialect,
 	&bulkops_packagex_dialect,
 	&bulkops_blueconic_dialect,
+	&bulkops_salesforce_dialect,
 	NULL
 };
 

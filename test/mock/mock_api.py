@@ -64,6 +64,7 @@ DIALECT_MODULES = (
     "packagex",
     "blueconic",
     "abortable",    # tests only: the abortable dialect of test/modules
+    "salesforce",
 )
 
 REQUEST_LOG_SIZE = 1000

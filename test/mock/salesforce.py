@@ -1,0 +1,510 @@
+"""salesforce.py - the mock's "salesforce" dialect: Bulk API 2.0 ingest (PROTOCOLS.md section 1).
+
+This file owns Salesforce Bulk API 2.0 ingest jobs as bulkops sees them, mounted by
+mock_api.py under /salesforce, so a target url (the instance URL) is
+http://127.0.0.1:PORT/salesforce and the API base is {url}/services/data/v62.0:
+
+  POST  {base}/jobs/ingest                       create a job      -> 200 JobInfo, Open
+  PUT   {base}/jobs/ingest/<id>/batches          upload CSV        -> 201
+  PATCH {base}/jobs/ingest/<id>/                 {"state": "UploadComplete" | "Aborted"}
+  GET   {base}/jobs/ingest/<id>/                 JobInfo: UploadComplete, InProgress (for
+                                                 in_progress_polls polls), then JobComplete,
+                                                 or Failed with unprocessed records
+  GET   {base}/jobs/ingest/<id>/successfulResults/   "sf__Id","sf__Created",<columns>
+  GET   {base}/jobs/ingest/<id>/failedResults/       "sf__Id","sf__Error",<columns>
+  GET   {base}/jobs/ingest/<id>/unprocessedrecords/  <columns>
+  (each path also without its trailing slash)
+
+and its test hooks under /_control/salesforce: store, applied, jobs.
+
+Records are applied to an in-memory store per object when the job completes: insert makes
+a new Id, update needs an existing Id, upsert matches the externalIdFieldName column,
+delete and hardDelete remove by Id.  "#N/A" sets a field to null, an empty field leaves
+it unchanged.  Rows ask for trouble through columns the store never keeps:
+  _fail  "CODE:message"  the record fails with that sf__Error
+  _lock  N               the record (same uploaded values) fails with UNABLE_TO_LOCK_ROW
+                         the first N times it is processed
+  _lost  anything        the record is applied but left out of every result file
+(an empty or "#N/A" value asks for nothing, since a SQL source has the column on every
+row).  Result files list their records shuffled (or as result_order says), every field
+quoted, as Salesforce writes them.  Errors are JSON arrays [{"errorCode", "message"}].
+
+Configuration (POST /_control/config {"salesforce": {...}}), all optional:
+  bearer                    token required in "Authorization: Bearer"; else 401
+                            INVALID_SESSION_ID
+  in_progress_polls (1)     polls answered InProgress (processed count growing) first
+  result_order ("shuffle")  "shuffle", "reverse" or "upload"
+  fail_job                  {"after": N, "times": T (1), "message": "..."}: the next T
+                            jobs closed end Failed after N records; the rest are
+                            unprocessed
+  request_limit_exceeded    N: the next N ingest requests get 403 REQUEST_LIMIT_EXCEEDED
+  objects                   list of known object names (default: any name)
+
+Assumed where PROTOCOLS.md and the vendor's pages are silent (kept here, in one place):
+  * a job takes any number of uploads, but one with more than one refuses to close with
+    400 INVALIDJOB "Found multiple contents for job" (as Salesforce answers);
+  * uploading to, closing or aborting a job in the wrong state is 409 INVALIDJOB;
+  * an unknown object is 400 INVALIDJOB "Unable to find object";
+  * result files of a job that is not final are 409 INVALIDJOB;
+  * aborting an InProgress job keeps the records processed so far (numberRecordsProcessed)
+    and leaves the rest unprocessed;
+  * a record with more or fewer fields than the header fails with INVALID_FIELD;
+  * update of an Id not in the store fails with INVALID_CROSS_REFERENCE_KEY, delete of
+    one with ENTITY_IS_DELETED.
+"""
+
+import collections
+import csv
+import io
+import json
+import random
+import time
+
+from mock_api import Response, json_response
+
+NAME = "salesforce"
+
+OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
+FINAL = ("JobComplete", "Failed", "Aborted")
+FILES = ("successfulResults", "failedResults", "unprocessedrecords")
+LOCK_ERROR = "UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record"
+SET_NULL = "#N/A"
+TEST_COLUMNS = ("_fail", "_lock", "_lost")
+
+# --bench answers
+BENCH_SUCCESS_PREFIX = b'"001000000000000AAA","false",'
+
+
+def sf_error(status, code, message):
+    return json_response(status, [{"errorCode": code, "message": message}])
+
+
+def asks(value):
+    """Does a test column's value ask for something?"""
+    return value not in (None, "", SET_NULL)
+
+
+def csv_bytes(rows):
+    out = io.StringIO()
+    w = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    w.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def now_iso():
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
+
+
+class Job:
+    """One ingest job, its uploads, and once processed its three result lists."""
+
+    def __init__(self, job_id, spec, api_version, cfg, fail_job):
+        self.id = job_id
+        self.object = spec["object"]
+        self.operation = spec["operation"]
+        self.ext_id = spec.get("externalIdFieldName")
+        self.api_version = api_version
+        self.line_ending = spec.get("lineEnding", "LF")
+        self.state = "Open"
+        self.created = now_iso()
+        self.uploads = []
+        self.polls = 0
+        self.in_progress_polls = int(cfg.get("in_progress_polls", 1))
+        self.result_order = cfg.get("result_order", "shuffle")
+        self.fail_job = fail_job        # {"after", "message"} or None
+        self.header = None
+        self.records = None             # list of field lists, upload order
+        self.count = 0                  # records uploaded (at close)
+        self.processed = 0
+        self.failed = 0
+        self.error_message = None
+        self.success, self.failures, self.unprocessed = [], [], []
+        self.bench_body = None
+
+    def info(self):
+        out = {"id": self.id, "operation": self.operation, "object": self.object,
+               "createdById": "005000000000000AAA", "createdDate": self.created,
+               "systemModstamp": now_iso(), "state": self.state,
+               "concurrencyMode": "Parallel", "contentType": "CSV",
+               "apiVersion": float(self.api_version), "jobType": "V2Ingest",
+               "lineEnding": self.line_ending, "columnDelimiter": "COMMA",
+               "numberRecordsProcessed": self.processed,
+               "numberRecordsFailed": self.failed, "retries": 0,
+               "totalProcessingTime": 0}
+        if self.ext_id:
+            out["externalIdFieldName"] = self.ext_id
+        if self.state == "Open":
+            out["contentUrl"] = "services/data/v%s/jobs/ingest/%s/batches" % (
+                self.api_version, self.id)
+        if self.error_message:
+            out["errorMessage"] = self.error_message
+        return out
+
+
+class Dialect:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.reset()
+
+    def reset(self):
+        self.store = collections.defaultdict(dict)     # object -> Id -> fields
+        self.applied = collections.Counter()            # (object, Id) -> times
+        self.lock_seen = collections.Counter()          # record values -> times
+        self.jobs = {}
+        self.next_job = 1
+        self.next_id = 1
+        self.counts = collections.Counter()
+
+    def routes(self):
+        base = "/services/data/{ver}/jobs/ingest"
+        job = base + "/{job}"
+        out = [("POST", base, self.create),
+               ("PUT", job + "/batches", self.upload)]
+        for suffix in ("", "/"):
+            out.append(("PATCH", job + suffix, self.patch))
+            out.append(("GET", job + suffix, self.poll))
+            for name in FILES:
+                out.append(("GET", job + "/" + name + suffix,
+                            lambda req, params, name=name: self.results(name, req, params)))
+        return out
+
+    def control_routes(self):
+        return [("GET", "/store", self.ctl_store),
+                ("GET", "/applied", self.ctl_applied),
+                ("GET", "/jobs", self.ctl_jobs)]
+
+    def stats(self):
+        c = self.counts
+        return {"jobs": c["jobs"], "uploads": c["uploads"], "closes": c["closes"],
+                "polls": c["polls"], "aborts": c["aborts"], "fetches": c["fetches"],
+                "operations": c["operations"], "applied": c["applied"],
+                "failures": c["failures"], "limited": c["limited"],
+                "refused": c["refused"],
+                "max_applications_per_id": max(self.applied.values(), default=0),
+                "store_size": sum(len(v) for v in self.store.values())}
+
+    @property
+    def config(self):
+        return self.ctx.section(NAME)
+
+    # -- checks shared by every request ---------------------------------------
+
+    def refuse(self, req, params):
+        """The 401/403/400 answer every request may get first, or None."""
+        cfg = self.config
+        token = cfg.get("bearer")
+        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
+        if token is not None and (scheme.lower() != "bearer" or value.strip() != token):
+            return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if int(cfg.get("request_limit_exceeded") or 0) > 0:
+            # counted down in the configuration itself, which shows what is left
+            cfg["request_limit_exceeded"] = int(cfg["request_limit_exceeded"]) - 1
+            self.counts["limited"] += 1
+            return sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        ver = params.get("ver", "")
+        if not ver.startswith("v") or not ver[1:].replace(".", "", 1).isdigit():
+            return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return None
+
+    def find(self, params):
+        job = self.jobs.get(params["job"])
+        if job is None:
+            return None, sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return job, None
+
+    # -- create, upload, close, abort -----------------------------------------
+
+    def create(self, req, params):
+        denied = self.refuse(req, params)
+        if denied:
+            return denied
+        try:
+            spec = req.json()
+        except ValueError:
+            spec = None
+        if not isinstance(spec, dict):
+            return sf_error(400, "JSON_PARSER_ERROR", "the request body is not a JSON object")
+        obj, op = spec.get("object"), spec.get("operation")
+        problem = None
+        if not isinstance(obj, str) or not obj:
+            problem = "object is required"
+        elif op not in OPERATIONS:
+            problem = "InvalidJob : Invalid operation: %s" % (op,)
+        elif op == "upsert" and not spec.get("externalIdFieldName"):
+            problem = "External ID was blank for %s. An External ID must be specified for upsert." % obj
+        elif spec.get("contentType", "CSV") != "CSV":
+            problem = "contentType must be CSV"
+        elif spec.get("columnDelimiter", "COMMA") != "COMMA" or \
+                spec.get("lineEnding", "LF") not in ("LF", "CRLF"):
+            problem = "only COMMA and LF or CRLF are supported by this mock"
+        elif self.config.get("objects") is not None and obj not in self.config["objects"]:
+            problem = "Unable to find object: %s" % obj
+        if problem:
+            self.counts["refused"] += 1
+            return sf_error(400, "INVALIDJOB", problem)
+        fail_job = self.take_fail_job()
+        job = Job("750%012dAAA" % self.next_job, spec, params["ver"][1:], self.config,
+                  fail_job)
+        self.next_job += 1
+        self.jobs[job.id] = job
+        self.counts["jobs"] += 1
+        return json_response(200, job.info())
+
+    def take_fail_job(self):
+        spec = self.config.get("fail_job")
+        if not spec:
+            return None
+        used = self.counts["failed_jobs"]
+        if used >= int(spec.get("times", 1)):
+            return None
+        self.counts["failed_jobs"] += 1
+        return {"after": int(spec.get("after", 0)),
+                "message": spec.get("message", "InvalidBatch : Failed to process query")}
+
+    def upload(self, req, params):
+        denied = self.refuse(req, params)
+        if denied:
+            return denied
+        job, missing = self.find(params)
+        if missing:
+            return missing
+        if job.state != "Open":
+            return sf_error(409, "INVALIDJOB", "Job %s is in state %s: no upload allowed"
+                            % (job.id, job.state))
+        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype != "text/csv":
+            return sf_error(400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
+        job.uploads.append(req.body)
+        self.counts["uploads"] += 1
+        return Response(201, b"", "text/plain")
+
+    def patch(self, req, params):
+        denied = self.refuse(req, params)
+        if denied:
+            return denied
+        job, missing = self.find(params)
+        if missing:
+            return missing
+        try:
+            state = req.json().get("state")
+        except (ValueError, AttributeError):
+            state = None
+        if state == "UploadComplete":
+            return self.close(job)
+        if state == "Aborted":
+            return self.abort(job)
+        return sf_error(400, "INVALIDJOB", "state must be UploadComplete or Aborted")
+
+    def close(self, job):
+        if job.state != "Open":
+            return sf_error(409, "INVALIDJOB", "Job %s is in state %s" % (job.id, job.state))
+        if len(job.uploads) != 1:
+            if not job.uploads:
+                return sf_error(400, "INVALIDJOB", "No data was uploaded for job %s" % job.id)
+            return sf_error(400, "INVALIDJOB",
+                            "Found multiple contents for job: <%s>, please 'Close' / 'Abort' / "
+                            "'Delete' the current Job then create a new Job and make sure you "
+                            "only do 'PUT' once on a given Job." % job.id)
+        body = job.uploads[0]
+        if self.ctx.bench:
+            job.bench_body = body
+            job.count = max(body.count(b"\n") - 1, 0)
+        else:
+            try:
+                rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+            except (UnicodeDecodeError, csv.Error) as e:
+                return sf_error(400, "INVALIDBATCH", "could not read the CSV: %s" % e)
+            if not rows or not rows[0]:
+                return sf_error(400, "INVALIDBATCH", "the CSV has no header row")
+            job.header, job.records = rows[0], rows[1:]
+            job.count = len(job.records)
+        job.state = "UploadComplete"
+        self.counts["closes"] += 1
+        self.counts["operations"] += job.count
+        return json_response(200, job.info())
+
+    def abort(self, job):
+        if job.state not in ("Open", "UploadComplete", "InProgress"):
+            return sf_error(409, "INVALIDJOB", "Job %s is in state %s" % (job.id, job.state))
+        self.counts["aborts"] += 1
+        if job.state == "InProgress":
+            self.run(job, limit=job.processed, final="Aborted")
+        else:
+            self.run(job, limit=0, final="Aborted")
+        return json_response(200, job.info())
+
+    # -- poll and processing ------------------------------------------------------
+
+    def poll(self, req, params):
+        denied = self.refuse(req, params)
+        if denied:
+            return denied
+        job, missing = self.find(params)
+        if missing:
+            return missing
+        self.counts["polls"] += 1
+        if job.state in ("UploadComplete", "InProgress"):
+            job.polls += 1
+            if self.ctx.bench or job.polls > job.in_progress_polls:
+                fail = job.fail_job
+                if fail is not None:
+                    job.error_message = fail["message"]
+                    self.run(job, limit=fail["after"], final="Failed")
+                else:
+                    self.run(job, limit=None, final="JobComplete")
+            else:
+                job.state = "InProgress"
+                job.processed = job.count * job.polls // (job.in_progress_polls + 1)
+        return json_response(200, job.info())
+
+    def run(self, job, limit, final):
+        """Process the first limit records (all when None); the rest stay unprocessed."""
+        job.state = final
+        if self.ctx.bench:
+            job.processed = job.count if limit is None else min(limit, job.count)
+            return
+        records = job.records or []
+        n = len(records) if limit is None else min(limit, len(records))
+        # upsert finds records by their external id: index them once per job
+        index = None
+        if job.operation == "upsert":
+            index = {r.get(job.ext_id): rid for rid, r in self.store[job.object].items()}
+        for fields in records[:n]:
+            self.process(job, fields, index)
+        job.unprocessed = [list(f) for f in records[n:]]
+        job.processed = n
+        job.failed = len(job.failures)
+
+    def process(self, job, fields, index):
+        header = job.header
+        if len(fields) != len(header):
+            self.fail(job, "", "INVALID_FIELD:expected %d fields, found %d"
+                      % (len(header), len(fields)), fields)
+            return
+        rec = dict(zip(header, fields))
+        if asks(rec.get("_fail")):
+            self.fail(job, "", rec["_fail"], fields)
+            return
+        if asks(rec.get("_lock")):
+            seen_key = (job.object, tuple(fields))
+            self.lock_seen[seen_key] += 1
+            if self.lock_seen[seen_key] <= int(rec["_lock"]):
+                self.fail(job, "", LOCK_ERROR, fields)
+                return
+        lost = asks(rec.get("_lost"))
+        data = {k: v for k, v in rec.items() if k not in TEST_COLUMNS}
+        store = self.store[job.object]
+        op = job.operation
+        created = False
+        if op == "insert":
+            rid = self.new_id()
+            store[rid] = self.merge({}, data)
+            created = True
+        elif op == "update":
+            rid = data.pop("Id", "")
+            if rid not in store:
+                self.fail(job, rid, "INVALID_CROSS_REFERENCE_KEY:invalid cross reference id",
+                          fields)
+                return
+            self.merge(store[rid], data)
+        elif op == "upsert":
+            value = data.get(job.ext_id, "")
+            if value in ("", SET_NULL):
+                self.fail(job, "", "MISSING_ARGUMENT:%s not specified" % job.ext_id, fields)
+                return
+            rid = index.get(value)
+            if rid is None or rid not in store:
+                rid = self.new_id()
+                store[rid] = {}
+                index[value] = rid
+                created = True
+            self.merge(store[rid], data)
+        else:
+            rid = data.get("Id", "")
+            if rid not in store:
+                self.fail(job, rid, "ENTITY_IS_DELETED:entity is deleted", fields)
+                return
+            del store[rid]
+        self.applied[(job.object, rid)] += 1
+        self.counts["applied"] += 1
+        if not lost:
+            job.success.append([rid, "true" if created else "false"] + list(fields))
+
+    def fail(self, job, rid, error, fields):
+        self.counts["failures"] += 1
+        job.failures.append([rid, error] + list(fields))
+
+    def new_id(self):
+        rid = "001%012dAAA" % self.next_id
+        self.next_id += 1
+        return rid
+
+    @staticmethod
+    def merge(target, data):
+        for k, v in data.items():
+            if v == SET_NULL:
+                target[k] = None
+            elif v != "":
+                target[k] = v
+        return target
+
+    # -- result files ---------------------------------------------------------------
+
+    def results(self, name, req, params):
+        denied = self.refuse(req, params)
+        if denied:
+            return denied
+        job, missing = self.find(params)
+        if missing:
+            return missing
+        if job.state not in FINAL:
+            return sf_error(409, "INVALIDJOB", "Job %s is not finished: %s" % (job.id, job.state))
+        self.counts["fetches"] += 1
+        if self.ctx.bench:
+            return Response(200, self.bench_file(job, name), "text/csv")
+        header = job.header or []
+        if name == "successfulResults":
+            rows, head = job.success, ["sf__Id", "sf__Created"] + header
+        elif name == "failedResults":
+            rows, head = job.failures, ["sf__Id", "sf__Error"] + header
+        else:
+            rows, head = job.unprocessed, list(header)
+        rows = list(rows)
+        if job.result_order == "reverse":
+            rows.reverse()
+        elif job.result_order == "shuffle":
+            random.Random(job.id + name).shuffle(rows)
+        return Response(200, csv_bytes([head] + rows), "text/csv")
+
+    @staticmethod
+    def bench_file(job, name):
+        # No CSV parsing: the benchmark's rows hold no line breaks.
+        body = job.bench_body or b"\n"
+        header, _, data = body.partition(b"\n")
+        if name == "successfulResults":
+            lines = [line for line in data.split(b"\n") if line]
+            return (b'"sf__Id","sf__Created",' + header + b"\n"
+                    + b"".join(BENCH_SUCCESS_PREFIX + line + b"\n" for line in lines))
+        if name == "failedResults":
+            return b'"sf__Id","sf__Error",' + header + b"\n"
+        return header + b"\n"
+
+    # -- control ------------------------------------------------------------------
+
+    def ctl_store(self, req, params):
+        obj = req.query.get("object", "Account")
+        return json_response(200, self.store.get(obj, {}))
+
+    def ctl_applied(self, req, params):
+        obj = req.query.get("object", "Account")
+        return json_response(200, {rid: n for (o, rid), n in self.applied.items()
+                                   if o == obj})
+
+    def ctl_jobs(self, req, params):
+        return json_response(200, {j.id: {"object": j.object, "operation": j.operation,
+                                          "externalIdFieldName": j.ext_id,
+                                          "state": j.state, "uploads": len(j.uploads),
+                                          "records": j.count, "polls": j.polls,
+                                          "processed": j.processed,
+                                          "header": j.header}
+                                   for j in self.jobs.values()})
