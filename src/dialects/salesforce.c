@@ -446,29 +446,6 @@ sf_build_abort(const BulkopsBatch *batch, BulkopsRequest *req)
 
 /* ---- answers ---- */
 
-static Jsonb *
-parse_or_null(const BulkopsResponse *resp)
-{
-	Jsonb	   *volatile jb = NULL;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	if (resp->len == 0)
-		return NULL;
-	/* an error page that is not JSON is still an answer to report */
-	PG_TRY();
-	{
-		jb = bulkops_json_parse(resp->body, resp->len);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		jb = NULL;
-	}
-	PG_END_TRY();
-	return jb;
-}
-
 /*
  * The error of an answer: Salesforce sends [{"errorCode", "message"}]; an
  * OAuth-style {"error", "error_description"} is taken too.
@@ -476,7 +453,7 @@ parse_or_null(const BulkopsResponse *resp)
 static void
 answer_error(const BulkopsResponse *resp, char **code, char **message)
 {
-	Jsonb	   *jb = parse_or_null(resp);
+	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
 	JsonbContainer *obj = NULL;
 
 	*code = NULL;
@@ -561,7 +538,7 @@ static void
 handle_create(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			  BulkopsResult *result)
 {
-	Jsonb	   *jb = parse_or_null(resp);
+	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
 	char	   *id = jb ? bulkops_jtext(bulkops_jget(&jb->root, "id")) : NULL;
 
 	if (resp->status == 200 || resp->status == 201)
@@ -644,7 +621,7 @@ static void
 handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			BulkopsResult *result)
 {
-	Jsonb	   *jb = parse_or_null(resp);
+	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
 	char	   *state;
 
 	if (resp->status == 404)
@@ -1132,6 +1109,8 @@ const BulkopsDialect bulkops_salesforce_dialect = {
 		[BULKOPS_OP_DELETE] = true,
 	},
 	.options = sf_options,
+	/* the instance (My Domain) serves the token endpoint too */
+	.token_path = "/services/oauth2/token",
 	.max_batch_bytes = SF_MAX_JOB_BYTES,
 	.submit_is_safe = true,
 	.validate_target = sf_validate_target,
