@@ -32,6 +32,8 @@ quoted, as Salesforce writes them.  Errors are JSON arrays [{"errorCode", "messa
 Configuration (POST /_control/config {"salesforce": {...}}), all optional:
   bearer                    token required in "Authorization: Bearer"; else 401
                             INVALID_SESSION_ID
+  oauth (false)             requests must carry a live token issued by the mock's OAuth
+                            endpoint (oauth.py); else 401 INVALID_SESSION_ID
   in_progress_polls (1)     polls answered InProgress (processed count growing) first
   result_order ("shuffle")  "shuffle", "reverse" or "upload"
   fail_job                  {"after": N, "times": T (1), "message": "..."}: the next T
@@ -196,6 +198,10 @@ class Dialect:
         scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
         if token is not None and (scheme.lower() != "bearer" or value.strip() != token):
             return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if cfg.get("oauth"):
+            denied = self.ctx.dialects["oauth"].check_bearer(req)
+            if denied:
+                return denied
         if int(cfg.get("request_limit_exceeded") or 0) > 0:
             # counted down in the configuration itself, which shows what is left
             cfg["request_limit_exceeded"] = int(cfg["request_limit_exceeded"]) - 1
