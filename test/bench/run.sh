@@ -16,7 +16,8 @@
 #     results), bulkops preloaded, and the mock API server in --bench mode;
 #   * a table t of N rows, 8 mixed-type columns, vacuumed, analysed and
 #     read into shared buffers before anything is timed;
-#   * --runs rounds, alternating: baseline COPY row_to_json to /dev/null, then
+#   * --runs rounds, alternating: baseline COPY row_to_json to /dev/null (and,
+#     for a dialect that sends CSV, COPY t TO /dev/null (FORMAT csv)), then
 #     bulk_upsert in its own transaction (timed until COMMIT returns, the
 #     worker idle), then the wait for that job to be final (polled every
 #     50 ms): end to end.  Medians over the rounds are reported;
@@ -72,11 +73,13 @@ for v in rows runs batch_size ${concurrency:+concurrency}; do
 done
 
 # ---- dialects: how to point a target at the mock, one case per dialect ----
-# Sets target_url, target_resource, target_auth (JSON, or empty for none) and
-# target_options (the dialect's own target options, JSON object members).
+# Sets target_url, target_resource, target_auth (JSON, or empty for none),
+# target_options (the dialect's own target options, JSON object members) and
+# csv_baseline (1 for a dialect whose wire format is CSV).
 dialect_target() {
 	local mock=$1
 	target_options=
+	csv_baseline=0
 	case "$dialect" in
 		clinia)
 			target_url="$mock/clinia/sources/bench/v1"
@@ -100,8 +103,14 @@ dialect_target() {
 			target_auth='{"type": "bearer", "token": "bench-token"}'
 			target_options='"group_type_id": "company", "create_missing": true'
 			;;
+		salesforce)
+			target_url="$mock/salesforce"
+			target_resource=Account
+			target_auth='{"type": "bearer", "token": "bench-token"}'
+			csv_baseline=1
+			;;
 		*)
-			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm, packagex, blueconic)" >&2
+			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm, packagex, blueconic, salesforce)" >&2
 			return 1 ;;
 	esac
 }
@@ -305,6 +314,19 @@ SELECT extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz), :c1 - :c0;
 SQL
 }
 
+# The same for CSV, the wire format of the CSV dialects.
+baseline_csv() {
+	sql <<'SQL'
+SELECT pg_backend_pid() AS bpid \gset
+\set c0 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT clock_timestamp() AS t0 \gset
+COPY (SELECT * FROM t) TO '/dev/null' (FORMAT csv, HEADER);
+SELECT clock_timestamp() AS t1 \gset
+\set c1 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz), :c1 - :c0;
+SQL
+}
+
 # One bulk_upsert in its own transaction.  Prints
 # job|start|seconds until COMMIT returned|seconds in bulk_upsert()|backend CPU ticks|backend pid|
 # WAL position before|after
@@ -372,6 +394,11 @@ for r in $(seq "$runs"); do
 	IFS='|' read -r secs ticks <<<"$(baseline)"
 	put "baseline_s.$r" "$secs"
 	put "baseline_cpu_s.$r" "$(secs "$ticks")"
+	if [ "$csv_baseline" = 1 ]; then
+		IFS='|' read -r secs ticks <<<"$(baseline_csv)"
+		put "csv_baseline_s.$r" "$secs"
+		put "csv_baseline_cpu_s.$r" "$(secs "$ticks")"
+	fi
 
 	settle
 	log "round $r: enqueue"
