@@ -7,7 +7,7 @@
 # packages and builds and installs bulkops (same prelude as test/demo.sh),
 # then re-runs itself as an unprivileged user.  Leaves nothing running.
 #
-#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex|blueconic] [--runs 3]
+#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex|blueconic|salesforce] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C]
 #                     [--no-contended] [--statements] [--hold]
 #
