@@ -14,6 +14,9 @@ WHERE (attrelid, attname) IN (('bulkops.jobs'::regclass, 'prologue'),
                               ('bulkops.batches'::regclass, 'step_data'))
 ORDER BY 1, 2;
 SELECT reloptions FROM pg_class WHERE oid = 'bulkops.job_progress'::regclass;
+SELECT attname, attcompression FROM pg_attribute
+WHERE attrelid = 'bulkops.batches'::regclass AND attname IN ('keys', 'offsets', 'body')
+ORDER BY 1;
 -- the view still belongs to the extension, and the public may read it
 SELECT count(*) AS view_in_extension FROM pg_depend
 WHERE objid = 'bulkops.job_progress'::regclass AND refobjid =

@@ -51,8 +51,9 @@ typedef struct EnqueueState
 	int			batch_bytes;
 	int			max_bytes;		/* the dialect's hard cap on a batch's rows,
 								 * or 0 */
-	MemoryContext job_cxt;		/* encoder, kept plan */
-	MemoryContext batch_cxt;	/* one batch's rows, reset per flush */
+	MemoryContext job_cxt;		/* encoder, kept plan, batch buffers */
+	MemoryContext batch_cxt;	/* one batch's keys and temporaries, reset
+								 * per flush */
 	SPIPlanPtr	insert_plan;
 
 	/* the batch being filled */
@@ -151,20 +152,29 @@ refuse:
 
 /* ---- batches ---- */
 
+/*
+ * Start an empty batch.  The body and the per-row arrays outlive batches:
+ * freeing and growing megabytes again for every batch costs more in page
+ * faults than the encoding of its rows.
+ */
 static void
 batch_reset(EnqueueState *st)
 {
 	MemoryContext old;
 
 	MemoryContextReset(st->batch_cxt);
-	old = MemoryContextSwitchTo(st->batch_cxt);
-	initStringInfo(&st->body);
+	if (st->offsets == NULL)
+	{
+		old = MemoryContextSwitchTo(st->job_cxt);
+		initStringInfo(&st->body);
+		st->offsets = palloc(sizeof(int32) * (st->batch_size + 1));
+		st->keys = palloc(sizeof(Datum) * st->batch_size);
+		st->key_nulls = palloc(sizeof(bool) * st->batch_size);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&st->body);
 	appendStringInfoSpaces(&st->body, VARHDRSZ);
-	st->offsets = palloc(sizeof(int32) * (st->batch_size + 1));
-	st->keys = palloc(sizeof(Datum) * st->batch_size);
-	st->key_nulls = palloc(sizeof(bool) * st->batch_size);
 	st->nrows = 0;
-	MemoryContextSwitchTo(old);
 }
 
 static void
