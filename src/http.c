@@ -615,7 +615,15 @@ bulkops_http_wait(long timeout_ms)
 	}
 	/* curl's own timeouts (and its first kick of a new transfer) */
 	if (timer_at != 0 && GetCurrentTimestamp() >= timer_at)
+	{
+		/*
+		 * curl's timer is one-shot: it sets the next one through timer_cb if
+		 * it wants one.  Left set, a timer in the past would make every wait
+		 * return at once, and an idle worker spin.
+		 */
+		timer_at = 0;
 		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
 	collect_done();
 	return latch;
 }

@@ -550,6 +550,7 @@ handle_create(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			return;
 		}
 		next_step(batch, result, SF_STEP_UPLOAD, id);
+		result->delay_ms = 1;	/* nothing to wait for: upload at once */
 		return;
 	}
 	if (resp->status >= 400 && resp->status < 500)
@@ -572,7 +573,10 @@ handle_upload(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			  BulkopsResult *result)
 {
 	if (resp->status >= 200 && resp->status < 300)
+	{
 		next_step(batch, result, SF_STEP_CLOSE, batch->remote_id);
+		result->delay_ms = 1;
+	}
 	else if (resp->status >= 400 && resp->status < 500 && resp->status != 401)
 		new_job(result, error_text(resp, psprintf("job %s refused its data", batch->remote_id)));
 	else
