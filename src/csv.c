@@ -167,6 +167,29 @@ end_record(BulkopsCsvReader *r)
 	r->on_record(r->arg, r->nfields, r->fields, r->lens);
 }
 
+/* A field ends at c if it is a comma, LF or CR; false for any other byte. */
+static bool
+end_at(BulkopsCsvReader *r, char c)
+{
+	switch (c)
+	{
+		case ',':
+			end_field(r);
+			r->state = CSV_FIELD_START;
+			return true;
+		case '\n':
+		case '\r':
+			r->lines++;
+			end_field(r);
+			end_record(r);
+			if (c == '\r')
+				r->state = CSV_AFTER_CR;
+			return true;
+		default:
+			return false;
+	}
+}
+
 void
 bulkops_csv_feed(BulkopsCsvReader *r, const char *data, size_t len)
 {
@@ -213,26 +236,8 @@ bulkops_csv_feed(BulkopsCsvReader *r, const char *data, size_t len)
 					p = q;
 					if (p == end)
 						break;
-					switch (*p++)
-					{
-						case ',':
-							end_field(r);
-							r->state = CSV_FIELD_START;
-							break;
-						case '\n':
-							r->lines++;
-							end_field(r);
-							end_record(r);
-							break;
-						case '\r':
-							r->lines++;
-							end_field(r);
-							end_record(r);
-							r->state = CSV_AFTER_CR;
-							break;
-						default:
-							malformed(r, "a double quote inside an unquoted field");
-					}
+					if (!end_at(r, *p++))
+						malformed(r, "a double quote inside an unquoted field");
 				}
 				break;
 			case CSV_QUOTED:
@@ -254,30 +259,14 @@ bulkops_csv_feed(BulkopsCsvReader *r, const char *data, size_t len)
 				}
 				break;
 			case CSV_QUOTE:
-				switch (*p++)
+				if (*p == '"')
 				{
-					case '"':
-						append_checked(r, "\"", 1);
-						r->state = CSV_QUOTED;
-						break;
-					case ',':
-						end_field(r);
-						r->state = CSV_FIELD_START;
-						break;
-					case '\n':
-						r->lines++;
-						end_field(r);
-						end_record(r);
-						break;
-					case '\r':
-						r->lines++;
-						end_field(r);
-						end_record(r);
-						r->state = CSV_AFTER_CR;
-						break;
-					default:
-						malformed(r, "text after the closing quote of a field");
+					p++;
+					append_checked(r, "\"", 1);
+					r->state = CSV_QUOTED;
 				}
+				else if (!end_at(r, *p++))
+					malformed(r, "text after the closing quote of a field");
 				break;
 		}
 	}

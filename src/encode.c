@@ -932,22 +932,12 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 	switch (ti->category)
 	{
 		case BJC_BOOL:
-			if (DatumGetBool(value))
-				append_bytes(out, "true", 4);
-			else
-				append_bytes(out, "false", 5);
-			return 0;
 		case BJC_INT2:
-			append_int32(out, DatumGetInt16(value));
-			return 0;
 		case BJC_INT4:
-			append_int32(out, DatumGetInt32(value));
-			return 0;
 		case BJC_INT8:
-			append_int64(out, DatumGetInt64(value));
-			return 0;
 		case BJC_OID:
-			append_uint32(out, DatumGetObjectId(value));
+			/* the same text as in JSON */
+			encode_datum(ti, value, out, enc->mcxt);
 			return 0;
 		case BJC_FLOAT4:
 			csv_float8(ti, DatumGetFloat4(value), true, out);

@@ -212,7 +212,12 @@ class Dialect:
             return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         return None
 
-    def find(self, params):
+    def take(self, req, params):
+        """(job, None) for a request about a known job that passes refuse(), else
+        (None, the answer to send)."""
+        denied = self.refuse(req, params)
+        if denied:
+            return None, denied
         job = self.jobs.get(params["job"])
         if job is None:
             return None, sf_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -268,12 +273,9 @@ class Dialect:
                 "message": spec.get("message", "InvalidBatch : Failed to process query")}
 
     def upload(self, req, params):
-        denied = self.refuse(req, params)
-        if denied:
-            return denied
-        job, missing = self.find(params)
-        if missing:
-            return missing
+        job, answer = self.take(req, params)
+        if answer:
+            return answer
         if job.state != "Open":
             return sf_error(409, "INVALIDJOB", "Job %s is in state %s: no upload allowed"
                             % (job.id, job.state))
@@ -285,12 +287,9 @@ class Dialect:
         return Response(201, b"", "text/plain")
 
     def patch(self, req, params):
-        denied = self.refuse(req, params)
-        if denied:
-            return denied
-        job, missing = self.find(params)
-        if missing:
-            return missing
+        job, answer = self.take(req, params)
+        if answer:
+            return answer
         try:
             state = req.json().get("state")
         except (ValueError, AttributeError):
@@ -342,12 +341,9 @@ class Dialect:
     # -- poll and processing ------------------------------------------------------
 
     def poll(self, req, params):
-        denied = self.refuse(req, params)
-        if denied:
-            return denied
-        job, missing = self.find(params)
-        if missing:
-            return missing
+        job, answer = self.take(req, params)
+        if answer:
+            return answer
         self.counts["polls"] += 1
         if job.state in ("UploadComplete", "InProgress"):
             job.polls += 1
@@ -457,12 +453,9 @@ class Dialect:
     # -- result files ---------------------------------------------------------------
 
     def results(self, name, req, params):
-        denied = self.refuse(req, params)
-        if denied:
-            return denied
-        job, missing = self.find(params)
-        if missing:
-            return missing
+        job, answer = self.take(req, params)
+        if answer:
+            return answer
         if job.state not in FINAL:
             return sf_error(409, "INVALIDJOB", "Job %s is not finished: %s" % (job.id, job.state))
         self.counts["fetches"] += 1

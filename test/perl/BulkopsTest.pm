@@ -28,7 +28,7 @@ use Test::More;
 
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
-  clinia_target mock_faults mock_requests);
+  clinia_target mock_faults mock_requests make_rsa_key);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -284,6 +284,28 @@ sub worker_pid
 	my ($node) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'");
+}
+
+=pod
+
+=item make_rsa_key($dir)
+
+Make an RSA key pair with the openssl CLI (for the OAuth JWT bearer grant):
+the private key in $dir/sf-key.pem (mode 0600), and return that path and the
+public key as PEM.  Bails out if openssl fails.
+
+=cut
+
+sub make_rsa_key
+{
+	my ($dir) = @_;
+	my $keyfile = "$dir/sf-key.pem";
+	system('openssl', 'genrsa', '-out', $keyfile, '2048') == 0
+	  or BAIL_OUT('openssl genrsa failed');
+	chmod 0600, $keyfile;
+	my $pubkey = `openssl rsa -in '$keyfile' -pubout 2>/dev/null`;
+	BAIL_OUT('openssl made no public key') unless $pubkey =~ /BEGIN PUBLIC KEY/;
+	return ($keyfile, $pubkey);
 }
 
 1;

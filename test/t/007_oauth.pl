@@ -37,11 +37,7 @@ sub write_file
 }
 
 # the key pair, made here by the openssl CLI
-my $keyfile = "$dir/sf-key.pem";
-system('openssl', 'genrsa', '-out', $keyfile, '2048') == 0
-  or BAIL_OUT('openssl genrsa failed');
-chmod 0600, $keyfile;
-my $pubkey = `openssl rsa -in '$keyfile' -pubout 2>/dev/null`;
+my ($keyfile, $pubkey) = make_rsa_key($dir);
 like($pubkey, qr/BEGIN PUBLIC KEY/, 'openssl made a key pair');
 my $pem = slurp_file($keyfile);
 my @key_lines = grep { /^[A-Za-z0-9+\/=]{40,}$/ } split /\n/, $pem;

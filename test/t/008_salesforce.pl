@@ -24,11 +24,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
-my $keyfile = "$dir/sf-key.pem";
-system('openssl', 'genrsa', '-out', $keyfile, '2048') == 0
-  or BAIL_OUT('openssl genrsa failed');
-chmod 0600, $keyfile;
-my $pubkey = `openssl rsa -in '$keyfile' -pubout 2>/dev/null`;
+my ($keyfile, $pubkey) = make_rsa_key($dir);
 like($pubkey, qr/BEGIN PUBLIC KEY/, 'openssl made a key pair');
 
 start_mock();
