@@ -70,6 +70,16 @@ SELECT s.value->'Note__c' AS note_after_keep
 FROM jsonb_each(test.mock('GET', '/_control/salesforce/store?object=Account')) AS s
 WHERE s.value->>'Ext__c' = 'A1';
 
+-- 2b. the other types: floats, json, composites, arrays with NULLs and nesting
+SELECT test.mock('POST', '/_control/reset');
+SELECT bulkops.bulk_insert('sf', $$SELECT 1.5::float8 AS "F8__c", 'NaN'::float8 AS "Nan__c",
+        '-Infinity'::float4 AS "Inf__c", '{"a": [1, "x,y"]}'::jsonb AS "J__c",
+        '{"b":2}'::json AS "Js__c", row(1, 'two')::record AS "Rec__c",
+        ARRAY[ARRAY[1, NULL], ARRAY[3, 4]] AS "Multi__c", ARRAY['a;b', NULL, 'c'] AS "Pick__c",
+        'x'::name AS "Name__c", '10.0.0.1'::inet AS "Ip__c", 7::oid AS "Oid__c"$$) AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT sf_last_upload() AS uploaded_csv;
+
 -- 3. insert: no key; results (reversed here) matched by the whole uploaded record,
 -- identical records included; the new ids come back with created = true
 SELECT test.mock('POST', '/_control/reset');
