@@ -321,13 +321,18 @@ job_url(const BulkopsBatch *batch, const char *suffix)
 }
 
 /*
- * A memo is lost when the worker restarts: the files are then read again
- * from a fresh poll of the job, which is final by then.
+ * The step to act on.  A memo is lost when the worker restarts: the files
+ * are then read again from a fresh poll of the job, which is final by then.
+ * A stopping batch (its job cancelled or timed out) adds no work: instead
+ * of uploading or closing, it polls to learn where its job stands.
  */
 static int
 effective_step(const BulkopsBatch *batch)
 {
 	if (batch->step >= SF_STEP_SUCCESSES && batch->memo == NULL)
+		return SF_STEP_POLL;
+	if (batch->stopping &&
+		(batch->step == SF_STEP_UPLOAD || batch->step == SF_STEP_CLOSE))
 		return SF_STEP_POLL;
 	return batch->step;
 }
@@ -659,6 +664,14 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		next_step(batch, result, SF_STEP_SUCCESSES, batch->remote_id);
 		result->memo = memo;
 		result->delay_ms = 1;
+	}
+	else if (strcmp(state, "Open") == 0 && batch->stopping)
+	{
+		/* never closed, so never processed: nothing was applied */
+		bulkops_result_settle_rest(batch, result, BULKOPS_ROW_CANCELLED,
+								   psprintf("the job stopped before job %s was closed",
+											batch->remote_id));
+		result->next = BULKOPS_NEXT_DONE;
 	}
 	else if (strcmp(state, "Open") == 0)
 		new_job(result, psprintf("job %s is still Open after its upload was closed: Salesforce did not take the upload",

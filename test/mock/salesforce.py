@@ -36,9 +36,10 @@ Configuration (POST /_control/config {"salesforce": {...}}), all optional:
                             endpoint (oauth.py); else 401 INVALID_SESSION_ID
   in_progress_polls (1)     polls answered InProgress (processed count growing) first
   result_order ("shuffle")  "shuffle", "reverse" or "upload"
-  fail_job                  {"after": N, "times": T (1), "message": "..."}: the next T
-                            jobs closed end Failed after N records; the rest are
-                            unprocessed
+  fail_job                  {"after": N, "times": T (1), "message": "...", "state":
+                            "Failed" | "Aborted"}: the next T jobs end in that state
+                            (Failed by default; Aborted as if someone aborted them)
+                            after N records; the rest are unprocessed
   request_limit_exceeded    N: the next N ingest requests get 403 REQUEST_LIMIT_EXCEEDED
   objects                   list of known object names (default: any name)
 
@@ -49,7 +50,7 @@ Assumed where PROTOCOLS.md and the vendor's pages are silent (kept here, in one 
   * an unknown object is 400 INVALIDJOB "Unable to find object";
   * result files of a job that is not final are 409 INVALIDJOB;
   * aborting an InProgress job keeps the records processed so far (numberRecordsProcessed)
-    and leaves the rest unprocessed;
+    and leaves the rest unprocessed; aborting an Open job leaves its upload unprocessed;
   * a record with more or fewer fields than the header fails with INVALID_FIELD;
   * update of an Id not in the store fails with INVALID_CROSS_REFERENCE_KEY, delete of
     one with ENTITY_IS_DELETED.
@@ -270,7 +271,8 @@ class Dialect:
             return None
         self.counts["failed_jobs"] += 1
         return {"after": int(spec.get("after", 0)),
-                "message": spec.get("message", "InvalidBatch : Failed to process query")}
+                "message": spec.get("message", "InvalidBatch : Failed to process query"),
+                "state": spec.get("state", "Failed")}
 
     def upload(self, req, params):
         job, answer = self.take(req, params)
@@ -334,8 +336,17 @@ class Dialect:
         self.counts["aborts"] += 1
         if job.state == "InProgress":
             self.run(job, limit=job.processed, final="Aborted")
-        else:
-            self.run(job, limit=0, final="Aborted")
+            return json_response(200, job.info())
+        if job.state == "Open" and len(job.uploads) == 1 and not self.ctx.bench:
+            # what was uploaded was never processed: all of it is unprocessed
+            try:
+                rows = list(csv.reader(io.StringIO(job.uploads[0].decode("utf-8"), newline="")))
+            except (UnicodeDecodeError, csv.Error):
+                rows = []
+            if rows:
+                job.header, job.records = rows[0], rows[1:]
+                job.count = len(job.records)
+        self.run(job, limit=0, final="Aborted")
         return json_response(200, job.info())
 
     # -- poll and processing ------------------------------------------------------
@@ -350,8 +361,9 @@ class Dialect:
             if self.ctx.bench or job.polls > job.in_progress_polls:
                 fail = job.fail_job
                 if fail is not None:
-                    job.error_message = fail["message"]
-                    self.run(job, limit=fail["after"], final="Failed")
+                    if fail["state"] == "Failed":
+                        job.error_message = fail["message"]
+                    self.run(job, limit=fail["after"], final=fail["state"])
                 else:
                     self.run(job, limit=None, final="JobComplete")
             else:

@@ -172,9 +172,12 @@ class TestSalesforceJobs(SalesforceCase):
         self.assertEqual(len(rows_of(self.file(job, "successfulResults"))), 2)
         self.assertEqual(rows_of(self.file(job, "unprocessedrecords")), [["Name"], ["b"], ["c"], ["d"]])
         self.assertEqual(self.call("PATCH", "%s/%s/" % (BASE, job), {"state": "Aborted"})[0], 409)
-        # an Open job aborts with nothing processed
+        # an Open job aborts with nothing processed: its upload is unprocessed
         job = self.create()
+        self.upload(job, "Name\ne\n")
         self.assertEqual(self.call("PATCH", "%s/%s/" % (BASE, job), {"state": "Aborted"})[0], 200)
+        self.assertEqual(rows_of(self.file(job, "unprocessedrecords")), [["Name"], ["e"]])
+        self.assertEqual(len(rows_of(self.file(job, "successfulResults"))), 1)
         self.assertEqual(self.stats()["salesforce"]["aborts"], 2)
 
     def test_two_uploads_refuse_to_close(self):
