@@ -543,8 +543,12 @@ static void
 handle_create(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			  BulkopsResult *result)
 {
-	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
-	char	   *id = jb ? bulkops_jtext(bulkops_jget(&jb->root, "id")) : NULL;
+	JsonbContainer *root;
+	char	   *id;
+
+	if (!bulkops_read_answer(resp, result, &root))
+		return;
+	id = bulkops_jtext(bulkops_jget(root, "id"));
 
 	if (resp->status == 200 || resp->status == 201)
 	{
@@ -630,7 +634,7 @@ static void
 handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			BulkopsResult *result)
 {
-	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
+	JsonbContainer *root;
 	char	   *state;
 
 	if (resp->status == 404)
@@ -640,14 +644,16 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		result->maybe_applied = true;
 		return;
 	}
-	state = jb ? bulkops_jtext(bulkops_jget(&jb->root, "state")) : NULL;
+	if (!bulkops_read_answer(resp, result, &root))
+		return;
+	state = bulkops_jtext(bulkops_jget(root, "state"));
 	if (resp->status != 200 || state == NULL)
 	{
 		result->next = BULKOPS_NEXT_RETRY;
 		result->error = error_text(resp, "could not poll the job");
 		return;
 	}
-	result->progress = progress_json(&jb->root);
+	result->progress = progress_json(root);
 
 	if (strcmp(state, "UploadComplete") == 0 || strcmp(state, "InProgress") == 0)
 		next_step(batch, result, SF_STEP_POLL, batch->remote_id);
@@ -658,7 +664,7 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		SfMemo	   *memo = palloc0(sizeof(SfMemo));
 
 		memo->state = pstrdup(state);
-		memo->error = bulkops_jtext(bulkops_jget(&jb->root, "errorMessage"));
+		memo->error = bulkops_jtext(bulkops_jget(root, "errorMessage"));
 		memo->mark = palloc0(Max(batch->nrows, 1));
 		MemoryContextSwitchTo(old);
 		next_step(batch, result, SF_STEP_SUCCESSES, batch->remote_id);

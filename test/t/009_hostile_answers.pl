@@ -3,7 +3,8 @@
 #
 # Proves, for each dialect's answer kinds (clinia: submit, task poll; sap_fsm:
 # the 207 body; packagex: submit, batch poll, errors file; blueconic: the
-# entries' answer; an OAuth token answer), with the mock spoiling that answer once (transient) and every time
+# entries' answer; salesforce: job create, upload, close and poll, and its
+# CSV result files; an OAuth token answer), with the mock spoiling that answer once (transient) and every time
 # (persistent): not JSON, empty, nested thirty thousand deep, cut, shorter
 # than its Content-Length, larger than bulkops.max_response_size, trickling in
 # slower than http_timeout (and, harmless, within it), a redirect to another
@@ -24,7 +25,8 @@
 # Adding a dialect is one entry in @DIALECTS: where its mock lives (url), the
 # target (resource, options, auth), mock configuration, and its answer kinds.
 # A kind names its request (method, path regex), the status of its normal
-# answer, what a persistent failure leaves (%AT_SUBMIT, %AT_LATER, %AT_TOKEN),
+# answer, what a persistent failure leaves (%AT_SUBMIT, %AT_LATER, %AT_TOKEN;
+# "persist_rows" when rows settled by an earlier answer keep their status),
 # optionally "skip", a regex of @GENERIC labels that do not spoil it (an empty
 # answer to a request answered empty), and its own cases: mutate edits (see
 # test/mock/mock_api.py: JSON edits, or for CSV "lines" and "find"/"replace")
@@ -523,6 +525,185 @@ my @DIALECTS = (
 		],
 	},
 	{
+		# a batch is a job: create, upload, close, poll, then the CSV result
+		# files (unprocessedrecords is not asked for here: the first two
+		# settle every row)
+		name     => 'salesforce',
+		url      => '/salesforce',
+		resource => 'Account',
+		mock     => { salesforce => { in_progress_polls => 0, result_order => 'upload' } },
+		kinds    => [
+			{
+				kind   => 'create',
+				method => 'POST',
+				path   => '/jobs/ingest$',
+				status => 200,
+				%AT_SUBMIT,
+				cases => [
+					{
+						label      => 'no job id',
+						edits      => [ { at => 'id', delete => JSON::PP::true } ],
+						persistent => qr/the answer to creating a job has no usable job id/
+					},
+					{
+						label      => 'a job id that is not UTF-8',
+						edits      => [ { at => 'id', set_bytes => hex_of("750\xff") } ],
+						persistent => qr/the answer to creating a job has no usable job id/
+					},
+					{
+						label  => 'a refusal whose code and message are not UTF-8',
+						status => 400,
+						edits  => [
+							{ at => '', set => [ { errorCode => 'x', message => 'y' } ] },
+							{ at => '0.errorCode', set_bytes => hex_of("E-\xff") },
+							{ at => '0.message',   set_bytes => $BAD }
+						],
+						final => {
+							rows => [qw(failed failed failed)],
+							msg  => qr/^could not create the job: HTTP 400 E-\?: \Q$BAD_CLEAN\E$/,
+							code => 'E-?'
+						}
+					},
+				]
+			},
+			{
+				# an upload's answer is empty: only the transport can spoil it
+				kind   => 'upload',
+				method => 'PUT',
+				path   => '/batches$',
+				status => 201,
+				skip   => qr/JSON|empty answer|shorter than/,
+				%AT_LATER,
+				cases  => []
+			},
+			{
+				# whatever a close answers, the poll that follows tells
+				kind   => 'close',
+				method => 'PATCH',
+				path   => '/jobs/ingest/\w+/$',
+				status => 200,
+				skip   => qr/JSON|empty answer/,
+				%AT_LATER,
+				cases  => [
+					{
+						label  => 'a refusal of a close that took',
+						status => 400,
+						edits  => [
+							{ at => '', set => [ { errorCode => 'INVALIDJOB', message => 'no' } ] }
+						],
+						final => { rows => \@BASE }
+					},
+				]
+			},
+			{
+				kind   => 'poll',
+				method => 'GET',
+				path   => '/jobs/ingest/\w+/$',
+				status => 200,
+				%AT_LATER,
+				cases  => [
+					{
+						label      => 'an unknown job state',
+						edits      => [ { at => 'state', set => 'Weird' } ],
+						persistent => qr/job \S+ is in unknown state "Weird"/
+					},
+					{
+						label      => 'a job state that is not UTF-8',
+						edits      => [ { at => 'state', set_bytes => hex_of("Job\xffComplete") } ],
+						persistent => qr/job \S+ is in unknown state "Job\?Complete"/
+					},
+					{
+						label => 'counters that are not numbers',
+						edits => [ { at => 'numberRecordsProcessed', set => 'many' } ],
+						final => { rows => \@BASE }
+					},
+				]
+			},
+			{
+				kind   => 'successfulResults',
+				method => 'GET',
+				path   => '/successfulResults/$',
+				status => 200,
+				# CSV read as it streams: not bounded by max_response_size, nor
+				# by http_timeout while it keeps coming
+				skip => qr/JSON|empty answer|larger than|slower than/,
+				%AT_LATER,
+				cases => [
+					{
+						label => 'a record missing (the row is sent again)',
+						edits => [ { lines => 'drop', n => 1 } ],
+						final => { rows => \@BASE }
+					},
+					{
+						label => 'the same record twice',
+						edits => [ { lines => 'dup', n => 1 } ],
+						final => { rows => \@BASE }
+					},
+					{
+						label => 'a record for a key not sent',
+						edits => [ { find => '-1","name 1"', replace => '-9","name 1"' } ],
+						final => { rows => \@BASE }
+					},
+					{
+						label => 'an empty file',
+						edits => [ { cut => 0 } ],
+						final => { rows => \@BASE }
+					},
+					{
+						label      => 'no key column',
+						edits      => [ { find => '"id"', replace => '"xid"' } ],
+						persistent => qr/result file has no column "id"/
+					},
+					{
+						label      => 'a quote inside an unquoted field',
+						edits      => [ { find => '"true"', replace => 'tr"ue' } ],
+						persistent => qr/malformed CSV in line 2: a double quote inside an unquoted field/
+					},
+					{
+						label      => 'a quoted field broken',
+						edits      => [ { find => '"name 3"', replace => '"name 3' } ],
+						persistent => qr/malformed CSV in line \d+: text after the closing quote/
+					},
+					{
+						label => 'a NUL byte and invalid UTF-8 in fields not matched on',
+						edits => [
+							{ find => 'name 1', replace_bytes => hex_of("na\0me") },
+							{ find => 'name 3', replace_bytes => hex_of("n\xffme") }
+						],
+						final => { rows => \@BASE }
+					},
+				]
+			},
+			{
+				kind   => 'failedResults',
+				method => 'GET',
+				path   => '/failedResults/$',
+				status => 200,
+				# the successes were settled by the file before
+				persist_rows => [qw(succeeded unknown succeeded)],
+				skip   => qr/JSON|empty answer|larger than|slower than/,
+				%AT_LATER,
+				cases  => [
+					{
+						label => 'an error that is not UTF-8',
+						edits => [ { find => '"bad row","', replace_bytes => hex_of("\"bad \x80\xfe row\",\"") } ],
+						final => { rows => \@BASE, row_msg => { 2 => qr/^\Q$BAD_CLEAN\E$/ } }
+					},
+					{
+						label => 'UNABLE_TO_LOCK_ROW (the row goes to a new job)',
+						edits => [ { find => '"bad row","', replace => '"UNABLE_TO_LOCK_ROW:busy","' } ],
+						final => { rows => \@BASE }
+					},
+					{
+						label      => 'no sf__Error column',
+						edits      => [ { find => '"sf__Error"', replace => '"error"' } ],
+						persistent => qr/failedResults has no sf__Error column/
+					},
+				]
+			},
+		],
+	},
+	{
 		# the token answer is read by the worker, whatever the dialect
 		name     => 'oauth',
 		dialect  => 'clinia',
@@ -646,7 +827,7 @@ my @GENERIC = (
 			my ($kind) = @_;
 			my $st = $kind->{kind} eq 'token' ? 'failed' : 'unknown';
 			return {
-				rows       => [ ($st) x 3 ],
+				rows       => $kind->{persist_rows} // [ ($st) x 3 ],
 				last_error => qr/HTTP 307 redirect to "\Q$canary\E" not followed/
 			};
 		}
@@ -720,7 +901,7 @@ sub persistent_expect
 	my ($k, $why) = @_;
 	my $re = qr/$k->{prefix}.*$why/;
 	return {
-		rows       => [ ($k->{persist}) x 3 ],
+		rows       => $k->{persist_rows} // [ ($k->{persist}) x 3 ],
 		last_error => $re,
 		msg        => $re,
 		persistent => 1
