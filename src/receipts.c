@@ -375,6 +375,9 @@ bulkops_finish_job_if_done(int64 job_id)
 		 " UPDATE bulkops.jobs SET finished_at = now(), state = CASE"
 		 "  WHEN timed_out THEN 'timed_out'"
 		 "  WHEN cancel_requested THEN 'cancelled'"
+		 /* a query job has no rows to fail: its one batch failed or not */
+		 "  WHEN operation = 'query' AND last_error IS NOT NULL"
+		 "   THEN CASE WHEN rows_succeeded > 0 THEN 'partial' ELSE 'failed' END"
 		 "  WHEN rows_succeeded = rows_total THEN 'succeeded'"
 		 "  WHEN rows_succeeded = 0 THEN 'failed'"
 		 "  ELSE 'partial' END"

@@ -27,7 +27,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "executor/executor.h"
 #include "parser/parse_node.h"
+#include "parser/parse_relation.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -150,6 +152,8 @@ bulkops_sink_page(const char *dest, const char *owner, const char *page,
 	ParseState *pstate;
 	CopyFromState cstate;
 	List	   *options;
+	ParseNamespaceItem *nsitem;
+	ListCell   *lc;
 	volatile uint64 n = 0;
 
 	if (len == 0)
@@ -171,10 +175,6 @@ bulkops_sink_page(const char *dest, const char *owner, const char *page,
 			SPI_finish();
 		}
 		rel = table_open(relid, RowExclusiveLock);
-		if (pg_class_aclcheck(relid, roleid, ACL_INSERT) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("role \"%s\" may no longer insert into %s", owner, dest)));
 		if (check_enable_rls(relid, roleid, true) == RLS_ENABLED)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -183,7 +183,26 @@ bulkops_sink_page(const char *dest, const char *owner, const char *page,
 		/* an empty unquoted field is NULL, "" an empty string, as COPY has it */
 		options = list_make2(makeDefElem("format", (Node *) makeString("csv"), -1),
 							 makeDefElem("encoding", (Node *) makeString("UTF8"), -1));
+		/* as DoCopy does: COPY finds its table in the range table */
 		pstate = make_parsestate(NULL);
+		nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock,
+											   NULL, false, false);
+		nsitem->p_rte->requiredPerms = ACL_INSERT;
+		foreach(lc, names)
+		{
+			AttrNumber	att = attnameAttNum(rel, strVal(lfirst(lc)), false);
+
+			if (att == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("table %s has no column \"%s\", which the remote answer has",
+								dest, strVal(lfirst(lc))),
+						 errhint("Add the column, or leave the field out of the remote query.")));
+			nsitem->p_rte->insertedCols =
+				bms_add_member(nsitem->p_rte->insertedCols,
+							   att - FirstLowInvalidHeapAttributeNumber);
+		}
+		ExecCheckRTPerms(pstate->p_rtable, true);
 		src_data = page + hlen;
 		src_left = len - hlen;
 		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, page_source,

@@ -438,6 +438,7 @@ commit_result(Work *w, BulkopsResult *res)
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool finished = false;
 	volatile bool failed = false;
+	char	   *volatile why = NULL;
 
 	PG_TRY();
 	{
@@ -447,6 +448,13 @@ commit_result(Work *w, BulkopsResult *res)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
+		/* kept for the receipts: "see the server log" helps nobody */
+		MemoryContextSwitchTo(w->cxt);
+		edata = CopyErrorData();
+		why = pstrdup(edata->message);
+		FreeErrorData(edata);
 		bulkops_abort_tx(cxt);
 		failed = true;
 	}
@@ -463,7 +471,9 @@ commit_result(Work *w, BulkopsResult *res)
 			bulkops_load_pending(w);
 			rest.next = BULKOPS_NEXT_FAIL;
 			rest.fail_status = BULKOPS_ROW_UNKNOWN;
-			rest.error = "bulkops could not record this row's outcome (see the server log)";
+			rest.error = w->destination
+				? psprintf("could not write the results into %s: %s", w->destination, why)
+				: psprintf("bulkops could not record this row's outcome: %s", why);
 			finished = apply_result(w, &rest);
 			bulkops_commit_tx();
 		}
@@ -658,8 +668,9 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 
 	plan_next(w, &res, not_applied,
 			  call->has_retry_after ? call->retry_after_ms : -1);
-	bulkops_http_free(call);
+	/* the result may point into the answer (a query job's page) */
 	commit_result(w, &res);
+	bulkops_http_free(call);
 }
 
 /* ---- sending ---- */

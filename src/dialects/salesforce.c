@@ -56,6 +56,12 @@
 #define SF_STEP_FAILURES	5
 #define SF_STEP_UNPROCESSED	6
 
+/* the steps of a query job (bulk_query), described with its functions */
+#define SF_QSTEP_CREATE		0
+#define SF_QSTEP_POLL		1
+#define SF_QSTEP_PAGE		2
+#define SF_DEFAULT_MAX_RECORDS 50000
+
 /* Salesforce takes 150 MB per job after base64, i.e. 100 MB of raw CSV */
 #define SF_MAX_JOB_BYTES	(100 * 1024 * 1024)
 #define SF_SET_NULL			"#N/A"
@@ -153,6 +159,8 @@ static const BulkopsOptionDef sf_options[] = {
 	{"hard_delete", BULKOPS_OPT_BOOL, 0, 0},
 	{"limit_backoff", BULKOPS_OPT_REAL, 0, 1440},
 	{"resubmit_unprocessed", BULKOPS_OPT_BOOL, 0, 0},
+	{"max_records", BULKOPS_OPT_INT, 1, 1000000},
+	{"query_all", BULKOPS_OPT_BOOL, 0, 0},
 	{NULL}
 };
 
@@ -402,6 +410,8 @@ build_upload(const BulkopsBatch *batch, BulkopsRequest *req)
 
 static SfStream *make_stream(const BulkopsBatch *batch, int step);
 static void stream_data(void *arg, const char *data, size_t len);
+static char *query_jobs_url(const BulkopsBatch *batch);
+static void query_build_request(const BulkopsBatch *batch, BulkopsRequest *req);
 
 static void
 sf_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
@@ -411,6 +421,11 @@ sf_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 		"successfulResults/", "failedResults/", "unprocessedrecords/"
 	};
 
+	if (batch->op == BULKOPS_OP_QUERY)
+	{
+		query_build_request(batch, req);
+		return;
+	}
 	switch (step)
 	{
 		case SF_STEP_CREATE:
@@ -441,6 +456,15 @@ sf_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 static bool
 sf_build_abort(const BulkopsBatch *batch, BulkopsRequest *req)
 {
+	if (batch->op == BULKOPS_OP_QUERY)
+	{
+		/* a query job can be stopped while it runs; its pages are just data */
+		if (batch->remote_id == NULL || batch->step != SF_QSTEP_POLL)
+			return false;
+		set_json_body(req, "PATCH", psprintf("%s/%s", query_jobs_url(batch), batch->remote_id),
+					  state_body("Aborted"));
+		return true;
+	}
 	/* before step 1 there is no job yet; from step 4 on it is final */
 	if (batch->remote_id == NULL || effective_step(batch) < SF_STEP_UPLOAD ||
 		effective_step(batch) > SF_STEP_POLL)
@@ -1087,12 +1111,206 @@ handle_result_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		decide(batch, st->memo, result);
 }
 
+/* ---- query jobs (bulk_query) ---- */
+
+/*
+ * A query job's one batch carries the SOQL query as its body and goes
+ * through these steps (remote_id is the query job's id from step 1 on):
+ *
+ *	 0 create the query job (POST jobs/query)
+ *	 1 poll it until JobComplete; Failed or Aborted end the job
+ *	 2 fetch a page of results; the next page's Sforce-Locator is kept as
+ *	   the step's note, so a restart resumes at the page that was not yet
+ *	   written (the worker stores each page with the note that follows it)
+ *
+ * Repeating any step is harmless: a query changes nothing remotely.
+ */
+
+/* a locator is opaque: escape it rather than trust it in a URL */
+static void
+append_url_escaped(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~')
+			appendStringInfoChar(buf, c);
+		else
+			appendStringInfo(buf, "%%%02X", c);
+	}
+}
+
+static char *
+query_jobs_url(const BulkopsBatch *batch)
+{
+	char	   *api = bulkops_opt_string(batch->options, "api_version", SF_DEFAULT_API);
+
+	return psprintf("%s/services/data/v%s/jobs/query", batch->url, api);
+}
+
+static void
+query_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
+{
+	switch (batch->step)
+	{
+		case SF_QSTEP_CREATE:
+			{
+				StringInfo	body = makeStringInfo();
+
+				appendStringInfo(body, "{\"operation\":\"%s\",\"query\":",
+								 bulkops_opt_bool(batch->options, "query_all", false)
+								 ? "queryAll" : "query");
+				/* the body is the query, NUL-terminated, with no rows in it */
+				bulkops_json_string(body, batch->body, strlen(batch->body));
+				appendStringInfoChar(body, '}');
+				set_json_body(req, "POST", query_jobs_url(batch), body);
+				break;
+			}
+		case SF_QSTEP_POLL:
+			req->method = "GET";
+			req->url = psprintf("%s/%s", query_jobs_url(batch), batch->remote_id);
+			break;
+		default:
+			{
+				BulkopsHeader *accept = palloc(sizeof(BulkopsHeader));
+				StringInfoData url;
+
+				initStringInfo(&url);
+				appendStringInfo(&url, "%s/%s/results?maxRecords=%d",
+								 query_jobs_url(batch), batch->remote_id,
+								 bulkops_opt_int(batch->options, "max_records",
+												 SF_DEFAULT_MAX_RECORDS));
+				if (batch->step_data)
+				{
+					appendStringInfoString(&url, "&locator=");
+					append_url_escaped(&url, batch->step_data);
+				}
+				req->method = "GET";
+				req->url = url.data;
+				accept->name = "Accept";
+				accept->value = "text/csv";
+				req->headers = list_make1(accept);
+				break;
+			}
+	}
+}
+
+static void
+query_handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
+				  BulkopsResult *result)
+{
+	JsonbContainer *root;
+	char	   *state;
+
+	if (!bulkops_read_answer(resp, result, &root))
+		return;
+	state = bulkops_jtext(bulkops_jget(root, "state"));
+	if (resp->status != 200 || state == NULL)
+	{
+		result->next = resp->status == 404 ? BULKOPS_NEXT_FAIL : BULKOPS_NEXT_RETRY;
+		result->error = error_text(resp, psprintf("could not poll query job %s",
+												  batch->remote_id));
+		return;
+	}
+	result->progress = progress_json(root);
+	if (strcmp(state, "UploadComplete") == 0 || strcmp(state, "InProgress") == 0)
+		next_step(batch, result, SF_QSTEP_POLL, batch->remote_id);
+	else if (strcmp(state, "JobComplete") == 0)
+	{
+		next_step(batch, result, SF_QSTEP_PAGE, batch->remote_id);
+		result->delay_ms = 1;
+	}
+	else if (strcmp(state, "Failed") == 0 || strcmp(state, "Aborted") == 0)
+	{
+		char	   *message = bulkops_jtext(bulkops_jget(root, "errorMessage"));
+
+		result->next = BULKOPS_NEXT_FAIL;
+		result->error_code = pstrdup(state);
+		result->error = psprintf("query job %s ended %s%s%s", batch->remote_id, state,
+								 message ? ": " : "", message ? message : "");
+	}
+	else
+	{
+		result->next = BULKOPS_NEXT_RETRY;
+		result->error = psprintf("query job %s is in unknown state \"%s\"",
+								 batch->remote_id, state);
+	}
+}
+
+static void
+query_handle_page(const BulkopsBatch *batch, const BulkopsResponse *resp,
+				  BulkopsResult *result)
+{
+	const char *locator = bulkops_response_header(resp, "sforce-locator");
+
+	if (resp->status != 200)
+	{
+		result->next = resp->status >= 400 && resp->status < 500 &&
+			resp->status != 401 && resp->status != 409
+			? BULKOPS_NEXT_FAIL : BULKOPS_NEXT_RETRY;
+		result->error = error_text(resp, psprintf("could not fetch results of query job %s",
+												  batch->remote_id));
+		return;
+	}
+	result->page = resp->body;
+	result->page_len = resp->len;
+	if (locator == NULL || locator[0] == '\0' || strcmp(locator, "null") == 0)
+	{
+		result->next = BULKOPS_NEXT_DONE;
+		return;
+	}
+	next_step(batch, result, SF_QSTEP_PAGE, batch->remote_id);
+	result->step_data = pstrdup(locator);
+	result->delay_ms = 1;
+}
+
+static void
+query_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp,
+					  BulkopsResult *result)
+{
+	switch (batch->step)
+	{
+		case SF_QSTEP_CREATE:
+			{
+				JsonbContainer *root;
+				char	   *id;
+
+				if (!bulkops_read_answer(resp, result, &root))
+					return;
+				id = bulkops_jtext(bulkops_jget(root, "id"));
+				if ((resp->status == 200 || resp->status == 201) &&
+					all_chars(id, LETTERS DIGITS, LETTERS DIGITS))
+				{
+					next_step(batch, result, SF_QSTEP_POLL, id);
+					return;
+				}
+				result->next = resp->status >= 400 && resp->status < 500 &&
+					resp->status != 401 ? BULKOPS_NEXT_FAIL : BULKOPS_NEXT_RETRY;
+				result->error = error_text(resp, "could not create the query job");
+				break;
+			}
+		case SF_QSTEP_POLL:
+			query_handle_poll(batch, resp, result);
+			break;
+		default:
+			query_handle_page(batch, resp, result);
+			break;
+	}
+}
+
 static void
 sf_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp,
 				   BulkopsResult *result)
 {
 	if (limit_exceeded(batch, resp, result))
 		return;
+	if (batch->op == BULKOPS_OP_QUERY)
+	{
+		query_handle_response(batch, resp, result);
+		return;
+	}
 	switch (effective_step(batch))
 	{
 		case SF_STEP_CREATE:
@@ -1120,11 +1338,13 @@ const BulkopsDialect bulkops_salesforce_dialect = {
 		[BULKOPS_OP_UPDATE] = "update",
 		[BULKOPS_OP_UPSERT] = "upsert",
 		[BULKOPS_OP_DELETE] = "delete",
+		[BULKOPS_OP_QUERY] = "query",
 	},
 	.idempotent = {
 		[BULKOPS_OP_UPDATE] = true,
 		[BULKOPS_OP_UPSERT] = true,
 		[BULKOPS_OP_DELETE] = true,
+		[BULKOPS_OP_QUERY] = true,
 	},
 	.needs_key = {
 		[BULKOPS_OP_UPDATE] = true,

@@ -15,7 +15,21 @@ http://127.0.0.1:PORT/salesforce and the API base is {url}/services/data/v62.0:
   GET   {base}/jobs/ingest/<id>/unprocessedrecords/  <columns>
   (each path also without its trailing slash)
 
+  POST  {base}/jobs/query                        {"operation": "query", "query": SOQL}
+  GET   {base}/jobs/query/<id>                   JobInfo: UploadComplete, InProgress, then
+                                                 JobComplete (or Failed, see fail_query)
+  PATCH {base}/jobs/query/<id>                   {"state": "Aborted"}
+  GET   {base}/jobs/query/<id>/results?maxRecords=N[&locator=L]
+                                                 a page of CSV; header Sforce-Locator names
+                                                 the next page ("null" ends),
+                                                 Sforce-NumberOfRecords its record count
+
 and its test hooks under /_control/salesforce: store, applied, jobs.
+
+Query jobs understand "SELECT f1, f2, ... FROM Object" and nothing more (no WHERE, no
+relationships): the rows are the object's records in the store, in Id order, followed
+by query_rows (config) made-up records whose fields hold commas, quotes and line breaks
+every seventh record.  A field a record lacks is empty (null).
 
 Records are applied to an in-memory store per object when the job completes: insert makes
 a new Id, update needs an existing Id, upsert matches the externalIdFieldName column,
@@ -42,6 +56,8 @@ Configuration (POST /_control/config {"salesforce": {...}}), all optional:
                             after N records; the rest are unprocessed
   request_limit_exceeded    N: the next N ingest requests get 403 REQUEST_LIMIT_EXCEEDED
   objects                   list of known object names (default: any name)
+  query_rows (0)            made-up records every query returns after the store's
+  fail_query                {"message": "..."}: the next query job ends Failed
 
 Assumed where PROTOCOLS.md and the vendor's pages are silent (kept here, in one place):
   * a job takes any number of uploads, but one with more than one refuses to close with
@@ -154,11 +170,22 @@ class Dialect:
         self.applied = collections.Counter()            # (object, Id) -> times
         self.lock_seen = collections.Counter()          # record values -> times
         self.jobs = {}
+        self.queries = {}
         self.next_job = 1
         self.next_id = 1
         self.counts = collections.Counter()
 
     def routes(self):
+        qbase = "/services/data/{ver}/jobs/query"
+        qjob = qbase + "/{job}"
+        out = [("POST", qbase, self.query_create)]
+        for suffix in ("", "/"):
+            out.append(("GET", qjob + suffix, self.query_poll))
+            out.append(("PATCH", qjob + suffix, self.query_patch))
+            out.append(("GET", qjob + "/results" + suffix, self.query_results))
+        return out + self.ingest_routes()
+
+    def ingest_routes(self):
         base = "/services/data/{ver}/jobs/ingest"
         job = base + "/{job}"
         out = [("POST", base, self.create),
@@ -182,7 +209,9 @@ class Dialect:
                 "polls": c["polls"], "aborts": c["aborts"], "fetches": c["fetches"],
                 "operations": c["operations"], "applied": c["applied"],
                 "failures": c["failures"], "limited": c["limited"],
-                "refused": c["refused"],
+                "refused": c["refused"], "queries": c["queries"],
+                "query_polls": c["query_polls"], "query_pages": c["query_pages"],
+                "query_aborts": c["query_aborts"],
                 "max_applications_per_id": max(self.applied.values(), default=0),
                 "store_size": sum(len(v) for v in self.store.values())}
 
@@ -213,27 +242,42 @@ class Dialect:
             return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         return None
 
-    def take(self, req, params):
-        """(job, None) for a request about a known job that passes refuse(), else
-        (None, the answer to send)."""
+    def take(self, req, params, jobs=None):
+        """(job, None) for a request about a known job (ingest, or of jobs) that
+        passes refuse(), else (None, the answer to send)."""
         denied = self.refuse(req, params)
         if denied:
             return None, denied
-        job = self.jobs.get(params["job"])
+        job = (self.jobs if jobs is None else jobs).get(params["job"])
         if job is None:
             return None, sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         return job, None
 
     # -- create, upload, close, abort -----------------------------------------
 
-    def create(self, req, params):
+    @staticmethod
+    def requested_state(req):
+        """The "state" a PATCH asks for, or None."""
+        try:
+            return req.json().get("state")
+        except (ValueError, AttributeError):
+            return None
+
+    def request_spec(self, req, params):
+        """(the JSON body or None, None) for a request that passes refuse(), else
+        (None, the answer to send)."""
         denied = self.refuse(req, params)
         if denied:
-            return denied
+            return None, denied
         try:
-            spec = req.json()
+            return req.json(), None
         except ValueError:
-            spec = None
+            return None, None
+
+    def create(self, req, params):
+        spec, denied = self.request_spec(req, params)
+        if denied:
+            return denied
         if not isinstance(spec, dict):
             return sf_error(400, "JSON_PARSER_ERROR", "the request body is not a JSON object")
         obj, op = spec.get("object"), spec.get("operation")
@@ -292,10 +336,7 @@ class Dialect:
         job, answer = self.take(req, params)
         if answer:
             return answer
-        try:
-            state = req.json().get("state")
-        except (ValueError, AttributeError):
-            state = None
+        state = self.requested_state(req)
         if state == "UploadComplete":
             return self.close(job)
         if state == "Aborted":
@@ -499,6 +540,116 @@ class Dialect:
         if name == "failedResults":
             return b'"sf__Id","sf__Error",' + header + b"\n"
         return header + b"\n"
+
+    # -- query jobs ------------------------------------------------------------------
+
+    def query_create(self, req, params):
+        spec, denied = self.request_spec(req, params)
+        if denied:
+            return denied
+        if not isinstance(spec, dict) or spec.get("operation") not in ("query", "queryAll"):
+            return sf_error(400, "INVALIDJOB", "operation must be query or queryAll")
+        soql = spec.get("query")
+        words = soql.split() if isinstance(soql, str) else []
+        upper = [w.upper() for w in words]
+        if len(words) < 4 or upper[0] != "SELECT" or "FROM" not in upper[2:]:
+            return sf_error(400, "INVALIDJOB", "malformed query: %r" % (soql,))
+        at = upper.index("FROM", 1)
+        fields = [f.strip() for f in " ".join(words[1:at]).split(",") if f.strip()]
+        obj = words[at + 1]
+        fail = self.config.get("fail_query")
+        job = {"id": "750%012dQQQ" % self.next_job, "object": obj, "fields": fields,
+               "state": "UploadComplete", "polls": 0,
+               "in_progress_polls": int(self.config.get("in_progress_polls", 1)),
+               "fail": fail.get("message", "INVALID_FIELD: No such column") if fail else None,
+               "rows": None, "pages": 0}
+        if fail:
+            self.config["fail_query"] = None
+        self.next_job += 1
+        self.queries[job["id"]] = job
+        self.counts["queries"] += 1
+        return json_response(200, self.query_info(job))
+
+    def query_rows(self, job):
+        out = []
+        for rid, rec in sorted(self.store.get(job["object"], {}).items()):
+            rec = dict(rec, Id=rid)
+            out.append(["" if rec.get(f) is None else str(rec.get(f)) for f in job["fields"]])
+        for i in range(1, int(self.config.get("query_rows", 0)) + 1):
+            row = []
+            for f in job["fields"]:
+                if f == "Id":
+                    row.append("001%09dQRY" % i)
+                elif i % 7 == 0:
+                    row.append('%s, "%d"\nline two' % (f, i))
+                elif i % 11 == 0:
+                    row.append("")
+                else:
+                    row.append("%s %d" % (f, i))
+            out.append(row)
+        return out
+
+    def query_info(self, job):
+        out = {"id": job["id"], "operation": "query", "object": job["object"],
+               "state": job["state"], "numberRecordsProcessed":
+               len(job["rows"]) if job["rows"] is not None else 0}
+        if job["state"] == "Failed":
+            out["errorMessage"] = job["fail"]
+        return out
+
+    def query_take(self, req, params):
+        return self.take(req, params, self.queries)
+
+    def query_poll(self, req, params):
+        job, answer = self.query_take(req, params)
+        if answer:
+            return answer
+        self.counts["query_polls"] += 1
+        if job["state"] in ("UploadComplete", "InProgress"):
+            job["polls"] += 1
+            if self.ctx.bench or job["polls"] > job["in_progress_polls"]:
+                if job["fail"]:
+                    job["state"] = "Failed"
+                else:
+                    job["state"] = "JobComplete"
+                    job["rows"] = self.query_rows(job)
+            else:
+                job["state"] = "InProgress"
+        return json_response(200, self.query_info(job))
+
+    def query_patch(self, req, params):
+        job, answer = self.query_take(req, params)
+        if answer:
+            return answer
+        if self.requested_state(req) != "Aborted":
+            return sf_error(400, "INVALIDJOB", "only Aborted may be set on a query job")
+        if job["state"] in FINAL:
+            return sf_error(409, "INVALIDJOB", "Job %s is already %s" % (job["id"], job["state"]))
+        job["state"] = "Aborted"
+        self.counts["query_aborts"] += 1
+        return json_response(200, self.query_info(job))
+
+    def query_results(self, req, params):
+        job, answer = self.query_take(req, params)
+        if answer:
+            return answer
+        if job["state"] != "JobComplete":
+            return sf_error(409, "INVALIDJOB", "Job %s is not complete: %s"
+                            % (job["id"], job["state"]))
+        try:
+            size = int(req.query.get("maxRecords", 50000))
+            start = int(req.query.get("locator") or 0)
+        except ValueError:
+            return sf_error(400, "INVALID_LOCATOR", "bad maxRecords or locator")
+        if size < 1 or start < 0 or start > len(job["rows"]):
+            return sf_error(400, "INVALID_LOCATOR", "bad maxRecords or locator")
+        page = job["rows"][start:start + size]
+        end = start + len(page)
+        job["pages"] += 1
+        self.counts["query_pages"] += 1
+        headers = {"Sforce-Locator": str(end) if end < len(job["rows"]) else "null",
+                   "Sforce-NumberOfRecords": str(len(page))}
+        return Response(200, csv_bytes([job["fields"]] + page), "text/csv", headers)
 
     # -- control ------------------------------------------------------------------
 

@@ -236,3 +236,50 @@ class TestSalesforceBench(SalesforceCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+QBASE = "/salesforce/services/data/v62.0/jobs/query"
+
+
+class TestSalesforceQuery(SalesforceCase):
+    """Query jobs: InProgress then JobComplete, pages followed by Sforce-Locator to
+    "null", the store's records then made-up ones, quoting round-tripped, Failed on
+    request, Aborted on PATCH."""
+
+    def query(self, soql):
+        status, info = self.call("POST", QBASE, {"operation": "query", "query": soql})
+        self.assertEqual(status, 200, info)
+        return info["id"]
+
+    def test_pages_follow_the_locator(self):
+        self.configure(query_rows=25, in_progress_polls=1)
+        job = self.query("SELECT Id, Name FROM Account")
+        self.assertEqual(self.call("GET", "%s/%s" % (QBASE, job))[1]["state"], "InProgress")
+        self.assertEqual(self.call("GET", "%s/%s" % (QBASE, job))[1]["state"], "JobComplete")
+        rows, locator, pages = [], "", 0
+        while locator != "null":
+            url = "%s/%s/results?maxRecords=10%s" % (
+                QBASE, job, "&locator=" + locator if locator else "")
+            status, headers, body = self.raw("GET", url)
+            self.assertEqual(status, 200, body)
+            page = rows_of(body)
+            self.assertEqual(page[0], ["Id", "Name"])
+            self.assertEqual(int(headers["Sforce-NumberOfRecords"]), len(page) - 1)
+            rows += page[1:]
+            locator = headers["Sforce-Locator"]
+            pages += 1
+        self.assertEqual(pages, 3)
+        self.assertEqual(len(rows), 25)
+        self.assertEqual(len({r[0] for r in rows}), 25)
+        self.assertIn('Name, "7"\nline two', [r[1] for r in rows])
+
+    def test_failed_and_aborted(self):
+        self.configure(fail_query={"message": "INVALID_FIELD: nope"}, in_progress_polls=0)
+        job = self.query("SELECT Nope FROM Account")
+        info = self.call("GET", "%s/%s" % (QBASE, job))[1]
+        self.assertEqual((info["state"], info["errorMessage"]), ("Failed", "INVALID_FIELD: nope"))
+        self.configure(fail_query=None, in_progress_polls=5)
+        job = self.query("SELECT Id FROM Account")
+        status, info = self.call("PATCH", "%s/%s" % (QBASE, job), {"state": "Aborted"})
+        self.assertEqual((status, info["state"]), (200, "Aborted"))
+        self.assertEqual(self.raw("GET", "%s/%s/results" % (QBASE, job))[0], 409)

@@ -1,4 +1,4 @@
-# 009_salesforce.pl - salesforce jobs through OAuth and across restarts.
+# 011_salesforce.pl - salesforce jobs through OAuth and across restarts.
 #
 # Proves, against the mock's Bulk API 2.0 and its token endpoint:
 #   1. the JWT bearer flow: a key made here by the openssl CLI signs the
