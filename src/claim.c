@@ -133,6 +133,10 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'queued' "
+							   /* never wait for a user's transaction: a cancel may hold it */
+							   "AND (b.job_id, b.batch_no) = (SELECT job_id, batch_no "
+							   " FROM bulkops.batches WHERE job_id = $1 AND batch_no = $2 "
+							   " AND state = 'queued' FOR UPDATE SKIP LOCKED) "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
