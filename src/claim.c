@@ -343,6 +343,8 @@ bulkops_claim(void)
 
 		foreach(lc, taken)
 			bulkops_works_add(lfirst(lc));
+		if (taken != NIL)
+			bulkops_crash_point("claim");
 		list_free(taken);
 	}
 }
@@ -412,6 +414,7 @@ bulkops_recover(void)
 									  2, types, vals, NULL, false, 0);
 			}
 		}
+		bulkops_crash_point("recover");
 		bulkops_commit_tx();
 		if (n > 0)
 			ereport(LOG, (errmsg("bulkops worker resumed %d batches", (int) n)));

@@ -275,6 +275,7 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
 			list_free(recheck);
 			ResetPerTupleExprContext(estate);
 		}
+		bulkops_crash_point("receipts");
 	}
 	/* in reverse: the resource owner finds the latest pins first */
 	for (i = nslots - 1; i >= 0; i--)
@@ -386,6 +387,8 @@ bulkops_finish_job_if_done(int64 job_id)
 		 " RETURNING id, state)"
 		 "SELECT pg_notify('bulkops_jobs', id || ' ' || state) FROM done",
 		 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		bulkops_crash_point("finish_job");
 	SPI_finish();
 }
 

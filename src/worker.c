@@ -488,7 +488,10 @@ commit_result(Work *w, BulkopsResult *res)
 		PG_END_TRY();
 	}
 	if (finished)
+	{
+		bulkops_crash_point("batch_done");
 		free_work(w);
+	}
 }
 
 /*
@@ -580,6 +583,9 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 {
 	BulkopsResult res = {0};
 	bool		not_applied = false;
+	int			old_step = w->batch.step;
+	const char *old_remote_id = w->batch.remote_id;
+	bool		new_step;
 	MemoryContext old;
 
 	if (w->aborting)
@@ -587,6 +593,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		abort_answered(w, call);
 		return;
 	}
+	bulkops_crash_point(old_step == 0 ? "submit_answered" : "poll_answered");
 	old = MemoryContextSwitchTo(w->step_cxt);
 	w->call = NULL;
 	/* a 401 to an OAuth token: a new token, and the same request again */
@@ -668,9 +675,15 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 
 	plan_next(w, &res, not_applied,
 			  call->has_retry_after ? call->retry_after_ms : -1);
+	new_step = res.next == BULKOPS_NEXT_STEP &&
+		(w->batch.step != old_step ||
+		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
+		 (old_remote_id && strcmp(w->batch.remote_id, old_remote_id) != 0));
 	/* the result may point into the answer (a query job's page) */
 	commit_result(w, &res);
 	bulkops_http_free(call);
+	if (new_step)
+		bulkops_crash_point("step_saved");
 }
 
 /* ---- sending ---- */
@@ -783,7 +796,11 @@ send_request(Work *w, bool abort)
 		return;
 
 	bulkops_http_options(w, &opts);
+	if (!abort)
+		bulkops_crash_point(w->batch.step == 0 ? "submit" : "poll");
 	w->call = bulkops_http_start(&req, auth, &opts, w);
+	if (w->batch.step > 0 && !abort)
+		w->call->crash_point = "fetch";
 	w->aborting = abort;
 }
 
