@@ -67,3 +67,10 @@ ALTER TABLE bulkops.jobs ADD COLUMN timed_out boolean NOT NULL DEFAULT false;
 -- and offsets took a quarter of an enqueue's time (body is lz4 since 1.0).
 ALTER TABLE bulkops.batches ALTER COLUMN keys SET COMPRESSION lz4,
     ALTER COLUMN offsets SET COMPRESSION lz4;
+
+-- Whether the batch's current submit may have reached the remote side: set
+-- just before a submit of an operation that is not safe to repeat is sent,
+-- cleared when its answer is recorded.  After a crash only those batches
+-- are in doubt; one merely claimed, or waiting to retry after a 429, was
+-- never applied and is sent again.
+ALTER TABLE bulkops.batches ADD COLUMN submitting boolean NOT NULL DEFAULT false;

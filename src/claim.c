@@ -351,7 +351,8 @@ bulkops_claim(void)
 
 /*
  * After a restart: batches left active by the previous worker.  Polls are
- * repeated; submits only where repeating cannot apply a row twice.
+ * repeated; submits too, unless one may have reached the remote side
+ * (marked "submitting") and repeating it could apply a row twice.
  */
 void
 bulkops_recover(void)
@@ -367,7 +368,8 @@ bulkops_recover(void)
 		int			rc;
 
 		bulkops_begin_tx("resuming batches");
-		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step "
+		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step, "
+						 "b.submitting "
 						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
 						 "WHERE b.state = 'active' ORDER BY 1, 2",
 						 0, NULL, NULL, NULL, true, 0);
@@ -384,11 +386,13 @@ bulkops_recover(void)
 			const BulkopsDialect *d = bulkops_find_dialect(SPI_getvalue(t, td, 3), true);
 			BulkopsOp	op = bulkops_op_from_name(SPI_getvalue(t, td, 4));
 			int			step = DatumGetInt32(SPI_getbinval(t, td, 5, &isnull));
+			bool		submitting = DatumGetBool(SPI_getbinval(t, td, 6, &isnull));
 
 			jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
 			nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
 			/* in doubt: a submit that may have reached the remote side */
-			if (step == 0 && d != NULL && !d->idempotent[op] && !d->submit_is_safe)
+			if (step == 0 && submitting && d != NULL && !d->idempotent[op] &&
+				!d->submit_is_safe)
 				nos[i] = -nos[i] - 1;
 		}
 		for (i = 0; i < n; i++)
@@ -409,7 +413,7 @@ bulkops_recover(void)
 				Datum		vals[2] = {Int64GetDatum(jobs[i]), Int32GetDatum(nos[i])};
 
 				bulkops_exec("UPDATE bulkops.batches SET state = 'queued', "
-									  "next_attempt_at = now() "
+									  "submitting = false, next_attempt_at = now() "
 									  "WHERE job_id = $1 AND batch_no = $2",
 									  2, types, vals, NULL, false, 0);
 			}

@@ -15,9 +15,11 @@
  * Rules:
  * - No transaction is open while a request is in flight or while waiting.
  * - A batch's new step is committed before the worker acts on it; a submit
- *	 attempt is counted before it is sent.  On start, batches left "active"
- *	 by a crash are resumed: a poll is simply repeated; a submit is repeated
- *	 only for idempotent operations, else its rows become "unknown".
+ *	 attempt is counted before it is sent, and a submit that is not safe to
+ *	 repeat is marked "submitting" until its answer is recorded.  On start,
+ *	 batches left "active" by a crash are resumed: a poll is simply
+ *	 repeated; a submit is repeated unless it was marked, in which case its
+ *	 rows become "unknown".
  * - At most `concurrency` batches per target are held, so memory is
  *	 bounded by targets x concurrency x batch size.
  * - An error while handling one batch is reported and settles that batch;
@@ -305,7 +307,7 @@ apply_result(Work *w, BulkopsResult *res)
 	nulls[6] = w->batch.step_data ? ' ' : 'n';
 	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
 							  "attempts = $5, last_error = coalesce($6, last_error), "
-							  "step_data = $7, "
+							  "step_data = $7, submitting = false, "
 							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
 							  7, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update batch");
@@ -688,6 +690,39 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 
 /* ---- sending ---- */
 
+/*
+ * Say, durably, that w's submit may reach the remote side from now on.
+ * Only a batch so marked is in doubt after a crash: one that was claimed,
+ * or is waiting to retry after a 429, was never applied and may be sent.
+ * Returns false if that could not be recorded (then nothing is sent).
+ */
+static bool
+mark_submitting(Work *w)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		Oid			types[2] = {INT8OID, INT4OID};
+		Datum		values[2] = {Int64GetDatum(w->ref.job_id),
+		Int32GetDatum(w->ref.batch_no)};
+
+		bulkops_begin_tx("marking a submit");
+		bulkops_exec("UPDATE bulkops.batches SET submitting = true "
+					 "WHERE job_id = $1 AND batch_no = $2",
+					 2, types, values, NULL, false, SPI_OK_UPDATE);
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		bulkops_abort_tx(cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 static void
 settle_now(Work *w, BulkopsRowStatus status, const char *error)
 {
@@ -796,6 +831,12 @@ send_request(Work *w, bool abort)
 		return;
 
 	bulkops_http_options(w, &opts);
+	if (!abort && w->batch.step == 0 && !w->dialect->idempotent[w->batch.op] &&
+		!mark_submitting(w))
+	{
+		w->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		return;
+	}
 	if (!abort)
 		bulkops_crash_point(w->batch.step == 0 ? "submit" : "poll");
 	w->call = bulkops_http_start(&req, auth, &opts, w);
