@@ -5,7 +5,7 @@
  *	  (and optionally which pass through it) at which the process reaching
  *	  it dies as if by kill -9.
  *
- * The TAP tests (test/t/006_crash_points.pl) use it to prove that a crash at
+ * The TAP tests (test/t/010_crash_points.pl) use it to prove that a crash at
  * any step leaves every row with exactly one receipt and sends nothing
  * twice that is not safe to repeat.  Each step calls bulkops_crash_point()
  * with its name; with the setting empty that is one test of a bool.
