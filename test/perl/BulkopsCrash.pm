@@ -36,14 +36,23 @@ our @EXPORT = qw(@DIALECTS $ROWS crash_node start_jobs job_ids arm_crash
 
 our $ROWS = 100_000;
 
-# One line per dialect.  url: the mock's URL of a source, %s replaced by a name
-# unique to the job; ops: the operations to run, "!" after those that are not
-# safe to repeat; options: the target's (batch_size, concurrency, ...);
-# optional: resource, key (the key column, default "id"), source (the query,
-# %s replaced by the operation's name; it must send the column "tag").
+# One line per dialect.  url and resource: where a job's rows go in the mock,
+# %s replaced by a name unique to the job (letters and digits), in one or the
+# other, so that jobs never share remote records; ops: the operations to run,
+# "!" after those that are not safe to repeat; options: the target's, over
+# batch_size 5000 and concurrency 4; one_step: every answer is final (no
+# remote task, no later step to crash in); optional: key (the key column,
+# default "id"), source (the query, %s replaced by the operation's name; it
+# must send the column "tag").  BULKOPS_CRASH_DIALECTS="a b" runs only those.
 our @DIALECTS = (
 	{ dialect => 'clinia', url => '/clinia/sources/%s/v1', resource => 'Thing', ops => 'insert! upsert' },
+	{ dialect => 'sap_fsm', url => '/sap_fsm', resource => 'Crash%s', ops => 'upsert', one_step => 1, options => { dto_version => 1, account_id => '1', company_id => '1' } },
 );
+if ($ENV{BULKOPS_CRASH_DIALECTS})
+{
+	my %want = map { $_ => 1 } split ' ', $ENV{BULKOPS_CRASH_DIALECTS};
+	@DIALECTS = grep { $want{ $_->{dialect} } } @DIALECTS;
+}
 
 my %DEFAULT_OPTIONS = (batch_size => 5000, concurrency => 4);
 my $DEFAULT_SOURCE =
@@ -96,8 +105,12 @@ sub start_jobs
 		my ($op, $once) = $word =~ /^([a-z]+)(!?)$/
 		  or croak "bad operation \"$word\"";
 		my $target = "${case}_$op";
-		my $url    = mock_url(sprintf($d->{url}, $target));
-		my $res    = defined $d->{resource} ? "'$d->{resource}'" : 'NULL';
+		(my $name = $target) =~ s/[^A-Za-z0-9]//g;
+		my $url = mock_url($d->{url} =~ /%s/ ? sprintf($d->{url}, $name) : $d->{url});
+		my $res =
+		  !defined $d->{resource} ? 'NULL'
+		  : $d->{resource} =~ /%s/ ? "'" . sprintf($d->{resource}, $name) . "'"
+		  :                          "'$d->{resource}'";
 		$node->safe_psql('postgres',
 			    "SELECT bulkops.create_target('$target', '$d->{dialect}', '$url', "
 			  . "resource => $res, options => '$optjson')");

@@ -86,7 +86,7 @@ for my $d (@DIALECTS)
 	{
 		my $case = "$d->{dialect}, $how";
 		my $tag  = 's' . ++$case_no;
-		slow_mock_after(40);
+		slow_mock_after(8);
 		my $jobs = start_jobs($node, $d, $tag);
 		wait_mid_job($case, $tag, scalar @$jobs);
 		$interrupt{$how}->();
