@@ -205,10 +205,9 @@ again).  The marker of the crash stays, so nothing fires meanwhile.
 sub disarm_crash
 {
 	my ($node) = @_;
-	local $PostgreSQL::Test::Utils::timeout_default = 60;
 	$node->safe_psql('postgres',
 		"ALTER SYSTEM RESET bulkops.crash_at; SELECT pg_reload_conf();");
-	$node->poll_query_until('postgres', 'SHOW bulkops.crash_at', '');
+	query_until($node, 'SHOW bulkops.crash_at', '');
 }
 
 =pod
@@ -239,17 +238,21 @@ sub wait_for_crash
 	}
 	ok($fired, "$case: the crash point fired");
 	return unless $fired;
-	my $log = eval {
-		local $PostgreSQL::Test::Utils::timeout_default = 60;
-		$node->wait_for_log(qr/all server processes terminated; reinitializing/,
-			$offset);
-	};
-	ok($log, "$case: the server went through crash recovery");
-	ok( $node->log_contains(
-			qr/bulkops: crash point "[a-z_]+" reached .* kills itself/, $offset),
-		"$case: the process said where it died");
-	local $PostgreSQL::Test::Utils::timeout_default = 60;
-	$node->poll_query_until('postgres', 'SELECT 1', '1')
+
+	# the recovery that follows this crash, not one before it (see "recover")
+	my ($said, $recovered);
+	$deadline = time + 60;
+	while (time < $deadline && !$recovered)
+	{
+		my $log = slurp_file($node->logfile, $offset);
+		$said = $log =~ /bulkops: crash point "[a-z_]+" reached .* kills itself/g;
+		$recovered = $said
+		  && $log =~ /\G.*?all server processes terminated; reinitializing/s;
+		usleep(100_000) unless $recovered;
+	}
+	ok($said,      "$case: the process said where it died");
+	ok($recovered, "$case: the server went through crash recovery");
+	query_until($node, 'SELECT 1', '1')
 	  or BAIL_OUT('the server did not come back after a crash');
 }
 

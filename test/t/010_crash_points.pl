@@ -84,8 +84,8 @@ for my $d (@DIALECTS)
 
 		if (($p->{trigger} // '') eq 'kill the worker')
 		{
-			ok( $node->poll_query_until(
-					'postgres',
+			ok( query_until(
+					$node,
 					"SELECT count(*) > 0 FROM bulkops.receipts r JOIN bulkops.jobs j "
 					  . "ON j.id = r.job_id WHERE j.target LIKE '${tag}_%'"),
 				"$case: the jobs are under way");
@@ -117,7 +117,6 @@ for my $d (@DIALECTS)
 		my $jobs   = start_jobs($node, $d, $tag,
 			before => "SET bulkops.crash_at = 'enqueue:3';", may_fail => 1);
 		wait_for_crash($node, $case, $offset, $jobs);
-		$node->poll_query_until('postgres', 'SELECT 1', '1');
 		is(job_ids($node, $jobs), 0, "$case: no job exists");
 		is( $node->safe_psql(
 				'postgres',
