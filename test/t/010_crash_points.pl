@@ -44,7 +44,6 @@ my $t0   = time;
 my @POINTS = (
 	{ at => 'claim:1', max_unknown => 0 },
 	{ at => 'submit:1', max_unknown => 'batch' },
-	{ at => 'claim:6' },
 	{ at => 'submit:14' },
 	{ at => 'submit_answered:10' },
 	{ at => 'step_saved:12', later => 1 },
