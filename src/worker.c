@@ -15,11 +15,10 @@
  * Rules:
  * - No transaction is open while a request is in flight or while waiting.
  * - A batch's new step is committed before the worker acts on it; a submit
- *	 attempt is counted before it is sent, and a submit that is not safe to
- *	 repeat is marked "submitting" until its answer is recorded.  On start,
- *	 batches left "active" by a crash are resumed: a poll is simply
- *	 repeated; a submit is repeated unless it was marked, in which case its
- *	 rows become "unknown".
+ *	 attempt is counted, and the batch marked maybe_applied, before it is
+ *	 sent.  On start, batches left "active" by a crash are resumed: a poll is
+ *	 simply repeated; a submit is repeated unless it was marked and is not
+ *	 safe to repeat, in which case its rows become "unknown".
  * - At most `concurrency` batches per target are held, so memory is
  *	 bounded by targets x concurrency x batch size.
  * - An error while handling one batch is reported and settles that batch;
@@ -234,10 +233,10 @@ apply_result(Work *w, BulkopsResult *res)
 {
 	bool		finished = false;
 	int			status = (int) w->last_status;
-	Oid			types[7] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			types[8] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
+	TEXTOID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
 	if (res->page && w->destination)
@@ -304,12 +303,14 @@ apply_result(Work *w, BulkopsResult *res)
 	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
 	nulls[5] = res->error ? ' ' : 'n';
 	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
+	/* the answer is in: only what earlier attempts left open stays open */
+	values[7] = BoolGetDatum(w->maybe_applied);
 	nulls[6] = w->batch.step_data ? ' ' : 'n';
 	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
 							  "attempts = $5, last_error = coalesce($6, last_error), "
-							  "step_data = $7, submitting = false, "
+							  "step_data = $7, maybe_applied = $8, "
 							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-							  7, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+							  8, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update batch");
 	return false;
 }
@@ -691,13 +692,14 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 /* ---- sending ---- */
 
 /*
- * Say, durably, that w's submit may reach the remote side from now on.
- * Only a batch so marked is in doubt after a crash: one that was claimed,
- * or is waiting to retry after a 429, was never applied and may be sent.
- * Returns false if that could not be recorded (then nothing is sent).
+ * Say, durably, that w's rows may be applied from now on, as its submit is
+ * about to leave.  Only a batch so marked is in doubt after a crash: one
+ * that was claimed, or is waiting to retry after a 429, was never applied
+ * and may be sent.  Returns false if that could not be recorded (then
+ * nothing is sent).
  */
 static bool
-mark_submitting(Work *w)
+mark_maybe_applied(Work *w)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -709,7 +711,7 @@ mark_submitting(Work *w)
 		Int32GetDatum(w->ref.batch_no)};
 
 		bulkops_begin_tx("marking a submit");
-		bulkops_exec("UPDATE bulkops.batches SET submitting = true "
+		bulkops_exec("UPDATE bulkops.batches SET maybe_applied = true "
 					 "WHERE job_id = $1 AND batch_no = $2",
 					 2, types, values, NULL, false, SPI_OK_UPDATE);
 		bulkops_commit_tx();
@@ -831,8 +833,7 @@ send_request(Work *w, bool abort)
 		return;
 
 	bulkops_http_options(w, &opts);
-	if (!abort && w->batch.step == 0 && !w->dialect->idempotent[w->batch.op] &&
-		!mark_submitting(w))
+	if (!abort && w->batch.step == 0 && !w->maybe_applied && !mark_maybe_applied(w))
 	{
 		w->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 		return;

@@ -302,7 +302,7 @@ my $t0 = time;
 		sub { slow_mock_after(0, 2, 'POST') });
 
 	my $submitting = "SELECT count(*) >= 1 FROM bulkops.batches WHERE job_id = $job "
-	  . "AND state = 'active' AND step = 0 AND submitting";
+	  . "AND state = 'active' AND step = 0 AND maybe_applied";
 	interrupt_mid_job(
 		"$case, crash while submitting",
 		$job, $n,

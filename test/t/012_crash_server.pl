@@ -10,6 +10,12 @@
 #       side refused with 429 (Retry-After: an hour): that batch was never
 #       applied, so after the restart it must be sent (once) and succeed,
 #       not be written off as 'unknown'.
+# Then, for an upsert (clinia), what a crash leaves open must survive it:
+#   (d) a submit in flight at a crash may have been applied; the batch is
+#       sent again after the restart, and if the job is cancelled before that
+#       resend got through (here: it is answered 429), its rows are 'unknown',
+#       not 'cancelled';
+#   (e) the same for a batch still queued when the job is cancelled.
 # Afterwards each job must pass BulkopsCrash::check_jobs: one receipt per
 # row, counters adding up, no row of an insert sent twice, every row of an
 # upsert sent and succeeded.
@@ -129,6 +135,90 @@ for my $d (@DIALECTS)
 		check_jobs($node, $jobs, $case, max_unknown => 0);
 		note "$case: done at " . (time - $t0) . "s";
 	}
+}
+
+# (d) and (e): a small upsert job of one batch on a target of its own
+sub small_upsert
+{
+	my ($name) = @_;
+	my $url = mock_url("/clinia/sources/$name/v1");
+	$node->safe_psql('postgres',
+		    "SELECT bulkops.create_target('$name', 'clinia', '$url', resource => 'Thing', "
+		  . "options => '{\"batch_size\": 10, \"concurrency\": 1}')");
+	return "SELECT bulkops.bulk_upsert('$name', 'SELECT id FROM crash_rows WHERE id <= 10', key => 'id')";
+}
+
+sub receipts_say
+{
+	my ($job) = @_;
+	return $node->safe_psql(
+		'postgres', qq{
+		SELECT string_agg(DISTINCT status || ': ' || error_message, '; ')
+		       || ' | ' || count(*)
+		FROM bulkops.receipts WHERE job_id = $job});
+}
+
+{
+	my $case = 'clinia upsert, cancelled after a crash during its submit';
+	mock_delete('/_control/faults');
+	mock_post(
+		'/_control/faults',
+		{
+			rules => [
+				# the submit is in flight when the worker dies ...
+				{ action => 'delay', seconds => 3, method => 'POST', times => 1 },
+				# ... and its resend after the restart is put off for an hour
+				{
+					action  => 'status',
+					status  => 429,
+					method  => 'POST',
+					headers => { 'Retry-After' => '3600' },
+					times   => 1
+				}
+			]
+		});
+	my $job = $node->safe_psql('postgres', small_upsert('up_cancel'));
+	ok( query_until(
+			$node,
+			"SELECT maybe_applied FROM bulkops.batches WHERE job_id = $job AND state = 'active'"),
+		"$case: the submit is marked as possibly applied while in flight");
+	my $pid = worker_pid($node);
+	is(kill('KILL', $pid), 1, "$case: SIGKILL sent to the worker ($pid)");
+	ok( query_until(
+			$node,
+			"SELECT last_error LIKE '%429%' AND maybe_applied FROM bulkops.batches "
+			  . "WHERE job_id = $job AND state = 'active'"),
+		"$case: after the restart it waits to be sent again, still possibly applied");
+	$node->safe_psql('postgres', "SELECT bulkops.cancel($job)");
+	is(wait_for_job($node, $job, 60), 'cancelled', "$case: the job ends cancelled");
+	is( receipts_say($job),
+		'unknown: the job was cancelled before this row was sent again; '
+		  . 'an earlier attempt may have been applied | 10',
+		"$case: its rows are unknown, not cancelled");
+	mock_delete('/_control/faults');
+}
+
+{
+	my $case = 'clinia upsert, cancelled while queued after a crash during its submit';
+	# as recovery leaves such a batch: queued, possibly applied (in the
+	# enqueueing transaction, so that the worker cannot take it first)
+	my $job = $node->safe_psql(
+		'postgres', "BEGIN;\n" . small_upsert('up_queued') . qq{ \\gset
+		UPDATE bulkops.batches SET maybe_applied = true WHERE job_id = :bulk_upsert;
+		SELECT bulkops.cancel(:bulk_upsert);
+		SELECT :bulk_upsert;
+		COMMIT;});
+	($job) = $job =~ /(\d+)$/;
+	is(wait_for_job($node, $job, 60), 'cancelled', "$case: the job ends cancelled");
+	is( receipts_say($job),
+		'unknown: the job was cancelled before this row was sent again; '
+		  . 'an earlier attempt may have been applied | 10',
+		"$case: its rows are unknown, not cancelled");
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT rows_cancelled || ' ' || rows_unknown FROM bulkops.jobs WHERE id = $job"),
+		'0 10',
+		"$case: and counted so");
 }
 
 ok(!$node->log_contains(qr/terminated by signal (?!9:)\d+/),
