@@ -399,8 +399,9 @@ bulkops_finish_job_if_done(int64 job_id)
  * Returns false, changing nothing, when the job has already ended (perhaps
  * while the caller was looking at it).
  *
- * Locks are taken in the worker's order, batches before their job, so a
- * cancel racing a claim waits instead of deadlocking.
+ * Locks are taken in the worker's order, batches before their job and
+ * batches by number, so a cancel racing a claim waits instead of
+ * deadlocking: the UPDATE alone would lock them in the heap's order.
  */
 bool
 bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
@@ -418,6 +419,9 @@ bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
 	 * its rows may be there.
 	 */
 	SPI_connect();
+	exec("SELECT 1 FROM bulkops.batches WHERE job_id = $1 AND state = 'queued' AND step = 0"
+		 " ORDER BY batch_no FOR UPDATE",
+		 1, btypes, bvalues, NULL, SPI_OK_SELECT);
 	exec("WITH b AS ("
 		 " UPDATE bulkops.batches SET state = 'done', updated_at = now(),"
 		 "  last_error = CASE WHEN $2 THEN 'the job''s deadline passed before it was sent'"
