@@ -833,7 +833,9 @@ send_request(Work *w, bool abort)
 		return;
 
 	bulkops_http_options(w, &opts);
-	if (!abort && w->batch.step == 0 && !w->maybe_applied && !mark_maybe_applied(w))
+	/* a submit that only opens a remote job never applies a row */
+	if (!abort && w->batch.step == 0 && !w->dialect->submit_is_safe &&
+		!w->maybe_applied && !mark_maybe_applied(w))
 	{
 		w->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 		return;
