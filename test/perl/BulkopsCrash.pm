@@ -49,6 +49,7 @@ our @DIALECTS = (
 	{ dialect => 'sap_fsm', url => '/sap_fsm', resource => 'Crash%s', ops => 'upsert', one_step => 1, options => { dto_version => 1, account_id => '1', company_id => '1' } },
 	{ dialect => 'packagex', url => '/packagex/v1', resource => 'contact', ops => 'upsert' },
 	{ dialect => 'blueconic', url => '/blueconic', resource => 'profiles', ops => 'upsert', one_step => 1, options => { batch_size => 1000, create_missing => JSON::PP::true } },
+	{ dialect => 'salesforce', url => '/salesforce', resource => 'Account', ops => 'insert! upsert', key => 'Ext__c', source => q{SELECT id AS "Ext__c", 'crm-%s-' || id || '-x' AS "Tag__c" FROM crash_rows} },
 );
 if ($ENV{BULKOPS_CRASH_DIALECTS})
 {
