@@ -8,6 +8,7 @@ OBJS = \
 	src/api.o \
 	src/auth.o \
 	src/claim.o \
+	src/crash.o \
 	src/csv.o \
 	src/encode.o \
 	src/enqueue.o \

@@ -67,3 +67,11 @@ ALTER TABLE bulkops.jobs ADD COLUMN timed_out boolean NOT NULL DEFAULT false;
 -- and offsets took a quarter of an enqueue's time (body is lz4 since 1.0).
 ALTER TABLE bulkops.batches ALTER COLUMN keys SET COMPRESSION lz4,
     ALTER COLUMN offsets SET COMPRESSION lz4;
+
+-- Whether the remote side may have applied the batch's pending rows: set
+-- just before a submit is sent, and kept after its answer only where that
+-- answer leaves it open (a 500 to an upsert, which is then sent again).
+-- After a crash only such a batch of an insert is in doubt; one merely
+-- claimed, or waiting to retry after a 429, was never applied and is sent
+-- again.  A cancel settles such rows 'unknown', not 'cancelled'.
+ALTER TABLE bulkops.batches ADD COLUMN maybe_applied boolean NOT NULL DEFAULT false;

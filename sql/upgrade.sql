@@ -13,6 +13,10 @@ WHERE (attrelid, attname) IN (('bulkops.jobs'::regclass, 'prologue'),
                               ('bulkops.batches'::regclass, 'progress'),
                               ('bulkops.batches'::regclass, 'step_data'))
 ORDER BY 1, 2;
+-- whether a batch's rows may have been applied: false for every batch before
+SELECT atttypid::regtype AS maybe_applied, attnotnull, pg_get_expr(adbin, adrelid) AS dflt
+FROM pg_attribute JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
+WHERE attrelid = 'bulkops.batches'::regclass AND attname = 'maybe_applied';
 SELECT reloptions FROM pg_class WHERE oid = 'bulkops.job_progress'::regclass;
 SELECT attname, attcompression FROM pg_attribute
 WHERE attrelid = 'bulkops.batches'::regclass AND attname IN ('keys', 'offsets', 'body')

@@ -150,6 +150,7 @@ define_settings(void)
 							"0 keeps them until deleted by hand.",
 							&bulkops_receipt_retention_s, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	bulkops_define_crash_setting();
 	MarkGUCPrefixReserved("bulkops");
 }
 
@@ -292,6 +293,7 @@ bulkops_xact_callback(XactEvent event, void *arg)
 	if (event != XACT_EVENT_COMMIT || !wake_at_commit)
 		return;
 	wake_at_commit = false;
+	bulkops_crash_point("enqueue_commit");
 	if (bulkops_shared == NULL)
 		return;
 

@@ -39,6 +39,18 @@ extern void bulkops_worker_register_self(Oid dboid);
 extern void bulkops_worker_unregister_self(void);
 extern int	bulkops_worker_pid(Oid dboid);
 
+/* crash.c: test-only crash injection (bulkops.crash_at) */
+extern bool bulkops_crash_armed;
+extern void bulkops_define_crash_setting(void);
+extern void bulkops_crash_reached(const char *point);
+
+/* Die here, as if by kill -9, when bulkops.crash_at names this point. */
+#define bulkops_crash_point(point) \
+	do { \
+		if (unlikely(bulkops_crash_armed)) \
+			bulkops_crash_reached(point); \
+	} while (0)
+
 /* api.c: acting as the extension's owner */
 typedef struct BulkopsSavedUser
 {

@@ -128,7 +128,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress, j.key_column"
+							   "j.timed_out, b.progress, j.key_column, b.maybe_applied"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
@@ -140,7 +140,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress, j.key_column",
+							   "j.timed_out, b.progress, j.key_column, b.maybe_applied",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -167,6 +167,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->target = getstr(9);
 	stopped = DatumGetBool(getbin(8, &isnull));
 	timed_out = DatumGetBool(getbin(17, &isnull));
+	w->maybe_applied = DatumGetBool(getbin(20, &isnull));
 	w->batch.job_id = job_id;
 	w->batch.batch_no = batch_no;
 	w->batch.nrows = w->ref.nrows;
@@ -347,13 +348,18 @@ bulkops_claim(void)
 
 		foreach(lc, taken)
 			bulkops_works_add(lfirst(lc));
+		if (taken != NIL)
+			bulkops_crash_point("claim");
 		list_free(taken);
 	}
 }
 
 /*
  * After a restart: batches left active by the previous worker.  Polls are
- * repeated; submits only where repeating cannot apply a row twice.
+ * repeated; submits too, unless one may have reached the remote side
+ * (maybe_applied) and repeating it could apply a row twice.  A batch put
+ * back in the queue keeps maybe_applied, so that a cancel before it is
+ * sent again says "unknown", not "cancelled".
  */
 void
 bulkops_recover(void)
@@ -369,7 +375,8 @@ bulkops_recover(void)
 		int			rc;
 
 		bulkops_begin_tx("resuming batches");
-		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step "
+		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step, "
+						 "b.maybe_applied "
 						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
 						 "WHERE b.state = 'active' ORDER BY 1, 2",
 						 0, NULL, NULL, NULL, true, 0);
@@ -386,11 +393,13 @@ bulkops_recover(void)
 			const BulkopsDialect *d = bulkops_find_dialect(SPI_getvalue(t, td, 3), true);
 			BulkopsOp	op = bulkops_op_from_name(SPI_getvalue(t, td, 4));
 			int			step = DatumGetInt32(SPI_getbinval(t, td, 5, &isnull));
+			bool		maybe_applied = DatumGetBool(SPI_getbinval(t, td, 6, &isnull));
 
 			jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
 			nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
 			/* in doubt: a submit that may have reached the remote side */
-			if (step == 0 && d != NULL && !d->idempotent[op] && !d->submit_is_safe)
+			if (step == 0 && maybe_applied && d != NULL && !d->idempotent[op] &&
+				!d->submit_is_safe)
 				nos[i] = -nos[i] - 1;
 		}
 		for (i = 0; i < n; i++)
@@ -416,6 +425,7 @@ bulkops_recover(void)
 									  2, types, vals, NULL, false, 0);
 			}
 		}
+		bulkops_crash_point("recover");
 		bulkops_commit_tx();
 		if (n > 0)
 			ereport(LOG, (errmsg("bulkops worker resumed %d batches", (int) n)));

@@ -249,6 +249,7 @@ batch_flush(EnqueueState *st)
 	st->bytes += st->body.len - VARHDRSZ;
 	st->batches++;
 	batch_reset(st);
+	bulkops_crash_point("enqueue");
 }
 
 /*

@@ -132,6 +132,8 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	volatile size_t taken = n;
 	MemoryContext old;
 
+	if (call->crash_point)
+		bulkops_crash_point(call->crash_point);
 	call->received += n;
 	old = MemoryContextSwitchTo(call->cxt);
 	if (call->on_data == NULL || call->status_seen >= 300)

@@ -39,6 +39,7 @@ typedef struct BulkopsHttpCall
 	BulkopsPeerPolicy peer;		/* what each connection is checked against */
 	char		refusal[512];	/* why a connection was refused, or "" */
 	char		curl_errbuf[BULKOPS_CURL_ERROR_SIZE];
+	const char *crash_point;	/* test-only: reached with each body chunk */
 
 	/* the outcome */
 	int			curl_code;		/* CURLcode; 0 = an HTTP answer arrived */

@@ -275,6 +275,7 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
 			list_free(recheck);
 			ResetPerTupleExprContext(estate);
 		}
+		bulkops_crash_point("receipts");
 	}
 	/* in reverse: the resource owner finds the latest pins first */
 	for (i = nslots - 1; i >= 0; i--)
@@ -386,6 +387,8 @@ bulkops_finish_job_if_done(int64 job_id)
 		 " RETURNING id, state)"
 		 "SELECT pg_notify('bulkops_jobs', id || ' ' || state) FROM done",
 		 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		bulkops_crash_point("finish_job");
 	SPI_finish();
 }
 
@@ -396,52 +399,69 @@ bulkops_finish_job_if_done(int64 job_id)
  * Returns false, changing nothing, when the job has already ended (perhaps
  * while the caller was looking at it).
  *
- * Locks are taken in the worker's order, batches before their job, so a
- * cancel racing a claim waits instead of deadlocking.
+ * Locks are taken in the worker's order, batches before their job and
+ * batches by number, so a cancel racing a claim waits instead of
+ * deadlocking: the UPDATE alone would lock them in the heap's order.
  */
 bool
 bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
 {
 	Oid			btypes[2] = {INT8OID, BOOLOID};
 	Datum		bvalues[2] = {Int64GetDatum(job_id), BoolGetDatum(timed_out)};
-	Oid			types[4] = {INT8OID, INT8OID, INT8OID, BOOLOID};
-	Datum		values[4];
+	Oid			types[5] = {INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID};
+	Datum		values[5];
 	bool		isnull;
 	bool		stopped;
 
+	/*
+	 * A queued batch whose earlier submit may have been applied (it was in
+	 * flight at a crash, or failed without saying) is not merely cancelled:
+	 * its rows may be there.
+	 */
 	SPI_connect();
+	exec("SELECT 1 FROM bulkops.batches WHERE job_id = $1 AND state = 'queued' AND step = 0"
+		 " ORDER BY batch_no FOR UPDATE",
+		 1, btypes, bvalues, NULL, SPI_OK_SELECT);
 	exec("WITH b AS ("
 		 " UPDATE bulkops.batches SET state = 'done', updated_at = now(),"
 		 "  last_error = CASE WHEN $2 THEN 'the job''s deadline passed before it was sent'"
 		 "   ELSE 'cancelled before it was sent' END"
+		 "   || CASE WHEN maybe_applied THEN ' again' ELSE '' END"
 		 " WHERE job_id = $1 AND state = 'queued' AND step = 0"
-		 " RETURNING first_row, keys, attempts),"
+		 " RETURNING first_row, keys, attempts, maybe_applied),"
 		 "ins AS ("
 		 " INSERT INTO bulkops.receipts (job_id, row_no, key, status, error_message, attempts)"
-		 " SELECT $1, b.first_row + i - 1, b.keys[i], 'cancelled',"
-		 "  CASE WHEN $2 THEN 'the job''s deadline passed before this row was sent'"
+		 " SELECT $1, b.first_row + i - 1, b.keys[i],"
+		 "  CASE WHEN b.maybe_applied THEN 'unknown' ELSE 'cancelled' END,"
+		 "  CASE WHEN b.maybe_applied THEN"
+		 "    CASE WHEN $2 THEN 'the job''s deadline passed' ELSE 'the job was cancelled' END"
+		 "    || ' before this row was sent again; an earlier attempt may have been applied'"
+		 "   WHEN $2 THEN 'the job''s deadline passed before this row was sent'"
 		 "   ELSE 'cancelled by bulkops.cancel()' END,"
 		 "  b.attempts"
 		 " FROM b, generate_subscripts(b.keys, 1) AS i"
 		 " WHERE NOT EXISTS (SELECT 1 FROM bulkops.receipts r"
 		 "  WHERE r.job_id = $1 AND r.row_no = b.first_row + i - 1)"
-		 " RETURNING 1)"
-		 "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM b)",
+		 " RETURNING status)"
+		 "SELECT (SELECT count(*) FROM ins WHERE status = 'cancelled'), (SELECT count(*) FROM b),"
+		 " (SELECT count(*) FROM ins WHERE status = 'unknown')",
 		 2, btypes, bvalues, NULL, SPI_OK_SELECT);
 	values[0] = Int64GetDatum(job_id);
 	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	values[3] = BoolGetDatum(timed_out);
+	values[4] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 
 	/*
 	 * A job that ended meanwhile had no queued batch left to settle above;
 	 * it must not look cancelled afterwards.
 	 */
 	exec("UPDATE bulkops.jobs SET cancel_requested = true, timed_out = timed_out OR $4,"
-		 " rows_cancelled = rows_cancelled + $2, batches_done = batches_done + $3,"
+		 " rows_cancelled = rows_cancelled + $2, rows_unknown = rows_unknown + $5,"
+		 " batches_done = batches_done + $3,"
 		 " last_error = CASE WHEN $4 THEN 'the job''s deadline passed' ELSE last_error END"
 		 " WHERE id = $1 AND state IN ('queued', 'running')",
-		 4, types, values, NULL, SPI_OK_UPDATE);
+		 5, types, values, NULL, SPI_OK_UPDATE);
 	stopped = (SPI_processed == 1);
 	SPI_finish();
 	return stopped;

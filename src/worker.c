@@ -15,9 +15,10 @@
  * Rules:
  * - No transaction is open while a request is in flight or while waiting.
  * - A batch's new step is committed before the worker acts on it; a submit
- *	 attempt is counted before it is sent.  On start, batches left "active"
- *	 by a crash are resumed: a poll is simply repeated; a submit is repeated
- *	 only for idempotent operations, else its rows become "unknown".
+ *	 attempt is counted, and the batch marked maybe_applied, before it is
+ *	 sent.  On start, batches left "active" by a crash are resumed: a poll is
+ *	 simply repeated; a submit is repeated unless it was marked and is not
+ *	 safe to repeat, in which case its rows become "unknown".
  * - At most `concurrency` batches per target are held, so memory is
  *	 bounded by targets x concurrency x batch size.
  * - An error while handling one batch is reported and settles that batch;
@@ -232,10 +233,10 @@ apply_result(Work *w, BulkopsResult *res)
 {
 	bool		finished = false;
 	int			status = (int) w->last_status;
-	Oid			types[7] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			types[8] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
+	TEXTOID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
 	if (res->page && w->destination)
@@ -302,12 +303,14 @@ apply_result(Work *w, BulkopsResult *res)
 	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
 	nulls[5] = res->error ? ' ' : 'n';
 	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
+	/* the answer is in: only what earlier attempts left open stays open */
+	values[7] = BoolGetDatum(w->maybe_applied);
 	nulls[6] = w->batch.step_data ? ' ' : 'n';
 	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
 							  "attempts = $5, last_error = coalesce($6, last_error), "
-							  "step_data = $7, "
+							  "step_data = $7, maybe_applied = $8, "
 							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-							  7, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+							  8, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update batch");
 	return false;
 }
@@ -488,7 +491,10 @@ commit_result(Work *w, BulkopsResult *res)
 		PG_END_TRY();
 	}
 	if (finished)
+	{
+		bulkops_crash_point("batch_done");
 		free_work(w);
+	}
 }
 
 /*
@@ -580,6 +586,9 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 {
 	BulkopsResult res = {0};
 	bool		not_applied = false;
+	int			old_step = w->batch.step;
+	const char *old_remote_id = w->batch.remote_id;
+	bool		new_step;
 	MemoryContext old;
 
 	if (w->aborting)
@@ -587,6 +596,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		abort_answered(w, call);
 		return;
 	}
+	bulkops_crash_point(old_step == 0 ? "submit_answered" : "poll_answered");
 	old = MemoryContextSwitchTo(w->step_cxt);
 	w->call = NULL;
 	/* a 401 to an OAuth token: a new token, and the same request again */
@@ -668,12 +678,52 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 
 	plan_next(w, &res, not_applied,
 			  call->has_retry_after ? call->retry_after_ms : -1);
+	new_step = res.next == BULKOPS_NEXT_STEP &&
+		(w->batch.step != old_step ||
+		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
+		 (old_remote_id && strcmp(w->batch.remote_id, old_remote_id) != 0));
 	/* the result may point into the answer (a query job's page) */
 	commit_result(w, &res);
 	bulkops_http_free(call);
+	if (new_step)
+		bulkops_crash_point("step_saved");
 }
 
 /* ---- sending ---- */
+
+/*
+ * Say, durably, that w's rows may be applied from now on, as its submit is
+ * about to leave.  Only a batch so marked is in doubt after a crash: one
+ * that was claimed, or is waiting to retry after a 429, was never applied
+ * and may be sent.  Returns false if that could not be recorded (then
+ * nothing is sent).
+ */
+static bool
+mark_maybe_applied(Work *w)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		Oid			types[2] = {INT8OID, INT4OID};
+		Datum		values[2] = {Int64GetDatum(w->ref.job_id),
+		Int32GetDatum(w->ref.batch_no)};
+
+		bulkops_begin_tx("marking a submit");
+		bulkops_exec("UPDATE bulkops.batches SET maybe_applied = true "
+					 "WHERE job_id = $1 AND batch_no = $2",
+					 2, types, values, NULL, false, SPI_OK_UPDATE);
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		bulkops_abort_tx(cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
 
 static void
 settle_now(Work *w, BulkopsRowStatus status, const char *error)
@@ -783,7 +833,18 @@ send_request(Work *w, bool abort)
 		return;
 
 	bulkops_http_options(w, &opts);
+	/* a submit that only opens a remote job never applies a row */
+	if (!abort && w->batch.step == 0 && !w->dialect->submit_is_safe &&
+		!w->maybe_applied && !mark_maybe_applied(w))
+	{
+		w->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		return;
+	}
+	if (!abort)
+		bulkops_crash_point(w->batch.step == 0 ? "submit" : "poll");
 	w->call = bulkops_http_start(&req, auth, &opts, w);
+	if (w->batch.step > 0 && !abort)
+		w->call->crash_point = "fetch";
 	w->aborting = abort;
 }
 

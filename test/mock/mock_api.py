@@ -5,7 +5,8 @@ This file owns everything that is not one API's format:
 
   * the HTTP server (threaded, HTTP/1.1 keep-alive, raw response writing),
   * request routing by path template, and the dialect registry,
-  * the control API under /_control (reset, config, stats, request log, faults),
+  * the control API under /_control (reset, config, stats, request log, faults,
+    marks: how often each row was sent, whatever the dialect's format),
   * fault injection (status, redirect, reset, delay, malformed, truncate, huge, trickle,
     mutate),
   * tagged paths: /_t/<tag>/<path> is served as <path>, while faults and the request
@@ -544,6 +545,9 @@ class MockContext:
         self.request_counts = collections.Counter()
         self.request_log = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self.faults_fired = 0
+        self.marks = None               # compiled bytes regex, or None
+        self.mark_counts = collections.Counter()
+        self.own_marks = []             # path prefixes of OWN_MARKS dialects
         self._add_control_routes()
         for name in DIALECT_MODULES:
             self._register(importlib.import_module(name))
@@ -554,6 +558,8 @@ class MockContext:
 
     def _register(self, module):
         dialect = module.Dialect(self)
+        if getattr(module, "OWN_MARKS", False):
+            self.own_marks.append("/" + module.NAME + "/")
         self.dialects[module.NAME] = dialect
         mount = getattr(module, "MOUNT", "/" + module.NAME)
         for method, template, handler in dialect.routes():
@@ -571,7 +577,9 @@ class MockContext:
                 ("GET", "/requests", self.ctl_requests),
                 ("GET", "/faults", self.ctl_get_faults),
                 ("POST", "/faults", self.ctl_add_faults),
-                ("DELETE", "/faults", self.ctl_clear_faults)):
+                ("DELETE", "/faults", self.ctl_clear_faults),
+                ("GET", "/marks", self.ctl_get_marks),
+                ("POST", "/marks", self.ctl_set_marks)):
             self.router.add(method, CONTROL_PREFIX + path, handler)
 
     def record(self, req, template):
@@ -587,6 +595,23 @@ class MockContext:
             "body": req.body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"),
         })
 
+    def count_marks(self, req):
+        """Count the marks in a request an API handler takes (not one a fault
+        refused before it ran: the remote side never saw that one), unless its
+        dialect counts them itself (OWN_MARKS)."""
+        path = split_tag(req.path)[1]
+        if not any(path.startswith(p) for p in self.own_marks):
+            self.count_marks_in(req.body)
+
+    def count_marks_in(self, data):
+        """Count the marks in data.  A dialect whose API takes rows for good at
+        some later request than the one carrying them (Salesforce: the close of
+        an upload) sets OWN_MARKS = True and calls this there."""
+        if self.marks is not None and data:
+            group = 1 if self.marks.groups else 0
+            for m in self.marks.finditer(data):
+                self.mark_counts[m.group(group).decode("utf-8", "replace")] += 1
+
     # -- control handlers -------------------------------------------------
 
     def ctl_reset(self, req, params):
@@ -595,6 +620,8 @@ class MockContext:
         self.request_counts.clear()
         self.request_log.clear()
         self.faults_fired = 0
+        self.marks = None
+        self.mark_counts.clear()
         for d in self.dialects.values():
             d.reset()
         return json_response(200, {"reset": True})
@@ -642,6 +669,53 @@ class MockContext:
     def ctl_clear_faults(self, req, params):
         self.faults = []
         return json_response(200, {"rules": 0})
+
+    # Marks: the body of every request an API handler takes is searched for a
+    # pattern (the rows of a test carry a unique mark each) and each mark's
+    # occurrences are counted, so a test can tell how often the remote side was
+    # given every row, in any dialect's wire format.
+
+    def ctl_set_marks(self, req, params):
+        """{"pattern": regex} starts counting afresh (group 1 is the mark when the
+        pattern has a group); a missing or empty pattern stops counting."""
+        body = _json_object(req)
+        if body is None:
+            return error_response(400, "expected {\"pattern\": regex}")
+        pattern = body.get("pattern") or None
+        try:
+            self.marks = re.compile(pattern.encode()) if pattern else None
+        except (re.error, AttributeError) as e:
+            return error_response(400, "bad pattern: %s" % e)
+        self.mark_counts.clear()
+        return json_response(200, {"pattern": pattern})
+
+    def ctl_get_marks(self, req, params):
+        """Totals; with prefix=P: the marks P<n> sent more than once, and with
+        upto=N also those of 1..N never sent (each list at most limit long)."""
+        q = req.query
+        try:
+            upto = int(q.get("upto", 0))
+            limit = int(q.get("limit", 1000))
+        except ValueError:
+            return error_response(400, "upto and limit must be integers")
+        prefix = q.get("prefix")
+        counts = self.mark_counts
+        out = {"pattern": self.marks.pattern.decode() if self.marks else None,
+               "distinct": len(counts), "total": sum(counts.values()),
+               "max": max(counts.values(), default=0)}
+        if prefix is not None:
+            mine = {k[len(prefix):]: v for k, v in counts.items() if k.startswith(prefix)}
+            repeated = sorted((k for k, v in mine.items() if v > 1), key=_natural)
+            missing = [n for n in range(1, upto + 1) if str(n) not in mine]
+            out.update(sent=len(mine), sent_total=sum(mine.values()),
+                       repeated_count=len(repeated),
+                       repeated={k: mine[k] for k in repeated[:limit]},
+                       missing_count=len(missing), missing=missing[:limit])
+        return json_response(200, out)
+
+
+def _natural(key):
+    return (0, int(key), "") if key.isdigit() else (1, 0, key)
 
 
 def _json_object(req):
@@ -718,6 +792,7 @@ class MockHandler(http.server.BaseHTTPRequestHandler):
             return error_response(params, "no route for %s %s" % (req.method, req.path))
         try:
             with self.ctx.lock:
+                self.ctx.count_marks(req)
                 return handler(req, params)
         except Exception:
             # A bug in the mock: say so loudly, but keep serving.

@@ -82,6 +82,9 @@ import time
 from mock_api import Response, json_response
 
 NAME = "salesforce"
+# /_control/marks counts a row when its job is closed: an upload alone is never
+# processed, and a job uploaded twice refuses to close
+OWN_MARKS = True
 
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 FINAL = ("JobComplete", "Failed", "Aborted")
@@ -367,6 +370,8 @@ class Dialect:
             job.header, job.records = rows[0], rows[1:]
             job.count = len(job.records)
         job.state = "UploadComplete"
+        # rows are taken for processing here, not at their upload (marks)
+        self.ctx.count_marks_in(body)
         self.counts["closes"] += 1
         self.counts["operations"] += job.count
         return json_response(200, job.info())

@@ -8,8 +8,8 @@ conflicts and force, _fail rows, refused headers and dtos), the packagex flow (m
 and statuses, phases, errors file behind a signed link, duplicates, overwrite,
 resources, final failures on request), the blueconic group and profile writes
 (strategies, shuffled answers by identifier, failure states, 413), the control API
-(reset, config, stats, request log), every fault action, --bench, and the TLS listener
-(with a private CA made by make_test_certs.sh).
+(reset, config, stats, request log, marks), every fault action, --bench, and the TLS
+listener (with a private CA made by make_test_certs.sh).
 
 Run from the worktree root:  python3 -m unittest test/mock/test_mock_api.py -v
 """
@@ -500,6 +500,29 @@ class TestControl(MockTestCase):
     def test_bad_fault_rule(self):
         status, _ = self.call("POST", "/_control/faults", {"rules": [{"action": "explode"}]})
         self.assertEqual(status, 400)
+
+    def test_marks_count_rows_in_every_body(self):
+        self.ctl("POST", "/marks", {"pattern": r"(row-\d+)\."})
+        self.submit([create(tag="row-1."), create(tag="row-2.")])
+        self.submit([create(tag="row-2."), create(tag="row-10.")])
+        self.call("POST", "/nowhere", "row-3. is not: no API took it")
+        self.faults({"action": "status", "status": 429, "method": "POST"})
+        self.assertEqual(self.submit([create(tag="row-3.")])[0], 429)  # nor this
+        self.faults({"action": "status", "status": 500, "when": "after", "method": "POST"})
+        self.assertEqual(self.submit([create(tag="row-3.")])[0], 500)  # this was
+        m = self.ctl("GET", "/marks?prefix=row-&upto=4")
+        self.assertEqual((m["distinct"], m["total"], m["max"]), (4, 5, 2))
+        self.assertEqual((m["sent"], m["sent_total"]), (4, 5))
+        self.assertEqual((m["repeated_count"], m["repeated"]), (1, {"2": 2}))
+        self.assertEqual((m["missing_count"], m["missing"]), (1, [4]))
+        self.ctl("POST", "/marks", {})      # stops counting, forgets the counts
+        self.submit([create(tag="row-1.")])
+        self.assertEqual(self.ctl("GET", "/marks")["total"], 0)
+        self.assertEqual(self.call("POST", "/_control/marks", {"pattern": "("})[0], 400)
+        self.ctl("POST", "/marks", {"pattern": "row-1"})
+        self.ctl("POST", "/reset")
+        self.submit([create(tag="row-1.")])
+        self.assertEqual(self.ctl("GET", "/marks")["pattern"], None)
 
 
 class TestFaults(MockTestCase):

@@ -4,7 +4,7 @@ in_progress_polls polls, with a growing processed count -> JobComplete); every o
 against the store; result files with every field quoted, in shuffled, reversed or upload
 order, round-tripping commas, quotes and line breaks; _fail, _lock and _lost rows;
 a Failed job with unprocessed records; Aborted on PATCH, keeping what was processed;
-two uploads refusing to close; 403 REQUEST_LIMIT_EXCEEDED and 401 INVALID_SESSION_ID as
+two uploads refusing to close; row marks counted when a job closes; 403 REQUEST_LIMIT_EXCEEDED and 401 INVALID_SESSION_ID as
 error arrays; and --bench answering without parsing.
 
 Run from the worktree root:  python3 -m unittest test/mock/test_salesforce.py -v
@@ -192,6 +192,18 @@ class TestSalesforceJobs(SalesforceCase):
         self.assertEqual(len(self.store()), 0)
         status, err = self.close(self.create())
         self.assertEqual((status, err[0]["errorCode"]), (400, "INVALIDJOB"))
+
+    def test_marks_count_rows_when_their_job_closes(self):
+        self.ctl("POST", "/marks", {"pattern": r"(row-\d+)\."})
+        twice = self.create()
+        self.upload(twice, "Name\nrow-1.\n")
+        self.upload(twice, "Name\nrow-1.\n")
+        self.assertEqual(self.close(twice)[0], 400)
+        self.upload(self.create(), "Name\nrow-2.\n")    # never closed
+        self.assertEqual(self.ctl("GET", "/marks")["total"], 0)
+        self.run_job("Name\nrow-1.\nrow-3.\n")
+        m = self.ctl("GET", "/marks?prefix=row-&upto=3")
+        self.assertEqual((m["sent"], m["sent_total"], m["missing"]), (2, 2, [2]))
 
     def test_error_arrays(self):
         self.configure(request_limit_exceeded=2, objects=["Account"])

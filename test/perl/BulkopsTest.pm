@@ -25,10 +25,11 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
-  clinia_target mock_faults mock_requests make_rsa_key);
+  clinia_target mock_faults mock_requests make_rsa_key query_until);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -254,10 +255,9 @@ sub wait_for_job
 	$timeout //= 60;
 	croak "job id must be a number" unless $job =~ /^\d+$/;
 
-	local $PostgreSQL::Test::Utils::timeout_default = $timeout;
-	my $final = $node->poll_query_until('postgres',
-		"SELECT state NOT IN ('queued', 'running') FROM bulkops.jobs WHERE id = $job"
-	);
+	my $final = query_until($node,
+		"SELECT state NOT IN ('queued', 'running') FROM bulkops.jobs WHERE id = $job",
+		't', $timeout);
 	my $state = $node->safe_psql('postgres',
 		"SELECT state FROM bulkops.jobs WHERE id = $job");
 	unless ($final)
@@ -268,6 +268,39 @@ sub wait_for_job
 		return undef;
 	}
 	return $state;
+}
+
+=pod
+
+=item query_until($node, $sql, $expected, $timeout)
+
+Like $node->poll_query_until (in database postgres, $expected defaulting to
+'t', $timeout to 60 seconds), but it survives the server going away and
+coming back meanwhile: poll_query_until dies of IPC::Run's "ack Broken
+pipe" when psql, refused by a server in crash recovery, exits before it
+reads its input.  Returns true once $sql gives $expected.
+
+=cut
+
+sub query_until
+{
+	my ($node, $sql, $expected, $timeout) = @_;
+	$expected //= 't';
+	$timeout  //= 60;
+	my $deadline = time + $timeout;
+	my $out;
+	while (time < $deadline)
+	{
+		$out = eval {
+			my ($rc, $stdout) = $node->psql('postgres', $sql);
+			$rc == 0 ? $stdout : undef;
+		};
+		return 1 if defined $out && $out eq $expected;
+		usleep(100_000);
+	}
+	diag "query_until: no \"$expected\" after ${timeout}s from: $sql (last: "
+	  . ($out // 'an error') . ')';
+	return 0;
 }
 
 =pod

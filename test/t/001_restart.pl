@@ -228,8 +228,8 @@ my $t0 = time;
 			$old = worker_pid($node);
 			like($old, qr/^\d+$/, "$case: the worker is running");
 			is(kill('KILL', $old), 1, "$case: SIGKILL sent to worker $old");
-			ok( $node->poll_query_until(
-					'postgres',
+			ok( query_until(
+					$node,
 					"SELECT count(*) FROM pg_stat_activity "
 					  . "WHERE backend_type = 'bulkops worker' AND pid <> $old",
 					'1'),
@@ -277,8 +277,8 @@ my $t0 = time;
 		return sub {
 			my $old = worker_pid($node);
 			is(kill('KILL', $old), 1, "$what: SIGKILL sent to worker $old");
-			ok( $node->poll_query_until(
-					'postgres',
+			ok( query_until(
+					$node,
 					"SELECT count(*) FROM pg_stat_activity "
 					  . "WHERE backend_type = 'bulkops worker' AND pid <> $old",
 					'1'),
@@ -302,7 +302,7 @@ my $t0 = time;
 		sub { slow_mock_after(0, 2, 'POST') });
 
 	my $submitting = "SELECT count(*) >= 1 FROM bulkops.batches WHERE job_id = $job "
-	  . "AND state = 'active' AND step = 0 AND attempts >= 1";
+	  . "AND state = 'active' AND step = 0 AND maybe_applied";
 	interrupt_mid_job(
 		"$case, crash while submitting",
 		$job, $n,
