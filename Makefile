@@ -44,6 +44,13 @@ REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.co
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
+# test/fuzz/run.sh builds with FUZZ=1 (clang, libFuzzer, ASan): the test-only
+# harness joins; a build that gets installed never sets FUZZ.
+ifdef FUZZ
+OBJS += test/fuzz/fuzz_dialects.o
+SHLIB_LINK += $(FUZZ_LIBS)
+endif
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -287,6 +287,7 @@ typedef struct BulkopsDialect
 extern const BulkopsDialect *bulkops_find_dialect(const char *name,
 												  bool missing_ok);
 extern void bulkops_register_dialect(const BulkopsDialect *dialect);
+extern const BulkopsDialect *bulkops_dialect_at(int i);
 extern const char *bulkops_op_name(BulkopsOp op);
 extern BulkopsOp bulkops_op_from_name(const char *name);
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing bulkops needs, from Debian's packages.
 # Idempotent: does nothing when everything is already there.  Needs root.
+# Extra package names given as arguments are installed too.
 set -euo pipefail
 pkgs=(build-essential postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
-      libssl-dev postgresql-15-cron postgresql-15-pgtap libipc-run-perl python3 curl openssl)
+      libssl-dev postgresql-15-cron postgresql-15-pgtap libipc-run-perl python3 curl openssl "$@")
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

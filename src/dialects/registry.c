@@ -86,6 +86,20 @@ bulkops_find_dialect(const char *name, bool missing_ok)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * The i-th dialect, or NULL past the last: for code that must cover every
+ * dialect, such as the fuzzing harness (test/fuzz/).
+ */
+const BulkopsDialect *
+bulkops_dialect_at(int i)
+{
+	int			nbuiltin = lengthof(dialects) - 1;
+
+	if (i < 0 || i >= nbuiltin + n_extra_dialects)
+		return NULL;
+	return i < nbuiltin ? dialects[i] : extra_dialects[i - nbuiltin];
+}
+
 const char *
 bulkops_op_name(BulkopsOp op)
 {

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Fuzzes every registered dialect's answer handling with libFuzzer, for a
+# bounded time each, inside a throwaway single-user PostgreSQL backend (the
+# harness is test/fuzz/fuzz_dialects.c; its header describes the input
+# format and what counts as a finding).  Not part of test/run-tests.sh or CI.
+#
+#   test/fuzz/run.sh [--seconds N] [--replay] [dialect ...]
+#
+#   --seconds N   fuzzing time per dialect (default 60)
+#   --replay      only run every input of test/fuzz/corpus/ once
+#   dialect ...   only these (default: every dialect in src/dialects/registry.c)
+#   BULKOPS_FUZZ_FLAGS   more libFuzzer flags, e.g. -print_coverage=1 or -seed=1
+#
+# Seeds are test/fuzz/corpus/<dialect>/ (test/fuzz/make_seeds.py writes them
+# from the mock's answers), words for mutations test/fuzz/<dialect>.dict, and
+# what a valid target needs test/fuzz/<dialect>.target: {"resource": ...,
+# "options": {...}} (default: resource "Contact", no options).
+# Run as root, it installs clang-14 and libFuzzer's runtime (Debian packages)
+# and runs as an unprivileged user; otherwise it needs them installed.
+# Nothing is installed into PostgreSQL: the fuzzing build is loaded by path.
+# Prints one line per dialect (runs, coverage, time) and fails if an input
+# crashed, tripped AddressSanitizer or broke the dialect contract.  The logs,
+# the inputs that found something and the corpus grown during the run stay
+# in the directory printed at the start (BULKOPS_FUZZ_OUT to choose it).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/test/lib.sh"
+if [ "$(id -u)" -eq 0 ]; then
+	"$top/test/install-deps.sh" clang-14 libclang-rt-14-dev || exit 1
+fi
+bulkops_root_prelude "$top" test/fuzz/run.sh "$@"
+
+seconds=60 replay=0 only=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--seconds) seconds=$2; shift 2 ;;
+		--replay) replay=1; shift ;;
+		-*) echo "usage: $0 [--seconds N] [--replay] [dialect ...]" >&2; exit 2 ;;
+		*) only+=("$1"); shift ;;
+	esac
+done
+
+export PATH="$BULKOPS_PGBIN:$PATH"
+clang=${CLANG:-clang-14}
+out=${BULKOPS_FUZZ_OUT:-$(mktemp -d /tmp/bulkops-fuzz.XXXXXX)}
+mkdir -p "$out"
+echo "fuzzing output in $out"
+
+echo "=== building the fuzzing harness with $clang"
+build=$out/build
+rm -rf "$build" && mkdir -p "$build/test"
+cp -a "$top/Makefile" "$top/bulkops.control" "$top"/*.sql "$top/src" "$build/"
+cp -a "$top/test/fuzz" "$build/test/"
+make -C "$build" -s clean >/dev/null
+if ! make -C "$build" -s -j2 FUZZ=1 CC="$clang" with_llvm=no \
+	CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address -Wno-ignored-attributes" \
+	FUZZ_LIBS="$($clang -print-file-name=libclang_rt.fuzzer_no_main-x86_64.a) -lstdc++ -Wl,-Bsymbolic" \
+	>"$out/build.log" 2>&1; then
+	cat "$out/build.log"
+	exit 1
+fi
+"$clang" -shared -fPIC -o "$out/asan_preload.so" "$top/test/asan_preload.c" || exit 1
+so=$build/bulkops.so
+
+rm -rf "$out/data"
+initdb -D "$out/data" -A trust -E UTF8 --no-locale >"$out/initdb.log" 2>&1 || { cat "$out/initdb.log"; exit 1; }
+
+# A single-user backend reading commands from stdin, for at most $1 seconds:
+# one per dialect, since libFuzzer ends the process when it is done.
+backend() {
+	timeout "$1" env \
+		LD_PRELOAD="$($clang -print-file-name=libclang_rt.asan-x86_64.so) $out/asan_preload.so" \
+		ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=64 \
+		postgres --single -D "$out/data" -c log_min_messages=error \
+		-c client_min_messages=error postgres
+}
+create_functions="CREATE OR REPLACE FUNCTION bulkops_fuzz_dialects() RETURNS SETOF text AS '$so', 'bulkops_fuzz_dialects' LANGUAGE C
+CREATE OR REPLACE FUNCTION bulkops_fuzz(text, jsonb, text[]) RETURNS integer AS '$so', 'bulkops_fuzz' LANGUAGE C"
+
+if [ ${#only[@]} -eq 0 ]; then
+	mapfile -t only < <(printf '%s\nSELECT * FROM bulkops_fuzz_dialects()\n' "$create_functions" |
+		backend 120 2>"$out/dialects.log" | sed -n 's/^[[:space:]]*1: .* = "\(.*\)"[[:space:]].*/\1/p')
+	[ ${#only[@]} -gt 0 ] || { echo "no dialects found"; cat "$out/dialects.log"; exit 1; }
+fi
+
+findings=0
+for d in "${only[@]}"; do
+	seeds=$top/test/fuzz/corpus/$d
+	work=$out/corpus/$d
+	mkdir -p "$work"
+	rm -f "$out/$d-"*		# what an earlier run into the same directory found
+	args=("'$work'")
+	[ -d "$seeds" ] && args+=("'$seeds'")
+	[ -f "$top/test/fuzz/$d.dict" ] && args+=("'-dict=$top/test/fuzz/$d.dict'")
+	args+=("'-artifact_prefix=$out/$d-'" "'-print_final_stats=1'" "'-detect_leaks=0'"
+		"'-timeout=10'" "'-rss_limit_mb=2048'" "'-max_len=4096'")
+	for f in ${BULKOPS_FUZZ_FLAGS:-}; do
+		args+=("'$f'")
+	done
+	if [ $replay -eq 1 ]; then
+		args+=("'-runs=0'")
+	else
+		args+=("'-max_total_time=$seconds'")
+	fi
+	# what a valid target of the dialect needs, on one line for the backend
+	target='{}'
+	[ -f "$top/test/fuzz/$d.target" ] && target=$(tr '\n' ' ' <"$top/test/fuzz/$d.target" | sed "s/'/''/g")
+	echo "=== $d"
+	printf "%s\nSELECT bulkops_fuzz('%s', '%s', ARRAY[%s])\n" "$create_functions" "$d" \
+		"$target" "$(IFS=,; echo "${args[*]}")" |
+		backend $((seconds + 300)) >"$out/$d.out" 2>"$out/$d.log"
+	rc=$?
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$d.log")
+	secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$out/$d.log")
+	cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$out/$d.log" | tail -1)
+	artifacts=$(ls "$out/$d-"* 2>/dev/null)
+	if ! grep -q '^INFO: Seed:' "$out/$d.log"; then
+		findings=$((findings + 1))
+		grep -A3 'ERROR:  ' "$out/$d.log" | head -20
+		echo "$d: could not start fuzzing (a test/fuzz/$d.target problem?); log $out/$d.log"
+	elif [ $rc -ne 0 ] || [ -z "$runs" ] || [ -n "$artifacts" ] ||
+		grep -q 'ERROR: AddressSanitizer\|ERROR: libFuzzer\|broke the contract' "$out/$d.log"; then
+		findings=$((findings + 1))
+		grep -B2 -A30 'ERROR: AddressSanitizer\|ERROR: libFuzzer\|broke the contract\|ERROR:  ' "$out/$d.log" | head -60
+		echo "$d: FINDING (exit $rc); log $out/$d.log; inputs: ${artifacts:-none}"
+	else
+		echo "$d: ${runs} runs in ${secs:-?} s, $cov inputs: ok"
+	fi
+done
+echo "${#only[@]} dialects fuzzed, $findings with findings or setup errors"
+[ $findings -eq 0 ]
