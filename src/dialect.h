@@ -312,6 +312,7 @@ extern JsonbValue *bulkops_jarray_get(JsonbContainer *arr, int i);
 extern char *bulkops_jtext(JsonbValue *v);
 extern const char *bulkops_response_header(const BulkopsResponse *resp,
 										   const char *name);
+extern char *bulkops_url_segment(const char *s);
 
 /* the dialects */
 extern const BulkopsDialect bulkops_clinia_dialect;

@@ -175,29 +175,6 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return taken;
 }
 
-/*
- * A redirect's target as last_error may name it: without its query,
- * fragment and user info (they may hold someone's credentials), on one
- * line, and not too long.
- */
-static char *
-redact_location(const char *v, size_t n)
-{
-	char	   *loc = pnstrdup(v, n);
-	char	   *scheme_end;
-	char	   *at;
-
-	loc += strspn(loc, " \t");
-	loc[strcspn(loc, "?#\r\n")] = '\0';
-	scheme_end = strstr(loc, "://");
-	if (scheme_end && (at = strchr(scheme_end + 3, '@')) != NULL &&
-		memchr(scheme_end + 3, '/', at - (scheme_end + 3)) == NULL)
-		memmove(scheme_end + 3, at + 1, strlen(at + 1) + 1);
-	if (strlen(loc) > 300)
-		strcpy(loc + 297, "...");
-	return loc;
-}
-
 static size_t
 header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -244,7 +221,7 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 		else if (strcmp(h->name, "content-type") == 0)
 			call->content_type = (char *) h->value;
 		else if (strcmp(h->name, "location") == 0)
-			call->location = redact_location(h->value, strlen(h->value));
+			call->location = bulkops_redact_url(h->value, strlen(h->value));
 	}
 	MemoryContextSwitchTo(old);
 	return n;

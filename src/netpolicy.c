@@ -344,6 +344,31 @@ format_addr(const Addr *a, char *buf, size_t len)
 /* ---- the checks ---- */
 
 /*
+ * A URL as a message may name it (a redirect's target, a URL that cannot
+ * be sent): without its query, fragment and user info (they may hold
+ * someone's credentials, a presigned link's signature), on one line, and
+ * not too long.
+ */
+char *
+bulkops_redact_url(const char *v, size_t n)
+{
+	char	   *loc = pnstrdup(v, n);
+	char	   *scheme_end;
+	char	   *at;
+
+	loc += strspn(loc, " \t");
+	loc[strcspn(loc, "?#\r\n")] = '\0';
+	scheme_end = strstr(loc, "://");
+	if (scheme_end && (at = strchr(scheme_end + 3, '@')) != NULL &&
+		memchr(scheme_end + 3, '/', at - (scheme_end + 3)) == NULL)
+		memmove(scheme_end + 3, at + 1, strlen(at + 1) + 1);
+	if (strlen(loc) > 300)
+		strcpy(loc + 297, "...");
+	return loc;
+}
+
+
+/*
  * Check url against the scheme and host policy.  Returns NULL when it
  * passes (with peer filled in for the connection checks, if given), else
  * the reason, and a hint in *hint (may be NULL).
@@ -366,7 +391,7 @@ bulkops_url_policy(const char *url, BulkopsPeerPolicy *peer, char **hint)
 		curl_url_get(u, CURLUPART_HOST, &rawhost, 0) != CURLUE_OK ||
 		strlen(rawhost) >= sizeof(host))
 	{
-		msg = psprintf("invalid URL \"%s\"", url);
+		msg = psprintf("invalid URL \"%s\"", bulkops_redact_url(url, strlen(url)));
 		*hint = pstrdup("A target URL looks like https://host[:port]/path.");
 	}
 	else

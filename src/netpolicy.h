@@ -26,6 +26,7 @@ typedef struct BulkopsPeerPolicy
 								 * every address connected to */
 } BulkopsPeerPolicy;
 
+extern char *bulkops_redact_url(const char *url, size_t len);
 extern char *bulkops_url_policy(const char *url, BulkopsPeerPolicy *peer,
 								char **hint);
 extern bool bulkops_peer_allowed(const BulkopsPeerPolicy *peer,

@@ -146,7 +146,7 @@ clinia_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 	{
 		req->method = "GET";
 		req->url = psprintf("%s/%s?withReceipts=true", bulk_url(batch),
-							batch->remote_id);
+							bulkops_url_segment(batch->remote_id));
 		return;
 	}
 
@@ -252,7 +252,9 @@ handle_submit(const BulkopsBatch *batch, const BulkopsResponse *resp,
 
 		if (task == NULL)
 			task = bulkops_jtext(bulkops_jget(root, "bulkId"));
-		if (task == NULL || task[0] == '\0' || strpbrk(task, "/?#") != NULL)
+		/* escaped in the poll's URL, but a dot segment would still move it */
+		if (task == NULL || task[0] == '\0' || strcmp(task, ".") == 0 ||
+			strcmp(task, "..") == 0)
 		{
 			result->next = BULKOPS_NEXT_RETRY;
 			result->error = pstrdup("ACCEPTED answer without a usable taskId");

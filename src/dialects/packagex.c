@@ -464,13 +464,31 @@ px_batch_object(JsonbContainer *root)
 	return root;
 }
 
-/* A batch id fit to go into a URL path. */
+/*
+ * A URL from an answer that curl can send as it is: no spaces, controls or
+ * bytes beyond ASCII, which a well-formed link has percent-encoded.
+ */
+static bool
+px_sendable_url(const char *url)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) url; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * A batch id fit to go into a URL path: "." and ".." would be dot
+ * segments, which move the poll (with the API key) elsewhere.
+ */
 static bool
 px_usable_id(const char *id)
 {
 	return id != NULL && id[0] != '\0' && strlen(id) <= 200 &&
 		strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
-		== strlen(id);
+		== strlen(id) && strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
 }
 
 /* stats and phase counters as one flat JSON object of numbers, or NULL */
@@ -783,6 +801,14 @@ px_read_batch(const BulkopsBatch *batch, JsonbContainer *b, const char *id,
 	{
 		result->next = BULKOPS_NEXT_RETRY;
 		result->error = psprintf("the errors file of batch %s is not at an http(s) URL", id);
+		return;
+	}
+	if (!px_sendable_url(url))
+	{
+		/* never the link itself: it is a credential for the file */
+		result->next = BULKOPS_NEXT_RETRY;
+		result->error = psprintf("the link to the errors file of batch %s has a space, a control character or a byte beyond ASCII",
+								 id);
 		return;
 	}
 

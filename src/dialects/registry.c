@@ -178,6 +178,35 @@ bulkops_result_settle_rest(const BulkopsBatch *batch, BulkopsResult *result,
 	pfree(settled);
 }
 
+/*
+ * s as one segment of a URL path: every byte but RFC 3986's unreserved
+ * characters percent-encoded.  For remote ids a dialect puts into URLs, so
+ * that an answer cannot change where the next request goes, nor make one
+ * curl refuses.
+ */
+char *
+bulkops_url_segment(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	StringInfoData buf;
+	const unsigned char *p;
+
+	initStringInfo(&buf);
+	for (p = (const unsigned char *) s; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL)
+			appendStringInfoChar(&buf, (char) *p);
+		else
+		{
+			appendStringInfoChar(&buf, '%');
+			appendStringInfoChar(&buf, hex[*p >> 4]);
+			appendStringInfoChar(&buf, hex[*p & 15]);
+		}
+	}
+	return buf.data;
+}
+
 Jsonb *
 bulkops_json_parse(const char *body, size_t len)
 {
@@ -186,12 +215,9 @@ bulkops_json_parse(const char *body, size_t len)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
 }
 
-/*
- * Like bulkops_json_parse, but NULL for malformed JSON: an error page that
- * is not JSON is still an answer to report.
- */
-Jsonb *
-bulkops_json_try_parse(const char *body, size_t len)
+/* bulkops_json_parse's result, or NULL with its error message in *why */
+static Jsonb *
+json_try_parse(const char *body, size_t len, char **why)
 {
 	Jsonb	   *volatile jb = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -202,8 +228,12 @@ bulkops_json_try_parse(const char *body, size_t len)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
 		FlushErrorState();
+		*why = edata->message;
 		jb = NULL;
 	}
 	PG_END_TRY();
@@ -211,23 +241,36 @@ bulkops_json_try_parse(const char *body, size_t len)
 }
 
 /*
+ * Like bulkops_json_parse, but NULL for malformed JSON: an error page that
+ * is not JSON is still an answer to report.
+ */
+Jsonb *
+bulkops_json_try_parse(const char *body, size_t len)
+{
+	char	   *why;
+
+	return json_try_parse(body, len, &why);
+}
+
+/*
  * An answer's JSON in *root, or NULL for a body that is not JSON.  An error
  * page that is not JSON is still an answer (its status tells); a
  * successful answer that is not JSON is a transient fault: returns false
- * with result set to retry.
+ * with result set to retry, saying why.
  */
 bool
 bulkops_read_answer(const BulkopsResponse *resp, BulkopsResult *result,
 					JsonbContainer **root)
 {
-	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
+	char	   *why = NULL;
+	Jsonb	   *jb = json_try_parse(resp->body, resp->len, &why);
 
 	*root = jb ? &jb->root : NULL;
 	if (jb == NULL && resp->status < 300)
 	{
 		result->next = BULKOPS_NEXT_RETRY;
-		result->error = psprintf("malformed JSON in an HTTP %ld answer",
-								 resp->status);
+		result->error = psprintf("malformed JSON in an HTTP %ld answer: %s",
+								 resp->status, why);
 		return false;
 	}
 	return true;

@@ -40,6 +40,7 @@ With --tls-port, a line "mock_api tls on HOST:PORT" comes before the ready line
 """
 
 import argparse
+import base64
 import collections
 import http.server
 import importlib
@@ -314,10 +315,14 @@ def fault_delay(h, rule, produce):
 
 
 def fault_malformed(h, rule, produce):
+    # "body_base64" gives bytes a JSON string cannot carry: invalid UTF-8, NULs.
     if rule.after:
         produce()
-    body = rule.spec.get("body", '{"status": "ACC')
-    h.send_response_obj(Response(rule.spec.get("status", 200), body.encode(),
+    if "body_base64" in rule.spec:
+        body = base64.b64decode(rule.spec["body_base64"])
+    else:
+        body = rule.spec.get("body", '{"status": "ACC').encode()
+    h.send_response_obj(Response(rule.spec.get("status", 200), body,
                                  rule.spec.get("content_type", "application/json")))
 
 

@@ -605,6 +605,14 @@ class TestFaults(MockTestCase):
             json.loads(body)
         self.assertApplied(0)
 
+    def test_malformed_bytes(self):
+        raw = b'{"status": "ACCEPTED", "taskId": "bk\x95\xa2"}'
+        self.faults({"path": "bulk$", "action": "malformed", "status": 202,
+                     "body_base64": base64.b64encode(raw).decode()})
+        status, _, body = self.raw("POST", BULK, {"operations": self.ops})
+        self.assertEqual((status, body), (202, raw))
+        self.assertApplied(0)
+
     def test_truncate(self):
         self.faults({"path": "bulk$", "action": "truncate", "when": "after"})
         with self.assertRaises(http.client.IncompleteRead):

@@ -376,7 +376,7 @@ my @DIALECTS = (
 								set_bytes => hex_of("http://127.0.0.1:$port/x\xff")
 							}
 						],
-						persistent => qr/invalid byte sequence for encoding "UTF8": 0xff/
+						persistent => qr/link to the errors file of batch \S+ has a space, a control character or a byte beyond ASCII/
 					},
 					{
 						label => 'errors counted, but no errors file',
