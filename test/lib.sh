@@ -5,8 +5,7 @@ BULKOPS_PGBIN=${BULKOPS_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib
 BULKOPS_TEST_USER=${BULKOPS_TEST_USER:-bulkops_test}
 
 # As root: install packages, build and install the extension, and re-run the
-# calling script as an unprivileged user (initdb refuses root) on a private copy
-# of the tree that user may write to.
+# calling script as an unprivileged user (initdb refuses root).
 bulkops_root_prelude() {
 	local top=$1 script=$2
 	shift 2
@@ -14,17 +13,26 @@ bulkops_root_prelude() {
 	"$top/test/install-deps.sh"
 	make -C "$top" -s -j2 BULKOPS_CFLAGS=-Werror >/dev/null
 	make -C "$top" -s install >/dev/null
+	# the caller may run under set -e: keep the status
+	local rc=0
+	bulkops_run_as_test_user "$top" "$script" "$@" || rc=$?
+	exit $rc
+}
+
+# As root: run "$top/$script" as the unprivileged test user on a private copy
+# of the tree that user may write to, and return its status.  NAME=value words
+# in the array BULKOPS_TEST_ENV go into its environment.
+bulkops_run_as_test_user() {
+	local top=$1 script=$2 copy rc=0
+	shift 2
 	id -u "$BULKOPS_TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$BULKOPS_TEST_USER"
-	local copy
 	copy=$(mktemp -d /tmp/bulkops.XXXXXX)
 	cp -a "$top/." "$copy/"
 	chown -R "$BULKOPS_TEST_USER" "$copy"
-	cd /
-	# the caller may run under set -e: keep the status, then always clean up
-	local rc=0
-	runuser -u "$BULKOPS_TEST_USER" -- env BULKOPS_INSTALLED=1 "$copy/$script" "$@" || rc=$?
+	(cd / && runuser -u "$BULKOPS_TEST_USER" -- env BULKOPS_INSTALLED=1 \
+		${BULKOPS_TEST_ENV[@]+"${BULKOPS_TEST_ENV[@]}"} "$copy/$script" "$@") || rc=$?
 	rm -rf "$copy"
-	exit $rc
+	return $rc
 }
 
 # Start the mock API server on a free port; sets MOCK_PORT and MOCK_PID.
