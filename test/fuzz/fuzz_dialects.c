@@ -23,8 +23,10 @@
  *	 byte 3   2 bits per boolean option of the dialect, in its table's
  *			  order: 1 false, 2 true, else absent
  *	 then answers, each: status (2 bytes, big-endian: mod 1000 the
- *			  status, divided by 1000 the size of the pieces a streaming
- *			  request gets the body in, 0 for one piece), headers length (2
+ *			  status; divided by 1000, bits 0-3 the size of the pieces a
+ *			  streaming request gets the body in (0: one piece), bit 4 a
+ *			  worker restart before the request, which loses the batch's
+ *			  memo, bit 5 the job cancelled from then on), headers length (2
  *			  bytes, big-endian), headers ("name: value" lines, read the
  *			  way http.c reads them), body length (2 bytes, big-endian),
  *			  body; lengths are cut to what is left
@@ -32,9 +34,9 @@
  * Each answer goes to the dialect's handle_response for the batch's
  * current step, after build_request (and build_abort) for that step, and
  * its result is applied the way worker.c applies it (outcomes settle rows;
- * NEXT_STEP moves to the new step, remote id and step data; NEXT_RESUBMIT
- * goes back to step 0; an ERROR, also from a streaming request's on_data,
- * counts as NEXT_RETRY) until the batch is finished.  An ERROR is a clean
+ * NEXT_STEP moves to the new step, remote id, step data and memo;
+ * NEXT_RESUBMIT goes back to step 0; an ERROR, also from a streaming
+ * request's on_data, counts as NEXT_RETRY) until the batch is finished.  An ERROR is a clean
  * refusal.  A crash, a sanitizer report or a broken contract (which aborts
  * here, so libFuzzer keeps the input) is a finding.
  *
@@ -268,6 +270,8 @@ fuzz_check_result(const BulkopsBatch *batch, const BulkopsResult *res)
 
 	if ((int) res->next < BULKOPS_NEXT_DONE || (int) res->next > BULKOPS_NEXT_FAIL)
 		fuzz_violation(batch, "next is %d", (int) res->next);
+	if (res->limited && res->next != BULKOPS_NEXT_RETRY)
+		fuzz_violation(batch, "limited without NEXT_RETRY");
 
 	foreach(lc, res->outcomes)
 	{
@@ -455,6 +459,15 @@ fuzz_abort_request(const BulkopsBatch *batch)
 		fuzz_check_request(batch, &req);
 }
 
+/* What worker.c's set_memo does. */
+static void
+fuzz_set_memo(BulkopsBatch *batch, void *memo)
+{
+	batch->memo = memo;
+	if (memo == NULL)
+		MemoryContextReset(batch->memo_cxt);
+}
+
 /* The next big-endian 16-bit field, or -1 at the end of the input. */
 static int
 fuzz_u16(const uint8_t *data, size_t size, size_t *pos)
@@ -492,6 +505,9 @@ fuzz_conversation(const uint8_t *data, size_t size)
 	batch.resource = fuzz_resource;
 	batch.options = fuzz_options(data[3]);
 	batch.first_row = 1;
+	batch.key = "id";
+	batch.memo_cxt = AllocSetContextCreate(CurrentMemoryContext, "bulkops fuzz memo",
+										   ALLOCSET_SMALL_SIZES);
 	batch.nrows = op == BULKOPS_OP_QUERY ? 0 : 1 + data[1] % FUZZ_MAX_ROWS;
 	batch.prologue = fop->prologue;
 	batch.prologue_len = fop->prologue_len;
@@ -533,11 +549,21 @@ fuzz_conversation(const uint8_t *data, size_t size)
 			len = 0;
 		len = Min(len, size - pos);
 		resp.status = raw_status % 1000;
-		piece = raw_status / 1000 == 0 ? Max(len, 1) : raw_status / 1000;
+		piece = (raw_status / 1000) & 15 ? (raw_status / 1000) & 15 : Max(len, 1);
+		if ((raw_status / 1000) & 16)
+			fuzz_set_memo(&batch, NULL);	/* the worker restarted */
+		if ((raw_status / 1000) & 32)
+			batch.stopping = true;
+		/* worker.c settles a cancelled batch that has no remote task yet */
+		if (batch.stopping && batch.step == 0)
+			break;
 
 		/* worker.c ends the batch when its request cannot be built */
 		fuzz_dialect->build_request(&batch, &req);
 		fuzz_check_request(&batch, &req);
+		if (batch.stopping && strcmp(req.method, "GET") != 0)
+			fuzz_violation(&batch, "a %s request for a cancelled job: it may add work",
+						   req.method);
 		fuzz_abort_request(&batch);
 
 		/* an exact-size copy, so that reading past the end is caught */
@@ -566,6 +592,8 @@ fuzz_conversation(const uint8_t *data, size_t size)
 		free(body);
 
 		fuzz_check_result(&batch, &res);
+		if (res.progress)
+			batch.progress = pstrdup(res.progress);
 		foreach(lc, res.outcomes)
 		{
 			BulkopsOutcome *o = lfirst(lc);
@@ -582,12 +610,14 @@ fuzz_conversation(const uint8_t *data, size_t size)
 			batch.step = res.step;
 			batch.remote_id = res.remote_id ? pstrdup(res.remote_id) : NULL;
 			batch.step_data = res.step_data ? pstrdup(res.step_data) : NULL;
+			fuzz_set_memo(&batch, res.memo);
 		}
 		else if (res.next == BULKOPS_NEXT_RESUBMIT)
 		{
 			batch.step = 0;
 			batch.remote_id = NULL;
 			batch.step_data = NULL;
+			fuzz_set_memo(&batch, NULL);
 		}
 	}
 }

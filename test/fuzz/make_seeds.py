@@ -47,13 +47,17 @@ class Mock:
         self.proc.wait()
 
     def call(self, method, path, body=None, headers=None):
-        """(status, headers text, body bytes) of one request; HTTP errors are
-        answers too."""
-        data = json.dumps(body).encode() if body is not None else None
+        """(status, headers text, body bytes) of one request, its body JSON or,
+        given as bytes, CSV; HTTP errors are answers too."""
+        if isinstance(body, bytes):
+            data, ctype = body, "text/csv"
+        else:
+            data, ctype = (json.dumps(body).encode() if body is not None else None,
+                           "application/json")
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers=dict(headers or {}))
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", ctype)
         try:
             with urllib.request.urlopen(req) as r:
                 return r.status, self._headers(r.headers), r.read()
@@ -262,7 +266,103 @@ def packagex(mock):
         (200, json_ct, b'[{"index": 1, "id": "r2", "errors": [{"code": "not_found"}]}]')]
 
 
-CONVERSATIONS = {"clinia": clinia, "sap_fsm": sap_fsm, "packagex": packagex}
+# ---- blueconic (PROTOCOLS.md section 5): one synchronous PUT per request ----
+
+BC_URL = "/blueconic/rest/v2/profiles"
+
+
+def bc_call(mock, op, rows):
+    """Entries as blueconic.c sends them: identifier = the job's row number."""
+    entries = []
+    for n, (rid, data) in enumerate(rows, 1):
+        e = {"identifier": str(n), "profileId": rid,
+             "strategy": "DELETE" if op == DELETE else "UPSERT"}
+        if op != DELETE:
+            e["properties"] = [{"id": k, "values": [v], "strategy": "SET"}
+                               for k, v in data.items()]
+        entries.append(e)
+    return mock.call("PUT", BC_URL, entries)
+
+
+def blueconic(mock):
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert", header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    yield "upsert-states", header(UPSERT, 3), [bc_call(mock, UPSERT, [
+        ok[0], ("r2", {"_state": "SKIPPED"}), ("r3", {"_invalid": "bad name"})])]
+    yield "delete-one-missing", header(DELETE, 2), [bc_call(mock, DELETE, [ok[0], ("r9", {})])]
+    mock.control("/config", {"blueconic": {"omit_identifiers": ["2"],
+                                           "extra_identifiers": ["7"]}})
+    yield "upsert-odd-elements", header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    mock.control("/config", {"blueconic": {"max_entries": 2}})
+    yield "upsert-too-many", header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    yield "bad-request", header(UPSERT, 1), [mock.call("PUT", BC_URL, {"not": "an array"})]
+
+
+# ---- salesforce (PROTOCOLS.md section 1): Bulk API 2.0 ingest jobs ----
+
+SF_BASE = "/salesforce/services/data/v62.0/jobs/ingest"
+SF_OPERATION = {INSERT: "insert", UPDATE: "update", UPSERT: "upsert", DELETE: "delete"}
+
+
+def sf_csv(op, rows, extra=None):
+    """The CSV salesforce.c uploads for the harness's rows (id, name, n), with
+    extra columns the mock reads to misbehave."""
+    if op in (UPDATE, DELETE):
+        head, lines = ["Id"], [[rid] for rid, _ in rows]
+        if op == UPDATE:
+            head += ["name", "n"]
+            lines = [[rid, "name %d" % n, str(n)] for rid, n in rows]
+    else:
+        head, lines = ["id", "name", "n"], [[rid, "name %d" % n, str(n)] for rid, n in rows]
+    if extra:
+        head.append(extra[0])
+        lines = [line + [extra[1].get(line[0], "")] for line in lines]
+    return ("\n".join(",".join(line) for line in [head] + lines) + "\n").encode()
+
+
+def sf_run(mock, op, nrows, extra=None, polls=3):
+    """Create, upload, close, poll until final, fetch the three result files."""
+    rows = [("r%d" % n, n) for n in range(1, nrows + 1)]
+    body = {"object": "Contact", "operation": SF_OPERATION[op], "contentType": "CSV",
+            "columnDelimiter": "COMMA", "lineEnding": "LF"}
+    if op == UPSERT:
+        body["externalIdFieldName"] = "id"
+    out = [mock.call("POST", SF_BASE, body)]
+    if out[0][0] != 200:
+        return out
+    job = "%s/%s/" % (SF_BASE, json.loads(out[0][2])["id"])
+    out.append(mock.call("PUT", job + "batches", sf_csv(op, rows, extra)))
+    out.append(mock.call("PATCH", job, {"state": "UploadComplete"}))
+    for _ in range(polls):
+        out.append(mock.call("GET", job))
+        if json.loads(out[-1][2]).get("state") in ("JobComplete", "Failed", "Aborted"):
+            break
+    for f in ("successfulResults/", "failedResults/", "unprocessedrecords/"):
+        out.append(mock.call("GET", job + f, headers={"Accept": "text/csv"}))
+    return out
+
+
+def salesforce(mock):
+    mock.control("/reset")
+    yield "upsert", header(UPSERT, 3), sf_run(mock, UPSERT, 3)
+    yield "insert", header(INSERT, 2), sf_run(mock, INSERT, 2)
+    yield "upsert-one-fails-one-locked", header(UPSERT, 3), sf_run(
+        mock, UPSERT, 3, extra=("_fail", {"r2": "FIELD_CUSTOM_VALIDATION_EXCEPTION:no"}))
+    yield "update-unknown-ids", header(UPDATE, 2), sf_run(mock, UPDATE, 2)
+    yield "delete-unknown-ids", header(DELETE, 2), sf_run(mock, DELETE, 2)
+    mock.control("/config", {"salesforce": {"fail_job": {"after": 1, "message": "boom"}}})
+    yield "upsert-job-failed", header(UPSERT, 3), sf_run(mock, UPSERT, 3)
+    mock.control("/reset")
+    mock.control("/config", {"salesforce": {"request_limit_exceeded": 1}})
+    yield "limit-exceeded", header(UPSERT, 1), sf_run(mock, UPSERT, 1)[:1] + sf_run(mock, UPSERT, 1)
+    mock.control("/reset")
+
+
+CONVERSATIONS = {"clinia": clinia, "sap_fsm": sap_fsm, "packagex": packagex,
+                 "blueconic": blueconic, "salesforce": salesforce}
 
 
 def main():
