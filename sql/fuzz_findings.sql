@@ -11,11 +11,12 @@ CREATE TABLE fz AS SELECT i AS id, 'name ' || i AS name FROM generate_series(1, 
 
 -- 1. ACCEPTED with a task id that is not UTF-8: refused, submitted again
 SELECT test.mock('POST', '/_control/reset');
-SELECT test.mock('POST', '/_control/faults', jsonb_build_object('rules', jsonb_build_array(
+SELECT jsonb_build_object('rules', jsonb_build_array(
     jsonb_build_object('method', 'POST', 'path', '/bulk$', 'action', 'malformed',
         'status', 202, 'body_base64',
         encode('{"status": "ACCEPTED", "taskId": "bk'::bytea || '\x95a2'::bytea || '"}'::bytea,
-               'base64')))));
+               'base64')))) AS not_utf8 \gset
+SELECT test.mock('POST', '/_control/faults', :'not_utf8');
 SELECT bulkops.bulk_upsert('f', 'fz', key => 'id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_succeeded FROM bulkops.jobs WHERE id = :job;
@@ -24,11 +25,7 @@ SELECT r->>'method' AS method, r->>'path' ~ '/bulk(/bk_[0-9]+)?$' AS known_path,
 FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) AS r GROUP BY 1, 2 ORDER BY 1;
 -- the same answer to an insert: it may have been applied, so unknown, and said why
 SELECT test.mock('POST', '/_control/reset');
-SELECT test.mock('POST', '/_control/faults', jsonb_build_object('rules', jsonb_build_array(
-    jsonb_build_object('method', 'POST', 'path', '/bulk$', 'action', 'malformed',
-        'status', 202, 'body_base64',
-        encode('{"status": "ACCEPTED", "taskId": "bk'::bytea || '\x95a2'::bytea || '"}'::bytea,
-               'base64')))));
+SELECT test.mock('POST', '/_control/faults', :'not_utf8');
 SELECT bulkops.bulk_insert('f', 'SELECT name FROM fz') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT DISTINCT status, error_message FROM bulkops.receipts WHERE job_id = :job;

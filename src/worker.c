@@ -503,10 +503,11 @@ commit_result(Work *w, BulkopsResult *res)
  * in the database encoding, as text columns may hold nothing else, and the
  * progress must be JSON.  Checked here, where an ERROR means "could not read
  * the answer", rather than in the receipts' transaction, which it would
- * abort.  Receipts' texts need no check: receipts.c cleans them.
+ * abort.  Receipts' texts need no check: receipts.c cleans them.  The
+ * fuzzing harness (test/fuzz/) applies it too.
  */
-static void
-check_stored_text(BulkopsResult *res)
+void
+bulkops_check_stored_text(BulkopsResult *res)
 {
 	if (res->remote_id)
 		(void) pg_verifymbstr(res->remote_id, strlen(res->remote_id), false);
@@ -535,7 +536,7 @@ dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
 	PG_TRY();
 	{
 		w->dialect->handle_response(&w->batch, &resp, res);
-		check_stored_text(res);
+		bulkops_check_stored_text(res);
 	}
 	PG_CATCH();
 	{

@@ -58,6 +58,7 @@ extern void bulkops_abort_tx(MemoryContext cxt);
 extern void bulkops_work_stop(Work *w, bool timed_out);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
+extern void bulkops_check_stored_text(BulkopsResult *res);
 
 /* ratelimit.c */
 extern long bulkops_rate_take(const char *target, double rate);

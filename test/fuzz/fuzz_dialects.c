@@ -62,6 +62,7 @@
 
 #include "bulkops.h"
 #include "dialect.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(bulkops_fuzz);
 PG_FUNCTION_INFO_V1(bulkops_fuzz_dialects);
@@ -413,16 +414,7 @@ fuzz_answer(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	PG_TRY();
 	{
 		fuzz_dialect->handle_response(batch, resp, res);
-		/* what worker.c's check_stored_text refuses */
-		if (res->remote_id)
-			(void) pg_verifymbstr(res->remote_id, strlen(res->remote_id), false);
-		if (res->step_data)
-			(void) pg_verifymbstr(res->step_data, strlen(res->step_data), false);
-		if (res->progress)
-		{
-			(void) pg_verifymbstr(res->progress, strlen(res->progress), false);
-			(void) bulkops_json_parse(res->progress, strlen(res->progress));
-		}
+		bulkops_check_stored_text(res);
 	}
 	PG_CATCH();
 	{
