@@ -11,6 +11,7 @@ OBJS = \
 	src/crash.o \
 	src/csv.o \
 	src/encode.o \
+	src/encode_csv.o \
 	src/enqueue.o \
 	src/http.o \
 	src/json_out.o \

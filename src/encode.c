@@ -64,94 +64,10 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
-#include "csv.h"
-#include "encode.h"
+#include "encode_int.h"
 #include "json_out.h"
 
 /* How a value of one type is written; chosen once per type. */
-typedef enum BulkopsJsonCategory
-{
-	BJC_BOOL,
-	BJC_INT2,
-	BJC_INT4,
-	BJC_INT8,
-	BJC_OID,
-	BJC_FLOAT4,
-	BJC_FLOAT8,
-	BJC_NUMERIC,
-	BJC_JSON,
-	BJC_JSONB,
-	BJC_ARRAY,
-	BJC_COMPOSITE,
-	BJC_BYTEA,
-	BJC_DATE,
-	BJC_TIMESTAMP,
-	BJC_TIMESTAMPTZ,
-	BJC_TEXT,					/* text, varchar, bpchar */
-	BJC_NAME,
-	BJC_CAST,					/* non-built-in type with a cast to json */
-	BJC_OTHER					/* output function text as a JSON string */
-} BulkopsJsonCategory;
-
-typedef struct BulkopsTypeInfo BulkopsTypeInfo;
-
-struct BulkopsTypeInfo
-{
-	Oid			typid;			/* as declared, possibly a domain */
-	BulkopsJsonCategory category;
-	int16		typlen;			/* storage of typid, to walk arrays of it */
-	bool		typbyval;
-	char		typalign;
-	FmgrInfo	outfunc;		/* output function of typid */
-	FmgrInfo   *castfunc;		/* BJC_CAST: the cast to json */
-
-	/*
-	 * BJC_ARRAY: the element type most recently met.  It is known in advance
-	 * for real array types; anyarray values bring their own, so those are
-	 * found (or added) on the chain at run time.
-	 */
-	BulkopsTypeInfo *elem;
-	BulkopsTypeInfo *next;		/* the chain of elements of one array */
-
-	/*
-	 * BJC_COMPOSITE: encoders for the row types met, most recent first.  A
-	 * named composite has one, built in advance; a record column gets one
-	 * per distinct (blessed) row type of its values.
-	 */
-	BulkopsEncoder *rows;
-};
-
-typedef struct BulkopsColumn
-{
-	char	   *name;			/* NULL for a dropped column */
-	char	   *key;			/* ,"name": pre-escaped; the comma is skipped
-								 * for the first column written */
-	int			keylen;
-	BulkopsTypeInfo type;
-} BulkopsColumn;
-
-struct BulkopsEncoder
-{
-	int			natts;
-	BulkopsColumn *cols;
-	MemoryContext mcxt;
-	bool		to_utf8;		/* CSV text must be converted to UTF-8 */
-
-	/*
-	 * Only for the encoder of a nested composite: its row type, the tuple
-	 * descriptor to deform its values with, and deform space.  Every column
-	 * owns its type info and so its row encoders, which makes them a tree
-	 * that no value can walk back up; busy only makes sure of that.
-	 */
-	Oid			typid;
-	int32		typmod;
-	TupleDesc	tupdesc;
-	Datum	   *values;
-	bool	   *nulls;
-	bool		busy;
-	BulkopsEncoder *next;		/* chain of BulkopsTypeInfo.rows */
-};
-
 static BulkopsEncoder *build_encoder(TupleDesc tupdesc, MemoryContext mcxt);
 static BulkopsTypeInfo *make_typeinfo(Oid typid, MemoryContext mcxt);
 static void init_typeinfo(BulkopsTypeInfo *ti, Oid typid,
@@ -160,8 +76,6 @@ static void init_other(BulkopsTypeInfo *ti, Oid basetypid,
 					   MemoryContext mcxt);
 static BulkopsEncoder *make_row_encoder(Oid typid, int32 typmod,
 										MemoryContext mcxt);
-static void encode_datum(BulkopsTypeInfo *ti, Datum value, StringInfo out,
-						 MemoryContext mcxt);
 static void encode_row(BulkopsEncoder *enc, Datum *values, bool *nulls,
 					   const bool *omit, StringInfo out);
 
@@ -543,15 +457,6 @@ encode_bytea(Datum value, StringInfo out)
 	out->data[out->len] = '\0';
 }
 
-/* a text-like varlena whose contents are JSON already */
-static inline void
-append_varlena(StringInfo out, Datum value)
-{
-	text	   *t = DatumGetTextPP(value);
-
-	append_bytes(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-
 static void
 encode_jsonb(Datum value, StringInfo out)
 {
@@ -562,8 +467,8 @@ encode_jsonb(Datum value, StringInfo out)
 }
 
 /* the element type info of an array value, added on first sight */
-static BulkopsTypeInfo *
-array_elem_info(BulkopsTypeInfo *ti, Oid elemtypid, MemoryContext mcxt)
+BulkopsTypeInfo *
+bulkops_array_elem_info(BulkopsTypeInfo *ti, Oid elemtypid, MemoryContext mcxt)
 {
 	BulkopsTypeInfo *elem;
 
@@ -602,7 +507,7 @@ encode_array_dim(BulkopsTypeInfo *elem, array_iter *it, int dim, int ndim,
 			if (isnull)
 				append_bytes(out, "null", 4);
 			else
-				encode_datum(elem, v, out, mcxt);
+				bulkops_encode_datum(elem, v, out, mcxt);
 		}
 	}
 	append_char(out, ']');
@@ -627,7 +532,7 @@ encode_array(BulkopsTypeInfo *ti, Datum value, StringInfo out,
 		return;
 	}
 	if (elem == NULL || elem->typid != elemtypid)
-		elem = array_elem_info(ti, elemtypid, mcxt);
+		elem = bulkops_array_elem_info(ti, elemtypid, mcxt);
 
 	check_stack_depth();
 	array_iter_setup(&it, arr);
@@ -688,8 +593,8 @@ encode_composite(BulkopsTypeInfo *ti, Datum value, StringInfo out,
  * mcxt is the encoder's context, for what is met for the first time here
  * (record types, anyarray element types).
  */
-static void
-encode_datum(BulkopsTypeInfo *ti, Datum value, StringInfo out,
+void
+bulkops_encode_datum(BulkopsTypeInfo *ti, Datum value, StringInfo out,
 			 MemoryContext mcxt)
 {
 	switch (ti->category)
@@ -793,7 +698,7 @@ encode_row(BulkopsEncoder *enc, Datum *values, bool *nulls,
 		if (nulls[i])
 			append_bytes(out, "null", 4);
 		else
-			encode_datum(&col->type, values[i], out, enc->mcxt);
+			bulkops_encode_datum(&col->type, values[i], out, enc->mcxt);
 	}
 	append_char(out, '}');
 }
@@ -814,7 +719,7 @@ bulkops_encode_value(BulkopsEncoder *enc, int att, Datum value, bool isnull,
 	if (isnull)
 		append_bytes(out, "null", 4);
 	else
-		encode_datum(&enc->cols[att].type, value, out, enc->mcxt);
+		bulkops_encode_datum(&enc->cols[att].type, value, out, enc->mcxt);
 }
 
 char *
@@ -823,257 +728,4 @@ bulkops_encode_text(BulkopsEncoder *enc, int att, Datum value)
 	Assert(att >= 0 && att < enc->natts && enc->cols[att].name != NULL);
 
 	return OutputFunctionCall(&enc->cols[att].type.outfunc, value);
-}
-
-/*
- * CSV
- */
-
-/* Text in the database encoding as one UTF-8 CSV field; false on a NUL. */
-static bool
-csv_text(BulkopsEncoder *enc, const char *s, int len, StringInfo out)
-{
-	if (unlikely(enc->to_utf8))
-	{
-		char	   *c = pg_server_to_any(s, len, PG_UTF8);
-
-		if (c != s)
-		{
-			s = c;
-			len = strlen(c);
-		}
-	}
-	return bulkops_csv_field(out, s, len);
-}
-
-static void
-csv_float8(BulkopsTypeInfo *ti, float8 v, bool is_float4, StringInfo out)
-{
-	if (isnan(v))
-		append_bytes(out, "NaN", 3);
-	else if (isinf(v))
-		appendStringInfoString(out, v > 0 ? "Infinity" : "-Infinity");
-	else if (extra_float_digits <= 0)
-		appendStringInfoString(out, OutputFunctionCall(&ti->outfunc,
-													   is_float4 ? Float4GetDatum((float4) v)
-													   : Float8GetDatum(v)));
-	else if (is_float4)
-	{
-		reserve(out, FLOAT_SHORTEST_DECIMAL_LEN);
-		out->len += float_to_shortest_decimal_buf((float4) v, out->data + out->len);
-	}
-	else
-	{
-		reserve(out, DOUBLE_SHORTEST_DECIMAL_LEN);
-		out->len += double_to_shortest_decimal_buf(v, out->data + out->len);
-	}
-}
-
-static void
-csv_datetime(Datum value, Oid typid, StringInfo out)
-{
-	reserve(out, MAXDATELEN + 1);
-	JsonEncodeDateTime(out->data + out->len, value, typid, NULL);
-	out->len += strlen(out->data + out->len);
-}
-
-static int	csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value,
-					  bool quote, StringInfo out);
-
-/* every element, whatever the dimensions, joined by ';'; NULLs left out */
-static int
-csv_array(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value,
-		  StringInfo out)
-{
-	AnyArrayType *arr = DatumGetAnyArrayP(value);
-	int			n = ArrayGetNItems(AARR_NDIM(arr), AARR_DIMS(arr));
-	Oid			elemtypid = AARR_ELEMTYPE(arr);
-	BulkopsTypeInfo *elem = ti->elem;
-	array_iter	it;
-	bool		first = true;
-	int			i;
-
-	if (n <= 0)
-		return 0;
-	if (elem == NULL || elem->typid != elemtypid)
-		elem = array_elem_info(ti, elemtypid, enc->mcxt);
-	check_stack_depth();
-	array_iter_setup(&it, arr);
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-		Datum		v = array_iter_next(&it, &isnull, i, elem->typlen,
-										elem->typbyval, elem->typalign);
-		int			rc;
-
-		if (isnull)
-			continue;
-		if (!first)
-			append_char(out, ';');
-		first = false;
-		if ((rc = csv_value(enc, elem, v, false, out)) != 0)
-			return rc;
-	}
-	return 0;
-}
-
-/*
- * Append value as CSV text: a whole field when quote is true, else its bare
- * text in the database encoding (an array element, quoted with the rest).
- * Returns 0, or a BULKOPS_CSV_* problem (then out holds a partial field).
- */
-static int
-csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
-		  StringInfo out)
-{
-	StringInfoData scratch;
-	StringInfo	dst = out;
-
-	switch (ti->category)
-	{
-		case BJC_BOOL:
-		case BJC_INT2:
-		case BJC_INT4:
-		case BJC_INT8:
-		case BJC_OID:
-			/* the same text as in JSON */
-			encode_datum(ti, value, out, enc->mcxt);
-			return 0;
-		case BJC_FLOAT4:
-			csv_float8(ti, DatumGetFloat4(value), true, out);
-			return 0;
-		case BJC_FLOAT8:
-			csv_float8(ti, DatumGetFloat8(value), false, out);
-			return 0;
-		case BJC_NUMERIC:
-			appendStringInfoString(out, OutputFunctionCall(&ti->outfunc, value));
-			return 0;
-		case BJC_DATE:
-			csv_datetime(value, DATEOID, out);
-			return 0;
-		case BJC_TIMESTAMP:
-			{
-				int			overflow = 0;
-				TimestampTz tz;
-
-				tz = timestamp2timestamptz_opt_overflow(DatumGetTimestamp(value),
-														&overflow);
-				csv_datetime(TimestampTzGetDatum(tz), TIMESTAMPTZOID, out);
-			}
-			return 0;
-		case BJC_TIMESTAMPTZ:
-			csv_datetime(value, TIMESTAMPTZOID, out);
-			return 0;
-		case BJC_TEXT:
-			{
-				text	   *t = DatumGetTextPP(value);
-
-				if (!quote)
-				{
-					append_bytes(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-					return 0;
-				}
-				return csv_text(enc, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), out)
-					? 0 : BULKOPS_CSV_NUL;
-			}
-		case BJC_NAME:
-			{
-				const char *s = NameStr(*DatumGetName(value));
-				int			len = strnlen(s, NAMEDATALEN);
-
-				if (!quote)
-				{
-					append_bytes(out, s, len);
-					return 0;
-				}
-				return csv_text(enc, s, len, out) ? 0 : BULKOPS_CSV_NUL;
-			}
-		case BJC_BYTEA:
-			{
-				bytea	   *b = DatumGetByteaPP(value);
-				const char *s = VARDATA_ANY(b);
-				int			len = VARSIZE_ANY_EXHDR(b);
-
-				/* the bytes are the text: they must be UTF-8, without NUL */
-				if (memchr(s, '\0', len) != NULL)
-					return BULKOPS_CSV_NUL;
-				if (!pg_verify_mbstr(PG_UTF8, s, len, true))
-					return BULKOPS_CSV_NOT_UTF8;
-				if (!quote)
-					append_bytes(out, s, len);
-				else
-					(void) bulkops_csv_field(out, s, len);
-				return 0;
-			}
-		default:
-			break;
-	}
-
-	/* the rest is built whole, then quoted as one field */
-	if (quote)
-	{
-		initStringInfo(&scratch);
-		dst = &scratch;
-	}
-	switch (ti->category)
-	{
-		case BJC_ARRAY:
-			{
-				int			rc = csv_array(enc, ti, value, dst);
-
-				if (rc != 0)
-					return rc;
-			}
-			break;
-		case BJC_JSON:
-			append_varlena(dst, value);
-			break;
-		case BJC_JSONB:
-		case BJC_COMPOSITE:
-			encode_datum(ti, value, dst, enc->mcxt);
-			break;
-		default:
-			appendStringInfoString(dst, OutputFunctionCall(&ti->outfunc, value));
-			break;
-	}
-	if (quote)
-	{
-		bool		ok = csv_text(enc, scratch.data, scratch.len, out);
-
-		pfree(scratch.data);
-		return ok ? 0 : BULKOPS_CSV_NUL;
-	}
-	return 0;
-}
-
-int
-bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
-						  const int *cols, int ncols, const char *null_text,
-						  StringInfo out, int *problem)
-{
-	int			null_len = strlen(null_text);
-	int			i;
-
-	for (i = 0; i < ncols; i++)
-	{
-		int			att = cols[i];
-		int			rc;
-
-		Assert(att >= 0 && att < enc->natts && enc->cols[att].name != NULL);
-		if (i > 0)
-			append_char(out, ',');
-		if (nulls[att])
-		{
-			append_bytes(out, null_text, null_len);
-			continue;
-		}
-		rc = csv_value(enc, &enc->cols[att].type, values[att], true, out);
-		if (unlikely(rc != 0))
-		{
-			*problem = rc;
-			return att;
-		}
-	}
-	append_char(out, '\n');
-	return -1;
 }
