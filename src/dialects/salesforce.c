@@ -1126,22 +1126,6 @@ handle_result_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
  * Repeating any step is harmless: a query changes nothing remotely.
  */
 
-/* a locator is opaque: escape it rather than trust it in a URL */
-static void
-append_url_escaped(StringInfo buf, const char *s)
-{
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~')
-			appendStringInfoChar(buf, c);
-		else
-			appendStringInfo(buf, "%%%02X", c);
-	}
-}
-
 static char *
 query_jobs_url(const BulkopsBatch *batch)
 {
@@ -1184,8 +1168,9 @@ query_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 												 SF_DEFAULT_MAX_RECORDS));
 				if (batch->step_data)
 				{
-					appendStringInfoString(&url, "&locator=");
-					append_url_escaped(&url, batch->step_data);
+					/* a locator is opaque: escape it rather than trust it */
+					appendStringInfo(&url, "&locator=%s",
+									 bulkops_url_segment(batch->step_data));
 				}
 				req->method = "GET";
 				req->url = url.data;
