@@ -22,6 +22,7 @@ OBJS = \
 	src/options.o \
 	src/receipts.o \
 	src/ratelimit.o \
+	src/results.o \
 	src/retention.o \
 	src/sink.o \
 	src/worker.o \

@@ -149,8 +149,8 @@ stop_reason(Work *w)
 
 /* ---- applying results ---- */
 
-static void
-free_work(Work *w)
+void
+bulkops_work_free(Work *w)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -190,129 +190,6 @@ bulkops_backoff_ms(int attempt, long retry_after_ms)
 	ms = (long) (base * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
 	/* the remote side knows its limits better than any formula */
 	return retry_after_ms >= 0 ? retry_after_ms : ms;
-}
-
-/*
- * Append a page of a query job's rows to its table and count them on the
- * job, in the transaction that also stores where the remote query stands.
- */
-static void
-write_page(Work *w, const char *page, size_t len)
-{
-	uint64		n = bulkops_sink_page(w->destination, w->created_by, page, len);
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(w->ref.job_id), Int64GetDatum((int64) n)};
-
-	bulkops_exec("UPDATE bulkops.jobs SET rows_total = rows_total + $2, "
-				 "rows_succeeded = rows_succeeded + $2 WHERE id = $1",
-				 2, types, values, NULL, false, SPI_OK_UPDATE);
-}
-
-/* Keep the remote side's counters for the batch, for job_progress. */
-static void
-record_progress(Work *w, const char *progress)
-{
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3];
-
-	values[0] = Int64GetDatum(w->ref.job_id);
-	values[1] = Int32GetDatum(w->ref.batch_no);
-	values[2] = CStringGetTextDatum(progress);
-	if (bulkops_exec("UPDATE bulkops.batches SET progress = $3::jsonb "
-							  "WHERE job_id = $1 AND batch_no = $2",
-							  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record batch progress");
-}
-
-/*
- * Carry out result for w inside one transaction.  Returns true if the
- * batch is finished (and w may be freed).
- */
-static bool
-apply_result(Work *w, BulkopsResult *res)
-{
-	bool		finished = false;
-	int			status = (int) w->last_status;
-	Oid			types[8] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID, BOOLOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
-
-	bulkops_write_outcomes(&w->ref, res->outcomes, status);
-	if (res->page && w->destination)
-		write_page(w, res->page, res->page_len);
-	if (res->progress)
-		record_progress(w, res->progress);
-
-	switch (res->next)
-	{
-		case BULKOPS_NEXT_DONE:
-			if (w->ref.npending > 0)
-			{
-				BulkopsResult rest = {0};
-
-				bulkops_result_settle_rest(&w->batch, &rest, BULKOPS_ROW_UNKNOWN,
-										   "the remote answer did not mention this row");
-				bulkops_write_outcomes(&w->ref, rest.outcomes, status);
-			}
-			finished = true;
-			break;
-		case BULKOPS_NEXT_FAIL:
-			{
-				BulkopsResult rest = {0};
-
-				bulkops_result_settle_rest(&w->batch, &rest,
-										   res->fail_status == BULKOPS_ROW_SUCCEEDED
-										   ? BULKOPS_ROW_FAILED : res->fail_status,
-										   res->error);
-				if (res->error_code)
-				{
-					ListCell   *lc;
-
-					foreach(lc, rest.outcomes)
-						((BulkopsOutcome *) lfirst(lc))->error_code = res->error_code;
-				}
-				bulkops_write_outcomes(&w->ref, rest.outcomes, status);
-				finished = true;
-			}
-			break;
-		case BULKOPS_NEXT_STEP:
-		case BULKOPS_NEXT_RESUBMIT:
-		case BULKOPS_NEXT_RETRY:
-			break;
-	}
-	w->batch.npending = w->ref.npending;
-	/* a query job has no rows to settle: only the dialect says it is done */
-	if (w->ref.npending == 0 && w->ref.nrows > 0)
-		finished = true;
-
-	if (finished)
-	{
-		/* a DONE with an error: every row has its outcome, yet not as asked */
-		bulkops_close_batch(&w->ref, res->error, status);
-		return true;
-	}
-
-	/* persist where the batch stands before acting on it */
-	values[0] = Int64GetDatum(w->ref.job_id);
-	values[1] = Int32GetDatum(w->ref.batch_no);
-	values[2] = Int32GetDatum(w->batch.step);
-	values[3] = w->batch.remote_id ? CStringGetTextDatum(w->batch.remote_id) : (Datum) 0;
-	nulls[3] = w->batch.remote_id ? ' ' : 'n';
-	values[4] = Int32GetDatum(w->ref.attempts);
-	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
-	nulls[5] = res->error ? ' ' : 'n';
-	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
-	/* the answer is in: only what earlier attempts left open stays open */
-	values[7] = BoolGetDatum(w->maybe_applied);
-	nulls[6] = w->batch.step_data ? ' ' : 'n';
-	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
-							  "attempts = $5, last_error = coalesce($6, last_error), "
-							  "step_data = $7, maybe_applied = $8, "
-							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-							  8, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update batch");
-	return false;
 }
 
 /* What the dialect keeps between steps (BulkopsBatch.memo). */
@@ -432,92 +309,6 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			break;
 	}
 	MemoryContextSwitchTo(old);
-}
-
-/* Persist res for w; on any error, settle the batch as unknown. */
-static void
-commit_result(Work *w, BulkopsResult *res)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool finished = false;
-	volatile bool failed = false;
-	char	   *volatile why = NULL;
-
-	PG_TRY();
-	{
-		bulkops_begin_tx("writing receipts");
-		finished = apply_result(w, res);
-		bulkops_commit_tx();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		/* kept for the receipts: "see the server log" helps nobody */
-		MemoryContextSwitchTo(w->cxt);
-		edata = CopyErrorData();
-		why = pstrdup(edata->message);
-		FreeErrorData(edata);
-		bulkops_abort_tx(cxt);
-		failed = true;
-	}
-	PG_END_TRY();
-
-	if (failed)
-	{
-		/* reload what is pending from the table: the failed write changed it */
-		BulkopsResult rest = {0};
-
-		PG_TRY();
-		{
-			bulkops_begin_tx("settling a batch after an error");
-			bulkops_load_pending(w);
-			rest.next = BULKOPS_NEXT_FAIL;
-			rest.fail_status = BULKOPS_ROW_UNKNOWN;
-			rest.error = w->destination
-				? psprintf("could not write the results into %s: %s", w->destination, why)
-				: psprintf("bulkops could not record this row's outcome: %s", why);
-			finished = apply_result(w, &rest);
-			bulkops_commit_tx();
-		}
-		PG_CATCH();
-		{
-			bulkops_abort_tx(cxt);
-			ereport(WARNING,
-					(errmsg("bulkops batch %d of job " INT64_FORMAT " is left for the next restart",
-							w->ref.batch_no, w->ref.job_id)));
-			finished = true;
-		}
-		PG_END_TRY();
-	}
-	if (finished)
-	{
-		bulkops_crash_point("batch_done");
-		free_work(w);
-	}
-}
-
-/*
- * What a result would have the worker store as it is (the remote id, the
- * step's note, the progress) comes from the remote side: it must be valid
- * in the database encoding, as text columns may hold nothing else, and the
- * progress must be JSON.  Checked here, where an ERROR means "could not read
- * the answer", rather than in the receipts' transaction, which it would
- * abort.  Receipts' texts need no check: receipts.c cleans them.  The
- * fuzzing harness (test/fuzz/) applies it too.
- */
-void
-bulkops_check_stored_text(BulkopsResult *res)
-{
-	if (res->remote_id)
-		(void) pg_verifymbstr(res->remote_id, strlen(res->remote_id), false);
-	if (res->step_data)
-		(void) pg_verifymbstr(res->step_data, strlen(res->step_data), false);
-	if (res->progress)
-	{
-		(void) pg_verifymbstr(res->progress, strlen(res->progress), false);
-		(void) bulkops_json_parse(res->progress, strlen(res->progress));
-	}
 }
 
 /* The dialect's reading of an answer, with its errors turned into a retry. */
@@ -684,7 +475,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
 		 (old_remote_id && strcmp(w->batch.remote_id, old_remote_id) != 0));
 	/* the result may point into the answer (a query job's page) */
-	commit_result(w, &res);
+	bulkops_commit_result(w, &res);
 	bulkops_http_free(call);
 	if (new_step)
 		bulkops_crash_point("step_saved");
@@ -734,7 +525,7 @@ settle_now(Work *w, BulkopsRowStatus status, const char *error)
 	res.next = BULKOPS_NEXT_FAIL;
 	res.fail_status = status;
 	res.error = pstrdup(error);
-	commit_result(w, &res);
+	bulkops_commit_result(w, &res);
 }
 
 /* The HTTP settings of w's requests: its job's options, else the GUCs. */

@@ -59,6 +59,10 @@ extern void bulkops_work_stop(Work *w, bool timed_out);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
 extern void bulkops_check_stored_text(BulkopsResult *res);
+extern void bulkops_work_free(Work *w);
+
+/* results.c */
+extern void bulkops_commit_result(Work *w, BulkopsResult *res);
 
 /* ratelimit.c */
 extern long bulkops_rate_take(const char *target, double rate);
