@@ -278,7 +278,10 @@ bulkops_claim(void)
 		bulkops_begin_tx("claiming batches");
 		/*
 		 * A few candidates per target, so that one target's long queue
-		 * cannot hide another target's work.
+		 * cannot hide another target's work.  "state <> 'done'" is implied
+		 * by "state = 'queued'" but spelled out so that the partial index
+		 * of runnable batches is used: this runs each time a batch ends,
+		 * and the table keeps every batch ever sent.
 		 */
 		rc = bulkops_exec("SELECT job_id, batch_no, target, concurrency FROM ("
 						 " SELECT b.job_id, b.batch_no, j.target,"
@@ -286,7 +289,8 @@ bulkops_claim(void)
 						 "  row_number() OVER (PARTITION BY j.target"
 						 "                     ORDER BY b.job_id, b.batch_no) AS n"
 						 " FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id"
-						 " WHERE b.state = 'queued' AND b.next_attempt_at <= now()) c "
+						 " WHERE b.state <> 'done' AND b.state = 'queued'"
+						 "  AND b.next_attempt_at <= now()) c "
 						 "WHERE n <= 64 ORDER BY job_id, batch_no",
 						 0, NULL, NULL, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
@@ -378,7 +382,7 @@ bulkops_recover(void)
 		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step, "
 						 "b.maybe_applied "
 						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
-						 "WHERE b.state = 'active' ORDER BY 1, 2",
+						 "WHERE b.state <> 'done' AND b.state = 'active' ORDER BY 1, 2",
 						 0, NULL, NULL, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not find active batches: %s", SPI_result_code_string(rc));

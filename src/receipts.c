@@ -72,10 +72,13 @@ bulkops_clean_text(const char *s, int maxlen)
 }
 
 /*
- * Run one of the worker's fixed statements.  Its plan is made once per
- * process and kept: the statements are string literals, so the text's
- * address identifies them, and the plan cache replans by itself when the
- * tables change.
+ * Run one of the worker's fixed statements.  Each is parsed once per
+ * process and kept (the statements are string literals, so the text's
+ * address identifies them), but planned at every execution with its actual
+ * parameters.  A generic plan would be made once, when the worker first
+ * runs the statement: typically against an empty bulkops.receipts, where a
+ * sequential scan is cheapest, and it would be kept until the next ANALYZE
+ * however large the table grows.  That made every claim scan all receipts.
  */
 #define MAX_KEPT_PLANS 32
 
@@ -101,7 +104,7 @@ bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,
 		}
 	if (plan == NULL)
 	{
-		plan = SPI_prepare(sql, nargs, types);
+		plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_CUSTOM_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "bulkops: could not prepare \"%.40s...\": %s", sql,
 				 SPI_result_code_string(SPI_result));
@@ -201,7 +204,7 @@ fill_slot(TupleTableSlot *slot, const ReceiptCols *c, BulkopsBatchRef *ref,
 	v[c->updated_at] = now;
 	n[c->updated_at] = false;
 	ExecStoreVirtualTuple(slot);
-	if (slot->tts_tupleDescriptor->constr)
+	if (RelationGetDescr(rri->ri_RelationDesc)->constr)
 		ExecConstraints(rri, slot, estate);
 }
 
@@ -224,6 +227,7 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
 	EState	   *estate;
 	BulkInsertState bistate;
 	TupleTableSlot **slots;
+	TupleDesc	desc;
 	ReceiptCols c;
 	CommandId	cid = GetCurrentCommandId(true);
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -252,11 +256,17 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
 	ExecOpenIndices(rri, false);
 	bistate = GetBulkInsertState();
 
-	/* as COPY does, a bounded set of slots reused chunk after chunk */
+	/*
+	 * As COPY does, a bounded set of slots reused chunk after chunk.  They
+	 * share a private copy of the descriptor: over the relation's own, each
+	 * slot would pin it in the resource owner, and pinning a thousand cost
+	 * more than filling them.
+	 */
 	nslots = Min(m, RECEIPT_CHUNK);
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	slots = palloc(sizeof(TupleTableSlot *) * nslots);
 	for (i = 0; i < nslots; i++)
-		slots[i] = table_slot_create(rel, NULL);
+		slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
 
 	for (done = 0; done < m; done += nslots)
 	{
@@ -277,9 +287,9 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
 		}
 		bulkops_crash_point("receipts");
 	}
-	/* in reverse: the resource owner finds the latest pins first */
-	for (i = nslots - 1; i >= 0; i--)
+	for (i = 0; i < nslots; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
+	FreeTupleDesc(desc);
 
 	FreeBulkInsertState(bistate);
 	ExecCloseIndices(rri);
