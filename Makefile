@@ -34,7 +34,7 @@ OBJS = \
 	src/dialects/salesforce.o
 
 EXTENSION = bulkops
-DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql
+DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql
 PGFILEDESC = "bulkops - bulk API pushes from SQL"
 
 SHLIB_LINK = $(shell curl-config --libs) -lcrypto

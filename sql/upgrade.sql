@@ -1,5 +1,5 @@
--- upgrade: 1.0 installs and walks to the current version; what 1.1 changed
--- is there afterwards
+-- upgrade: 1.0 installs and walks to the current version; what 1.1 and 1.2
+-- changed is there afterwards
 CREATE DATABASE bulkops_upgrade;
 \c bulkops_upgrade
 CREATE EXTENSION bulkops VERSION '1.0';
@@ -26,6 +26,12 @@ SELECT count(*) AS view_in_extension FROM pg_depend
 WHERE objid = 'bulkops.job_progress'::regclass AND refobjid =
       (SELECT oid FROM pg_extension WHERE extname = 'bulkops') AND deptype = 'e';
 SELECT has_table_privilege('public', 'bulkops.job_progress', 'SELECT') AS public_reads;
+-- 1.2: the key index compares bytes, and a join on key still uses it
+SELECT pg_get_indexdef('bulkops.receipts_key_idx'::regclass);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF)
+SELECT r.status FROM (VALUES (17)) AS a(id) JOIN bulkops.receipts r ON r.key = a.id::text;
+RESET enable_seqscan;
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
 -- the regression database got the current version directly
