@@ -13,6 +13,7 @@ OBJS = \
 	src/encode.o \
 	src/encode_csv.o \
 	src/enqueue.o \
+	src/exec.o \
 	src/http.o \
 	src/json_out.o \
 	src/netpolicy.o \

@@ -139,6 +139,8 @@ extern char *bulkops_clean_text(const char *s, int maxlen);
 /* sink.c */
 extern uint64 bulkops_sink_page(const char *dest, const char *owner,
 								const char *page, size_t len);
+
+/* exec.c */
 extern int	bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, bool read_only, int expect);
 
