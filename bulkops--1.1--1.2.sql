@@ -10,3 +10,8 @@
 -- once, under a lock that blocks the worker's writes meanwhile.
 DROP INDEX bulkops.receipts_key_idx;
 CREATE INDEX receipts_key_idx ON bulkops.receipts (key text_pattern_ops);
+
+-- Which of the database's workers (bulkops.workers_per_database) holds an
+-- active batch, so that after a restart each resumes only its own.  NULL:
+-- taken before 1.2, by the only worker there was.
+ALTER TABLE bulkops.batches ADD COLUMN lane smallint;

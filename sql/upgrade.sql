@@ -26,7 +26,10 @@ SELECT count(*) AS view_in_extension FROM pg_depend
 WHERE objid = 'bulkops.job_progress'::regclass AND refobjid =
       (SELECT oid FROM pg_extension WHERE extname = 'bulkops') AND deptype = 'e';
 SELECT has_table_privilege('public', 'bulkops.job_progress', 'SELECT') AS public_reads;
--- 1.2: the key index compares bytes, and a join on key still uses it
+-- 1.2: batches say which worker holds them; the key index compares bytes,
+-- and a join on key still uses it
+SELECT atttypid::regtype AS lane FROM pg_attribute
+WHERE attrelid = 'bulkops.batches'::regclass AND attname = 'lane';
 SELECT pg_get_indexdef('bulkops.receipts_key_idx'::regclass);
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF)

@@ -4,9 +4,9 @@
  *	  Module load: settings, shared memory, the launcher's registration and
  *	  the wake-at-commit hook.
  *
- * Shared memory holds one small table: which process serves which
- * database.  Backends read it at commit to set the right worker's latch;
- * tests read it to know a worker is up.  A spinlock guards it: every
+ * Shared memory holds one small table: which process serves which lane of
+ * which database.  Backends read it at commit to set the latches of that
+ * database's workers; tests read it to know a worker is up.  A spinlock guards it: every
  * critical section is a few loads and stores.
  *
  *-------------------------------------------------------------------------
@@ -41,12 +41,17 @@ int			bulkops_poll_interval_ms = 1000;
 int			bulkops_max_response_size = 256 * 1024 * 1024;
 int			bulkops_launcher_naptime_ms = 1000;
 int			bulkops_receipt_retention_s = 0;
+int			bulkops_workers_per_database = 1;
+
+/* in a worker: which of its database's workers it is, from 0 */
+int			bulkops_lane = 0;
 
 bool		bulkops_preloaded = false;
 
 typedef struct BulkopsWorkerSlot
 {
 	Oid			dboid;
+	int			lane;
 	int			pid;
 	int			pgprocno;
 } BulkopsWorkerSlot;
@@ -54,7 +59,7 @@ typedef struct BulkopsWorkerSlot
 typedef struct BulkopsShared
 {
 	slock_t		mutex;
-	BulkopsWorkerSlot slots[BULKOPS_MAX_DATABASES];
+	BulkopsWorkerSlot slots[BULKOPS_MAX_DATABASES * BULKOPS_MAX_LANES];
 } BulkopsShared;
 
 static BulkopsShared *bulkops_shared = NULL;
@@ -150,6 +155,14 @@ define_settings(void)
 							"0 keeps them until deleted by hand.",
 							&bulkops_receipt_retention_s, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	/* a backend that loads the library late may not define this one */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("bulkops.workers_per_database",
+								"Number of worker processes serving each database.",
+								"They share the batches: each takes its part of every "
+								"target's concurrency and rate_limit.",
+								&bulkops_workers_per_database, 1, 1, BULKOPS_MAX_LANES,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	bulkops_define_crash_setting();
 	MarkGUCPrefixReserved("bulkops");
 }
@@ -200,24 +213,28 @@ bulkops_shmem_startup(void)
  * A worker announces itself so that committing backends can wake it.
  */
 void
-bulkops_worker_register_self(Oid dboid)
+bulkops_worker_register_self(Oid dboid, int lane)
 {
 	int			i;
 	int			free_slot = -1;
 
 	SpinLockAcquire(&bulkops_shared->mutex);
-	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
+	for (i = 0; i < lengthof(bulkops_shared->slots); i++)
 	{
 		BulkopsWorkerSlot *slot = &bulkops_shared->slots[i];
 
-		if (slot->dboid == dboid || (slot->pid == 0 && free_slot < 0))
+		if (slot->pid != 0 && slot->dboid == dboid && slot->lane == lane)
+		{
 			free_slot = i;
-		if (slot->dboid == dboid)
 			break;
+		}
+		if (slot->pid == 0 && free_slot < 0)
+			free_slot = i;
 	}
 	if (free_slot >= 0)
 	{
 		bulkops_shared->slots[free_slot].dboid = dboid;
+		bulkops_shared->slots[free_slot].lane = lane;
 		bulkops_shared->slots[free_slot].pid = MyProcPid;
 		bulkops_shared->slots[free_slot].pgprocno = MyProc->pgprocno;
 	}
@@ -238,7 +255,7 @@ bulkops_worker_unregister_self(void)
 	if (bulkops_shared == NULL)
 		return;
 	SpinLockAcquire(&bulkops_shared->mutex);
-	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
+	for (i = 0; i < lengthof(bulkops_shared->slots); i++)
 	{
 		if (bulkops_shared->slots[i].pid == MyProcPid)
 			memset(&bulkops_shared->slots[i], 0, sizeof(BulkopsWorkerSlot));
@@ -246,6 +263,7 @@ bulkops_worker_unregister_self(void)
 	SpinLockRelease(&bulkops_shared->mutex);
 }
 
+/* The pid of the database's first worker (lane 0), or 0. */
 int
 bulkops_worker_pid(Oid dboid)
 {
@@ -255,16 +273,19 @@ bulkops_worker_pid(Oid dboid)
 	if (bulkops_shared == NULL)
 		return 0;
 	SpinLockAcquire(&bulkops_shared->mutex);
-	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
-		if (bulkops_shared->slots[i].dboid == dboid)
+	for (i = 0; i < lengthof(bulkops_shared->slots); i++)
+		if (bulkops_shared->slots[i].pid != 0 &&
+			bulkops_shared->slots[i].dboid == dboid &&
+			bulkops_shared->slots[i].lane == 0)
 			pid = bulkops_shared->slots[i].pid;
 	SpinLockRelease(&bulkops_shared->mutex);
 	return pid;
 }
 
 /*
- * Called by enqueue: set the worker's latch once this transaction commits.
- * Many enqueues in one transaction cause one wake; a rollback causes none.
+ * Called by enqueue: set the latches of the database's workers once this
+ * transaction commits.  Many enqueues in one transaction cause one wake; a
+ * rollback causes none.
  */
 void
 bulkops_wake_worker_at_commit(void)
@@ -283,7 +304,8 @@ static void
 bulkops_xact_callback(XactEvent event, void *arg)
 {
 	int			i;
-	int			procno = -1;
+	int			procnos[BULKOPS_MAX_LANES];
+	int			n = 0;
 
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
@@ -298,14 +320,14 @@ bulkops_xact_callback(XactEvent event, void *arg)
 		return;
 
 	SpinLockAcquire(&bulkops_shared->mutex);
-	for (i = 0; i < BULKOPS_MAX_DATABASES; i++)
-		if (bulkops_shared->slots[i].dboid == MyDatabaseId &&
-			bulkops_shared->slots[i].pid != 0)
-			procno = bulkops_shared->slots[i].pgprocno;
+	for (i = 0; i < lengthof(bulkops_shared->slots) && n < BULKOPS_MAX_LANES; i++)
+		if (bulkops_shared->slots[i].pid != 0 &&
+			bulkops_shared->slots[i].dboid == MyDatabaseId)
+			procnos[n++] = bulkops_shared->slots[i].pgprocno;
 	SpinLockRelease(&bulkops_shared->mutex);
 
-	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	for (i = 0; i < n; i++)
+		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
 }
 
 PG_FUNCTION_INFO_V1(bulkops_check_preloaded);

@@ -17,6 +17,7 @@
 #define BULKOPS_VERSION "1.0"
 #define BULKOPS_USER_AGENT "bulkops/" BULKOPS_VERSION
 #define BULKOPS_MAX_DATABASES 16
+#define BULKOPS_MAX_LANES 8
 
 /* bulkops.c: settings */
 extern char *bulkops_database_names;
@@ -31,11 +32,13 @@ extern int	bulkops_poll_interval_ms;
 extern int	bulkops_max_response_size;
 extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
+extern int	bulkops_workers_per_database;
 
 /* bulkops.c: shared state */
 extern bool bulkops_preloaded;
 extern void bulkops_wake_worker_at_commit(void);
-extern void bulkops_worker_register_self(Oid dboid);
+extern int	bulkops_lane;
+extern void bulkops_worker_register_self(Oid dboid, int lane);
 extern void bulkops_worker_unregister_self(void);
 extern int	bulkops_worker_pid(Oid dboid);
 

@@ -110,8 +110,9 @@ bulkops_load_pending(Work *w)
 static Work *
 take_batch(int64 job_id, int32 batch_no, bool resume)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(job_id), Int32GetDatum(batch_no)};
+	Oid			types[3] = {INT8OID, INT4OID, INT2OID};
+	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+	Int16GetDatum(bulkops_lane)};
 	MemoryContext cxt;
 	MemoryContext old;
 	Work	   *w;
@@ -122,14 +123,14 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	int			rc;
 
 	rc = bulkops_exec(resume
-							   ? "UPDATE bulkops.batches b SET updated_at = now() "
+							   ? "UPDATE bulkops.batches b SET updated_at = now(), lane = $3 "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'active' "
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
 							   "j.timed_out, b.progress, j.key_column, b.maybe_applied"
-							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), "
+							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), lane = $3, "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
 							   "AND j.id = b.job_id AND b.state = 'queued' "
@@ -141,7 +142,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
 							   "j.timed_out, b.progress, j.key_column, b.maybe_applied",
-							   2, types, values, NULL, false, 0);
+							   3, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
 	if (SPI_processed != 1)
@@ -244,6 +245,20 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	return w;
 }
 
+/*
+ * This worker's part of a target's concurrency.  The database's workers
+ * split it, the first ones taking the remainder, so that together they
+ * never hold more batches of a target than its concurrency; a worker whose
+ * part is 0 leaves that target to the others.
+ */
+int
+bulkops_lane_share(int concurrency)
+{
+	int			n = bulkops_workers_per_database;
+
+	return concurrency / n + (bulkops_lane < concurrency % n ? 1 : 0);
+}
+
 static int
 held_for_target(const char *target)
 {
@@ -312,6 +327,7 @@ bulkops_claim(void)
 			limits[i] = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
 			if (limits[i] <= 0)
 				limits[i] = bulkops_concurrency;
+			limits[i] = bulkops_lane_share(limits[i]);
 		}
 		for (i = 0; i < n; i++)
 		{
@@ -359,7 +375,8 @@ bulkops_claim(void)
 }
 
 /*
- * After a restart: batches left active by the previous worker.  Polls are
+ * After a restart: batches left active by this lane's previous worker (the
+ * first lane also takes those of lanes that no longer exist).  Polls are
  * repeated; submits too, unless one may have reached the remote side
  * (maybe_applied) and repeating it could apply a row twice.  A batch put
  * back in the queue keeps maybe_applied, so that a cancel before it is
@@ -377,13 +394,18 @@ bulkops_recover(void)
 		int64	   *jobs;
 		int32	   *nos;
 		int			rc;
+		Oid			lane_types[2] = {INT4OID, INT4OID};
+		Datum		lane_values[2] = {Int32GetDatum(bulkops_lane),
+		Int32GetDatum(bulkops_workers_per_database)};
 
 		bulkops_begin_tx("resuming batches");
 		rc = bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step, "
 						 "b.maybe_applied "
 						 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
-						 "WHERE b.state <> 'done' AND b.state = 'active' ORDER BY 1, 2",
-						 0, NULL, NULL, NULL, true, 0);
+						 "WHERE b.state <> 'done' AND b.state = 'active' "
+						 "AND (b.lane = $1 OR ($1 = 0 AND (b.lane IS NULL OR b.lane >= $2))) "
+						 "ORDER BY 1, 2",
+						 2, lane_types, lane_values, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not find active batches: %s", SPI_result_code_string(rc));
 		n = SPI_processed;

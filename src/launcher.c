@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The launcher: a static background worker that keeps one bulkops
- *	  worker running per database named in bulkops.database_name.
+ *	  The launcher: a static background worker that keeps
+ *	  bulkops.workers_per_database bulkops workers (lanes 0, 1, ...)
+ *	  running per database named in bulkops.database_name.
  *
  * Workers are dynamic and BGW_NEVER_RESTART: the launcher itself restarts
  * a worker that stopped, after bulkops.launcher_naptime, so that after a
  * crash-and-restart of the server (which forgets such workers while it
- * restarts the launcher) no database ends up with two workers.  The
+ * restarts the launcher) no lane of a database ends up with two workers.  The
  * launcher connects to no database and holds no transaction.
  *
  *-------------------------------------------------------------------------
@@ -31,6 +32,7 @@
 typedef struct LaunchedWorker
 {
 	char		dbname[NAMEDATALEN];
+	int			lane;
 	BackgroundWorkerHandle *handle;
 	TimestampTz started_at;
 	TimestampTz restart_at;
@@ -38,18 +40,23 @@ typedef struct LaunchedWorker
 	bool		wanted;
 } LaunchedWorker;
 
-static LaunchedWorker launched[BULKOPS_MAX_DATABASES];
+static LaunchedWorker launched[BULKOPS_MAX_DATABASES * BULKOPS_MAX_LANES];
 static int	nlaunched = 0;
 
 static LaunchedWorker *
-find_or_add(const char *dbname)
+find_or_add(const char *dbname, int lane)
 {
 	int			i;
+	int			ndb = 0;
 
 	for (i = 0; i < nlaunched; i++)
-		if (strcmp(launched[i].dbname, dbname) == 0)
+	{
+		if (strcmp(launched[i].dbname, dbname) == 0 && launched[i].lane == lane)
 			return &launched[i];
-	if (nlaunched >= BULKOPS_MAX_DATABASES)
+		if (launched[i].lane == 0)
+			ndb++;
+	}
+	if (lane == 0 && ndb >= BULKOPS_MAX_DATABASES)
 	{
 		ereport(WARNING,
 				(errmsg("bulkops serves at most %d databases; \"%s\" is ignored",
@@ -58,6 +65,7 @@ find_or_add(const char *dbname)
 	}
 	memset(&launched[nlaunched], 0, sizeof(LaunchedWorker));
 	strlcpy(launched[nlaunched].dbname, dbname, NAMEDATALEN);
+	launched[nlaunched].lane = lane;
 	return &launched[nlaunched++];
 }
 
@@ -72,9 +80,14 @@ start_worker(LaunchedWorker *lw)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "bulkops");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "bulkops_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "bulkops worker for %s", lw->dbname);
+	if (lw->lane == 0)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "bulkops worker for %s", lw->dbname);
+	else
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "bulkops worker %d for %s",
+				 lw->lane, lw->dbname);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "bulkops worker");
 	strlcpy(bgw.bgw_extra, lw->dbname, BGW_EXTRALEN);
+	bgw.bgw_main_arg = Int32GetDatum(lw->lane);
 	bgw.bgw_notify_pid = MyProcPid;
 
 	if (lw->handle)
@@ -136,10 +149,16 @@ reconcile(void)
 		launched[i].wanted = false;
 	foreach(lc, list)
 	{
-		LaunchedWorker *lw = find_or_add((char *) lfirst(lc));
+		int			lane;
 
-		if (lw)
+		for (lane = 0; lane < bulkops_workers_per_database; lane++)
+		{
+			LaunchedWorker *lw = find_or_add((char *) lfirst(lc), lane);
+
+			if (lw == NULL)
+				break;
 			lw->wanted = true;
+		}
 	}
 	for (i = 0; i < nlaunched; i++)
 	{

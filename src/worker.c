@@ -714,7 +714,8 @@ start_due(void)
 				send_request(w, true);
 			if (w->call == NULL && w->due <= now)
 			{
-				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0);
+				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0) *
+					Max(bulkops_lane_share(w->concurrency), 1) / w->concurrency;
 				long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
 
 				if (wait_ms > 0)
@@ -771,11 +772,16 @@ bulkops_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	bulkops_lane = DatumGetInt32(arg);
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
-	bulkops_worker_register_self(MyDatabaseId);
+	bulkops_worker_register_self(MyDatabaseId, bulkops_lane);
 	before_shmem_exit(worker_exit, (Datum) 0);
 	bulkops_http_init();
-	ereport(LOG, (errmsg("bulkops worker started for database \"%s\"", dbname)));
+	if (bulkops_lane == 0)
+		ereport(LOG, (errmsg("bulkops worker started for database \"%s\"", dbname)));
+	else
+		ereport(LOG, (errmsg("bulkops worker %d started for database \"%s\"",
+							 bulkops_lane, dbname)));
 
 	/* sleep until CREATE EXTENSION has run here */
 	while (!extension_ready())
@@ -814,7 +820,8 @@ bulkops_worker_main(Datum arg)
 				proc_exit(0);	/* dropped: the launcher starts a fresh one */
 			bulkops_refresh_cancels();
 			bulkops_claim();
-			bulkops_purge_expired();
+			if (bulkops_lane == 0)
+				bulkops_purge_expired();
 			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 bulkops_poll_interval_ms);
 		}

@@ -73,6 +73,7 @@ extern void bulkops_purge_expired(void);
 /* claim.c */
 extern void bulkops_claim(void);
 extern void bulkops_recover(void);
+extern int	bulkops_lane_share(int concurrency);
 extern void bulkops_refresh_cancels(void);
 extern void bulkops_load_pending(Work *w);
 

@@ -8,7 +8,7 @@
 # then re-runs itself as an unprivileged user.  Leaves nothing running.
 #
 #   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex|blueconic|salesforce] [--runs 3]
-#                     [--batch-size 10000] [--concurrency C]
+#                     [--batch-size 10000] [--concurrency C] [--workers N]
 #                     [--no-contended] [--statements] [--hold]
 #
 # What it does:
@@ -25,6 +25,9 @@
 #     sends the first: enqueue under contention (--no-contended skips it);
 #   * every job verified: one receipt per row, all succeeded, keys matching t;
 #   * the worker's peak RSS (VmHWM) and its private/shared split.
+#
+# --workers sets bulkops.workers_per_database (default 1): the workers' CPU
+# is summed, and the RSS reported is the largest worker's.
 #
 # --statements also loads pg_stat_statements (track = all) and prints the
 # statements that took the most time, nested ones included.  --hold keeps the
@@ -43,6 +46,7 @@ dialect=clinia
 runs=3
 batch_size=10000
 concurrency=
+workers=1
 contended=1
 statements=0
 hold=0
@@ -58,6 +62,8 @@ while [ $# -gt 0 ]; do
 		--batch-size=*) batch_size=${1#*=}; shift ;;
 		--concurrency) concurrency=${2:?}; shift 2 ;;
 		--concurrency=*) concurrency=${1#*=}; shift ;;
+		--workers) workers=${2:?}; shift 2 ;;
+		--workers=*) workers=${1#*=}; shift ;;
 		--no-contended) contended=0; shift ;;
 		--statements) statements=1; shift ;;
 		--hold) hold=1; shift ;;
@@ -66,7 +72,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 rows=${rows//[,_]/}
-for v in rows runs batch_size ${concurrency:+concurrency}; do
+for v in rows runs batch_size workers ${concurrency:+concurrency}; do
 	case "${!v}" in
 		''|*[!0-9]*|0) echo "--${v/_/-} must be a positive integer" >&2; exit 2 ;;
 	esac
@@ -119,6 +125,7 @@ dialect_target http://127.0.0.1:1 || exit 2	# refuse an unknown dialect before b
 . "$top/test/lib.sh"
 bulkops_root_prelude "$top" test/bench/run.sh --rows "$rows" --dialect "$dialect" \
 	--runs "$runs" --batch-size "$batch_size" ${concurrency:+--concurrency "$concurrency"} \
+	--workers "$workers" \
 	$([ "$contended" = 1 ] || echo --no-contended) $([ "$statements" = 0 ] || echo --statements) \
 	$([ "$hold" = 0 ] || echo --hold)
 
@@ -140,7 +147,7 @@ trap 'exit 130' INT TERM
 
 log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
 put() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { cat $(printf '/proc/%s/stat ' "$@") | awk '{s += $14 + $15} END {print s}'; }
 clk_tck=$(getconf CLK_TCK)
 secs() { awk -v t="$1" -v h="$clk_tck" 'BEGIN {printf "%.2f", t / h}'; }
 # The machine is shared: CPU ticks of everything, and of what this benchmark
@@ -181,6 +188,7 @@ settings=(
 	"maintenance_work_mem = 256MB"
 	"jit = off"
 	"max_parallel_workers_per_gather = 0"
+	"bulkops.workers_per_database = $workers"
 )
 {
 	echo "port = $port"
@@ -265,27 +273,35 @@ put rows "$rows"
 put baseline_bytes "$json_bytes"
 log "t: $table_mb MB on disk, $json_mb MB as row_to_json"
 
-# the worker: wait until it has connected
-wpid=
+# the workers: wait until they have connected
+worker_pids() {
+	sql -c "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_stat_activity
+	        WHERE backend_type = 'bulkops worker' AND datname = current_database()"
+}
+wpids=
 for _ in $(seq 100); do
-	wpid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'
-	               AND datname = current_database()")
-	[ -n "$wpid" ] && break
+	wpids=$(worker_pids)
+	[ "$(wc -w <<<"$wpids")" -eq "$workers" ] && break
 	sleep 0.1
 done
-[ -n "$wpid" ] || { echo "the bulkops worker did not start" >&2; exit 1; }
-log "bulkops worker pid $wpid"
+[ "$(wc -w <<<"$wpids")" -eq "$workers" ] ||
+	{ echo "the bulkops workers did not start (pids: $wpids)" >&2; exit 1; }
+wpid=${wpids%% *}
+log "bulkops worker pids $wpids"
 
-# Peak RssAnon / RssShmem of the worker, sampled every 0.1 s (VmHWM has no split).
+# Peak RssAnon / RssShmem of any one worker, sampled every 0.1 s (VmHWM has
+# no split).
 sampler() {
-	local anon=0 shmem=0 k v
+	local anon=0 shmem=0 k v p
 	while [ -r "/proc/$wpid/status" ]; do
-		while read -r k v _; do
-			case $k in
-				RssAnon:) [ "$v" -gt "$anon" ] && anon=$v ;;
-				RssShmem:) [ "$v" -gt "$shmem" ] && shmem=$v ;;
-			esac
-		done <"/proc/$wpid/status"
+		for p in $wpids; do
+			while read -r k v _; do
+				case $k in
+					RssAnon:) [ "$v" -gt "$anon" ] && anon=$v ;;
+					RssShmem:) [ "$v" -gt "$shmem" ] && shmem=$v ;;
+				esac
+			done <"/proc/$p/status"
+		done
 		printf '%s %s\n' "$anon" "$shmem" >"$data/rss.tmp" && mv "$data/rss.tmp" "$data/rss"
 		sleep 0.1
 	done
@@ -402,7 +418,7 @@ for r in $(seq "$runs"); do
 
 	settle
 	log "round $r: enqueue"
-	w0=$(cpu_ticks "$wpid"); m0=$(cpu_ticks "$MOCK_PID")
+	w0=$(cpu_ticks $wpids); m0=$(cpu_ticks "$MOCK_PID")
 	IFS='|' read -r job t0 secs fsecs ticks bpid l0 l1 <<<"$(enqueue)"
 	put "enqueue_s.$r" "$secs"
 	put "enqueue_fn_s.$r" "$fsecs"
@@ -413,7 +429,7 @@ for r in $(seq "$runs"); do
 		SELECT pg_wal_lsn_diff(:'l1', :'l0'), pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l1')")"
 	put "wal_enqueue_bytes.$r" "$wal_enq"
 	put "wal_worker_bytes.$r" "$wal_worker"
-	w1=$(cpu_ticks "$wpid"); m1=$(cpu_ticks "$MOCK_PID")
+	w1=$(cpu_ticks $wpids); m1=$(cpu_ticks "$MOCK_PID")
 	put "e2e_s.$r" "$e2e"
 	put "worker_cpu_s.$r" "$(secs $((w1 - w0)))"
 	put "mock_cpu_s.$r" "$(secs $((m1 - m0)))"
@@ -437,10 +453,9 @@ if [ "$contended" = 1 ]; then
 fi
 
 # ---- after the runs ----
-[ "$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'")" = "$wpid" ] ||
-	put worker_restarted 1
-put vmhwm_kb "$(awk '/^VmHWM:/ {print $2}' "/proc/$wpid/status")"
-put vmrss_kb "$(awk '/^VmRSS:/ {print $2}' "/proc/$wpid/status")"
+[ "$(worker_pids)" = "$wpids" ] || put worker_restarted 1
+put vmhwm_kb "$(cat $(printf '/proc/%s/status ' $wpids) | awk '/^VmHWM:/ && $2 > m {m = $2} END {print m}')"
+put vmrss_kb "$(cat $(printf '/proc/%s/status ' $wpids) | awk '/^VmRSS:/ && $2 > m {m = $2} END {print m}')"
 kill "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=
 read -r anon shmem <"$data/rss"
 put rss_anon_peak_kb "$anon"
@@ -449,7 +464,7 @@ put mock_operations "$(curl -s "$mock/_control/stats" | python3 -c \
 	'import json, sys; print(json.load(sys.stdin)["'"$dialect"'"].get("operations", ""))' || true)"
 put checkpoints_timed_or_requested "$(grep -c 'checkpoint starting: \(time\|wal\)' "$data/server.log" || true)"
 put settings "$(IFS=';'; echo "${settings[*]}")"
-put config "dialect=$dialect batch_size=$batch_size concurrency=${concurrency:-default} runs=$runs"
+put config "dialect=$dialect batch_size=$batch_size concurrency=${concurrency:-default} workers=$workers runs=$runs"
 put ncpu "$(nproc)"
 put machine "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), PostgreSQL $(sql -c 'SHOW server_version')"
 
@@ -467,7 +482,7 @@ fi
 if [ "$hold" = 1 ]; then
 	echo
 	echo "holding (--hold): psql -h $data -p $port -U postgres; mock $mock (pid $MOCK_PID);"
-	echo "bulkops worker pid $wpid; interrupt this script (pid $$) to stop and clean up"
+	echo "bulkops worker pids $wpids; interrupt this script (pid $$) to stop and clean up"
 	sleep infinity &
 	hold_pid=$!
 	wait "$hold_pid" || true
