@@ -33,12 +33,6 @@ $node->safe_psql(
 	    SELECT i AS id, 'thing ' || i AS name FROM generate_series(1, 20000) AS i;
 });
 
-sub workers
-{
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'bulkops worker'");
-}
-
 ok(query_until($node, "SELECT count(*) FROM pg_stat_activity "
 	  . "WHERE backend_type = 'bulkops worker'", '2'),
 	'two workers serve the database');
@@ -49,23 +43,28 @@ is( $node->safe_psql(
 	't',
 	'bulkops.worker_pid() is one of them');
 
+# Every clinia request after the first $skip answered $secs late.
 sub delay_all
 {
 	my ($secs, $skip) = @_;
-	mock_delete('/_control/faults');
-	mock_post(
-		'/_control/faults',
+	mock_faults(
 		{
-			rules => [
-				{
-					action  => 'delay',
-					path    => '^/clinia/',
-					seconds => $secs,
-					skip    => $skip // 0,
-					times   => -1
-				}
-			]
+			action  => 'delay',
+			path    => '^/clinia/',
+			seconds => $secs,
+			skip    => $skip // 0,
+			times   => -1
 		});
+}
+
+# Whether the server log says $re (after byte $offset) within a minute.
+sub log_says
+{
+	my ($re, $offset) = @_;
+	return eval {
+		local $PostgreSQL::Test::Utils::timeout_default = 60;
+		$node->wait_for_log($re, $offset);
+	};
 }
 
 # The exactly-one-receipt checks of a finished upsert of $n rows of things.
@@ -142,16 +141,10 @@ my $second = $node->safe_psql(
 like($second, qr/^\d+$/, 'crash: the second worker is found');
 my $offset = -s $node->logfile;
 kill 'KILL', $second;
-mock_delete('/_control/faults');
-ok( eval {
-		local $PostgreSQL::Test::Utils::timeout_default = 60;
-		$node->wait_for_log(qr/bulkops worker 1 started/, $offset);
-	},
+mock_faults();
+ok(log_says(qr/bulkops worker 1 started/, $offset),
 	'crash: the second worker is started again');
-ok( eval {
-		local $PostgreSQL::Test::Utils::timeout_default = 60;
-		$node->wait_for_log(qr/bulkops worker resumed [1-9][0-9]* batches/, $offset);
-	},
+ok(log_says(qr/bulkops worker resumed [1-9][0-9]* batches/, $offset),
 	'crash: batches left active were resumed');
 check_receipts('crash', $job2, 20000);
 
@@ -166,17 +159,14 @@ ok( $node->poll_query_until(
 		WHERE job_id = $job3 AND state = 'active' AND lane = 1}),
 	'adopt: the second worker holds batches of the job');
 $node->stop('immediate');
-mock_delete('/_control/faults');
+mock_faults();
 $node->append_conf('postgresql.conf', 'bulkops.workers_per_database = 1');
 $offset = -s $node->logfile;
 $node->start;
 ok(query_until($node, "SELECT count(*) FROM pg_stat_activity "
 	  . "WHERE backend_type = 'bulkops worker'", '1'),
 	'adopt: one worker after the restart');
-ok( eval {
-		local $PostgreSQL::Test::Utils::timeout_default = 60;
-		$node->wait_for_log(qr/bulkops worker resumed [1-9][0-9]* batches/, $offset);
-	},
+ok(log_says(qr/bulkops worker resumed [1-9][0-9]* batches/, $offset),
 	'adopt: the worker resumed the batches left active');
 check_receipts('adopt', $job3, 20000);
 is( $node->safe_psql(
