@@ -137,7 +137,7 @@ extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 								int http_status);
 extern void bulkops_finish_job_if_done(int64 job_id);
 extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
-extern char *bulkops_clean_text(const char *s, int maxlen);
+extern const char *bulkops_clean_text(const char *s, int maxlen);
 
 /* sink.c */
 extern uint64 bulkops_sink_page(const char *dest, const char *owner,

@@ -36,9 +36,11 @@ static const char *const status_names[] = {
 
 /*
  * Remote text made safe to store: valid in the database encoding, no NUL,
- * bounded.  Remote answers are not trusted to be any of these.
+ * bounded.  Remote answers are not trusted to be any of these.  Text that
+ * already is (nearly all of it) is returned as it is, uncopied: this runs
+ * for every field of every receipt.
  */
-char *
+const char *
 bulkops_clean_text(const char *s, int maxlen)
 {
 	int			len;
@@ -48,6 +50,8 @@ bulkops_clean_text(const char *s, int maxlen)
 	if (s == NULL)
 		return NULL;
 	len = strlen(s);
+	if (len <= maxlen && pg_verifymbstr(s, len, true))
+		return s;
 	if (len > maxlen)
 		len = maxlen;
 	initStringInfo(&buf);
