@@ -58,6 +58,7 @@
 
 List	   *bulkops_works = NIL;	/* in TopMemoryContext */
 static TimestampTz next_claim = 0;
+static bool room_freed = false;	/* a batch ended: claim another now */
 
 /*
  * How long a cancelled or timed-out job's batches may wait for the remote
@@ -156,7 +157,7 @@ bulkops_work_free(Work *w)
 
 	bulkops_works = list_delete_ptr(bulkops_works, w);
 	MemoryContextSwitchTo(old);
-	next_claim = 0;				/* room for another batch: look now */
+	room_freed = true;
 	if (w->call)
 		bulkops_http_free(w->call);
 	MemoryContextDelete(w->cxt);
@@ -732,7 +733,7 @@ static long
 next_wait_ms(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next = next_claim;
+	TimestampTz next = room_freed ? 0 : next_claim;
 	ListCell   *lc;
 	long		secs;
 	int			usecs;
@@ -804,6 +805,7 @@ bulkops_worker_main(Datum arg)
 	for (;;)
 	{
 		BulkopsHttpCall *call;
+		bool		room;
 
 		/* whatever one turn of the loop allocates dies with it */
 		MemoryContextSwitchTo(loop_cxt);
@@ -814,6 +816,8 @@ bulkops_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		room = room_freed;
+		room_freed = false;
 		if (woken || GetCurrentTimestamp() >= next_claim)
 		{
 			if (!extension_ready())
@@ -824,6 +828,14 @@ bulkops_worker_main(Datum arg)
 				bulkops_purge_expired();
 			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 bulkops_poll_interval_ms);
+		}
+		else if (room)
+		{
+			/*
+			 * Only a claim: a cancel wakes us, and deadlines are looked at on
+			 * the poll_interval tick.
+			 */
+			bulkops_claim();
 		}
 		start_due();
 		woken = bulkops_http_wait(next_wait_ms());
