@@ -2,7 +2,9 @@
  *
  * worker.c
  *	  The per-database worker: claims batches, drives each through its
- *	  dialect's steps over HTTP, and writes what happened.
+ *	  dialect's steps over HTTP, and writes what happened.  A database may
+ *	  have several (bulkops.workers_per_database), each a "lane" taking
+ *	  batches from the same queue.
  *
  * A batch the worker holds is a Work: its rows (already encoded), its
  * persisted (step, remote_id), and at most one HTTP call.  The loop is
@@ -16,11 +18,12 @@
  * - No transaction is open while a request is in flight or while waiting.
  * - A batch's new step is committed before the worker acts on it; a submit
  *	 attempt is counted, and the batch marked maybe_applied, before it is
- *	 sent.  On start, batches left "active" by a crash are resumed: a poll is
- *	 simply repeated; a submit is repeated unless it was marked and is not
- *	 safe to repeat, in which case its rows become "unknown".
- * - At most `concurrency` batches per target are held, so memory is
- *	 bounded by targets x concurrency x batch size.
+ *	 sent.  On start, batches this lane left "active" in a crash are
+ *	 resumed: a poll is simply repeated; a submit is repeated unless it was
+ *	 marked and is not safe to repeat, in which case its rows become
+ *	 "unknown".
+ * - At most this lane's share of `concurrency` batches per target are
+ *	 held, so memory is bounded by targets x concurrency x batch size.
  * - An error while handling one batch is reported and settles that batch;
  *	 it never stops the worker or other jobs.
  *
