@@ -12,7 +12,9 @@
 #   - no lost row (exactly one receipt per row, row numbers 1..rows_total, the
 #     job's counters equal its receipts by status),
 # and prints figures: jobs, rows, rows/s, time, enqueue latency (max and mean),
-# and the time from a cancel to its job's end.
+# and the time from a cancel to its job's end.  LOAD_WORKERS (2) workers serve
+# the database (bulkops.workers_per_database), so their sharing of targets,
+# cancels and deadlines is under load too.
 #
 # It takes about 30 s (20 s of load, the rest setup and draining), so it is the
 # last stage of test/run-tests.sh (BULKOPS_LOAD=0 skips it there).  Run alone: as
@@ -28,6 +30,7 @@ export PATH="$BULKOPS_PGBIN:$PATH"
 sessions=${LOAD_SESSIONS:-50}
 seconds=${LOAD_SECONDS:-20}
 max_rows=${LOAD_MAX_ROWS:-400}
+workers=${LOAD_WORKERS:-2}
 drain_timeout=${LOAD_DRAIN_TIMEOUT:-300}
 targets=5
 
@@ -48,6 +51,7 @@ unix_socket_directories = '$work'
 max_connections = $((sessions + 20))
 shared_preload_libraries = 'bulkops'
 bulkops.database_name = 'postgres'
+bulkops.workers_per_database = $workers
 bulkops.poll_interval = '200ms'
 log_lock_waits = on
 deadlock_timeout = '1s'
@@ -189,6 +193,8 @@ SQL
 )"
 check "no row is unknown without a reason" \
 	"$(q -c "SELECT count(*) FROM bulkops.receipts WHERE status = 'unknown' AND error_message IS NULL")"
+check "all $workers workers took batches" \
+	"$(q -c "SELECT $workers - count(DISTINCT lane) FROM bulkops.batches")"
 
 # figures
 python3 - "$work" "$start" "$enqueued" "$finished" <<'PY'
