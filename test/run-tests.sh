@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every bulkops test: the mock server's own tests, the pg_regress suites
-# (sql/, expected/), the TAP suites (test/t/) and the load test (test/load.sh,
+# (sql/, expected/), the TAP suites (test/t/), the crash matrices again with
+# two workers per database (about 2 min) and the load test (test/load.sh,
 # about 30 s; BULKOPS_LOAD=0 skips it).  Run as root on a fresh
 # machine, it first installs the packages, builds and installs bulkops, then
 # runs the tests as an unprivileged user.  Ends with "N passed, N failed",
@@ -40,14 +41,24 @@ bad=$(grep -cE '^not ok|\.\.\. FAILED' "$logs/regress")
 [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
 passed=$((passed + total - bad)); failed=$((failed + bad))
 
+# prove's summary counted into passed/failed; $1: its log
+count_prove() {
+	local rc=$? tests bad
+	cat "$1"
+	tests=$(sed -n 's/.*Tests=\([0-9]*\).*/\1/p' "$1" | tail -1)
+	bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$1" | awk '{split($2, a, "/"); s += a[1]} END {print s + 0}')
+	[ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+	passed=$((passed + ${tests:-0} - bad)); failed=$((failed + bad))
+}
+
 echo "=== TAP suites"
 make -s prove-only >"$logs/tap" 2>&1
-rc=$?
-cat "$logs/tap"
-tests=$(sed -n 's/.*Tests=\([0-9]*\).*/\1/p' "$logs/tap" | tail -1)
-bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$logs/tap" | awk '{split($2, a, "/"); s += a[1]} END {print s + 0}')
-[ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
-passed=$((passed + ${tests:-0} - bad)); failed=$((failed + bad))
+count_prove "$logs/tap"
+
+echo "=== crash matrices with two workers per database"
+BULKOPS_CRASH_WORKERS=2 make -s prove-only \
+	PROVE_TESTS="test/t/010_crash_points.pl test/t/012_crash_server.pl" >"$logs/tap2" 2>&1
+count_prove "$logs/tap2"
 
 if [ "${BULKOPS_LOAD:-1}" != 0 ]; then
 	echo "=== load (test/load.sh; BULKOPS_LOAD=0 skips it)"

@@ -307,8 +307,9 @@ sub query_until
 
 =item worker_pid($node)
 
-The pid of the bulkops worker of the postgres database, as
-pg_stat_activity shows it, or '' when there is none.
+The pid of the bulkops worker of the postgres database (the longest
+running one, with several workers per database), as pg_stat_activity
+shows it, or '' when there is none.
 
 =cut
 
@@ -316,7 +317,8 @@ sub worker_pid
 {
 	my ($node) = @_;
 	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker'");
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'bulkops worker' "
+		  . "ORDER BY backend_start, pid LIMIT 1");
 }
 
 =pod
