@@ -95,9 +95,9 @@ start_worker(LaunchedWorker *lw)
 	lw->handle = NULL;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &lw->handle))
 		ereport(WARNING,
-				(errmsg("could not start the bulkops worker for database \"%s\"",
-						lw->dbname),
-				 errhint("Raise max_worker_processes.")));
+				(errmsg("could not start %s", bgw.bgw_name),
+				 errhint("Raise max_worker_processes: bulkops needs one for its launcher "
+						 "and bulkops.workers_per_database for each database it serves.")));
 	lw->started_at = GetCurrentTimestamp();
 }
 
