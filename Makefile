@@ -32,7 +32,9 @@ OBJS = \
 	src/dialects/sap_fsm.o \
 	src/dialects/packagex.o \
 	src/dialects/blueconic.o \
-	src/dialects/salesforce.o
+	src/dialects/salesforce.o \
+	src/dialects/salesforce_query.o \
+	src/dialects/salesforce_results.o
 
 EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql
@@ -66,4 +68,4 @@ prove-only:
 	$(prove_installcheck)
 
 # PGXS tracks no header dependencies: a changed struct must rebuild its users.
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h src/dialects/*.h)
