@@ -16,6 +16,8 @@
 
 #define BULKOPS_VERSION "1.0"
 #define BULKOPS_USER_AGENT "bulkops/" BULKOPS_VERSION
+/* the extension version (bulkops.control) the worker's statements need */
+#define BULKOPS_SCHEMA_VERSION "1.2"
 #define BULKOPS_MAX_DATABASES 16
 #define BULKOPS_MAX_LANES 8
 

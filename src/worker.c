@@ -114,14 +114,43 @@ bulkops_abort_tx(MemoryContext cxt)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Whether bulkops is installed in this database at the version this
+ * library's statements are written for.  After an upgrade of the library,
+ * until ALTER EXTENSION bulkops UPDATE has run, every claim would fail on
+ * a column the old schema lacks; the worker waits instead, and says why
+ * once.
+ */
 static bool
 extension_ready(void)
 {
-	bool		ok;
+	static bool said = false;
+	bool		ok = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	ok = OidIsValid(get_extension_oid("bulkops", true));
+	if (OidIsValid(get_extension_oid("bulkops", true)))
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
+						"WHERE extname = 'bulkops'", true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			char	   *version = SPI_getvalue(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1);
+
+			ok = version != NULL && strcmp(version, BULKOPS_SCHEMA_VERSION) == 0;
+			if (!ok && !said)
+				ereport(LOG,
+						(errmsg("bulkops worker: the bulkops extension in this database is version %s, this library needs %s",
+								version ? version : "(none)", BULKOPS_SCHEMA_VERSION),
+						 errhint("Run ALTER EXTENSION bulkops UPDATE; the worker starts once it has.")));
+			said = !ok;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+	}
 	CommitTransactionCommand();
 	return ok;
 }
@@ -824,7 +853,8 @@ bulkops_worker_main(Datum arg)
 		if (woken || GetCurrentTimestamp() >= next_claim)
 		{
 			if (!extension_ready())
-				proc_exit(0);	/* dropped: the launcher starts a fresh one */
+				proc_exit(0);	/* dropped (or not at our version): the
+								 * launcher starts a fresh one */
 			bulkops_refresh_cancels();
 			bulkops_claim();
 			if (bulkops_lane == 0)
