@@ -498,11 +498,15 @@ expire_deadlines(void)
 							ids[i])));
 		bulkops_finish_job_if_done(ids[i]);
 	}
+	/* the other lanes may hold batches of these jobs: they look at commit */
+	if (n > 0 && bulkops_workers_per_database > 1)
+		bulkops_wake_worker_at_commit();
 }
 
 /*
- * Time out the jobs past their deadline, and mark bulkops_works whose job
- * was cancelled or timed out since they were taken.
+ * Time out the jobs past their deadline (the first lane only, waking the
+ * others when it does), and mark bulkops_works whose job was cancelled or
+ * timed out since they were taken.
  */
 void
 bulkops_refresh_cancels(void)
@@ -514,7 +518,9 @@ bulkops_refresh_cancels(void)
 		uint64		i;
 
 		bulkops_begin_tx("checking cancels and deadlines");
-		expire_deadlines();
+		/* one sweep per database; the other lanes see its cancels below */
+		if (bulkops_lane == 0)
+			expire_deadlines();
 		if (bulkops_works != NIL &&
 			bulkops_exec("SELECT id, timed_out FROM bulkops.jobs WHERE cancel_requested "
 						 "AND state IN ('queued', 'running')",
