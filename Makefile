@@ -31,6 +31,7 @@ OBJS = \
 	src/dialects/clinia.o \
 	src/dialects/sap_fsm.o \
 	src/dialects/packagex.o \
+	src/dialects/packagex_answers.o \
 	src/dialects/blueconic.o \
 	src/dialects/salesforce.o \
 	src/dialects/salesforce_query.o \
