@@ -114,7 +114,7 @@ define_settings(void)
 							   "Checked against every address a request connects to, "
 							   "after DNS resolution; it wins over bulkops.allowed_hosts.",
 							   &bulkops_blocked_addresses,
-							   "169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200",
+							   "0.0.0.0/8, ::, 169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200",
 							   PGC_SUSET, 0, bulkops_check_blocked_addresses,
 							   NULL, NULL);
 	DefineCustomBoolVariable("bulkops.allow_http",
@@ -173,7 +173,8 @@ register_launcher(void)
 	BackgroundWorker bgw;
 
 	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	/* a connection to no database, to read pg_database */
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = 1;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "bulkops");

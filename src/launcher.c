@@ -15,6 +15,12 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -23,6 +29,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 #include "utils/wait_event.h"
@@ -38,6 +45,7 @@ typedef struct LaunchedWorker
 	TimestampTz restart_at;
 	int			quick_deaths;	/* stopped soon after starting, in a row */
 	bool		wanted;
+	bool		missing_said;	/* logged that the database does not exist */
 } LaunchedWorker;
 
 static LaunchedWorker launched[BULKOPS_MAX_DATABASES * BULKOPS_MAX_LANES];
@@ -130,6 +138,40 @@ worker_running(LaunchedWorker *lw)
 		GetBackgroundWorkerPid(lw->handle, &pid) != BGWH_STOPPED;
 }
 
+/*
+ * Does database dbname exist (and accept connections)?  A worker started
+ * for one that does not would die at once, and the restart backoff would
+ * then delay it for up to a minute after the database is created.
+ */
+static bool
+database_exists(const char *dbname)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	bool		ok = false;
+
+	/*
+	 * A heap scan, as autovacuum's launcher reads pg_database: with no
+	 * database selected, the relation cache cannot load an index of a
+	 * shared catalog before some backend has written its init file.
+	 */
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!ok && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		ok = strcmp(NameStr(db->datname), dbname) == 0 && db->datallowconn;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return ok;
+}
+
 /* Bring the set of workers in line with bulkops.database_name. */
 static void
 reconcile(void)
@@ -174,8 +216,21 @@ reconcile(void)
 			continue;
 		if (lw->started_at != 0)
 			schedule_restart(lw);	/* it stopped since the last look */
-		if (GetCurrentTimestamp() >= lw->restart_at)
-			start_worker(lw);
+		if (GetCurrentTimestamp() < lw->restart_at)
+			continue;
+		if (!database_exists(lw->dbname))
+		{
+			/* not a failure of the worker: start it once the database is there */
+			if (lw->lane == 0 && !lw->missing_said)
+				ereport(LOG,
+						(errmsg("bulkops: database \"%s\" named in bulkops.database_name does not exist or does not accept connections",
+								lw->dbname)));
+			lw->missing_said = true;
+			lw->quick_deaths = 0;
+			continue;
+		}
+		lw->missing_said = false;
+		start_worker(lw);
 	}
 	list_free(list);
 	pfree(names);
@@ -187,6 +242,8 @@ bulkops_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/* no database: only the shared catalogs, for pg_database */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
 	ereport(LOG, (errmsg("bulkops launcher started")));
 	for (;;)

@@ -70,8 +70,8 @@ sub submits { return mock_get('/_control/stats')->{clinia}{submits} }
 # ---- TLS -----------------------------------------------------------------
 
 is(sql('SHOW bulkops.blocked_addresses'),
-	'169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200',
-	'blocked_addresses blocks link-local and cloud metadata addresses by default');
+	'0.0.0.0/8, ::, 169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200',
+	'blocked_addresses blocks "this host", link-local and cloud metadata addresses by default');
 
 create_target('tls_ok', "https://localhost:$tls_port/clinia/sources/tls/v1",
 	qq({"ca_file": "$ca"}));
