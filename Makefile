@@ -21,6 +21,8 @@ OBJS = \
 	src/oauth.o \
 	src/oauth_cache.o \
 	src/options.o \
+	src/owner.o \
+	src/privileges.o \
 	src/receipts.o \
 	src/ratelimit.o \
 	src/results.o \
@@ -38,14 +40,15 @@ OBJS = \
 	src/dialects/salesforce_results.o
 
 EXTENSION = bulkops
-DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql
+DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql \
+	bulkops--1.2--1.3.sql
 PGFILEDESC = "bulkops - bulk API pushes from SQL"
 
 SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker fuzz_findings security upgrade sap_fsm oauth packagex blueconic salesforce bulk_query ratelimit retention
+REGRESS = setup targets enqueue encode worker fuzz_findings security security_attacks upgrade sap_fsm oauth packagex blueconic salesforce bulk_query ratelimit retention
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

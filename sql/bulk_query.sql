@@ -70,6 +70,7 @@ SELECT test.try($$SELECT bulkops.bulk_query('sfq', 'SELECT Id FROM Account', 'pg
 CREATE VIEW q_view AS SELECT 1 AS a;
 SELECT test.try($$SELECT bulkops.bulk_query('sfq', 'SELECT Id FROM Account', 'q_view')$$) AS a_view;
 CREATE ROLE q_user;
+SELECT bulkops.grant_target('sfq', 'q_user', 'export');
 GRANT USAGE ON SCHEMA staging TO q_user;
 SET ROLE q_user;
 SELECT test.try($$SELECT bulkops.bulk_query('sfq', 'SELECT Id FROM Account', 'staging.typed')$$) AS no_insert;
@@ -92,5 +93,6 @@ SELECT count(*) AS mine_rows FROM staging.mine;
 DROP TABLE staging.mine;
 REVOKE ALL ON q_new FROM q_user;
 REVOKE ALL ON SCHEMA staging FROM q_user;
+SELECT bulkops.revoke_target('sfq', 'q_user');
 DROP ROLE q_user;
 SELECT bulkops.drop_target('cq');

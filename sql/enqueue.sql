@@ -13,7 +13,7 @@ SELECT i AS id, 'thing ' || i AS label FROM generate_series(1, 2500) AS i;
 BEGIN;
 SELECT bulkops.bulk_upsert('enq', 'things', key => 'id') AS job \gset
 SELECT target, dialect, operation, key_column, state, rows_total, batches_total,
-       bytes_total > 0 AS has_bytes, created_by = current_user AS mine
+       bytes_total > 0 AS has_bytes, created_by::text = current_user AS mine
 FROM bulkops.jobs WHERE id = :job;
 SELECT batch_no, state, first_row, row_count, step, attempts,
        array_length(keys, 1) AS nkeys, keys[1] AS first_key,
@@ -81,10 +81,11 @@ SELECT count(*) AS jobs_after_errors FROM bulkops.jobs;
 
 -- the source runs with the caller's rights
 CREATE ROLE enq_user;
-GRANT bulkops_admin TO enq_user;
+SELECT bulkops.grant_target('enq', 'enq_user', 'push');
 SET ROLE enq_user;
 SELECT bulkops.bulk_upsert('enq', 'things', key => 'id');
 RESET ROLE;
+SELECT bulkops.revoke_target('enq', 'enq_user');
 DROP ROLE enq_user;
 
 -- wait() on a job of the calling transaction would wait forever: refused

@@ -7,7 +7,7 @@ SELECT current_setting('test.mock_url') || '/clinia/sources/s1/v1' AS url \gset
 SELECT bulkops.create_target('t1', 'clinia', :'url', 'Practitioner',
                              '{"type": "header", "name": "X-Clinia-API-Key", "value": "k1"}',
                              '{"batch_size": 500, "concurrency": 2}');
-SELECT name, dialect, url = :'url' AS url_ok, resource, options, owner = current_user AS owned
+SELECT name, dialect, url = :'url' AS url_ok, resource, options, owner::text = current_user AS owned
 FROM bulkops.targets;
 -- a trailing slash is dropped so paths join cleanly
 SELECT bulkops.create_target('t2', 'clinia', :'url' || '/', 'Organization');

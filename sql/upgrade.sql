@@ -1,11 +1,31 @@
--- upgrade: 1.0 installs and walks to the current version; what 1.1 and 1.2
--- changed is there afterwards
+-- upgrade: 1.0 installs and walks to the current version; what 1.1, 1.2
+-- and 1.3 changed is there afterwards, and 1.3 carries the data it finds
+-- (owners and creators by name, destinations as text) to its new types
 CREATE DATABASE bulkops_upgrade;
 \c bulkops_upgrade
 CREATE EXTENSION bulkops VERSION '1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
 SELECT count(*) AS prologue_before FROM pg_attribute
 WHERE attrelid = 'bulkops.jobs'::regclass AND attname = 'prologue';
+ALTER EXTENSION bulkops UPDATE TO '1.2';
+
+-- what a 1.2 database holds: names, some of roles that no longer exist
+CREATE ROLE up_admin;
+CREATE ROLE up_user;
+CREATE ROLE up_gone;
+CREATE TABLE public.up_dest (x text);
+INSERT INTO bulkops.targets (name, dialect, url, resource, auth, owner) VALUES
+    ('up_t', 'clinia', 'http://127.0.0.1:1/c', 'Doc', '{"type": "bearer", "token": "x"}', 'up_admin'),
+    ('up_env', 'clinia', 'http://127.0.0.1:1/c', 'Doc',
+     '{"type": "bearer", "token": {"env": "HOME"}}', 'up_admin'),
+    ('up_orphan', 'clinia', 'http://127.0.0.1:1/c', 'Doc', NULL, 'up_gone');
+INSERT INTO bulkops.jobs (target, dialect, operation, created_by, state, destination) VALUES
+    ('up_t', 'clinia', 'upsert', 'up_user', 'succeeded', NULL),
+    ('up_t', 'clinia', 'overwrite', 'up_user', 'succeeded', NULL),
+    ('up_t', 'clinia', 'query', 'up_user', 'succeeded', 'public.up_dest'),
+    ('up_t', 'clinia', 'query', 'up_admin', 'queued', 'public."Up Missing"'),
+    ('up_t', 'clinia', 'delete', 'up_gone', 'succeeded', NULL);
+DROP ROLE up_gone;
 ALTER EXTENSION bulkops UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
 SELECT attrelid::regclass, attname, atttypid::regtype FROM pg_attribute
@@ -35,7 +55,34 @@ SET enable_seqscan = off;
 EXPLAIN (COSTS OFF)
 SELECT r.status FROM (VALUES (17)) AS a(id) JOIN bulkops.receipts r ON r.key = a.id::text;
 RESET enable_seqscan;
+-- 1.3: roles are regroles (a role that is gone hands over to the extension's
+-- owner), destinations a regclass or the names of the table to create, a
+-- role that pushed before keeps the privileges it used, stored secrets
+-- count as set by the target's owner, and nobody writes the tables directly
+SELECT attrelid::regclass, attname, atttypid::regtype FROM pg_attribute
+WHERE (attrelid, attname) IN (('bulkops.targets'::regclass, 'owner'),
+                              ('bulkops.targets'::regclass, 'auth_set_by'),
+                              ('bulkops.jobs'::regclass, 'created_by'),
+                              ('bulkops.jobs'::regclass, 'destination'))
+ORDER BY 1, 2;
+SELECT name, CASE WHEN owner::text = current_user THEN '(extension owner)'
+                  ELSE owner::text END AS owner, auth_set_by
+FROM bulkops.targets ORDER BY name;
+SELECT operation, CASE WHEN created_by::text = current_user THEN '(extension owner)'
+                       ELSE created_by::text END AS created_by,
+       destination, destination_schema, destination_table
+FROM bulkops.jobs ORDER BY id;
+SELECT target, grantee, privilege, grantor FROM bulkops.target_privileges
+ORDER BY 1, 2, 3;
+SELECT has_table_privilege('up_admin', 'bulkops.targets', 'UPDATE') AS admin_updates,
+       has_column_privilege('up_admin', 'bulkops.targets', 'auth', 'SELECT') AS admin_reads_auth,
+       has_table_privilege('bulkops_admin', 'bulkops.receipts', 'DELETE') AS bulkops_admin_deletes;
+-- pg_dump keeps what bulkops holds
+SELECT c.relname AS dumped FROM pg_extension e, unnest(e.extconfig) AS cfg(oid)
+JOIN pg_class c ON c.oid = cfg.oid
+WHERE e.extname = 'bulkops' ORDER BY 1;
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
+DROP ROLE up_admin, up_user;
 -- the regression database got the current version directly
 SELECT extversion FROM pg_extension WHERE extname = 'bulkops';

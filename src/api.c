@@ -3,12 +3,14 @@
  * api.c
  *	  The SQL-callable functions: targets, bulk_*, wait and cancel.
  *
- * They run in the caller's backend and transaction.  Reads that a user may
+ * They run in the caller's backend and transaction, and check their
+ * arguments; what each does lives in the file that owns it.  Reads that a user may
  * make run as the caller, so row-level security decides what they see;
- * writes to bulkops' tables run as the extension's owner (the schema's
- * owner) after the caller's right to make them was checked here, so no
- * ordinary role needs write access to those tables and nobody can forge a
- * job or a receipt by hand.
+ * writes to bulkops' tables run as the extension's owner after the
+ * caller's right to make them was checked (privileges.c), so no role, not
+ * even bulkops_admin, needs write access to those tables and nobody can
+ * forge a target, a job or a receipt by hand.  Every statement of ours
+ * runs in a section with a fixed search_path (owner.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -30,67 +32,17 @@
 
 #include "bulkops.h"
 
-/* ---- running as the extension's owner ---- */
-
-static Oid
-extension_owner(void)
-{
-	Oid			nsp = get_namespace_oid("bulkops", false);
-	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-void
-bulkops_become_owner(BulkopsSavedUser *saved)
-{
-	GetUserIdAndSecContext(&saved->uid, &saved->sec);
-	SetUserIdAndSecContext(extension_owner(),
-						   saved->sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-void
-bulkops_restore_user(BulkopsSavedUser *saved)
-{
-	SetUserIdAndSecContext(saved->uid, saved->sec);
-}
-
-bool
-bulkops_is_admin(void)
-{
-	Oid			admin = get_role_oid("bulkops_admin", true);
-
-	return superuser() ||
-		(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin));
-}
-
-static void
-require_admin(const char *action)
-{
-	if (!bulkops_is_admin())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s", action),
-				 errhint("Only superusers and members of \"bulkops_admin\" manage targets.")));
-}
-
 /* Run one owner-side statement with parameters; returns SPI_processed. */
 static uint64
 exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 			  const char *nulls, int expect)
 {
-	BulkopsSavedUser saved;
+	BulkopsSection s;
 	int			rc;
 
-	bulkops_become_owner(&saved);
+	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	bulkops_restore_user(&saved);
+	bulkops_leave(&s);
 	if (rc != expect)
 		elog(ERROR, "bulkops: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
 	return SPI_processed;
@@ -132,11 +84,41 @@ check_target_name(const char *name)
 				 errdetail("A target name has 1 to 63 letters, digits, \"_\", \".\" or \"-\".")));
 }
 
+/*
+ * A target URL is a base that paths are appended to: no credentials (they
+ * belong in auth, where they are hidden and checked), no query or
+ * fragment, nothing that is not printable.
+ */
+static void
+check_target_url(const char *url)
+{
+	const char *authority = strstr(url, "://");
+	const char *p;
+
+	for (p = url; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("target URL must not contain spaces or control characters")));
+	if (strpbrk(url, "?#") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("target URL must not have a query or a fragment"),
+				 errdetail("Request paths are appended to the target's URL.")));
+	if (authority && (p = strchr(authority + 3, '@')) != NULL &&
+		memchr(authority + 3, '/', p - (authority + 3)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("target URL must not contain a user name or password"),
+				 errhint("Give credentials in auth, e.g. '{\"type\": \"basic\", \"username\": ..., \"password\": ...}'.")));
+}
+
 static void
 validate_target(const BulkopsDialect *d, const char *url, const char *resource,
 				Jsonb *auth, Jsonb *options)
 {
 	bulkops_check_url(url, ERROR, NULL);
+	check_target_url(url);
 	bulkops_validate_auth(auth, d, url);
 	bulkops_validate_options(options, d, "target");
 	d->validate_target(url, resource, options);
@@ -163,11 +145,12 @@ bulkops_create_target(PG_FUNCTION_ARGS)
 	Jsonb	   *auth = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
 	Jsonb	   *options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
 	const BulkopsDialect *d;
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NAMEOID};
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, OIDOID};
 	Datum		values[7];
 	char		nulls[7] = "       ";
 
-	require_admin("create targets");
+	bulkops_require_current_schema();
+	bulkops_require_admin("create targets");
 	check_target_name(name);
 	d = bulkops_find_dialect(dialect, false);
 	validate_target(d, url, resource, auth, options);
@@ -186,9 +169,12 @@ bulkops_create_target(PG_FUNCTION_ARGS)
 	values[4] = auth ? JsonbPGetDatum(auth) : (Datum) 0;
 	nulls[4] = auth ? ' ' : 'n';
 	values[5] = options ? JsonbPGetDatum(options) : DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	values[6] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	exec_as_owner("INSERT INTO bulkops.targets (name, dialect, url, resource, auth, options, owner) "
-				  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	values[6] = ObjectIdGetDatum(GetUserId());
+	/* the secrets' rules are checked again, against auth_set_by, at use */
+	exec_as_owner("INSERT INTO bulkops.targets "
+				  "(name, dialect, url, resource, auth, options, owner, auth_set_by) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, "
+				  "CASE WHEN $5 IS NOT NULL THEN $7::regrole END)",
 				  7, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -202,7 +188,7 @@ bulkops_alter_target(PG_FUNCTION_ARGS)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
-	Oid			utypes[6] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, BOOLOID};
+	Oid			utypes[6] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, OIDOID};
 	char	   *dialect;
 	char	   *url;
 	char	   *resource;
@@ -212,17 +198,21 @@ bulkops_alter_target(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	TupleDesc	desc;
 
-	require_admin("alter targets");
+	bulkops_require_current_schema();
+	bulkops_require_admin("alter targets");
 	SPI_connect();
 	values[0] = CStringGetTextDatum(name);
-	if (exec_as_owner("SELECT dialect, url, resource, auth, options FROM bulkops.targets "
-					  "WHERE name = $1 FOR UPDATE",
+	if (exec_as_owner("SELECT dialect, url, resource, auth, options, owner "
+					  "FROM bulkops.targets WHERE name = $1 FOR UPDATE",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("target \"%s\" does not exist", name)));
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+	bulkops_require_target_owner(name,
+								 DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull)),
+								 "alter");
 	dialect = SPI_getvalue(tup, desc, 1);
 	url = PG_ARGISNULL(1) ? SPI_getvalue(tup, desc, 2)
 		: normalize_url(text_to_cstring(PG_GETARG_TEXT_PP(1)));
@@ -241,8 +231,13 @@ bulkops_alter_target(PG_FUNCTION_ARGS)
 	else
 		options = PG_GETARG_JSONB_P(4);
 
-	validate_target(bulkops_find_dialect(dialect, false), url, resource, auth,
-					options);
+	/*
+	 * Only a new auth is checked against the current user: a stored one
+	 * keeps the rights of whoever set it (auth_set_by), which the worker
+	 * checks again at every claim.
+	 */
+	validate_target(bulkops_find_dialect(dialect, false), url, resource,
+					PG_ARGISNULL(3) ? NULL : auth, options);
 
 	values[1] = CStringGetTextDatum(url);
 	values[2] = resource ? CStringGetTextDatum(resource) : (Datum) 0;
@@ -250,9 +245,13 @@ bulkops_alter_target(PG_FUNCTION_ARGS)
 	values[3] = auth ? JsonbPGetDatum(auth) : (Datum) 0;
 	nulls[3] = auth ? ' ' : 'n';
 	values[4] = JsonbPGetDatum(options);
-	values[5] = BoolGetDatum(true);
+	/* who set the secrets: whoever gave auth now, else as it was */
+	values[5] = ObjectIdGetDatum(GetUserId());
+	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
 	exec_as_owner("UPDATE bulkops.targets SET url = $2, resource = $3, auth = $4, "
-				  "options = $5, updated_at = now() WHERE name = $1 AND $6",
+				  "options = $5, auth_set_by = CASE WHEN $4 IS NULL THEN NULL "
+				  "ELSE coalesce($6::regrole, auth_set_by) END, "
+				  "updated_at = now() WHERE name = $1",
 				  6, utypes, values, nulls, SPI_OK_UPDATE);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -265,13 +264,21 @@ bulkops_drop_target(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
 
-	require_admin("drop targets");
+	bulkops_require_current_schema();
+	bulkops_require_admin("drop targets");
 	SPI_connect();
-	if (!target_exists(name))
+	if (exec_as_owner("SELECT owner FROM bulkops.targets WHERE name = $1 FOR UPDATE",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("target \"%s\" does not exist", name)));
+	bulkops_require_target_owner(name,
+								 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+																SPI_tuptable->tupdesc,
+																1, &isnull)),
+								 "drop");
 	if (exec_as_owner("SELECT 1 FROM bulkops.jobs WHERE target = $1 "
 					  "AND state IN ('queued', 'running')",
 					  1, types, values, NULL, SPI_OK_SELECT) > 0)
@@ -283,6 +290,73 @@ bulkops_drop_target(PG_FUNCTION_ARGS)
 				  1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/* ---- privileges ---- */
+
+PG_FUNCTION_INFO_V1(bulkops_is_admin_sql);
+Datum
+bulkops_is_admin_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(bulkops_is_admin());
+}
+
+/* A grantee as given: a role's name, or PUBLIC (InvalidOid). */
+static Oid
+grantee_arg(FunctionCallInfo fcinfo, int n)
+{
+	const char *name;
+
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("grantee must not be null")));
+	name = NameStr(*PG_GETARG_NAME(n));
+	if (pg_strcasecmp(name, "public") == 0)
+		return InvalidOid;
+	return get_role_oid(name, false);
+}
+
+PG_FUNCTION_INFO_V1(bulkops_grant_target);
+Datum
+bulkops_grant_target(PG_FUNCTION_ARGS)
+{
+	char	   *target = text_arg(fcinfo, 0, "target");
+	Oid			grantee = grantee_arg(fcinfo, 1);
+
+	bulkops_change_grants(target, grantee, text_arg(fcinfo, 2, "privileges"),
+						  true);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(bulkops_revoke_target);
+Datum
+bulkops_revoke_target(PG_FUNCTION_ARGS)
+{
+	char	   *target = text_arg(fcinfo, 0, "target");
+	Oid			grantee = grantee_arg(fcinfo, 1);
+
+	bulkops_change_grants(target, grantee, text_arg(fcinfo, 2, "privileges"),
+						  false);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(bulkops_has_target_privilege_sql);
+Datum
+bulkops_has_target_privilege_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(bulkops_has_target_privilege(GetUserId(),
+												text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												text_to_cstring(PG_GETARG_TEXT_PP(1))));
+}
+
+PG_FUNCTION_INFO_V1(bulkops_has_target_privilege_role);
+Datum
+bulkops_has_target_privilege_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(bulkops_has_target_privilege(get_role_oid(NameStr(*PG_GETARG_NAME(0)), false),
+												text_to_cstring(PG_GETARG_TEXT_PP(1)),
+												text_to_cstring(PG_GETARG_TEXT_PP(2))));
 }
 
 /* ---- pushes ---- */
@@ -373,13 +447,16 @@ read_job(int64 job)
 	JobStatus	js = {0};
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job)};
+	BulkopsSection s;
 	int			rc;
 
+	bulkops_enter_safe(&s);
 	rc = SPI_execute_with_args("SELECT state, rows_total, "
 							   "rows_succeeded + rows_failed + rows_cancelled + rows_unknown, "
 							   "xmin::text "
 							   "FROM bulkops.jobs WHERE id = $1",
 							   1, types, values, NULL, false, 1);
+	bulkops_leave(&s);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read job " INT64_FORMAT ": %s", job,
 			 SPI_result_code_string(rc));
@@ -482,6 +559,7 @@ bulkops_cancel(PG_FUNCTION_ARGS)
 	JobStatus	js;
 	bool		stopped;
 
+	bulkops_require_current_schema();
 	SPI_connect();
 	js = read_job(job);
 	if (!js.found)
@@ -494,12 +572,12 @@ bulkops_cancel(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	{
-		BulkopsSavedUser saved;
+		BulkopsSection s;
 
-		bulkops_become_owner(&saved);
+		bulkops_enter_owner(&s);
 		stopped = bulkops_cancel_queued_batches(job, false);
 		bulkops_finish_job_if_done(job);
-		bulkops_restore_user(&saved);
+		bulkops_leave(&s);
 	}
 	SPI_finish();
 	if (stopped)

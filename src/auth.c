@@ -161,6 +161,71 @@ bulkops_validate_auth(Jsonb *auth, const BulkopsDialect *d, const char *url)
 		bulkops_oauth_validate(auth, kind->type, d, url);
 }
 
+/*
+ * Where a stored auth's secrets come from, checked against the role that
+ * set it (targets.auth_set_by), at every claim: {"env": ...} needs a
+ * superuser, {"file": ...} and "key_file" the privileges of
+ * pg_read_server_files, as when they are set.  However the value got into
+ * the table (a restore, a role that lost its rights since), the worker
+ * reads no secret the setter could not have set.  Returns NULL when auth
+ * passes, else why not, naming neither a path nor a variable.
+ */
+char *
+bulkops_auth_refusal(Jsonb *auth, const char *target, Oid set_by)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		env = false;
+	bool		file = false;
+	const char *who;
+
+	if (auth == NULL || !JB_ROOT_IS_OBJECT(auth))
+		return NULL;
+	it = JsonbIteratorInit(&auth->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *arg;
+		const char *src;
+		bool		key_file;
+
+		if (tok != WJB_KEY)
+			continue;
+		key_file = (v.val.string.len == 8 &&
+					strncmp(v.val.string.val, "key_file", 8) == 0);
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (key_file)
+			file = true;
+		else if ((src = secret_source(&v, &arg)) != NULL)
+		{
+			if (strcmp(src, "env") == 0)
+				env = true;
+			else
+				file = true;
+		}
+	}
+	if (!env && !file)
+		return NULL;
+	who = OidIsValid(set_by) ? GetUserNameFromId(set_by, true) : NULL;
+	if (env && !(OidIsValid(set_by) && superuser_arg(set_by)))
+		return psprintf("target \"%s\" may not read secrets from the server's environment: "
+						"its auth was set by %s%s%s, not by a superuser; a superuser must set it again with bulkops.alter_target()",
+						target, who ? "role \"" : "an unknown role", who ? who : "",
+						who ? "\"" : "");
+	if (file && !(OidIsValid(set_by) &&
+				  has_privs_of_role(set_by, ROLE_PG_READ_SERVER_FILES)))
+		return psprintf("target \"%s\" may not read secrets from server files: "
+						"its auth was set by %s%s%s, without the privileges of pg_read_server_files; such a role must set it again with bulkops.alter_target()",
+						target, who ? "role \"" : "an unknown role", who ? who : "",
+						who ? "\"" : "");
+	return NULL;
+}
+
+/*
+ * Messages here reach the job's last_error and its receipts, which the
+ * job's creator reads: they name the target and the auth member, never the
+ * file's path or the variable's name (those go to the server log only).
+ */
 char *
 bulkops_read_secret_file(const char *path, const char *target)
 {
@@ -173,8 +238,9 @@ bulkops_read_secret_file(const char *path, const char *target)
 	if (f == NULL)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open secret file \"%s\" of target \"%s\": %m",
-						path, target)));
+				 errmsg("could not open a secret file of target \"%s\": %m",
+						target),
+				 errdetail_log("The file is \"%s\".", path)));
 	initStringInfo(&buf);
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
 		appendBinaryStringInfo(&buf, chunk, n);
@@ -214,8 +280,9 @@ bulkops_resolve_secret(Jsonb *auth, const char *member, const char *target,
 		if (e == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("environment variable \"%s\" of target \"%s\" is not set",
-							arg, target)));
+					 errmsg("the environment variable of auth member \"%s\" of target \"%s\" is not set",
+							member, target),
+					 errdetail_log("The variable is \"%s\".", arg)));
 		val = pstrdup(e);
 	}
 	else

@@ -17,7 +17,7 @@
 #define BULKOPS_VERSION "1.0"
 #define BULKOPS_USER_AGENT "bulkops/" BULKOPS_VERSION
 /* the extension version (bulkops.control) the worker's statements need */
-#define BULKOPS_SCHEMA_VERSION "1.2"
+#define BULKOPS_SCHEMA_VERSION "1.3"
 #define BULKOPS_MAX_DATABASES 16
 #define BULKOPS_MAX_LANES 8
 
@@ -56,16 +56,42 @@ extern void bulkops_crash_reached(const char *point);
 			bulkops_crash_reached(point); \
 	} while (0)
 
-/* api.c: acting as the extension's owner */
-typedef struct BulkopsSavedUser
+/* owner.c: sections with other rights or fixed settings */
+typedef struct BulkopsSection
 {
-	Oid			uid;
-	int			sec;
-} BulkopsSavedUser;
+	Oid			saved_uid;
+	int			saved_sec;
+	int			nestlevel;
+} BulkopsSection;
 
-extern void bulkops_become_owner(BulkopsSavedUser *saved);
-extern void bulkops_restore_user(BulkopsSavedUser *saved);
+extern bool bulkops_extension_info(Oid *owner, char **version);
+extern Oid	bulkops_extension_owner(void);
+extern void bulkops_require_current_schema(void);
+extern void bulkops_enter_owner(BulkopsSection *s);
+extern void bulkops_enter_safe(BulkopsSection *s);
+extern void bulkops_enter_user(BulkopsSection *s, Oid role);
+extern void bulkops_leave(BulkopsSection *s);
+extern void bulkops_leave_user(BulkopsSection *s);
+extern void bulkops_fix_session_settings(void);
+
+/* privileges.c: who may do what through a target */
+typedef enum BulkopsPrivilege
+{
+	BULKOPS_PRIV_PUSH = 1 << 0,
+	BULKOPS_PRIV_DELETE = 1 << 1,
+	BULKOPS_PRIV_EXPORT = 1 << 2
+} BulkopsPrivilege;
+
 extern bool bulkops_is_admin(void);
+extern void bulkops_require_admin(const char *action);
+extern void bulkops_require_target_owner(const char *target, Oid owner,
+										 const char *action);
+extern void bulkops_require_op_privilege(const char *target, Oid owner,
+										 BulkopsOp op);
+extern void bulkops_change_grants(const char *target, Oid grantee,
+								  const char *privileges, bool grant);
+extern bool bulkops_has_target_privilege(Oid role, const char *target,
+										 const char *privileges);
 
 /* launcher and worker entry points (worker.c, launcher.c) */
 extern PGDLLEXPORT void bulkops_launcher_main(Datum arg);
@@ -109,6 +135,7 @@ extern void bulkops_check_secret_file(const char *path);
 extern char *bulkops_resolve_secret(Jsonb *auth, const char *member,
 									const char *target, bool multiline);
 extern char *bulkops_read_secret_file(const char *path, const char *target);
+extern char *bulkops_auth_refusal(Jsonb *auth, const char *target, Oid set_by);
 extern List *bulkops_auth_headers(Jsonb *auth, const char *target);
 
 /* netpolicy.c: host policy (also used at create_target) */
@@ -141,9 +168,16 @@ extern void bulkops_finish_job_if_done(int64 job_id);
 extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
 extern const char *bulkops_clean_text(const char *s, int maxlen);
 
-/* sink.c */
-extern uint64 bulkops_sink_page(const char *dest, const char *owner,
-								const char *page, size_t len);
+/* sink.c: a query job's destination, by OID or to be created */
+typedef struct BulkopsSinkDest
+{
+	Oid			relid;			/* InvalidOid until the table exists */
+	char	   *schema;			/* where to create it, else NULL */
+	char	   *table;
+} BulkopsSinkDest;
+
+extern uint64 bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner,
+								const char *page, size_t len, Oid *relid_out);
 
 /* exec.c */
 extern int	bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,

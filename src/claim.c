@@ -129,7 +129,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress, j.key_column, b.maybe_applied"
+							   "j.timed_out, b.progress, j.key_column, b.maybe_applied, "
+							   "j.destination_schema, j.destination_table"
 							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), lane = $3, "
 							   "attempts = b.attempts + (b.step = 0)::int "
 							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
@@ -141,7 +142,8 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
 							   "j.operation, j.options, j.cancel_requested, j.target, "
 							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress, j.key_column, b.maybe_applied",
+							   "j.timed_out, b.progress, j.key_column, b.maybe_applied, "
+							   "j.destination_schema, j.destination_table",
 							   3, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
@@ -173,8 +175,12 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	w->batch.batch_no = batch_no;
 	w->batch.nrows = w->ref.nrows;
 	w->batch.first_row = w->ref.first_row;
-	w->destination = getstr(14);
-	w->created_by = getstr(15);
+	w->is_export = (w->batch.op == BULKOPS_OP_QUERY);
+	d = getbin(14, &isnull);
+	w->destination.relid = isnull ? InvalidOid : DatumGetObjectId(d);
+	w->destination.schema = getstr(21);
+	w->destination.table = getstr(22);
+	w->created_by = DatumGetObjectId(getbin(15, &isnull));
 	w->last_progress = getstr(18);
 	w->batch.progress = w->last_progress;
 	w->batch.key = getstr(19);
@@ -207,8 +213,9 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 		Oid			ttypes[1] = {TEXTOID};
 		Datum		tvals[1] = {CStringGetTextDatum(w->target)};
 
-		rc = bulkops_exec("SELECT dialect, url, resource, auth FROM bulkops.targets "
-								   "WHERE name = $1", 1, ttypes, tvals, NULL, true, 0);
+		rc = bulkops_exec("SELECT dialect, url, resource, auth, auth_set_by "
+						  "FROM bulkops.targets WHERE name = $1",
+						  1, ttypes, tvals, NULL, true, 0);
 		/* SPI leaves us in its own context after every call */
 		MemoryContextSwitchTo(cxt);
 		if (rc != SPI_OK_SELECT)
@@ -225,6 +232,13 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 			if (w->dialect == NULL)
 				w->settle_error = psprintf("dialect \"%s\" is not known to this build",
 										   getstr(1));
+			else if (w->auth != NULL)
+			{
+				/* the secrets' rules, however the stored value got there */
+				d = getbin(5, &isnull);
+				w->settle_error = bulkops_auth_refusal(w->auth, w->target,
+													   isnull ? InvalidOid : DatumGetObjectId(d));
+			}
 		}
 	}
 	bulkops_load_pending(w);

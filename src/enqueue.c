@@ -10,7 +10,8 @@
  * executor produces them and a batch is written as soon as it is full, so
  * memory holds one batch whatever the size of the source.  Row memory lives
  * in a per-batch context reset after each flush.  Writes to bulkops' tables
- * run as the extension's owner (see api.c).
+ * run in owner sections (owner.c), after the caller's privilege on the
+ * target was checked (privileges.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -183,13 +184,17 @@ prepare_insert(EnqueueState *st)
 {
 	Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT4OID,
 	TEXTARRAYOID, INT4ARRAYOID, BYTEAOID};
+	BulkopsSection s;
 
+	/* parsed where it runs: as the owner, with the fixed search_path */
+	bulkops_enter_owner(&s);
 	st->insert_plan = SPI_prepare("INSERT INTO bulkops.batches "
 								  "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	if (st->insert_plan == NULL)
 		elog(ERROR, "could not prepare batch insert: %s",
 			 SPI_result_code_string(SPI_result));
+	bulkops_leave(&s);
 	SPI_keepplan(st->insert_plan);
 }
 
@@ -205,7 +210,7 @@ batch_flush(EnqueueState *st)
 	int			lbs[1] = {1};
 	int			rc;
 	bytea	   *body;
-	BulkopsSavedUser saved;
+	BulkopsSection s;
 	MemoryContext old;
 
 	if (st->nrows == 0)
@@ -238,9 +243,9 @@ batch_flush(EnqueueState *st)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	bulkops_become_owner(&saved);
+	bulkops_enter_owner(&s);
 	rc = SPI_execute_plan(st->insert_plan, values, NULL, false, 0);
-	bulkops_restore_user(&saved);
+	bulkops_leave(&s);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write batch: %s", SPI_result_code_string(rc));
 	SPI_finish();
@@ -431,23 +436,35 @@ enqueue_destroy(DestReceiver *self)
 typedef struct TargetInfo
 {
 	const BulkopsDialect *dialect;
+	char	   *url;
 	char	   *resource;
 	Jsonb	   *options;
+	Oid			owner;
 } TargetInfo;
 
-/* Read the target as the caller: every column but auth is public. */
+/*
+ * Read the target, as the owner (its auth is none of the caller's
+ * business, and is not read), and check that the caller may run op through
+ * it: before anything is read from the source or written.
+ */
 static TargetInfo
-read_target(const char *name)
+read_target(const char *name, BulkopsOp op)
 {
 	TargetInfo	ti;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	HeapTuple	tup;
+	TupleDesc	desc;
+	BulkopsSection s;
 	bool		isnull;
 	int			rc;
 
-	rc = SPI_execute_with_args("SELECT dialect, resource, options FROM bulkops.targets "
-							   "WHERE name = $1", 1, types, values, NULL, true, 1);
+	bulkops_require_current_schema();
+	bulkops_enter_owner(&s);
+	rc = SPI_execute_with_args("SELECT dialect, url, resource, options, owner "
+							   "FROM bulkops.targets WHERE name = $1",
+							   1, types, values, NULL, true, 1);
+	bulkops_leave(&s);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -456,11 +473,13 @@ read_target(const char *name)
 				 errmsg("target \"%s\" does not exist", name),
 				 errhint("Create it with bulkops.create_target().")));
 	tup = SPI_tuptable->vals[0];
-	ti.dialect = bulkops_find_dialect(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1),
-									  false);
-	ti.resource = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
-	ti.options = DatumGetJsonbPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3,
-												  &isnull));
+	desc = SPI_tuptable->tupdesc;
+	ti.dialect = bulkops_find_dialect(SPI_getvalue(tup, desc, 1), false);
+	ti.url = SPI_getvalue(tup, desc, 2);
+	ti.resource = SPI_getvalue(tup, desc, 3);
+	ti.options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+	ti.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+	bulkops_require_op_privilege(name, ti.owner, op);
 	return ti;
 }
 
@@ -468,10 +487,10 @@ static int64
 insert_job(const char *target, const BulkopsDialect *d, BulkopsOp op,
 		   const char *key, Jsonb *options)
 {
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, NAMEOID};
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
-	BulkopsSavedUser saved;
+	BulkopsSection s;
 	bool		isnull;
 	int			rc;
 
@@ -481,14 +500,13 @@ insert_job(const char *target, const BulkopsDialect *d, BulkopsOp op,
 	values[3] = key ? CStringGetTextDatum(key) : (Datum) 0;
 	nulls[3] = key ? ' ' : 'n';
 	values[4] = JsonbPGetDatum(options);
-	values[5] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	bulkops_become_owner(&saved);
+	values[5] = ObjectIdGetDatum(GetUserId());
+	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("INSERT INTO bulkops.jobs "
 							   "(target, dialect, operation, key_column, options, created_by) "
-							   "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+							   "VALUES ($1, $2, $3, $4, $5, $6::regrole) RETURNING id",
 							   6, types, values, nulls, false, 1);
-	bulkops_restore_user(&saved);
+	bulkops_leave(&s);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not create job: %s", SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -501,7 +519,7 @@ close_job(EnqueueState *st)
 	Oid			types[5] = {INT8OID, INT8OID, INT4OID, INT8OID, BYTEAOID};
 	Datum		values[5];
 	char		nulls[5] = "    n";
-	BulkopsSavedUser saved;
+	BulkopsSection s;
 	int			rc;
 
 	values[0] = Int64GetDatum(st->job_id);
@@ -517,15 +535,16 @@ close_job(EnqueueState *st)
 		values[4] = PointerGetDatum(p);
 		nulls[4] = ' ';
 	}
-	bulkops_become_owner(&saved);
+	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("UPDATE bulkops.jobs SET rows_total = $2, batches_total = $3, "
-							   "bytes_total = $4, prologue = $5, "
-							   "state = CASE WHEN $3 = 0 THEN 'succeeded' ELSE state END, "
-							   "finished_at = CASE WHEN $3 = 0 THEN now() END "
+							   "bytes_total = $4, prologue = $5 "
 							   "WHERE id = $1", 5, types, values, nulls, false, 0);
-	bulkops_restore_user(&saved);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not update job: %s", SPI_result_code_string(rc));
+	/* a job with nothing to send ends here, and says so like any other */
+	if (st->batches == 0)
+		bulkops_finish_job_if_done(st->job_id);
+	bulkops_leave(&s);
 }
 
 static void
@@ -560,7 +579,7 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 
-	ti = read_target(target);
+	ti = read_target(target, op);
 	check_op(ti.dialect, op, key);
 	bulkops_validate_options(job_options, ti.dialect, "job");
 	options = bulkops_merge_options(ti.options, job_options);
@@ -626,13 +645,26 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 /* ---- query jobs ---- */
 
 /*
- * Where a query job's rows will go, checked now with the caller's rights so
- * that a job that could never write is refused before anything is sent.
- * Returns the table's name, schema-qualified and quoted.
+ * Where a query job's rows go: a table that exists (relid), or the schema
+ * and name of one the worker will create.  Never SQL text: the worker
+ * opens the table by OID, or quotes both names when it creates it.
  */
-static char *
+typedef struct Destination
+{
+	Oid			relid;
+	char	   *schema;
+	char	   *table;
+} Destination;
+
+/*
+ * Check where a query job's rows will go, now, with the caller's rights
+ * (and the caller's search_path, since the name is the caller's), so that
+ * a job that could never write is refused before anything is sent.
+ */
+static Destination
 check_destination(const char *into)
 {
+	Destination dest = {InvalidOid, NULL, NULL};
 	List	   *names;
 	RangeVar   *rv;
 	Oid			relid;
@@ -651,7 +683,9 @@ check_destination(const char *into)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to create table \"%s\" in schema \"%s\"",
 							rv->relname, get_namespace_name(nsp))));
-		return quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
+		dest.schema = get_namespace_name(nsp);
+		dest.table = rv->relname;
+		return dest;
 	}
 	if (get_rel_relkind(relid) != RELKIND_RELATION &&
 		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
@@ -672,8 +706,8 @@ check_destination(const char *into)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("bulk_query cannot write into table \"%s\", which has row-level security enabled",
 						get_rel_name(relid))));
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
+	dest.relid = relid;
+	return dest;
 }
 
 /*
@@ -687,18 +721,19 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 {
 	TargetInfo	ti;
 	Jsonb	   *options;
-	char	   *dest;
+	Destination dest;
 	int64		job_id;
-	Oid			types[3] = {INT8OID, TEXTOID, BYTEAOID};
-	Datum		values[3];
+	Oid			types[5] = {INT8OID, OIDOID, BYTEAOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
 	bytea	   *body;
-	BulkopsSavedUser saved;
+	BulkopsSection s;
 	int			rc;
 	size_t		qlen = strlen(query);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	ti = read_target(target);
+	ti = read_target(target, BULKOPS_OP_QUERY);
 	check_op(ti.dialect, BULKOPS_OP_QUERY, NULL);
 	if (qlen == 0)
 		ereport(ERROR,
@@ -713,16 +748,23 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 	SET_VARSIZE(body, VARHDRSZ + qlen);
 	memcpy(VARDATA(body), query, qlen);
 	values[0] = Int64GetDatum(job_id);
-	values[1] = CStringGetTextDatum(dest);
+	values[1] = ObjectIdGetDatum(dest.relid);
+	nulls[1] = OidIsValid(dest.relid) ? ' ' : 'n';
 	values[2] = PointerGetDatum(body);
-	bulkops_become_owner(&saved);
+	values[3] = dest.schema ? CStringGetTextDatum(dest.schema) : (Datum) 0;
+	nulls[3] = dest.schema ? ' ' : 'n';
+	values[4] = dest.table ? CStringGetTextDatum(dest.table) : (Datum) 0;
+	nulls[4] = dest.table ? ' ' : 'n';
+	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("WITH b AS (INSERT INTO bulkops.batches "
 							   "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
 							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3)) "
-							   "UPDATE bulkops.jobs SET destination = $2, batches_total = 1, "
-							   "bytes_total = octet_length($3) WHERE id = $1",
-							   3, types, values, NULL, false, 0);
-	bulkops_restore_user(&saved);
+							   "UPDATE bulkops.jobs SET destination = $2::regclass, "
+							   "destination_schema = $4, destination_table = $5, "
+							   "batches_total = 1, bytes_total = octet_length($3) "
+							   "WHERE id = $1",
+							   5, types, values, nulls, false, 0);
+	bulkops_leave(&s);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not create query job: %s", SPI_result_code_string(rc));
 	SPI_finish();

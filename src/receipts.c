@@ -326,7 +326,11 @@ bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 
 /*
  * Give a job whose batches are all done its final state, and tell
- * listeners on channel bulkops_jobs.
+ * listeners on channel bulkops_jobs.  Any role may listen on any channel,
+ * so the payload is the job's id and nothing else: ids are sequential and
+ * say nothing, and what a listener may learn of the job (its state, its
+ * target, its creator) it reads from bulkops.jobs, where row-level
+ * security applies.
  */
 void
 bulkops_finish_job_if_done(int64 job_id)
@@ -348,7 +352,7 @@ bulkops_finish_job_if_done(int64 job_id)
 		 " WHERE id = $1 AND batches_done >= batches_total"
 		 " AND state IN ('queued', 'running')"
 		 " RETURNING id, state)"
-		 "SELECT pg_notify('bulkops_jobs', id || ' ' || state) FROM done",
+		 "SELECT pg_notify('bulkops_jobs', id::text) FROM done",
 		 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		bulkops_crash_point("finish_job");

@@ -18,6 +18,7 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "worker.h"
@@ -29,13 +30,40 @@
 static void
 write_page(Work *w, const char *page, size_t len)
 {
-	uint64		n = bulkops_sink_page(w->destination, w->created_by, page, len);
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(w->ref.job_id), Int64GetDatum((int64) n)};
+	Oid			relid;
+	uint64		n = bulkops_sink_page(&w->destination, w->created_by, page, len,
+									  &relid);
+	Oid			types[3] = {INT8OID, INT8OID, OIDOID};
+	Datum		values[3] = {Int64GetDatum(w->ref.job_id), Int64GetDatum((int64) n),
+	ObjectIdGetDatum(relid)};
+	char		nulls[3] = {' ', ' ', OidIsValid(relid) ? ' ' : 'n'};
 
+	/*
+	 * A table the export created is named by its OID from now on; the
+	 * worker's memory keeps the names, which find the same table.
+	 */
 	bulkops_exec("UPDATE bulkops.jobs SET rows_total = rows_total + $2, "
-				 "rows_succeeded = rows_succeeded + $2 WHERE id = $1",
-				 2, types, values, NULL, false, SPI_OK_UPDATE);
+				 "rows_succeeded = rows_succeeded + $2, "
+				 "destination = coalesce(destination, $3::regclass), "
+				 "destination_schema = CASE WHEN $3 IS NULL THEN destination_schema END, "
+				 "destination_table = CASE WHEN $3 IS NULL THEN destination_table END "
+				 "WHERE id = $1",
+				 3, types, values, nulls, false, SPI_OK_UPDATE);
+}
+
+/* A query job's table, for a message; inside a transaction. */
+static char *
+destination_name(Work *w)
+{
+	Oid			relid = w->destination.relid;
+
+	if (OidIsValid(relid) && get_rel_name(relid) != NULL)
+		return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										  get_rel_name(relid));
+	if (w->destination.schema && w->destination.table)
+		return quote_qualified_identifier(w->destination.schema,
+										  w->destination.table);
+	return pstrdup("the destination table");
 }
 
 /* Keep the remote side's counters for the batch, for job_progress. */
@@ -69,7 +97,7 @@ apply_result(Work *w, BulkopsResult *res)
 	char		nulls[8] = "        ";
 
 	bulkops_write_outcomes(&w->ref, res->outcomes, status);
-	if (res->page && w->destination)
+	if (res->page && w->is_export)
 		write_page(w, res->page, res->page_len);
 	if (res->progress)
 		record_progress(w, res->progress);
@@ -185,8 +213,9 @@ bulkops_commit_result(Work *w, BulkopsResult *res)
 			bulkops_load_pending(w);
 			rest.next = BULKOPS_NEXT_FAIL;
 			rest.fail_status = BULKOPS_ROW_UNKNOWN;
-			rest.error = w->destination
-				? psprintf("could not write the results into %s: %s", w->destination, why)
+			rest.error = w->is_export
+				? psprintf("could not write the results into %s: %s",
+						   destination_name(w), why)
 				: psprintf("bulkops could not record this row's outcome: %s", why);
 			finished = apply_result(w, &rest);
 			bulkops_commit_tx();

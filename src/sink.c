@@ -10,10 +10,14 @@
  * whatever their order.  A table that does not exist yet is created from
  * the first page's header with text columns.
  *
- * Everything runs as the job's creator, inside the worker's transaction
- * that also stores where the remote query stands, so a page is written
- * exactly once.  The creator's rights were checked at bulk_query time and
- * are checked again here: they may have changed since.
+ * Everything runs as the job's creator, in a user section (owner.c):
+ * restricted, with a fixed search_path, in a GUC nest level of its own that
+ * discards whatever the table's triggers set.  It runs inside the worker's
+ * transaction that also stores where the remote query stands, so a page
+ * is written exactly once.  The creator's rights were checked at
+ * bulk_query time and are checked again here: they may have changed since.
+ * The destination is an OID, or a schema and a table name that are quoted
+ * when the table is created: never SQL text.
  *
  *-------------------------------------------------------------------------
  */
@@ -107,15 +111,16 @@ header_names(const char *page, size_t len, size_t *header_len)
 	return names;
 }
 
+/* Create schema.table with a text column per name, as the current user. */
 static Oid
-create_destination(const char *dest, List *names)
+create_destination(const char *schema, const char *table, List *names)
 {
 	StringInfoData sql;
 	ListCell   *lc;
-	List	   *qname = stringToQualifiedNameList(dest);
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "CREATE TABLE %s (", dest);
+	appendStringInfo(&sql, "CREATE TABLE %s (",
+					 quote_qualified_identifier(schema, table));
 	foreach(lc, names)
 	{
 		const char *n = strVal(lfirst(lc));
@@ -128,24 +133,58 @@ create_destination(const char *dest, List *names)
 						 quote_identifier(n));
 	}
 	appendStringInfoChar(&sql, ')');
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not create %s", dest);
+		elog(ERROR, "could not create %s", quote_qualified_identifier(schema, table));
+	SPI_finish();
 	CommandCounterIncrement();
-	return RangeVarGetRelid(makeRangeVarFromNameList(qname), NoLock, false);
+	return get_relname_relid(table, get_namespace_oid(schema, false));
 }
 
 /*
- * Append page (CSV with a header line) to dest as role owner; returns the
- * number of rows written.
+ * The destination's table: by OID when it exists, else created now (the
+ * first page).  Returns its OID.
+ */
+static Oid
+open_destination(const BulkopsSinkDest *dest, List *names)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (OidIsValid(dest->relid))
+	{
+		if (get_rel_name(dest->relid) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("the destination table of this export no longer exists")));
+		return dest->relid;
+	}
+	if (dest->schema == NULL || dest->table == NULL)
+		elog(ERROR, "export job without a destination");
+	nsp = get_namespace_oid(dest->schema, true);
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"%s\" of this export's destination no longer exists",
+						dest->schema)));
+	relid = get_relname_relid(dest->table, nsp);
+	if (!OidIsValid(relid))
+		relid = create_destination(dest->schema, dest->table, names);
+	return relid;
+}
+
+/*
+ * Append page (CSV with a header line) to the destination as role owner;
+ * returns the number of rows written, and the table's OID in *relid_out
+ * (which the caller records when the table was created now).
  */
 uint64
-bulkops_sink_page(const char *dest, const char *owner, const char *page,
-				  size_t len)
+bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner, const char *page,
+				  size_t len, Oid *relid_out)
 {
-	Oid			roleid = get_role_oid(owner, false);
-	Oid			save_userid;
-	int			save_sec;
-	List	   *volatile names;
+	BulkopsSection s;
+	List	   *names;
 	size_t		hlen;
 	Oid			relid;
 	Relation	rel;
@@ -154,68 +193,60 @@ bulkops_sink_page(const char *dest, const char *owner, const char *page,
 	List	   *options;
 	ParseNamespaceItem *nsitem;
 	ListCell   *lc;
-	volatile uint64 n = 0;
+	uint64		n;
 
+	*relid_out = dest->relid;
 	if (len == 0)
 		return 0;
 	names = header_names(page, len, &hlen);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
+	/*
+	 * The table's triggers, defaults and domains are the owner's code: it
+	 * runs as the owner, restricted, in a nest level of its own.  An error
+	 * needs no clean-up here: the worker aborts the transaction, which
+	 * pops the nest level and restores the user.
+	 */
+	bulkops_enter_user(&s, owner);
+	relid = open_destination(dest, names);
+	rel = table_open(relid, RowExclusiveLock);
+	if (check_enable_rls(relid, owner, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s has row-level security enabled",
+						RelationGetRelationName(rel))));
+
+	/* an empty unquoted field is NULL, "" an empty string, as COPY has it */
+	options = list_make2(makeDefElem("format", (Node *) makeString("csv"), -1),
+						 makeDefElem("encoding", (Node *) makeString("UTF8"), -1));
+	/* as DoCopy does: COPY finds its table in the range table */
+	pstate = make_parsestate(NULL);
+	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock,
+										   NULL, false, false);
+	nsitem->p_rte->requiredPerms = ACL_INSERT;
+	foreach(lc, names)
 	{
-		relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(dest)),
-								 NoLock, true);
-		if (!OidIsValid(relid))
-		{
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "could not connect to SPI");
-			relid = create_destination(dest, names);
-			SPI_finish();
-		}
-		rel = table_open(relid, RowExclusiveLock);
-		if (check_enable_rls(relid, roleid, true) == RLS_ENABLED)
+		AttrNumber	att = attnameAttNum(rel, strVal(lfirst(lc)), false);
+
+		if (att == InvalidAttrNumber)
 			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("%s has row-level security enabled", dest)));
-
-		/* an empty unquoted field is NULL, "" an empty string, as COPY has it */
-		options = list_make2(makeDefElem("format", (Node *) makeString("csv"), -1),
-							 makeDefElem("encoding", (Node *) makeString("UTF8"), -1));
-		/* as DoCopy does: COPY finds its table in the range table */
-		pstate = make_parsestate(NULL);
-		nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock,
-											   NULL, false, false);
-		nsitem->p_rte->requiredPerms = ACL_INSERT;
-		foreach(lc, names)
-		{
-			AttrNumber	att = attnameAttNum(rel, strVal(lfirst(lc)), false);
-
-			if (att == InvalidAttrNumber)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("table %s has no column \"%s\", which the remote answer has",
-								dest, strVal(lfirst(lc))),
-						 errhint("Add the column, or leave the field out of the remote query.")));
-			nsitem->p_rte->insertedCols =
-				bms_add_member(nsitem->p_rte->insertedCols,
-							   att - FirstLowInvalidHeapAttributeNumber);
-		}
-		ExecCheckRTPerms(pstate->p_rtable, true);
-		src_data = page + hlen;
-		src_left = len - hlen;
-		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, page_source,
-							   names, options);
-		n = CopyFrom(cstate);
-		EndCopyFrom(cstate);
-		free_parsestate(pstate);
-		table_close(rel, NoLock);
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("table %s has no column \"%s\", which the remote answer has",
+							RelationGetRelationName(rel), strVal(lfirst(lc))),
+					 errhint("Add the column, or leave the field out of the remote query.")));
+		nsitem->p_rte->insertedCols =
+			bms_add_member(nsitem->p_rte->insertedCols,
+						   att - FirstLowInvalidHeapAttributeNumber);
 	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	ExecCheckRTPerms(pstate->p_rtable, true);
+	src_data = page + hlen;
+	src_left = len - hlen;
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, page_source,
+						   names, options);
+	n = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	free_parsestate(pstate);
+	table_close(rel, NoLock);
+	bulkops_leave_user(&s);
+	*relid_out = relid;
 	return n;
 }

@@ -126,30 +126,21 @@ extension_ready(void)
 {
 	static bool said = false;
 	bool		ok = false;
+	bool		installed;
+	char	   *version = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (OidIsValid(get_extension_oid("bulkops", true)))
+	installed = bulkops_extension_info(NULL, &version);
+	if (installed)
 	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		SPI_connect();
-		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
-						"WHERE extname = 'bulkops'", true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1)
-		{
-			char	   *version = SPI_getvalue(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1);
-
-			ok = version != NULL && strcmp(version, BULKOPS_SCHEMA_VERSION) == 0;
-			if (!ok && !said)
-				ereport(LOG,
-						(errmsg("bulkops worker: the bulkops extension in this database is version %s, this library needs %s",
-								version ? version : "(none)", BULKOPS_SCHEMA_VERSION),
-						 errhint("Run ALTER EXTENSION bulkops UPDATE; the worker starts once it has.")));
-			said = !ok;
-		}
-		SPI_finish();
-		PopActiveSnapshot();
+		ok = version != NULL && strcmp(version, BULKOPS_SCHEMA_VERSION) == 0;
+		if (!ok && !said)
+			ereport(LOG,
+					(errmsg("bulkops worker: the bulkops extension in this database is version %s, this library needs %s",
+							version ? version : "(none)", BULKOPS_SCHEMA_VERSION),
+					 errhint("Run ALTER EXTENSION bulkops UPDATE; the worker starts once it has.")));
+		said = !ok;
 	}
 	CommitTransactionCommand();
 	return ok;
@@ -636,6 +627,8 @@ send_request(Work *w, bool abort)
 
 		MemoryContextSwitchTo(w->step_cxt);
 		edata = CopyErrorData();
+		/* the log gets its details (a secret file's path), the rows not */
+		EmitErrorReport();
 		FlushErrorState();
 		error = pstrdup(edata->message);
 	}
@@ -807,6 +800,8 @@ bulkops_worker_main(Datum arg)
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 	bulkops_lane = DatumGetInt32(arg);
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/* before any statement: the database's own settings may not apply */
+	bulkops_fix_session_settings();
 	bulkops_worker_register_self(MyDatabaseId, bulkops_lane);
 	before_shmem_exit(worker_exit, (Datum) 0);
 	bulkops_http_init();

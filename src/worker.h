@@ -24,8 +24,9 @@ typedef struct Work
 	BulkopsBatch batch;			/* what the dialect sees */
 	const BulkopsDialect *dialect;
 	char	   *target;
-	char	   *destination;	/* a query job's table, else NULL */
-	char	   *created_by;
+	bool		is_export;		/* a query job: its rows go to destination */
+	BulkopsSinkDest destination;
+	Oid			created_by;
 	Jsonb	   *auth;
 	int			max_attempts;
 	int			concurrency;

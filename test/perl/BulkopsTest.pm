@@ -193,19 +193,20 @@ sub mock_requests
 
 =pod
 
-=item clinia_target($node, $name, $options)
+=item clinia_target($node, $name, $options, $dbname)
 
 Create target $name (dialect clinia, resource Row) on the mock's clinia
-source of the same name; $options is a JSON object as text (default {}).
+source of the same name; $options is a JSON object as text (default {}),
+$dbname the database (default postgres).
 
 =cut
 
 sub clinia_target
 {
-	my ($node, $name, $options) = @_;
+	my ($node, $name, $options, $dbname) = @_;
 	my $url = mock_url("/clinia/sources/$name/v1");
 	$options //= '{}';
-	$node->safe_psql('postgres',
+	$node->safe_psql($dbname // 'postgres',
 		"SELECT bulkops.create_target('$name', 'clinia', '$url', resource => 'Row', "
 		  . "options => '$options')");
 	return;
