@@ -2,7 +2,7 @@
  *
  * blueconic.c
  *	  The "blueconic" dialect: group and profile bulk writes of the
- *	  BlueConic REST API v2 (PROTOCOLS.md section 5).
+ *	  BlueConic REST API v2 (docs/protocols/blueconic.md).
  *
  * One step only: PUT {url}/rest/v2/groups (or /profiles) with a JSON array
  * of at most 1,000 entries, one per pending row,

@@ -2,7 +2,7 @@
  *
  * clinia.c
  *	  The "clinia" dialect: bulk operation requests answered by an
- *	  asynchronous task (PROTOCOLS.md section 2).
+ *	  asynchronous task (docs/protocols/clinia.md).
  *
  * Steps: 0 submits {"operations": [...]} for the pending rows; the answer is
  * ACCEPTED with a task id (-> step 1) or REJECTED with one receipt per

@@ -2,7 +2,7 @@
  *
  * packagex.c
  *	  The "packagex" dialect: batches with phases (PackageX Batches API,
- *	  PROTOCOLS.md section 3).
+ *	  docs/protocols/packagex.md).
  *
  * Steps: 0 submits {"resource", "action", "mode", "duplicate_handling",
  * "data": [...]} for the pending rows and gets the batch back; 1 polls

@@ -17,8 +17,8 @@
 #include "dialect.h"
 
 /*
- * Assumptions where neither PROTOCOLS.md nor the vendor's documentation
- * says, kept here in one place:
+ * Assumptions where the vendor's documentation is silent, kept here in
+ * one place (and listed in docs/protocols/packagex.md):
  * - one request carries at most PX_MAX_ITEMS items (this also bounds what
  *   one overwrite can mirror);
  * - the errors file is [{"index": <position in data>, "id": "...",

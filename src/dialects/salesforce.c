@@ -2,7 +2,7 @@
  *
  * salesforce.c
  *	  The "salesforce" dialect: Salesforce Bulk API 2.0 ingest jobs
- *	  (PROTOCOLS.md section 1).
+ *	  (docs/protocols/salesforce.md).
  *
  * Rows are encoded as CSV records at enqueue; the job's header row is its
  * prologue.  One batch is one Salesforce ingest job, driven through these

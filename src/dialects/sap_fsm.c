@@ -2,7 +2,7 @@
  *
  * sap_fsm.c
  *	  The "sap_fsm" dialect: synchronous bulk endpoints by external id,
- *	  answered 207 with one element per item (PROTOCOLS.md section 4).
+ *	  answered 207 with one element per item (docs/protocols/sap_fsm.md).
  *
  * One step only: PATCH (or PUT, option "method") or DELETE
  * {url}/api/data/v4/{resource}/externalId/bulk with a JSON array of the
@@ -38,7 +38,7 @@
 #define SAP_FSM_LAST_CHANGED	"lastChanged"
 
 /*
- * Assumed (PROTOCOLS.md is silent): without these options a request is
+ * Assumed (docs/protocols/sap_fsm.md): without these options a request is
  * still identified, as this client; the account and company have no
  * default and are sent only when given.
  */

@@ -82,7 +82,7 @@ def answer(status, headers, body):
             struct.pack(">H", len(body)) + body)
 
 
-# ---- clinia (PROTOCOLS.md section 2) ----
+# ---- clinia (docs/protocols/clinia.md) ----
 
 CLINIA_URL = "/clinia/sources/fuzz/v1/resources/bulk"
 CLINIA_MEMBER = {INSERT: ("CREATE", "create"), UPSERT: ("UPSERT", "upsert"),
@@ -172,7 +172,7 @@ def clinia(mock):
         (202, json_ct, b'{"status": "ACCEPTED", "taskId": "bk6\x7f"}'), (200, json_ct, pending)]
 
 
-# ---- sap_fsm (PROTOCOLS.md section 4): one synchronous 207 per request ----
+# ---- sap_fsm (docs/protocols/sap_fsm.md): one synchronous 207 per request ----
 
 FSM_URL = "/sap_fsm/api/data/v4/Contact/externalId/bulk"
 FSM_HEADERS = {"X-Client-ID": "bulkops", "X-Client-Version": "1.0",
@@ -209,7 +209,7 @@ def sap_fsm(mock):
         fsm_call(mock, UPSERT, ok[:1], headers={"X-Client-ID": "bulkops"})]
 
 
-# ---- packagex (PROTOCOLS.md section 3): batches with phases, an errors file ----
+# ---- packagex (docs/protocols/packagex.md): batches with phases, an errors file ----
 
 PX_URL = "/packagex/v1/batches"
 PX_ACTION = {UPSERT: "merge", OVERWRITE: "overwrite", DELETE: "delete"}
@@ -266,7 +266,7 @@ def packagex(mock):
         (200, json_ct, b'[{"index": 1, "id": "r2", "errors": [{"code": "not_found"}]}]')]
 
 
-# ---- blueconic (PROTOCOLS.md section 5): one synchronous PUT per request ----
+# ---- blueconic (docs/protocols/blueconic.md): one synchronous PUT per request ----
 
 BC_URL = "/blueconic/rest/v2/profiles"
 
@@ -301,7 +301,7 @@ def blueconic(mock):
     yield "bad-request", header(UPSERT, 1), [mock.call("PUT", BC_URL, {"not": "an array"})]
 
 
-# ---- salesforce (PROTOCOLS.md section 1): Bulk API 2.0 ingest jobs ----
+# ---- salesforce (docs/protocols/salesforce.md): Bulk API 2.0 ingest jobs ----
 
 SF_BASE = "/salesforce/services/data/v62.0/jobs/ingest"
 SF_OPERATION = {INSERT: "insert", UPDATE: "update", UPSERT: "upsert", DELETE: "delete"}

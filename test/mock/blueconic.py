@@ -1,4 +1,4 @@
-"""blueconic.py - the mock's "blueconic" dialect (PROTOCOLS.md section 5).
+"""blueconic.py - the mock's "blueconic" dialect (docs/protocols/blueconic.md).
 
 This file owns BlueConic's REST v2 bulk writes of groups and profiles as bulkops sees
 them, mounted by mock_api.py under /blueconic, so a target url is
@@ -31,7 +31,8 @@ Configuration (POST /_control/config {"blueconic": {...}}), all optional:
   omit_identifiers ([])    answer no element for these entries (they are applied)
   extra_identifiers ([])   also answer a MODIFIED element for these, never sent
 
-Assumed where PROTOCOLS.md and the vendor are silent (kept here, in one place):
+Assumed where the vendor is silent (kept here, in one place; see
+docs/protocols/blueconic.md):
   * a request refused as a whole is {"code", "message", "errors": [{"field",
     "message"}]} (the vendor's ErrorRequestBean), 400 for a body that is not a JSON
     array of objects, an unknown strategy, or a value that is not a string;

@@ -1,4 +1,4 @@
-"""clinia.py - the mock's "clinia" dialect (PROTOCOLS.md section 2).
+"""clinia.py - the mock's "clinia" dialect (docs/protocols/clinia.md).
 
 This file owns the clinia bulk API as bulkops sees it, mounted by mock_api.py under
 /clinia, so a target url is http://127.0.0.1:PORT/clinia/sources/<sourceKey>/v1:
@@ -20,7 +20,8 @@ Configuration (POST /_control/config {"clinia": {...}}), all optional:
   legacy_bulk_id (false)                 answer "bulkId" instead of "taskId"
   task_failure_all (false)               tasks end FAILURE, every operation failed
 
-Assumed where PROTOCOLS.md is silent (kept here, in one place):
+Assumed where the vendor is silent (kept here, in one place; see
+docs/protocols/clinia.md):
   * the store is keyed by (kind, sourceKey, type, id): two sources never collide;
   * a task answers 404 when polled under another sourceKey or kind;
   * a submit with an empty "operations" list is a 400 error, like a missing one;

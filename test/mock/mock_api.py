@@ -14,7 +14,7 @@ This file owns everything that is not one API's format:
     target URL and faults that hit only that case,
   * an optional second, TLS listener (--tls-port) serving the same state.
 
-Each dialect (the format of one vendor's API, see /work/shared/PROTOCOLS.md) lives in
+Each dialect (the format of one vendor's API, see docs/protocols/) lives in
 its own module next to this one and is registered by one line in DIALECT_MODULES.
 A dialect module defines NAME and a class Dialect(ctx) with:
 

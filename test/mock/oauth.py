@@ -1,8 +1,8 @@
 """oauth.py - the mock's OAuth 2.0 token endpoint, shared by every dialect.
 
-This file owns token issuing and checking (PROTOCOLS.md, "Common to all dialects" and
-section 1's OAuth paragraph).  It is mounted at the server's root, so the endpoint
-answers at each of
+This file owns token issuing and checking (docs/protocols/common.md, "OAuth", and
+docs/protocols/salesforce.md, "OAuth").  It is mounted at the server's root, so the
+endpoint answers at each of
 
   POST /oauth2/token            POST /{mount}/oauth2/token
   POST /services/oauth2/token   POST /{mount}/services/oauth2/token   (Salesforce)

@@ -1,4 +1,4 @@
-"""packagex.py - the mock's "packagex" dialect (PROTOCOLS.md section 3).
+"""packagex.py - the mock's "packagex" dialect (docs/protocols/packagex.md).
 
 This file owns the PackageX Batches API as bulkops sees it, mounted by mock_api.py
 under /packagex, so a target url is http://127.0.0.1:PORT/packagex/v1:
@@ -36,7 +36,8 @@ Configuration (POST /_control/config {"packagex": {...}}), all optional:
                                 the defaults (contact, group: all; shipment, tracker,
                                 asset: merge)
 
-Assumed where PROTOCOLS.md is silent (kept here, in one place):
+Assumed where the vendor is silent (kept here, in one place; see
+docs/protocols/packagex.md):
   * the errors file is [{"index", "id", "errors": [{"code", "message"}]}], index being
     the position in the request's data; a row has at most one entry;
   * an item without a string "id" fails parsing (code "missing_id");

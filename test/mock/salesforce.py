@@ -1,4 +1,5 @@
-"""salesforce.py - the mock's "salesforce" dialect: Bulk API 2.0 ingest (PROTOCOLS.md section 1).
+"""salesforce.py - the mock's "salesforce" dialect: Bulk API 2.0 ingest
+(docs/protocols/salesforce.md).
 
 This file owns Salesforce Bulk API 2.0 ingest jobs as bulkops sees them, mounted by
 mock_api.py under /salesforce, so a target url (the instance URL) is
@@ -59,7 +60,8 @@ Configuration (POST /_control/config {"salesforce": {...}}), all optional:
   query_rows (0)            made-up records every query returns after the store's
   fail_query                {"message": "..."}: the next query job ends Failed
 
-Assumed where PROTOCOLS.md and the vendor's pages are silent (kept here, in one place):
+Assumed where the vendor's pages are silent (kept here, in one place; see
+docs/protocols/salesforce.md):
   * a job takes any number of uploads, but one with more than one refuses to close with
     400 INVALIDJOB "Found multiple contents for job" (as Salesforce answers);
   * uploading to, closing or aborting a job in the wrong state is 409 INVALIDJOB;

@@ -1,4 +1,4 @@
-"""sap_fsm.py - the mock's "sap_fsm" dialect (PROTOCOLS.md section 4).
+"""sap_fsm.py - the mock's "sap_fsm" dialect (docs/protocols/sap_fsm.md).
 
 This file owns the SAP Field Service bulk endpoints by external id as bulkops sees
 them, mounted by mock_api.py under /sap_fsm, so a target url is
@@ -24,7 +24,8 @@ Configuration (POST /_control/config {"sap_fsm": {...}}), all optional:
   omit_external_ids ([])   answer no element for these items (they are applied)
   extra_external_ids ([])  also answer a success element for these, never sent
 
-Assumed where PROTOCOLS.md is silent (kept here, in one place):
+Assumed where the vendor is silent (kept here, in one place; see
+docs/protocols/sap_fsm.md):
   * X-Client-ID, X-Client-Version, X-Account-ID and X-Company-ID are required on every
     request: a missing one is a 400;
   * an error of the whole request is {"error": "CA-..", "message": "..."};

@@ -1,9 +1,10 @@
 # 005_task_gone.pl - a remote task that is "gone" is resent only where resending
 # cannot apply a row twice.
 #
-# Proves the DESIGN.md rule "Resending is allowed only where the operation is idempotent
-# (upsert, delete, update by id) or the API takes an idempotency key; otherwise the
-# row's receipt says the outcome is unknown", in the case where polling an
+# Proves the rule of docs/protocols/common.md ("Idempotency: what may be sent again"):
+# a request is sent again only where repeating it cannot apply a row twice (an
+# idempotent operation: upsert, delete, update by id), otherwise the row's receipt
+# says the outcome is unknown; here in the case where polling an
 # accepted clinia task answers 404 "task not found" although the task ran (a
 # remote side that purges finished tasks, e.g. while bulkops was down after a
 # crash; here: the mock runs the task, then answers 404).
