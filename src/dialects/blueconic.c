@@ -123,11 +123,14 @@ check_target(const char *resource, Jsonb *options)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("blueconic option \"group_type_id\" applies to resource \"groups\" only")));
+	if (type != NULL)
+		bulkops_check_identifier("blueconic", "group_type_id", type);
 }
 
 static void
 blueconic_validate_target(const char *url, const char *resource, Jsonb *options)
 {
+	bulkops_check_base_url(url);
 	check_target(resource, options);
 }
 

@@ -55,12 +55,14 @@ clinia_validate_target(const char *url, const char *resource, Jsonb *options)
 {
 	const char *kind = clinia_kind(options);
 
+	bulkops_check_base_url(url);
 	if (resource == NULL || resource[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("clinia targets need a resource"),
 				 errdetail("The resource is the \"type\" of every operation sent."),
 				 errhint("Pass resource => 'Practitioner', for example.")));
+	bulkops_check_identifier("clinia", NULL, resource);
 	if (strcmp(kind, "resources") != 0 && strcmp(kind, "relationships") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -233,6 +233,7 @@ px_check_target(const char *resource, Jsonb *options)
 				 errmsg("packagex targets need a resource"),
 				 errdetail("The resource is the \"resource\" of every batch sent."),
 				 errhint("Pass resource => 'contact', for example.")));
+	bulkops_check_identifier("packagex", NULL, resource);
 	if (strcmp(mode, "sync") != 0 && strcmp(mode, "mixed") != 0 &&
 		strcmp(mode, "async") != 0)
 		ereport(ERROR,
@@ -255,6 +256,7 @@ px_check_target(const char *resource, Jsonb *options)
 static void
 px_validate_target(const char *url, const char *resource, Jsonb *options)
 {
+	bulkops_check_base_url(url);
 	(void) px_check_target(resource, options);
 }
 

@@ -103,6 +103,7 @@ sf_check_options(Jsonb *options)
 static void
 sf_validate_target(const char *url, const char *resource, Jsonb *options)
 {
+	bulkops_check_base_url(url);
 	if (resource == NULL || resource[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -135,29 +135,20 @@ check_options(const char *resource, Jsonb *options)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sap_fsm option \"method\" must be \"PATCH\" or \"PUT\""),
 				 errdetail("PATCH changes the columns sent; PUT replaces whole objects.")));
+	/* ids and versions: a line break would add headers of its own */
 	for (i = 0; i < lengthof(sap_fsm_headers); i++)
 	{
 		char	   *v = bulkops_opt_string(options, sap_fsm_headers[i].option, NULL);
-		char	   *p;
 
-		if (v == NULL)
-			continue;
-		for (p = v; *p; p++)
-			if ((unsigned char) *p < 0x20 || *p == 0x7f)
-				break;
-		if (v[0] == '\0' || *p != '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("sap_fsm option \"%s\" must be a non-empty string without control characters",
-							sap_fsm_headers[i].option),
-					 errdetail("It is sent as the %s header.",
-							   sap_fsm_headers[i].header)));
+		if (v != NULL)
+			bulkops_check_identifier("sap_fsm", sap_fsm_headers[i].option, v);
 	}
 }
 
 static void
 sap_fsm_validate_target(const char *url, const char *resource, Jsonb *options)
 {
+	bulkops_check_base_url(url);
 	check_options(resource, options);
 }
 

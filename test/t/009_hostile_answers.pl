@@ -10,7 +10,7 @@
 # slower than http_timeout (and, harmless, within it), a redirect to another
 # host; plus per kind: more and fewer elements or receipts than rows, unknown
 # statuses, invalid UTF-8 and NUL bytes in ids, statuses, links, error codes
-# and messages.  A transient fault is retried and the job ends as it would
+# and messages, an OAuth instance_url that paths cannot be appended to.  A transient fault is retried and the job ends as it would
 # have without it (same statuses, same remote error); a persistent one ends
 # the batch with a last_error that names the problem; rows end failed when the
 # submit gave up (or nothing was sent), unknown when a remote task or a
@@ -729,6 +729,13 @@ my @DIALECTS = (
 						label      => 'no access token',
 						edits      => [ { at => 'access_token', delete => JSON::PP::true } ],
 						persistent => qr/unusable answer: the answer has no "access_token"/
+					},
+					{
+						# it would become the base of every request's path
+						label => 'an instance_url with a query',
+						edits => [ { at => 'instance_url', set => "http://127.0.0.1:$port/x?y=1" } ],
+						persistent =>
+						  qr/unusable answer: instance_url has a query, a fragment, whitespace or control characters/
 					},
 					{
 						label      => 'an unknown token type',
