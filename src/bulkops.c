@@ -121,10 +121,14 @@ define_settings(void)
 							 "Allows plain http to hosts other than the loopback interface.",
 							 NULL, &bulkops_allow_http, false,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
+	/*
+	 * Not settable per session: a job may only narrow its target's
+	 * batch_size, and a target that sets none has this one.
+	 */
 	DefineCustomIntVariable("bulkops.batch_size",
 							"Default number of rows per request.",
 							NULL, &bulkops_batch_size, 1000, 1, 1000000,
-							PGC_USERSET, 0, NULL, NULL, NULL);
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("bulkops.concurrency",
 							"Default number of batches in flight per target.",
 							NULL, &bulkops_concurrency, 4, 1, 64,

@@ -37,8 +37,6 @@
 
 #include "bulkops.h"
 
-#define DEFAULT_BATCH_BYTES (8 * 1024 * 1024)
-
 typedef struct EnqueueState
 {
 	DestReceiver pub;			/* must be first */
@@ -431,6 +429,7 @@ enqueue_destroy(DestReceiver *self)
 typedef struct TargetInfo
 {
 	const BulkopsDialect *dialect;
+	char	   *url;
 	char	   *resource;
 	Jsonb	   *options;
 } TargetInfo;
@@ -446,7 +445,7 @@ read_target(const char *name)
 	bool		isnull;
 	int			rc;
 
-	rc = SPI_execute_with_args("SELECT dialect, resource, options FROM bulkops.targets "
+	rc = SPI_execute_with_args("SELECT dialect, resource, options, url FROM bulkops.targets "
 							   "WHERE name = $1", 1, types, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
@@ -461,6 +460,7 @@ read_target(const char *name)
 	ti.resource = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
 	ti.options = DatumGetJsonbPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3,
 												  &isnull));
+	ti.url = SPI_getvalue(tup, SPI_tuptable->tupdesc, 4);
 	return ti;
 }
 
@@ -562,8 +562,8 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 
 	ti = read_target(target);
 	check_op(ti.dialect, op, key);
-	bulkops_validate_options(job_options, ti.dialect, "job");
-	options = bulkops_merge_options(ti.options, job_options);
+	options = bulkops_job_options(target, ti.options, job_options, ti.dialect,
+								  ti.url, ti.resource);
 
 	query = source_query(text_to_cstring(source));
 	plan = SPI_prepare(query, 0, NULL);
@@ -595,7 +595,7 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 						st.batch_size, ti.dialect->name, ti.dialect->max_batch_rows)));
 		st.batch_size = ti.dialect->max_batch_rows;
 	}
-	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", DEFAULT_BATCH_BYTES);
+	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", BULKOPS_DEFAULT_BATCH_BYTES);
 	if (ti.dialect->max_batch_bytes > 0 && st.batch_bytes > ti.dialect->max_batch_bytes)
 	{
 		ereport(NOTICE,
@@ -704,8 +704,8 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("query must not be empty")));
-	bulkops_validate_options(job_options, ti.dialect, "job");
-	options = bulkops_merge_options(ti.options, job_options);
+	options = bulkops_job_options(target, ti.options, job_options, ti.dialect,
+								  ti.url, ti.resource);
 	dest = check_destination(into);
 
 	job_id = insert_job(target, ti.dialect, BULKOPS_OP_QUERY, NULL, options);

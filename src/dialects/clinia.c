@@ -36,9 +36,13 @@ typedef struct CliniaEncodeState
 	char	   *type_json;		/* "type":"<resource>" pre-escaped */
 } CliniaEncodeState;
 
+/* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef clinia_options[] = {
-	{"kind", BULKOPS_OPT_STRING, 0, 0},
-	{"resubmit_cancelled", BULKOPS_OPT_BOOL, 0, 0},
+	/* a segment of every request's path: which collection is written */
+	{"kind", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
+	.dflt_text = "resources"},
+	/* the fate of the job's own cancelled rows, within its max_attempts */
+	{"resubmit_cancelled", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 1},
 	{NULL}
 };
 
