@@ -1,10 +1,11 @@
 -- options_narrow: a job's options may only narrow its target's.  Each option's
 -- rule (at most, at least, the target's only, off only, rate_limit's 0) is
 -- held by bulk_* and bulk_query, with the target's own value or the
--- setting's default; values that would change a request's URL or headers
--- are refused at create_target, alter_target and enqueue, for every
--- dialect.  Everything refused is refused before anything is enqueued: no
--- job, no request.
+-- setting's default; batch_bytes times concurrency stays within
+-- bulkops.max_target_memory; rows larger than batch_bytes are refused;
+-- values that would change a request's URL or headers are refused at
+-- create_target, alter_target and enqueue, for every dialect.  Everything
+-- refused is refused before anything is enqueued: no job, no request.
 SET client_min_messages = warning;
 \set VERBOSITY default
 -- tagged paths: the mock logs them whole, so this suite's requests are told apart
@@ -93,7 +94,38 @@ SELECT pg_temp.push('nar', '{"batch_size": 100, "batch_bytes": 4096, "concurrenc
                              "ca_file": "/etc/bulkops/ca.pem"}') AS narrowed;
 SELECT pg_temp.push('nar_dflt', '{"concurrency": 4, "poll_interval": 0.05}') AS at_the_defaults;
 
--- 7. bulk_query: the same rules, and the dialect's checks of the merged options
+-- 7. memory: batch_bytes times concurrency within bulkops.max_target_memory,
+-- for a target (create and alter) and for a job's merged options once the
+-- setting is lowered
+SHOW bulkops.max_target_memory;
+SELECT pg_temp.fails($$SELECT bulkops.create_target('nar_big', 'clinia', 'http://127.0.0.1/x', 'Thing',
+                       NULL, '{"batch_bytes": 134217728, "concurrency": 4}')$$) AS create_too_big;
+SELECT pg_temp.fails($$SELECT bulkops.alter_target('nar', options => '{"batch_bytes": 536870912}')$$)
+       AS alter_too_big;
+SELECT bulkops.create_target('nar_mem', 'clinia', 'http://127.0.0.1/x', 'Thing', NULL,
+                             '{"batch_bytes": 67108864, "concurrency": 4}');
+ALTER SYSTEM SET bulkops.max_target_memory = '128MB';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+SELECT bulkops.bulk_upsert('nar_mem', 'SELECT 1 AS id', key => 'id');
+SELECT pg_temp.push('nar_mem', '{"concurrency": 2}') AS narrowed_within;
+ALTER SYSTEM RESET bulkops.max_target_memory;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+SELECT bulkops.drop_target('nar_mem');
+
+-- 8. a batch holds less than batch_bytes plus one row; a row larger than
+-- batch_bytes is refused
+BEGIN;
+SELECT bulkops.bulk_upsert('nar', 'SELECT i AS id, repeat(''x'', 300) AS pad FROM generate_series(1, 20) i',
+                           key => 'id', options => '{"batch_bytes": 1024}') AS job \gset
+SELECT count(*) AS batches, bool_and(offsets[row_count] < 1024) AS each_ends_with_the_row_that_filled_it
+FROM bulkops.batches WHERE job_id = :job;
+ROLLBACK;
+SELECT bulkops.bulk_upsert('nar', 'SELECT i AS id, repeat(''x'', 2000) AS pad FROM generate_series(1, 2) i',
+                           key => 'id', options => '{"batch_bytes": 1024}');
+
+-- 9. bulk_query: the same rules, and the dialect's checks of the merged options
 SELECT bulkops.create_target('nar_sf', 'salesforce', :'mock' || '/salesforce', 'Account', NULL,
                              '{"max_records": 1000, "limit_backoff": 5}');
 SELECT pg_temp.export('nar_sf', '{"max_records": 1001}') AS max_records_raised;
@@ -106,7 +138,7 @@ SELECT pg_temp.export('nar_sf',
        '{"api_version": "60.0/sobjects/Account/001000000000001AAA?_HttpMethod=DELETE#"}') AS api_version_path;
 SELECT pg_temp.export('nar_sf', '{"api_version": "62.0"}') AS api_version_repeated;
 
--- 8. the dialects' options
+-- 10. the dialects' options
 -- clinia: kind is the target's
 SELECT pg_temp.push('nar', '{"kind": "relationships"}') AS clinia_kind;
 SELECT pg_temp.push('nar', '{"kind": "resources/../relationships"}') AS clinia_kind_path;
@@ -148,7 +180,7 @@ SELECT pg_temp.push('nar_sf', '{"api_version": "61.0"}') AS sf_api_version;
 SELECT pg_temp.push('nar_sf', '{"hard_delete": false, "limit_backoff": 30, "nulls": "keep",
                                 "resubmit_unprocessed": false}') AS sf_narrowed;
 
--- 9. values that would change a request's URL or headers, refused at
+-- 11. values that would change a request's URL or headers, refused at
 -- create_target and alter_target, for every dialect
 SELECT n, what, pg_temp.fails(stmt) AS refused
 FROM (VALUES

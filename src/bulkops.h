@@ -35,6 +35,7 @@ extern int	bulkops_max_response_size;
 extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
 extern int	bulkops_workers_per_database;
+extern int	bulkops_max_target_memory_kb;
 
 /* bulkops.c: shared state */
 extern bool bulkops_preloaded;

@@ -340,6 +340,21 @@ enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 	st->offsets[st->nrows] = st->body.len - VARHDRSZ;
 	MemoryContextSwitchTo(old);
 
+	/*
+	 * A batch ends with the row that fills it, so it holds less than
+	 * batch_bytes plus one row.  A row larger than batch_bytes would be a
+	 * batch of its own of any size, up to a gigabyte, and the bound on what
+	 * the worker holds (batch_bytes times concurrency, kept within
+	 * bulkops.max_target_memory) would mean nothing.
+	 */
+	if (st->offsets[st->nrows] - st->offsets[row] > st->batch_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("row " INT64_FORMAT " of the source is larger than batch_bytes",
+						st->rows),
+				 errdetail("Its encoding takes %d bytes; batch_bytes is %d.",
+						   st->offsets[st->nrows] - st->offsets[row], st->batch_bytes),
+				 errhint("Raise batch_bytes (a job only within its target's limit), or leave the large values out of the source.")));
 	if (st->max_bytes > 0 && st->body.len - VARHDRSZ > st->max_bytes)
 		carry_last_row(st);
 	if (st->nrows >= st->batch_size || st->body.len >= st->batch_bytes)

@@ -403,16 +403,53 @@ check_options(Jsonb *options, const BulkopsDialect *dialect, const char *what,
 	}
 }
 
+static char *
+size_text(int64 bytes)
+{
+	return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
+															  Int64GetDatum(bytes))));
+}
+
+/*
+ * The worker holds up to concurrency batches of a target at once, each of
+ * up to batch_bytes (and at most one row more, no larger than batch_bytes):
+ * their product must stay within bulkops.max_target_memory.  options are
+ * complete: a target's, or a job's merged over its target's.
+ */
+static void
+check_memory(Jsonb *options, const BulkopsDialect *dialect, const char *what)
+{
+	int64		bytes = bulkops_opt_int(options, "batch_bytes",
+										BULKOPS_DEFAULT_BATCH_BYTES);
+	int64		concurrency = bulkops_opt_int(options, "concurrency",
+											  bulkops_concurrency);
+	int64		limit = (int64) bulkops_max_target_memory_kb * 1024;
+
+	/* a dialect's own cap is what a batch can really take */
+	if (dialect && dialect->max_batch_bytes > 0)
+		bytes = Min(bytes, dialect->max_batch_bytes);
+	if (bytes * concurrency > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s options \"batch_bytes\" and \"concurrency\" exceed bulkops.max_target_memory",
+						what),
+				 errdetail("The worker would hold " INT64_FORMAT " batches of up to %s each, %s in all; bulkops.max_target_memory is %s.",
+						   concurrency, size_text(bytes), size_text(bytes * concurrency),
+						   size_text(limit)),
+				 errhint("Lower batch_bytes or concurrency, or have a superuser raise bulkops.max_target_memory.")));
+}
+
 /*
  * Check a complete set of options, a target's: every key against the
- * generic and the dialect's option tables.  what names the source of the
- * options in messages ("target").
+ * generic and the dialect's option tables, and what they make the worker
+ * hold.  what names the source of the options in messages ("target").
  */
 void
 bulkops_validate_options(Jsonb *options, const BulkopsDialect *dialect,
 						 const char *what)
 {
 	check_options(options, dialect, what, NULL, NULL);
+	check_memory(options, dialect, what);
 }
 
 /*
@@ -431,6 +468,7 @@ bulkops_job_options(const char *target, Jsonb *target_options,
 
 	check_options(job_options, dialect, "job", target, target_options);
 	merged = bulkops_merge_options(target_options, job_options);
+	check_memory(merged, dialect, "job");
 	dialect->validate_target(url, resource, merged);
 	return merged;
 }
