@@ -48,7 +48,7 @@ SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker fuzz_findings security security_attacks upgrade sap_fsm oauth packagex blueconic salesforce bulk_query ratelimit retention
+REGRESS = setup targets enqueue encode worker fuzz_findings security security_attacks options_narrow upgrade sap_fsm oauth packagex blueconic salesforce bulk_query ratelimit retention
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -136,10 +136,12 @@ WHERE job_id = :job ORDER BY row_no;
 SELECT e FROM bc_sent() AS b, jsonb_array_elements(b) AS e ORDER BY e->>'identifier';
 SELECT bc_group('C-12') IS NULL AS c12_deleted;
 
--- 7. profiles: profileId, no group type
+-- 7. profiles: profileId, no group type (create_missing on the target: a job
+-- may not turn it on)
+SELECT bulkops.alter_target('bc_profiles', options => '{"create_missing": true}');
 SELECT bulkops.bulk_upsert('bc_profiles', $$SELECT 'P-' || i AS "profileKey", 'p' || i || '@example.com' AS email
                                            FROM generate_series(1, 3) AS i$$,
-                           key => 'profileKey', options => '{"create_missing": true}') AS job \gset
+                           key => 'profileKey') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT key, status, created, remote_id FROM bulkops.receipts WHERE job_id = :job ORDER BY row_no;
 SELECT r->>'path' AS path, (r->>'body')::jsonb->0 AS first_entry
@@ -148,6 +150,7 @@ SELECT bulkops.bulk_delete('bc_profiles', $$VALUES ('P-1'), ('P-9')$$, key => 'c
 SELECT bulkops.wait(:job, '60 s');
 SELECT key, status, error_code FROM bulkops.receipts WHERE job_id = :job ORDER BY row_no;
 SELECT test.mock('GET', '/_control/blueconic/store?resource=profiles') AS profiles;
+SELECT bulkops.alter_target('bc_profiles', options => '{}');
 
 -- 8. the other failure states: an unknown group type, states forced by the
 -- mock (a documented profile state, unrecognized ones) with validationErrors
@@ -179,10 +182,13 @@ SELECT bc_group('D-1') AS last_write_wins;
 
 -- 10. batch_size above 1,000 is capped, with a NOTICE; no request carries
 -- more than 1,000 entries
+SELECT bulkops.alter_target('bc', options => '{"group_type_id": "company", "create_missing": true,
+                                               "batch_size": 5000}');
 SET client_min_messages = notice;
 SELECT bulkops.bulk_upsert('bc', 'SELECT ''B-'' || i AS id, i AS n FROM generate_series(1, 2500) AS i',
                            key => 'id', options => '{"batch_size": 5000}') AS job \gset
 SET client_min_messages = warning;
+SELECT bulkops.alter_target('bc', options => '{"group_type_id": "company", "create_missing": true}');
 SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_succeeded, batches_total FROM bulkops.jobs WHERE id = :job;
 SELECT batch_no, row_count FROM bulkops.batches WHERE job_id = :job ORDER BY batch_no;

@@ -28,10 +28,11 @@ ROLLBACK;
 SELECT count(*) AS jobs_after_rollback FROM bulkops.jobs;
 SELECT count(*) AS batches_after_rollback FROM bulkops.batches;
 
--- schema-qualified name, a view, VALUES, TABLE, WITH; job options win
+-- schema-qualified name, a view, VALUES, TABLE, WITH; job options win (within
+-- the target's limits)
 CREATE VIEW few_things AS SELECT * FROM things WHERE id <= 10;
 BEGIN;
-SELECT bulkops.bulk_upsert('enq', 'public.things', key => 'id', options => '{"batch_size": 2000}') AS j1 \gset
+SELECT bulkops.bulk_upsert('enq', 'public.things', key => 'id', options => '{"batch_size": 500}') AS j1 \gset
 SELECT bulkops.bulk_upsert('enq', 'few_things', key => 'id') AS j2 \gset
 SELECT bulkops.bulk_delete('enq', $$VALUES ('a'), ('b')$$, key => 'column1') AS j3 \gset
 SELECT bulkops.bulk_upsert('enq', 'TABLE things', key => 'label') AS j4 \gset

@@ -71,7 +71,8 @@ SELECT test.mock('POST', '/_control/reset');
 SELECT test.mock('POST', '/_control/faults', '{"rules": [
     {"method": "POST", "path": "/batches$", "action": "malformed", "status": 201,
      "body": "{\"id\": \"..\", \"status\": \"queued\"}"}]}');
-SELECT bulkops.bulk_upsert('fpx', 'fz', key => 'id', options => '{"max_attempts": 2}') AS job \gset
+SELECT bulkops.alter_target('fpx', options => '{"max_attempts": 2, "poll_interval": 0.05}');
+SELECT bulkops.bulk_upsert('fpx', 'fz', key => 'id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_succeeded FROM bulkops.jobs WHERE id = :job;
 SELECT r->>'method' AS method, r->>'path' ~ '/batches(/batch_[0-9]+)?$' AS known_path, count(*)

@@ -12,7 +12,7 @@ SET client_min_messages = warning;  -- wait()'s progress NOTICEs depend on timin
 SET TimeZone = 'Asia/Kolkata';    -- timestamps carry the session's offset, +05:30
 SELECT current_setting('test.mock_url') || '/salesforce' AS url \gset
 SELECT bulkops.create_target('sf', 'salesforce', :'url', 'Account', NULL,
-                             '{"batch_size": 1000, "poll_interval": 0.05}');
+                             '{"batch_size": 1000, "poll_interval": 0.05, "limit_backoff": 0.002}');
 SELECT test.mock('POST', '/_control/reset');
 
 -- the job requests the mock saw, oldest first
@@ -123,8 +123,10 @@ SELECT bulkops.wait(:job, '60 s');
 SELECT sf_last_upload() AS uploaded_csv;
 SELECT key = '001999999999999AAA' AS bogus, status, error_code, error_message
 FROM bulkops.receipts WHERE job_id = :job ORDER BY row_no;
-SELECT bulkops.bulk_delete('sf', $$SELECT sf_id FROM sf_inserted WHERE last = 'Lovelace'$$,
-        key => 'sf_id', options => '{"hard_delete": true}') AS job \gset
+SELECT bulkops.create_target('sf_hard', 'salesforce', :'url', 'Account', NULL,
+                             '{"poll_interval": 0.05, "hard_delete": true}');
+SELECT bulkops.bulk_delete('sf_hard', $$SELECT sf_id FROM sf_inserted WHERE last = 'Lovelace'$$,
+        key => 'sf_id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT status FROM bulkops.receipts WHERE job_id = :job;
 SELECT operation, ext_id, state FROM sf_jobs();
@@ -322,6 +324,7 @@ SELECT test.mock('POST', '/_control/reset');
 ALTER SYSTEM SET bulkops.max_response_size = '64kB';
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.5);  -- let the worker take the reload
+SELECT bulkops.alter_target('sf', options => '{"batch_size": 200000, "poll_interval": 0.05}');
 SELECT bulkops.bulk_upsert('sf', $$SELECT i AS "Ext__c", 'account number ' || i AS "Name"
         FROM generate_series(1, 200000) AS i$$, key => 'Ext__c',
         options => '{"batch_size": 200000}') AS job \gset

@@ -78,9 +78,12 @@ SELECT s->'sap_fsm'->'created' AS created, s->'sap_fsm'->'updated' AS updated,
        s->'sap_fsm'->'max_applications_per_id' AS max_applied
 FROM test.mock('GET', '/_control/stats') AS s;
 
--- 5. PUT replaces whole objects
-SELECT bulkops.bulk_upsert('fsm', 'SELECT ext, priority FROM activities WHERE ext = ''A-1''',
-                           key => 'ext', options => '{"method": "PUT"}') AS job \gset
+-- 5. PUT replaces whole objects (a target's choice: a job may not widen PATCH)
+SELECT bulkops.create_target('fsm_put', 'sap_fsm', :'url', 'Activity',
+       '{"type": "bearer", "token": "fsm-token"}',
+       '{"dto_version": 43, "account_id": "1234", "company_id": "5678", "method": "PUT"}');
+SELECT bulkops.bulk_upsert('fsm_put', 'SELECT ext, priority FROM activities WHERE ext = ''A-1''',
+                           key => 'ext') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT status, created FROM bulkops.receipts WHERE job_id = :job;
 SELECT r->>'method' AS method FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
@@ -101,10 +104,13 @@ FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
 SELECT jsonb_path_query_array((r->>'body')::jsonb, '$[*].lastChanged.type()') AS last_changed_sent_as
 FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
 
--- 7. force: the same stale lastChanged passes with forceUpdate=true
-SELECT bulkops.bulk_upsert('fsm', $$SELECT ext, 'forced' AS subject, last_changed - 1 AS "lastChanged"
-        FROM remote WHERE ext IN ('A-2', 'A-3')$$, key => 'ext',
-        options => '{"force": true}') AS job \gset
+-- 7. force: the same stale lastChanged passes with forceUpdate=true (on a
+-- target that has it: a job may not turn it on)
+SELECT bulkops.create_target('fsm_force', 'sap_fsm', :'url', 'Activity',
+       '{"type": "bearer", "token": "fsm-token"}',
+       '{"dto_version": 43, "account_id": "1234", "company_id": "5678", "force": true}');
+SELECT bulkops.bulk_upsert('fsm_force', $$SELECT ext, 'forced' AS subject, last_changed - 1 AS "lastChanged"
+        FROM remote WHERE ext IN ('A-2', 'A-3')$$, key => 'ext') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT key, status, created FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
 SELECT r->'query' AS query FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
@@ -123,8 +129,8 @@ SELECT bulkops.bulk_delete('fsm', $$SELECT ext, last_changed - 1 AS "lastChanged
                            key => 'ext') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT key, status, error_code FROM bulkops.receipts WHERE job_id = :job;
-SELECT bulkops.bulk_delete('fsm', $$SELECT ext, last_changed - 1 AS "lastChanged" FROM remote WHERE ext = 'A-8'$$,
-                           key => 'ext', options => '{"force": true}') AS job \gset
+SELECT bulkops.bulk_delete('fsm_force', $$SELECT ext, last_changed - 1 AS "lastChanged" FROM remote WHERE ext = 'A-8'$$,
+                           key => 'ext') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT key, status FROM bulkops.receipts WHERE job_id = :job;
 SELECT r->'query' AS query FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;

@@ -85,28 +85,19 @@ check_target_name(const char *name)
 }
 
 /*
- * A target URL is a base that paths are appended to: no credentials (they
- * belong in auth, where they are hidden and checked), no query or
- * fragment, nothing that is not printable.
+ * A target URL is a base that paths are appended to (no query, fragment,
+ * whitespace or control character), and carries no credentials: they
+ * belong in auth, where they are hidden and checked.
  */
 static void
 check_target_url(const char *url)
 {
 	const char *authority = strstr(url, "://");
-	const char *p;
+	const char *at;
 
-	for (p = url; *p; p++)
-		if ((unsigned char) *p <= ' ' || *p == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("target URL must not contain spaces or control characters")));
-	if (strpbrk(url, "?#") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("target URL must not have a query or a fragment"),
-				 errdetail("Request paths are appended to the target's URL.")));
-	if (authority && (p = strchr(authority + 3, '@')) != NULL &&
-		memchr(authority + 3, '/', p - (authority + 3)) == NULL)
+	bulkops_check_base_url(url);
+	if (authority && (at = strchr(authority + 3, '@')) != NULL &&
+		memchr(authority + 3, '/', at - (authority + 3)) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("target URL must not contain a user name or password"),

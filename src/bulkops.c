@@ -42,6 +42,7 @@ int			bulkops_max_response_size = 256 * 1024 * 1024;
 int			bulkops_launcher_naptime_ms = 1000;
 int			bulkops_receipt_retention_s = 0;
 int			bulkops_workers_per_database = 1;
+int			bulkops_max_target_memory_kb = 256 * 1024;
 
 /* in a worker: which of its database's workers it is, from 0 */
 int			bulkops_lane = 0;
@@ -121,10 +122,14 @@ define_settings(void)
 							 "Allows plain http to hosts other than the loopback interface.",
 							 NULL, &bulkops_allow_http, false,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
+	/*
+	 * Not settable per session: a job may only narrow its target's
+	 * batch_size, and a target that sets none has this one.
+	 */
 	DefineCustomIntVariable("bulkops.batch_size",
 							"Default number of rows per request.",
 							NULL, &bulkops_batch_size, 1000, 1, 1000000,
-							PGC_USERSET, 0, NULL, NULL, NULL);
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("bulkops.concurrency",
 							"Default number of batches in flight per target.",
 							NULL, &bulkops_concurrency, 4, 1, 64,
@@ -146,6 +151,12 @@ define_settings(void)
 							NULL, &bulkops_max_response_size, 256 * 1024 * 1024,
 							1024, INT_MAX, PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("bulkops.max_target_memory",
+							"Largest batch_bytes times concurrency of a target or a job.",
+							"The worker holds up to concurrency batches of a target "
+							"at once, each of up to batch_bytes.",
+							&bulkops_max_target_memory_kb, 256 * 1024, 1024, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("bulkops.launcher_naptime",
 							"Time the launcher waits before it restarts a worker that stopped.",
 							NULL, &bulkops_launcher_naptime_ms, 1000, 10, 3600 * 1000,

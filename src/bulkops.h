@@ -35,6 +35,7 @@ extern int	bulkops_max_response_size;
 extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
 extern int	bulkops_workers_per_database;
+extern int	bulkops_max_target_memory_kb;
 
 /* bulkops.c: shared state */
 extern bool bulkops_preloaded;
@@ -107,17 +108,56 @@ typedef enum BulkopsOptionType
 	BULKOPS_OPT_OBJECT			/* a JSON object; its dialect checks inside */
 } BulkopsOptionType;
 
+/*
+ * How a job's value of an option may relate to its target's effective value
+ * (the target's own, else the option's default).  The owner of a target sets
+ * its limits; whoever pushes rows to it may only narrow them.  A definition
+ * that names no rule gets the first: the target's to set.
+ */
+typedef enum BulkopsJobRule
+{
+	BULKOPS_JOB_TARGET_ONLY,	/* the target's value, repeated, or nothing */
+	BULKOPS_JOB_ANY,			/* any valid value */
+	BULKOPS_JOB_AT_MOST,		/* a number no larger than the target's */
+	BULKOPS_JOB_AT_LEAST,		/* a number no smaller than the target's */
+	BULKOPS_JOB_RATE,			/* rate_limit: at most the target's, where 0
+								 * means no limit */
+	BULKOPS_JOB_TARGET_OR_SAFE	/* the target's value, or the option's safe
+								 * one: false for a boolean, safe_text for a
+								 * string */
+} BulkopsJobRule;
+
 struct BulkopsOptionDef
 {
 	const char *name;
 	BulkopsOptionType type;
 	double		min;			/* numbers only */
 	double		max;
+	BulkopsJobRule job;
+
+	/*
+	 * The value in effect when the target does not set the option, which a
+	 * job's value is compared with: a number or boolean (0 or 1) in dflt,
+	 * or a setting's value, *dflt_setting times dflt (a unit), or a string
+	 * in dflt_text.  A number without a default is dflt = INFINITY (no
+	 * limit); a string without one is NULL (unset).
+	 */
+	double		dflt;
+	const int  *dflt_setting;
+	const char *dflt_text;
+	const char *safe_text;		/* BULKOPS_JOB_TARGET_OR_SAFE strings */
 };
+
+/* batch_bytes when neither target nor job sets it */
+#define BULKOPS_DEFAULT_BATCH_BYTES (8 * 1024 * 1024)
 
 extern void bulkops_validate_options(Jsonb *options,
 									 const BulkopsDialect *dialect,
 									 const char *what);
+extern Jsonb *bulkops_job_options(const char *target, Jsonb *target_options,
+								  Jsonb *job_options,
+								  const BulkopsDialect *dialect,
+								  const char *url, const char *resource);
 extern Jsonb *bulkops_merge_options(Jsonb *base, Jsonb *over);
 extern int	bulkops_opt_int(Jsonb *options, const char *name, int dflt);
 extern double bulkops_opt_real(Jsonb *options, const char *name, double dflt);

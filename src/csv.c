@@ -6,7 +6,8 @@
  *	  through a callback) one record at a time.
  *
  * The reader holds one record, never the file: memory is bounded by the
- * largest record (max_record), whatever the size of the file.  Records end
+ * largest record (max_record bytes, max_fields fields), whatever the size
+ * of the file.  Records end
  * with LF, CRLF or a bare CR; quoted fields may hold any of them.  A line
  * with nothing on it is skipped.
  *
@@ -98,12 +99,13 @@ static const bool unquoted_stop[256] = {
 
 void
 bulkops_csv_reader_init(BulkopsCsvReader *r, BulkopsCsvRecordFn on_record,
-						void *arg, int max_record)
+						void *arg, int max_record, int max_fields)
 {
 	memset(r, 0, sizeof(*r));
 	r->on_record = on_record;
 	r->arg = arg;
 	r->max_record = max_record;
+	r->max_fields = max_fields;
 	r->state = CSV_RECORD_START;
 	initStringInfo(&r->buf);
 	r->maxfields = 16;
@@ -134,6 +136,11 @@ append_checked(BulkopsCsvReader *r, const char *p, int n)
 static void
 begin_field(BulkopsCsvReader *r)
 {
+	if (unlikely(r->nfields >= r->max_fields))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("CSV record in line " INT64_FORMAT " has more than %d fields",
+						r->line, r->max_fields)));
 	if (r->nfields == r->maxfields)
 	{
 		r->maxfields *= 2;

@@ -29,7 +29,8 @@ typedef struct BulkopsCsvReader
 {
 	BulkopsCsvRecordFn on_record;
 	void	   *arg;
-	int			max_record;		/* bytes one record may hold */
+	int			max_record;		/* bytes one record's fields may hold */
+	int			max_fields;		/* fields one record may have */
 	int			state;
 	bool		quoted;			/* the current record has seen a quote */
 	StringInfoData buf;			/* the current record's fields, each
@@ -38,16 +39,21 @@ typedef struct BulkopsCsvReader
 	char	  **fields;
 	int		   *lens;
 	int			nfields;
-	int			maxfields;
+	int			maxfields;		/* entries allocated in the three arrays */
 	int64		line;			/* 1-based line of the current record */
 	int64		lines;			/* line breaks seen so far */
 	int64		records;		/* records handed out */
 } BulkopsCsvReader;
 
-/* Allocations (the buffers) go to CurrentMemoryContext. */
+/*
+ * Allocations (the buffers) go to CurrentMemoryContext.  A record longer
+ * than max_record bytes or with more than max_fields fields raises ERROR,
+ * so that what a file makes the reader hold is bounded whatever it holds:
+ * a field costs memory (its offset, length and NUL) even when empty.
+ */
 extern void bulkops_csv_reader_init(BulkopsCsvReader *r,
 									BulkopsCsvRecordFn on_record, void *arg,
-									int max_record);
+									int max_record, int max_fields);
 
 /* Read data[0..len); raises ERROR on malformed CSV. */
 extern void bulkops_csv_feed(BulkopsCsvReader *r, const char *data,

@@ -313,6 +313,10 @@ extern char *bulkops_jtext(JsonbValue *v);
 extern const char *bulkops_response_header(const BulkopsResponse *resp,
 										   const char *name);
 extern char *bulkops_url_segment(const char *s);
+extern void bulkops_check_identifier(const char *dialect, const char *option,
+									 const char *value);
+extern bool bulkops_is_base_url(const char *url);
+extern void bulkops_check_base_url(const char *url);
 
 /* the dialects */
 extern const BulkopsDialect bulkops_clinia_dialect;

@@ -38,8 +38,6 @@
 
 #include "bulkops.h"
 
-#define DEFAULT_BATCH_BYTES (8 * 1024 * 1024)
-
 typedef struct EnqueueState
 {
 	DestReceiver pub;			/* must be first */
@@ -347,6 +345,21 @@ enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 	st->offsets[st->nrows] = st->body.len - VARHDRSZ;
 	MemoryContextSwitchTo(old);
 
+	/*
+	 * A batch ends with the row that fills it, so it holds less than
+	 * batch_bytes plus one row.  A row larger than batch_bytes would be a
+	 * batch of its own of any size, up to a gigabyte, and the bound on what
+	 * the worker holds (batch_bytes times concurrency, kept within
+	 * bulkops.max_target_memory) would mean nothing.
+	 */
+	if (st->offsets[st->nrows] - st->offsets[row] > st->batch_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("row " INT64_FORMAT " of the source is larger than batch_bytes",
+						st->rows),
+				 errdetail("Its encoding takes %d bytes; batch_bytes is %d.",
+						   st->offsets[st->nrows] - st->offsets[row], st->batch_bytes),
+				 errhint("Raise batch_bytes (a job only within its target's limit), or leave the large values out of the source.")));
 	if (st->max_bytes > 0 && st->body.len - VARHDRSZ > st->max_bytes)
 		carry_last_row(st);
 	if (st->nrows >= st->batch_size || st->body.len >= st->batch_bytes)
@@ -581,8 +594,8 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 
 	ti = read_target(target, op);
 	check_op(ti.dialect, op, key);
-	bulkops_validate_options(job_options, ti.dialect, "job");
-	options = bulkops_merge_options(ti.options, job_options);
+	options = bulkops_job_options(target, ti.options, job_options, ti.dialect,
+								  ti.url, ti.resource);
 
 	query = source_query(text_to_cstring(source));
 	plan = SPI_prepare(query, 0, NULL);
@@ -614,7 +627,7 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 						st.batch_size, ti.dialect->name, ti.dialect->max_batch_rows)));
 		st.batch_size = ti.dialect->max_batch_rows;
 	}
-	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", DEFAULT_BATCH_BYTES);
+	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", BULKOPS_DEFAULT_BATCH_BYTES);
 	if (ti.dialect->max_batch_bytes > 0 && st.batch_bytes > ti.dialect->max_batch_bytes)
 	{
 		ereport(NOTICE,
@@ -739,8 +752,8 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("query must not be empty")));
-	bulkops_validate_options(job_options, ti.dialect, "job");
-	options = bulkops_merge_options(ti.options, job_options);
+	options = bulkops_job_options(target, ti.options, job_options, ti.dialect,
+								  ti.url, ti.resource);
 	dest = check_destination(into);
 
 	job_id = insert_job(target, ti.dialect, BULKOPS_OP_QUERY, NULL, options);

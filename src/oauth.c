@@ -425,6 +425,9 @@ bulkops_oauth_read_answer(const char *body, size_t len, BulkopsOAuthToken *tok)
 	if (instance != NULL && strncmp(instance, "https://", 8) != 0 &&
 		strncmp(instance, "http://", 7) != 0)
 		elog(ERROR, "instance_url is not an http(s) URL");
+	/* it becomes the base every request's path is appended to */
+	if (instance != NULL && !bulkops_is_base_url(instance))
+		elog(ERROR, "instance_url has a query, a fragment, whitespace or control characters");
 
 	memset(tok, 0, sizeof(*tok));
 	tok->access_token = token;

@@ -87,10 +87,15 @@ typedef struct BlueconicEncodeState
 	StringInfo	scratch;		/* one column's JSON encoding */
 } BlueconicEncodeState;
 
+/* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef blueconic_options[] = {
-	{"group_type_id", BULKOPS_OPT_STRING, 0, 0},
-	{"create_missing", BULKOPS_OPT_BOOL, 0, 0},
-	{"feedback", BULKOPS_OPT_BOOL, 0, 0},
+	/* which groups the target's rows are */
+	{"group_type_id", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY},
+	/* creates what does not exist yet, where UPDATE only changes */
+	{"create_missing", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
+	.dflt = 0},
+	/* a LOG line per answer, about the job's own rows */
+	{"feedback", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 0},
 	{NULL}
 };
 
@@ -123,6 +128,8 @@ check_target(const char *resource, Jsonb *options)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("blueconic option \"group_type_id\" applies to resource \"groups\" only")));
+	if (type != NULL)
+		bulkops_check_identifier("blueconic", "group_type_id", type);
 }
 
 static void
@@ -149,8 +156,6 @@ blueconic_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	StringInfoData buf;
 	int			i;
 
-	/* a job's own options have not been through validate_target */
-	check_target(target->resource, target->options);
 	st->head = is_groups(target->resource) ? "\"groupId\":" : "\"profileId\":";
 
 	initStringInfo(&buf);

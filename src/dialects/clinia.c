@@ -36,9 +36,13 @@ typedef struct CliniaEncodeState
 	char	   *type_json;		/* "type":"<resource>" pre-escaped */
 } CliniaEncodeState;
 
+/* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef clinia_options[] = {
-	{"kind", BULKOPS_OPT_STRING, 0, 0},
-	{"resubmit_cancelled", BULKOPS_OPT_BOOL, 0, 0},
+	/* a segment of every request's path: which collection is written */
+	{"kind", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
+	.dflt_text = "resources"},
+	/* the fate of the job's own cancelled rows, within its max_attempts */
+	{"resubmit_cancelled", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 1},
 	{NULL}
 };
 
@@ -61,6 +65,7 @@ clinia_validate_target(const char *url, const char *resource, Jsonb *options)
 				 errmsg("clinia targets need a resource"),
 				 errdetail("The resource is the \"type\" of every operation sent."),
 				 errhint("Pass resource => 'Practitioner', for example.")));
+	bulkops_check_identifier("clinia", NULL, resource);
 	if (strcmp(kind, "resources") != 0 && strcmp(kind, "relationships") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

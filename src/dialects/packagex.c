@@ -60,11 +60,18 @@ static const struct
 	{NULL, 0}
 };
 
+/* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef px_options[] = {
-	{"mode", BULKOPS_OPT_STRING, 0, 0},
-	{"sync_max_items", BULKOPS_OPT_INT, 1, PX_MAX_ITEMS},
-	{"duplicate_handling", BULKOPS_OPT_STRING, 0, 0},
-	{"resources", BULKOPS_OPT_OBJECT, 0, 0},
+	/* how the remote side answers, not what it does */
+	{"mode", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,.dflt_text = "mixed"},
+	/* how many items the remote side must process while the request waits */
+	{"sync_max_items", BULKOPS_OPT_INT, 1, PX_MAX_ITEMS, BULKOPS_JOB_AT_MOST,
+	.dflt = PX_SYNC_MAX_ITEMS},
+	/* which of the job's own rows with one id wins */
+	{"duplicate_handling", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,
+	.dflt_text = "ignore_all"},
+	/* the actions the target's owner allows on each resource */
+	{"resources", BULKOPS_OPT_OBJECT, 0, 0, BULKOPS_JOB_TARGET_ONLY},
 	{NULL}
 };
 
@@ -233,6 +240,7 @@ px_check_target(const char *resource, Jsonb *options)
 				 errmsg("packagex targets need a resource"),
 				 errdetail("The resource is the \"resource\" of every batch sent."),
 				 errhint("Pass resource => 'contact', for example.")));
+	bulkops_check_identifier("packagex", NULL, resource);
 	if (strcmp(mode, "sync") != 0 && strcmp(mode, "mixed") != 0 &&
 		strcmp(mode, "async") != 0)
 		ereport(ERROR,
@@ -340,7 +348,7 @@ px_end_encode(BulkopsEncodeTarget *target, int64 nrows, int32 nbatches)
 						INT64_FORMAT " rows were cut into %d batches", nrows, nbatches),
 				 errdetail("Each overwrite request deletes the remote items it does not carry, so several requests would delete each other's rows.  Nothing was sent."),
 				 nrows <= PX_MAX_ITEMS
-				 ? errhint("Raise the job's batch_size (to at most %d) and batch_bytes so that one batch holds the source, or use bulkops.bulk_upsert() followed by bulkops.bulk_delete() of the keys that are gone.",
+				 ? errhint("Raise batch_size (to at most %d) and batch_bytes, on the target or within its limits for the job, so that one batch holds the source, or use bulkops.bulk_upsert() followed by bulkops.bulk_delete() of the keys that are gone.",
 						   PX_MAX_ITEMS)
 				 : errhint("One request takes at most %d items: use bulkops.bulk_upsert() followed by bulkops.bulk_delete() of the keys that are gone.",
 						   PX_MAX_ITEMS)));

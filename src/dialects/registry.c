@@ -207,6 +207,74 @@ bulkops_url_segment(const char *s)
 	return buf.data;
 }
 
+/*
+ * Is s fit to be sent as it is where a request expects one identifier or
+ * version: a URL path segment, a query parameter, a header value?  Only
+ * letters, digits and "-._~:@" (what RFC 3986 lets a path segment carry
+ * unescaped, less the sub-delimiters a query string or a header reads as
+ * structure), and no "." or ".." that a path would take as a dot segment.
+ * So "/", "?", "#", "%", "&", whitespace, control characters and bytes
+ * beyond ASCII are refused: none of them has any business in a tenant id,
+ * a version or a resource name, and each could move a request elsewhere.
+ */
+static bool
+is_identifier(const char *s)
+{
+	size_t		n = strlen(s);
+
+	return n > 0 &&
+		strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			   "0123456789-._~:@") == n &&
+		strstr(s, "..") == NULL && strcmp(s, ".") != 0;
+}
+
+/*
+ * Refuse value, given for dialect's option (or, with option NULL, as the
+ * target's resource), unless it is a plain identifier (see is_identifier).
+ * Neither the value (it may hold line breaks) nor anything of the URL is
+ * repeated in the message.
+ */
+void
+bulkops_check_identifier(const char *dialect, const char *option,
+						 const char *value)
+{
+	if (value != NULL && is_identifier(value))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 option
+			 ? errmsg("%s option \"%s\" must be a plain identifier", dialect, option)
+			 : errmsg("%s resource must be a plain identifier", dialect),
+			 errdetail("It is sent as it is in requests, where it may hold only letters, digits, \"-\", \".\", \"_\", \"~\", \":\" and \"@\", and not \"..\".")));
+}
+
+/*
+ * Can request paths be appended to url as they are?  Not when it has a
+ * query or a fragment, which the path would land in, nor whitespace or
+ * control characters.
+ */
+bool
+bulkops_is_base_url(const char *url)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) url; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '?' || *p == '#')
+			return false;
+	return true;
+}
+
+/* Refuse a target url that bulkops_is_base_url refuses. */
+void
+bulkops_check_base_url(const char *url)
+{
+	if (!bulkops_is_base_url(url))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("target URL must not have a query, a fragment, whitespace or control characters"),
+				 errdetail("Every request's path is appended to the target's URL.")));
+}
+
 Jsonb *
 bulkops_json_parse(const char *body, size_t len)
 {

@@ -61,14 +61,25 @@ typedef struct SfEncodeState
 
 /* ---- options ---- */
 
+/* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef sf_options[] = {
-	{"api_version", BULKOPS_OPT_STRING, 0, 0},
-	{"nulls", BULKOPS_OPT_STRING, 0, 0},
-	{"hard_delete", BULKOPS_OPT_BOOL, 0, 0},
-	{"limit_backoff", BULKOPS_OPT_REAL, 0, 1440},
-	{"resubmit_unprocessed", BULKOPS_OPT_BOOL, 0, 0},
-	{"max_records", BULKOPS_OPT_INT, 1, 1000000},
-	{"query_all", BULKOPS_OPT_BOOL, 0, 0},
+	/* a segment of every request's path: which API the target speaks */
+	{"api_version", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
+	.dflt_text = SF_DEFAULT_API},
+	/* clears the fields of null columns: no more than sending other values */
+	{"nulls", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,.dflt_text = "set_null"},
+	/* deletes for good, past the recycle bin */
+	{"hard_delete", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,.dflt = 0},
+	/* minutes before a request refused for the org's limits is made again */
+	{"limit_backoff", BULKOPS_OPT_REAL, 0, 1440, BULKOPS_JOB_AT_LEAST,
+	.dflt = SF_DEFAULT_LIMIT_BACKOFF_MIN},
+	/* the fate of the job's own unprocessed rows, within its max_attempts */
+	{"resubmit_unprocessed", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 1},
+	/* records per page of a query export, each page held in memory */
+	{"max_records", BULKOPS_OPT_INT, 1, 1000000, BULKOPS_JOB_AT_MOST,
+	.dflt = SF_DEFAULT_MAX_RECORDS},
+	/* exports deleted and archived records too */
+	{"query_all", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,.dflt = 0},
 	{NULL}
 };
 
@@ -154,7 +165,6 @@ sf_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	bool		id_key = sf_key_is_id(target->op);
 	int			i;
 
-	sf_check_options(target->options);
 	st->null_text = strcmp(bulkops_opt_string(target->options, "nulls", "set_null"),
 						   "keep") == 0 ? "" : SF_SET_NULL;
 	st->cols = palloc(sizeof(int) * Max(natts, 1));

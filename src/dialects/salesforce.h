@@ -33,6 +33,23 @@
 
 /* Salesforce takes 150 MB per job after base64, i.e. 100 MB of raw CSV */
 #define SF_MAX_JOB_BYTES	(100 * 1024 * 1024)
+
+/*
+ * What one record of a result file may hold: the fields of one uploaded row
+ * (or of the header), which Salesforce echoes, with room for values it
+ * writes out longer (twice the longest), plus its own sf__Id, sf__Created
+ * and sf__Error.  A file that is hostile or broken gets no further than
+ * that, however long its record or however many its fields.
+ */
+#define SF_RESULT_EXTRA_BYTES	(64 * 1024)
+#define SF_RESULT_EXTRA_FIELDS	16
+
+/*
+ * The most bytes of one page of a query export held in memory (and never
+ * more than bulkops.max_response_size): 50,000 records (the default
+ * max_records) of about 2.6 kB each.
+ */
+#define SF_MAX_PAGE_BYTES	(128 * 1024 * 1024)
 #define SF_SET_NULL			"#N/A"
 #define SF_DEFAULT_API		"62.0"
 #define SF_DEFAULT_LIMIT_BACKOFF_MIN 10.0

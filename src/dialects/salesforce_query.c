@@ -27,7 +27,37 @@
  *	   written (the worker stores each page with the note that follows it)
  *
  * Repeating any step is harmless: a query changes nothing remotely.
+ *
+ * A page is held in memory until the worker has written it, so it is read
+ * as it streams in and refused once it grows past SF_MAX_PAGE_BYTES (or
+ * bulkops.max_response_size, if lower): max_records bounds its records,
+ * not their width.
  */
+
+/* A page of results as it streams in. */
+typedef struct SfPage
+{
+	MemoryContext cxt;			/* the request's: the page lives as long */
+	StringInfoData buf;
+	int			max;			/* bytes it may take */
+} SfPage;
+
+static void
+page_data(void *arg, const char *data, size_t len)
+{
+	SfPage	   *page = arg;
+	MemoryContext old;
+
+	/* the message is all that reaches last_error: it says what to do */
+	if (len > (size_t) (page->max - page->buf.len))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a page of query results is larger than %d bytes; lower the job's max_records",
+						page->max)));
+	old = MemoryContextSwitchTo(page->cxt);
+	appendBinaryStringInfo(&page->buf, data, len);
+	MemoryContextSwitchTo(old);
+}
 
 char *
 sf_query_jobs_url(const BulkopsBatch *batch)
@@ -62,6 +92,7 @@ sf_query_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 		default:
 			{
 				BulkopsHeader *accept = palloc(sizeof(BulkopsHeader));
+				SfPage	   *page = palloc0(sizeof(SfPage));
 				StringInfoData url;
 
 				initStringInfo(&url);
@@ -80,6 +111,11 @@ sf_query_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 				accept->name = "Accept";
 				accept->value = "text/csv";
 				req->headers = list_make1(accept);
+				page->cxt = CurrentMemoryContext;
+				initStringInfo(&page->buf);
+				page->max = Min(SF_MAX_PAGE_BYTES, bulkops_max_response_size);
+				req->on_data = page_data;
+				req->stream_state = page;
 				break;
 			}
 	}
@@ -132,8 +168,9 @@ query_handle_page(const BulkopsBatch *batch, const BulkopsResponse *resp,
 				  BulkopsResult *result)
 {
 	const char *locator = bulkops_response_header(resp, "sforce-locator");
+	SfPage	   *page = resp->stream_state;
 
-	if (resp->status != 200)
+	if (resp->status != 200 || page == NULL)
 	{
 		result->next = resp->status >= 400 && resp->status < 500 &&
 			resp->status != 401 && resp->status != 409
@@ -142,8 +179,8 @@ query_handle_page(const BulkopsBatch *batch, const BulkopsResponse *resp,
 												  batch->remote_id));
 		return;
 	}
-	result->page = resp->body;
-	result->page_len = resp->len;
+	result->page = page->buf.data;
+	result->page_len = page->buf.len;
 	if (locator == NULL || locator[0] == '\0' || strcmp(locator, "null") == 0)
 	{
 		result->next = BULKOPS_NEXT_DONE;

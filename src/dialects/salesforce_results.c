@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "common/hashfn.h"
 
 #include "bulkops.h"
@@ -163,6 +164,7 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 	SfStream   *st = palloc0(sizeof(SfStream));
 	BulkopsCsvReader own;
 	List	   *names = NIL;
+	int			longest = batch->prologue_len;
 	int			i;
 
 	st->batch = batch;
@@ -170,10 +172,10 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 	st->step = step;
 	st->memo = batch->memo;
 	initStringInfo(&st->keybuf);
-	bulkops_csv_reader_init(&st->reader, stream_record, st, SF_MAX_JOB_BYTES);
 
 	/* what to match by: the key column, or every column for insert */
-	bulkops_csv_reader_init(&own, own_header, &names, SF_MAX_JOB_BYTES);
+	bulkops_csv_reader_init(&own, own_header, &names, SF_MAX_JOB_BYTES,
+							MaxTupleAttributeNumber);
 	bulkops_csv_feed(&own, batch->prologue, batch->prologue_len);
 	bulkops_csv_finish(&own);
 	st->match_names = palloc(sizeof(char *) * Max(list_length(names), 1));
@@ -201,16 +203,24 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 	/* index the pending rows */
 	st->rows = sfrows_create(st->cxt, Max(batch->npending, 16), NULL);
 	st->next = palloc(sizeof(int) * Max(batch->nrows, 1));
-	bulkops_csv_reader_init(&own, own_record, st, SF_MAX_JOB_BYTES);
+	bulkops_csv_reader_init(&own, own_record, st, SF_MAX_JOB_BYTES,
+							MaxTupleAttributeNumber);
 	for (i = 0; i < batch->nrows; i++)
 	{
 		if (!batch->pending[i])
 			continue;
 		st->own_row = i;
+		longest = Max(longest, batch->offsets[i + 1] - batch->offsets[i]);
 		bulkops_csv_feed(&own, batch->body + batch->offsets[i],
 						 batch->offsets[i + 1] - batch->offsets[i]);
 		bulkops_csv_finish(&own);
 	}
+
+	/* a result record echoes one of those rows: no more, give or take */
+	bulkops_csv_reader_init(&st->reader, stream_record, st,
+							Min((int64) longest * 2 + SF_RESULT_EXTRA_BYTES,
+								SF_MAX_JOB_BYTES),
+							list_length(names) + SF_RESULT_EXTRA_FIELDS);
 	return st;
 }
 

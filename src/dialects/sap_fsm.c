@@ -60,14 +60,22 @@ typedef struct SapFsmItem
 	bool		answered;
 } SapFsmItem;
 
+/* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef sap_fsm_options[] = {
-	{"dto_version", BULKOPS_OPT_INT, 1, 100000},
-	{"method", BULKOPS_OPT_STRING, 0, 0},
-	{"force", BULKOPS_OPT_BOOL, 0, 0},
-	{"client_id", BULKOPS_OPT_STRING, 0, 0},
-	{"client_version", BULKOPS_OPT_STRING, 0, 0},
-	{"account_id", BULKOPS_OPT_STRING, 0, 0},
-	{"company_id", BULKOPS_OPT_STRING, 0, 0},
+	/* the data model the target was set up to speak */
+	{"dto_version", BULKOPS_OPT_INT, 1, 100000, BULKOPS_JOB_TARGET_ONLY},
+	/* PUT replaces whole objects, erasing what PATCH would keep */
+	{"method", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
+	.dflt_text = "PATCH",.safe_text = "PATCH"},
+	/* overrides the remote side's conflict checks */
+	{"force", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,.dflt = 0},
+	/* headers naming the client and the tenant the requests act for */
+	{"client_id", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
+	.dflt_text = SAP_FSM_DEFAULT_CLIENT_ID},
+	{"client_version", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
+	.dflt_text = SAP_FSM_DEFAULT_CLIENT_VERSION},
+	{"account_id", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY},
+	{"company_id", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY},
 	{NULL}
 };
 
@@ -135,23 +143,13 @@ check_options(const char *resource, Jsonb *options)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sap_fsm option \"method\" must be \"PATCH\" or \"PUT\""),
 				 errdetail("PATCH changes the columns sent; PUT replaces whole objects.")));
+	/* ids and versions: a line break would add headers of its own */
 	for (i = 0; i < lengthof(sap_fsm_headers); i++)
 	{
 		char	   *v = bulkops_opt_string(options, sap_fsm_headers[i].option, NULL);
-		char	   *p;
 
-		if (v == NULL)
-			continue;
-		for (p = v; *p; p++)
-			if ((unsigned char) *p < 0x20 || *p == 0x7f)
-				break;
-		if (v[0] == '\0' || *p != '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("sap_fsm option \"%s\" must be a non-empty string without control characters",
-							sap_fsm_headers[i].option),
-					 errdetail("It is sent as the %s header.",
-							   sap_fsm_headers[i].header)));
+		if (v != NULL)
+			bulkops_check_identifier("sap_fsm", sap_fsm_headers[i].option, v);
 	}
 }
 
@@ -169,9 +167,6 @@ sap_fsm_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	SapFsmEncodeState *st = palloc0(sizeof(SapFsmEncodeState));
 	int			natts = bulkops_encoder_natts(enc);
 	int			ext;
-
-	/* a job's own options have not been through validate_target */
-	check_options(target->resource, target->options);
 
 	ext = bulkops_encoder_find(enc, "externalId");
 	if (ext >= 0 && ext != target->key_att)

@@ -7,8 +7,8 @@ This file owns everything that is not one API's format:
   * request routing by path template, and the dialect registry,
   * the control API under /_control (reset, config, stats, request log, faults,
     marks: how often each row was sent, whatever the dialect's format),
-  * fault injection (status, redirect, reset, delay, malformed, truncate, huge, trickle,
-    mutate),
+  * fault injection (status, redirect, reset, delay, malformed, truncate, huge,
+    huge_record, trickle, mutate),
   * tagged paths: /_t/<tag>/<path> is served as <path>, while faults and the request
     log see the whole path, so tests running side by side give each case its own
     target URL and faults that hit only that case,
@@ -340,6 +340,15 @@ def fault_huge(h, rule, produce):
     h.send_huge(int(rule.spec.get("bytes", 16 << 20)), rule.spec.get("status", 200))
 
 
+def fault_huge_record(h, rule, produce):
+    # The real answer's first line (a CSV header), then one record of "bytes" bytes:
+    # one endless field ("shape": "long") or nothing but commas ("fields").
+    resp = produce()
+    head = resp.body.split(b"\n", 1)[0] + b"\n"
+    fill = b"," if rule.spec.get("shape", "long") == "fields" else b"x"
+    h.send_huge_record(resp, head, int(rule.spec.get("bytes", 16 << 20)), fill)
+
+
 def fault_trickle(h, rule, produce):
     # The answer is the real one whatever "when" says: only its pace is spoiled.
     h.send_trickle(h.response_bytes(produce()), float(rule.spec.get("interval", 0.1)))
@@ -364,6 +373,7 @@ FAULT_ACTIONS = {
     "malformed": fault_malformed,
     "truncate": fault_truncate,
     "huge": fault_huge,
+    "huge_record": fault_huge_record,
     "trickle": fault_trickle,
     "mutate": fault_mutate,
 }
@@ -876,6 +886,19 @@ class MockHandler(http.server.BaseHTTPRequestHandler):
             self.write_quietly(chunk[:n])
             pad -= n
         self.write_quietly(suffix)
+
+    def send_huge_record(self, resp, head, size, fill):
+        """resp's head and status with the body head + size bytes of fill + LF,
+        streamed in chunks (never held whole: a gigabyte costs nothing here)."""
+        chunk = fill * 65536
+        self.write_quietly(encode_head(resp.status, resp.content_type,
+                                       len(head) + size + 1, resp.headers, False)
+                           + head)
+        while size > 0 and not self.close_connection:
+            n = min(size, len(chunk))
+            self.write_quietly(chunk[:n])
+            size -= n
+        self.write_quietly(b"\n")
 
     def send_trickle(self, data, interval):
         for i in range(len(data)):

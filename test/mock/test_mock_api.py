@@ -627,6 +627,17 @@ class TestFaults(MockTestCase):
         self.assertEqual(len(body), size)
         self.assertEqual(json.loads(body)["status"], "SUCCESS")
 
+    def test_huge_record(self):
+        size = 3 * 1000 * 1000
+        for shape, fill in (("long", b"x"), ("fields", b",")):
+            self.faults({"path": "bulk$", "action": "huge_record", "shape": shape,
+                         "bytes": size})
+            status, _, body = self.raw("POST", BULK, {"operations": self.ops})
+            self.assertEqual(status, 202)
+            first, record = body.split(b"\n", 1)
+            self.assertEqual(json.loads(first)["status"], "ACCEPTED")
+            self.assertEqual(record, fill * size + b"\n")
+
     def test_trickle(self):
         self.faults({"path": "bulk$", "action": "trickle", "interval": 0.002})
         t0 = time.monotonic()

@@ -10,7 +10,9 @@
 # slower than http_timeout (and, harmless, within it), a redirect to another
 # host; plus per kind: more and fewer elements or receipts than rows, unknown
 # statuses, invalid UTF-8 and NUL bytes in ids, statuses, links, error codes
-# and messages.  A transient fault is retried and the job ends as it would
+# and messages, an OAuth instance_url that paths cannot be appended to; for CSV read as it streams, a record of a gigabyte and one of
+# ten million empty fields, refused once they pass what a result of the batch
+# can hold; and a query export's page larger than the worker keeps.  A transient fault is retried and the job ends as it would
 # have without it (same statuses, same remote error); a persistent one ends
 # the batch with a last_error that names the problem; rows end failed when the
 # submit gave up (or nothing was sent), unknown when a remote task or a
@@ -29,8 +31,8 @@
 # "persist_rows" when rows settled by an earlier answer keep their status),
 # optionally "skip", a regex of @GENERIC labels that do not spoil it (an empty
 # answer to a request answered empty), and its own cases: mutate edits (see
-# test/mock/mock_api.py: JSON edits, or for CSV "lines" and "find"/"replace")
-# with either "persistent" (the reason a persistent fault must give, the
+# test/mock/mock_api.py: JSON edits, or for CSV "lines" and "find"/"replace"),
+# or a fault "rule" of another action, with either "persistent" (the reason a persistent fault must give, the
 # transient one then being retried to the normal outcome) or "final" (what
 # the one answer leads to: row statuses, messages, last_error, error codes).
 use strict;
@@ -117,6 +119,24 @@ sub bad_refusal_case
 			$code_at ? (code => 'E-?') : ()
 		}
 	};
+}
+
+# A CSV file read as it streams whose second line is one record of a
+# gigabyte, or of ten million empty fields: refused once it passes what a
+# result record of the batch can hold, long before either arrives whole.
+sub csv_bomb_cases
+{
+	return (
+		{
+			label      => 'a record of a gigabyte',
+			rule       => { action => 'huge_record', shape => 'long', bytes => 1 << 30 },
+			persistent => qr/CSV record in line 2 is longer than \d+ bytes/
+		},
+		{
+			label => 'a record of ten million empty fields',
+			rule  => { action => 'huge_record', shape => 'fields', bytes => 10_000_000 },
+			persistent => qr/CSV record in line 2 has more than \d+ fields/
+		});
 }
 
 my @DIALECTS = (
@@ -664,6 +684,7 @@ my @DIALECTS = (
 						edits      => [ { find => '"name 3"', replace => '"name 3' } ],
 						persistent => qr/malformed CSV in line \d+: text after the closing quote/
 					},
+					csv_bomb_cases(),
 					{
 						label => 'a NUL byte and invalid UTF-8 in fields not matched on',
 						edits => [
@@ -699,6 +720,7 @@ my @DIALECTS = (
 						edits      => [ { find => '"sf__Error"', replace => '"error"' } ],
 						persistent => qr/failedResults has no sf__Error column/
 					},
+					csv_bomb_cases(),
 				]
 			},
 		],
@@ -729,6 +751,13 @@ my @DIALECTS = (
 						label      => 'no access token',
 						edits      => [ { at => 'access_token', delete => JSON::PP::true } ],
 						persistent => qr/unusable answer: the answer has no "access_token"/
+					},
+					{
+						# it would become the base of every request's path
+						label => 'an instance_url with a query',
+						edits => [ { at => 'instance_url', set => "http://127.0.0.1:$port/x?y=1" } ],
+						persistent =>
+						  qr/unusable answer: instance_url has a query, a fragment, whitespace or control characters/
 					},
 					{
 						label      => 'an unknown token type',
@@ -889,7 +918,8 @@ for my $d (@DIALECTS)
 		}
 		for my $m (@{ $k->{cases} })
 		{
-			my %rule = (action => 'mutate', edits => $m->{edits});
+			my %rule =
+			  $m->{rule} ? %{ $m->{rule} } : (action => 'mutate', edits => $m->{edits});
 			$rule{status} = $m->{status} if $m->{status};
 			add_cases($d, $k, { %$m, rule => \%rule });
 		}
@@ -1074,6 +1104,41 @@ for my $c (@cases)
 			is($rows[ $n - 1 ]{remote_id}, $id, "row $n keeps its remote id, cleaned");
 		}
 	};
+}
+
+# ---- a query export's page larger than the worker keeps ----
+
+# A page is held in memory until it is written, so it is read as it streams
+# and refused past its cap (here bulkops.max_response_size), whatever
+# max_records says: the job fails saying what to lower, and writes nothing.
+{
+	mock_post('/_control/faults',
+		{
+			rules => [
+				{
+					action => 'huge',
+					bytes  => 1 << 30,
+					method => 'GET',
+					path   => '^/_t/qpage/.*/jobs/query/\w+/results',
+					times  => -1
+				}
+			]
+		});
+	my $url = mock_url('/_t/qpage/salesforce');
+	$node->safe_psql('postgres',
+		"SELECT bulkops.create_target('qpage', 'salesforce', '$url', 'Account', NULL, "
+		  . "'{\"poll_interval\": 0.05, \"max_attempts\": 1}')");
+	my $job = $node->safe_psql('postgres',
+		"SELECT bulkops.bulk_query('qpage', 'SELECT Id FROM Account', 'qpage_rows')");
+	wait_for_job($node, $job, 120);
+	my ($state, $error, $table) = split /\|/, $node->safe_psql('postgres',
+		"SELECT state, last_error, to_regclass('qpage_rows') IS NULL "
+		  . "FROM bulkops.jobs WHERE id = $job");
+	is($state, 'failed', 'a page too large: the export fails');
+	like($error,
+		qr/a page of query results is larger than $max_response bytes; lower the job's max_records/,
+		'a page too large: last_error says what to lower');
+	is($table, 't', 'a page too large: nothing was written');
 }
 
 # ---- the worker survived all of it ----

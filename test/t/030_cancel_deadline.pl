@@ -239,9 +239,9 @@ sub start_job
 	is(wait_for_job($node, $job, 60), 'succeeded', 'deadline met: job succeeded');
 
 	# the target's only slot is taken by a job whose submit hangs
-	make_target('narrow', ', "concurrency": 1');
+	make_target('narrow', ', "concurrency": 1, "batch_size": 200');
 	slow('narrow', 'POST', 30);
-	my $blocker = start_job('narrow', '{"batch_size": 200}');
+	my $blocker = start_job('narrow');
 	ok(wait_requests('narrow', 'POST', 1), 'queued: the first job holds the slot');
 	my $job2 = start_job('narrow', '{"deadline": 0.5}');
 	is(wait_for_job($node, $job2, 20), 'timed_out', 'queued: the waiting job timed out');
