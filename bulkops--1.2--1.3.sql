@@ -19,23 +19,23 @@ $$;
 -- current_user breaks on a rename, and pg_dump writes a regrole as the
 -- role's name, so it survives a restore.  A role that no longer exists
 -- hands what it owned to the extension's owner.
-DROP POLICY jobs_own ON bulkops.jobs;
-DROP POLICY batches_own ON bulkops.batches;
-DROP POLICY receipts_own ON bulkops.receipts;
-DROP VIEW bulkops.job_progress;
+DROP POLICY jobs_own ON @extschema@.jobs;
+DROP POLICY batches_own ON @extschema@.batches;
+DROP POLICY receipts_own ON @extschema@.receipts;
+DROP VIEW @extschema@.job_progress;
 
-UPDATE bulkops.targets t SET owner = r.rolname
+UPDATE @extschema@.targets t SET owner = r.rolname
 FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner
 WHERE e.extname = 'bulkops'
   AND pg_catalog.to_regrole(pg_catalog.quote_ident(t.owner::text)) IS NULL;
-UPDATE bulkops.jobs j SET created_by = r.rolname
+UPDATE @extschema@.jobs j SET created_by = r.rolname
 FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner
 WHERE e.extname = 'bulkops'
   AND pg_catalog.to_regrole(pg_catalog.quote_ident(j.created_by::text)) IS NULL;
-ALTER TABLE bulkops.targets ALTER COLUMN owner DROP DEFAULT,
+ALTER TABLE @extschema@.targets ALTER COLUMN owner DROP DEFAULT,
     ALTER COLUMN owner TYPE regrole
         USING pg_catalog.to_regrole(pg_catalog.quote_ident(owner::text));
-ALTER TABLE bulkops.jobs ALTER COLUMN created_by DROP DEFAULT,
+ALTER TABLE @extschema@.jobs ALTER COLUMN created_by DROP DEFAULT,
     ALTER COLUMN created_by TYPE regrole
         USING pg_catalog.to_regrole(pg_catalog.quote_ident(created_by::text));
 
@@ -45,14 +45,14 @@ ALTER TABLE bulkops.jobs ALTER COLUMN created_by DROP DEFAULT,
 -- they hold however the value got into the table.  Existing targets count
 -- as set by their owner; a target whose owner could not have set its
 -- secrets stops sending until a role that can sets them again.
-ALTER TABLE bulkops.targets ADD COLUMN auth_set_by regrole;
-UPDATE bulkops.targets SET auth_set_by = owner WHERE auth IS NOT NULL;
+ALTER TABLE @extschema@.targets ADD COLUMN auth_set_by regrole;
+UPDATE @extschema@.targets SET auth_set_by = owner WHERE auth IS NOT NULL;
 DO $$
 DECLARE
     t record;
 BEGIN
     FOR t IN
-        SELECT name FROM bulkops.targets
+        SELECT name FROM @extschema@.targets
         WHERE (pg_catalog.jsonb_path_exists(auth, 'strict $.**.env')
                AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = owner))
            OR ((pg_catalog.jsonb_path_exists(auth, 'strict $.**.file')
@@ -60,7 +60,7 @@ BEGIN
                AND NOT pg_catalog.pg_has_role(owner, 'pg_read_server_files', 'USAGE'))
     LOOP
         RAISE WARNING 'target "%" reads secrets its owner may not set', t.name
-            USING HINT = 'A superuser (for {"env": ...}) or a role with the privileges of pg_read_server_files (for files) must set its auth again with bulkops.alter_target().';
+            USING HINT = 'A superuser (for {"env": ...}) or a role with the privileges of pg_read_server_files (for files) must set its auth again with @extschema@.alter_target().';
     END LOOP;
 END
 $$;
@@ -68,22 +68,22 @@ $$;
 -- Where an export goes: a table, by OID (regclass, dumped as its name),
 -- or the schema and name of the table the worker will create (quoted when
 -- it does).  Never SQL text.
-ALTER TABLE bulkops.jobs ADD COLUMN destination_schema text,
+ALTER TABLE @extschema@.jobs ADD COLUMN destination_schema text,
     ADD COLUMN destination_table text;
-UPDATE bulkops.jobs
+UPDATE @extschema@.jobs
 SET destination_schema = (pg_catalog.parse_ident(destination))[1],
     destination_table = (pg_catalog.parse_ident(destination))[2]
 WHERE destination IS NOT NULL AND pg_catalog.to_regclass(destination) IS NULL;
-ALTER TABLE bulkops.jobs ALTER COLUMN destination TYPE regclass
+ALTER TABLE @extschema@.jobs ALTER COLUMN destination TYPE regclass
     USING pg_catalog.to_regclass(destination);
 
 -- Per-target privileges, granted by the target's owner with
--- bulkops.grant_target() (see privileges.c): push (insert, update,
+-- @extschema@.grant_target() (see privileges.c): push (insert, update,
 -- upsert), delete (delete, overwrite, hard delete) and export (bulk_query).
 -- grantee 0 ('-') is PUBLIC.  Like PostgreSQL's own ACLs, who may use
 -- which target is visible to everyone.
-CREATE TABLE bulkops.target_privileges (
-    target      text NOT NULL REFERENCES bulkops.targets (name) ON DELETE CASCADE,
+CREATE TABLE @extschema@.target_privileges (
+    target      text NOT NULL REFERENCES @extschema@.targets (name) ON DELETE CASCADE,
     grantee     regrole NOT NULL,
     privilege   text NOT NULL CHECK (privilege IN ('push', 'delete', 'export')),
     grantor     regrole NOT NULL,
@@ -93,10 +93,10 @@ CREATE TABLE bulkops.target_privileges (
 
 -- Until 1.3 any role could push through any target.  A role that did so
 -- keeps the privileges its jobs used; nobody else gets any.
-INSERT INTO bulkops.target_privileges (target, grantee, privilege, grantor)
+INSERT INTO @extschema@.target_privileges (target, grantee, privilege, grantor)
 SELECT DISTINCT j.target, j.created_by, p.privilege, t.owner
-FROM bulkops.jobs j
-JOIN bulkops.targets t ON t.name = j.target
+FROM @extschema@.jobs j
+JOIN @extschema@.targets t ON t.name = j.target
 JOIN (VALUES ('insert', 'push'), ('update', 'push'), ('upsert', 'push'),
              ('delete', 'delete'), ('overwrite', 'push'), ('overwrite', 'delete'),
              ('query', 'export')) AS p (operation, privilege)
@@ -110,23 +110,23 @@ ON CONFLICT DO NOTHING;
 -- a matter of privileges, not triggers, so pg_restore still loads the data.
 -- Credentials (targets.auth) are readable by superusers only.
 REVOKE ALL ON ALL TABLES IN SCHEMA bulkops FROM bulkops_admin;
-GRANT SELECT ON bulkops.jobs, bulkops.batches, bulkops.receipts,
-    bulkops.target_privileges TO PUBLIC;
-GRANT SELECT (auth_set_by) ON bulkops.targets TO PUBLIC;
+GRANT SELECT ON @extschema@.jobs, @extschema@.batches, @extschema@.receipts,
+    @extschema@.target_privileges TO PUBLIC;
+GRANT SELECT (auth_set_by) ON @extschema@.targets TO PUBLIC;
 
 -- Who sees which jobs, batches and receipts: superusers all; a role those
 -- created by itself or by roles whose privileges it has; a target's owner
 -- those sent through its target.  bulkops_admin alone sees no one else's.
-CREATE POLICY jobs_visible ON bulkops.jobs
+CREATE POLICY jobs_visible ON @extschema@.jobs
     USING (pg_catalog.pg_has_role(created_by, 'USAGE')
-           OR target IN (SELECT t.name FROM bulkops.targets t
+           OR target IN (SELECT t.name FROM @extschema@.targets t
                          WHERE pg_catalog.pg_has_role(t.owner, 'USAGE')));
-CREATE POLICY batches_visible ON bulkops.batches
-    USING (job_id IN (SELECT j.id FROM bulkops.jobs j));
-CREATE POLICY receipts_visible ON bulkops.receipts
-    USING (job_id IN (SELECT j.id FROM bulkops.jobs j));
+CREATE POLICY batches_visible ON @extschema@.batches
+    USING (job_id IN (SELECT j.id FROM @extschema@.jobs j));
+CREATE POLICY receipts_visible ON @extschema@.receipts
+    USING (job_id IN (SELECT j.id FROM @extschema@.jobs j));
 
-CREATE VIEW bulkops.job_progress WITH (security_invoker = true, security_barrier = true) AS
+CREATE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
 SELECT j.id, j.target, j.operation, j.state, j.rows_total,
        j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown AS rows_done,
        CASE WHEN j.rows_total > 0
@@ -140,37 +140,37 @@ SELECT j.id, j.target, j.operation, j.state, j.rows_total,
             END AS rows_per_second,
        (SELECT jsonb_object_agg(s.key, s.total)
           FROM (SELECT e.key, sum(e.value::text::numeric) AS total
-                  FROM bulkops.batches b, jsonb_each(b.progress) e
+                  FROM @extschema@.batches b, jsonb_each(b.progress) e
                  WHERE b.job_id = j.id AND jsonb_typeof(e.value) = 'number'
                  GROUP BY e.key) s) AS remote_progress,
        j.created_by, j.created_at, j.started_at, j.finished_at, j.last_error
-FROM bulkops.jobs j;
-GRANT SELECT ON bulkops.job_progress TO PUBLIC;
+FROM @extschema@.jobs j;
+GRANT SELECT ON @extschema@.job_progress TO PUBLIC;
 
 -- The same test in SQL as in C (has_privs_of_role): a NOINHERIT member of
 -- bulkops_admin is not an admin until it SET ROLEs.
-CREATE OR REPLACE FUNCTION bulkops.is_admin() RETURNS boolean
+CREATE OR REPLACE FUNCTION @extschema@.is_admin() RETURNS boolean
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'bulkops_is_admin_sql';
 
-CREATE FUNCTION bulkops.grant_target(target text, grantee name,
+CREATE FUNCTION @extschema@.grant_target(target text, grantee name,
                                      privileges text DEFAULT 'push')
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_grant_target';
-CREATE FUNCTION bulkops.revoke_target(target text, grantee name,
+CREATE FUNCTION @extschema@.revoke_target(target text, grantee name,
                                       privileges text DEFAULT 'all')
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_revoke_target';
-CREATE FUNCTION bulkops.has_target_privilege(target text, privilege text)
+CREATE FUNCTION @extschema@.has_target_privilege(target text, privilege text)
 RETURNS boolean LANGUAGE c STABLE STRICT
     AS 'MODULE_PATHNAME', 'bulkops_has_target_privilege_sql';
-CREATE FUNCTION bulkops.has_target_privilege(role name, target text, privilege text)
+CREATE FUNCTION @extschema@.has_target_privilege(role name, target text, privilege text)
 RETURNS boolean LANGUAGE c STABLE STRICT
     AS 'MODULE_PATHNAME', 'bulkops_has_target_privilege_role';
 
 -- pg_dump keeps what bulkops holds: targets (with their credentials, as it
 -- does for user mappings), grants, jobs, batches, receipts and the job id
 -- sequence.  Dumping needs a superuser (row-level security, auth).
-SELECT pg_catalog.pg_extension_config_dump('bulkops.targets', '');
-SELECT pg_catalog.pg_extension_config_dump('bulkops.target_privileges', '');
-SELECT pg_catalog.pg_extension_config_dump('bulkops.jobs', '');
-SELECT pg_catalog.pg_extension_config_dump('bulkops.jobs_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('bulkops.batches', '');
-SELECT pg_catalog.pg_extension_config_dump('bulkops.receipts', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.targets', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.target_privileges', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.jobs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.batches', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.receipts', '');
