@@ -45,7 +45,15 @@ DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql \
 PGFILEDESC = "bulkops - bulk API pushes from SQL"
 
 SHLIB_LINK = $(shell curl-config --libs) -lcrypto
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+# The library's version is the extension's: default_version in bulkops.control.
+BULKOPS_VERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
+	$(dir $(lastword $(MAKEFILE_LIST)))bulkops.control)
+ifeq ($(BULKOPS_VERSION),)
+$(error bulkops.control has no default_version)
+endif
+
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) \
+	-DBULKOPS_VERSION='"$(BULKOPS_VERSION)"'
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
 REGRESS = setup targets enqueue encode worker fuzz_findings security security_attacks options_narrow upgrade sap_fsm oauth packagex blueconic salesforce bulk_query ratelimit retention
