@@ -32,6 +32,7 @@
 #include "utils/jsonb.h"
 
 #include "encode.h"
+#include "json_out.h"
 
 typedef enum BulkopsOp
 {
