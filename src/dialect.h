@@ -300,6 +300,7 @@ extern void bulkops_result_settle_rest(const BulkopsBatch *batch,
 									   BulkopsRowStatus status,
 									   const char *error);
 extern void bulkops_append_pending(const BulkopsBatch *batch, StringInfo out);
+extern void bulkops_result_task_gone(BulkopsResult *result, char *error);
 
 /* reading answers: parse raises ERROR on malformed JSON */
 extern Jsonb *bulkops_json_parse(const char *body, size_t len);

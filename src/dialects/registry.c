@@ -179,6 +179,21 @@ bulkops_result_settle_rest(const BulkopsBatch *batch, BulkopsResult *result,
 }
 
 /*
+ * The remote side no longer knows the batch's remote task (a poll answered
+ * 404): it may have run before it was forgotten, so its rows may have been
+ * applied.  They are sent again, using up an attempt, where repeating is
+ * safe; the worker makes them unknown where it is not.
+ */
+void
+bulkops_result_task_gone(BulkopsResult *result, char *error)
+{
+	result->next = BULKOPS_NEXT_RESUBMIT;
+	result->counts_attempt = true;
+	result->maybe_applied = true;
+	result->error = error;
+}
+
+/*
  * s as one segment of a URL path: every byte but RFC 3986's unreserved
  * characters percent-encoded.  For remote ids a dialect puts into URLs, so
  * that an answer cannot change where the next request goes, nor make one

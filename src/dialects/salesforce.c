@@ -575,8 +575,9 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	if (resp->status == 404)
 	{
 		/* deleted remotely: whether it ran is anybody's guess */
-		new_job(result, sf_error_text(resp, psprintf("job %s is gone", batch->remote_id)));
-		result->maybe_applied = true;
+		bulkops_result_task_gone(result,
+								 sf_error_text(resp, psprintf("job %s is gone",
+															  batch->remote_id)));
 		return;
 	}
 	if (!bulkops_read_answer(resp, result, &root))
