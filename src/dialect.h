@@ -320,11 +320,4 @@ extern void bulkops_check_identifier(const char *dialect, const char *option,
 extern bool bulkops_is_base_url(const char *url);
 extern void bulkops_check_base_url(const char *url);
 
-/* the dialects */
-extern const BulkopsDialect bulkops_clinia_dialect;
-extern const BulkopsDialect bulkops_sap_fsm_dialect;
-extern const BulkopsDialect bulkops_packagex_dialect;
-extern const BulkopsDialect bulkops_blueconic_dialect;
-extern const BulkopsDialect bulkops_salesforce_dialect;
-
 #endif							/* BULKOPS_DIALECT_H */
