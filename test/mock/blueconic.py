@@ -47,7 +47,7 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response, shuffle_answer
+from mock_api import MockDialect, Response, json_response, shuffle_answer
 
 NAME = "blueconic"
 
@@ -71,15 +71,14 @@ class Refused(Exception):
     """A request refused as a whole: (field, message)."""
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("requests", "bad_requests", "operations", "requests_413",
+                "requests_with_duplicates", "max_entries_per_request")
 
     def reset(self):
+        super().reset()
         self.store = {"groups": {}, "profiles": {}}   # resource -> {store key: object}
         self.applied = collections.Counter()           # (resource, store key) -> writes
-        self.counts = collections.Counter()
         self.next_id = 1
         self.rng = random.Random(SHUFFLE_SEED)
 
@@ -91,21 +90,13 @@ class Dialect:
                 ("GET", "/applied", self.ctl_applied)]
 
     def stats(self):
-        c = self.counts
-        out = {k: c[k] for k in ("requests", "bad_requests", "operations", "requests_413",
-                                 "requests_with_duplicates")}
+        out = super().stats()
         for state in ("CREATED", "MODIFIED", "UNCHANGED", "DELETED", "SKIPPED",
                       "NOTFOUND", "UNKNOWN_GROUP_TYPE", "forced"):
-            out[state.lower()] = c[state]
-        out["max_entries_per_request"] = c["max_entries_per_request"]
-        out["max_applications_per_id"] = max(self.applied.values(), default=0)
+            out[state.lower()] = self.counts[state]
         out["groups"] = len(self.store["groups"])
         out["profiles"] = len(self.store["profiles"])
         return out
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
 
     # -- the endpoint -----------------------------------------------------------
 
@@ -149,15 +140,8 @@ class Dialect:
         return json_response(200, elements)
 
     def check_auth(self, req):
-        if self.config.get("oauth"):
-            return self.ctx.dialects["oauth"].check_bearer(req)
-        token = self.config.get("bearer")
-        if token is None:
-            return None
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip() == token:
-            return None
-        return bc_error(401, "Authentication failed (unauthorized)")
+        return self.refuse_credentials(
+            req, lambda why: bc_error(401, "Authentication failed (unauthorized)"))
 
     @staticmethod
     def entries(req, resource):

@@ -32,13 +32,12 @@ docs/protocols/clinia.md):
   * pending_polls and task_failure_all are read when the task is submitted.
 """
 
-import base64
 import collections
 import functools
 import json
 import re
 
-from mock_api import Response, error_response, json_response
+from mock_api import MockDialect, Response, error_response, json_body, json_response
 
 NAME = "clinia"
 
@@ -118,18 +117,17 @@ class Task:
         return out
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("submits", "rejected", "bad_requests", "tasks", "polls", "operations",
+                "applied", "creates", "failures")
 
     def reset(self):
+        super().reset()
         self.store = {}                         # (kind, src, type, id) -> data
         self.applied = collections.Counter()    # (kind, src, type, id) -> times
         self.tasks = {}
         self.next_task = 1
         self.next_gen = 1
-        self.counts = collections.Counter()
 
     def routes(self):
         out = []
@@ -145,45 +143,12 @@ class Dialect:
                 ("GET", "/tasks", self.ctl_tasks)]
 
     def stats(self):
-        c = self.counts
-        return {"submits": c["submits"], "rejected": c["rejected"],
-                "bad_requests": c["bad_requests"], "tasks": c["tasks"],
-                "polls": c["polls"], "operations": c["operations"],
-                "applied": c["applied"], "creates": c["creates"],
-                "failures": c["failures"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": len(self.store)}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
-
-    # -- auth -----------------------------------------------------------------
+        return dict(super().stats(), store_size=len(self.store))
 
     def check_auth(self, req):
         """A 401 Response when the configured credentials are missing, else None."""
-        cfg = self.config
-        if cfg.get("api_key") is not None and \
-                req.headers.get("X-Clinia-API-Key") != cfg["api_key"]:
-            return error_response(401, "invalid api key")
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        scheme = scheme.lower()
-        if cfg.get("bearer") is not None and \
-                (scheme != "bearer" or value.strip() != cfg["bearer"]):
-            return error_response(401, "invalid bearer token")
-        if cfg.get("basic") is not None and \
-                (scheme != "basic" or not self._basic_matches(value, cfg["basic"])):
-            return error_response(401, "invalid credentials")
-        if cfg.get("oauth"):
-            return self.ctx.dialects["oauth"].check_bearer(req)
-        return None
-
-    @staticmethod
-    def _basic_matches(value, expected):
-        try:
-            return base64.b64decode(value.strip(), validate=True).decode() == expected
-        except (ValueError, UnicodeDecodeError):
-            return False
+        return self.refuse_credentials(req, lambda why: error_response(401, why),
+                                       "X-Clinia-API-Key")
 
     # -- submit ---------------------------------------------------------------
 
@@ -194,10 +159,7 @@ class Dialect:
         self.counts["submits"] += 1
         if self.ctx.bench:
             return self.bench_submit(kind, req, params)
-        try:
-            ops = req.json().get("operations")
-        except (ValueError, AttributeError):
-            ops = None
+        ops = (json_body(req, dict) or {}).get("operations")
         if not isinstance(ops, list) or not ops:
             self.counts["bad_requests"] += 1
             return error_response(400, "body must be a JSON object with a non-empty "

@@ -52,7 +52,7 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response
+from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "packagex"
 
@@ -122,18 +122,17 @@ class Batch:
         return out
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("submits", "refused", "batches", "polls", "operations", "applied",
+                "row_errors", "errors_fetches", "errors_fetches_with_key")
 
     def reset(self):
+        super().reset()
         self.store = collections.defaultdict(dict)     # resource -> id -> data
         self.applied = collections.Counter()            # (resource, id) -> times
         self.batches = {}
         self.next_batch = 1
         self.final_fired = 0
-        self.counts = collections.Counter()
 
     def routes(self):
         return [("POST", "/v1/batches", self.submit),
@@ -145,24 +144,11 @@ class Dialect:
                 ("GET", "/batches", self.ctl_batches)]
 
     def stats(self):
-        c = self.counts
-        return {"submits": c["submits"], "refused": c["refused"], "batches": c["batches"],
-                "polls": c["polls"], "operations": c["operations"],
-                "applied": c["applied"], "row_errors": c["row_errors"],
-                "errors_fetches": c["errors_fetches"],
-                "errors_fetches_with_key": c["errors_fetches_with_key"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": sum(len(s) for s in self.store.values())}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
+        return dict(super().stats(), store_size=sum(len(s) for s in self.store.values()))
 
     def check_auth(self, req):
-        key = self.config.get("api_key")
-        if key is not None and req.headers.get("PX-API-KEY") != key:
-            return px_error(401, "unauthorized", "invalid api key")
-        return None
+        return self.refuse_credentials(req, lambda why: px_error(401, "unauthorized", why),
+                                       "PX-API-KEY")
 
     def allowed(self, resource):
         resources = dict(DEFAULT_RESOURCES, **(self.config.get("resources") or {}))
@@ -177,10 +163,7 @@ class Dialect:
         self.counts["submits"] += 1
         if self.ctx.bench:
             return self.bench_submit(req)
-        try:
-            body = req.json()
-        except ValueError:
-            body = None
+        body = json_body(req)
         problem = self.check_submit(body)
         if problem:
             self.counts["refused"] += 1

@@ -81,7 +81,7 @@ import json
 import random
 import time
 
-from mock_api import Response, json_response
+from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "salesforce"
 # /_control/marks counts a row when its job is closed: an upload alone is never
@@ -165,12 +165,13 @@ class Job:
         return out
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("jobs", "uploads", "closes", "polls", "aborts", "fetches", "operations",
+                "applied", "failures", "limited", "refused", "queries", "query_polls",
+                "query_pages", "query_aborts")
 
     def reset(self):
+        super().reset()
         self.store = collections.defaultdict(dict)     # object -> Id -> fields
         self.applied = collections.Counter()            # (object, Id) -> times
         self.lock_seen = collections.Counter()          # record values -> times
@@ -178,7 +179,6 @@ class Dialect:
         self.queries = {}
         self.next_job = 1
         self.next_id = 1
-        self.counts = collections.Counter()
 
     def routes(self):
         qbase = "/services/data/{ver}/jobs/query"
@@ -209,34 +209,17 @@ class Dialect:
                 ("GET", "/jobs", self.ctl_jobs)]
 
     def stats(self):
-        c = self.counts
-        return {"jobs": c["jobs"], "uploads": c["uploads"], "closes": c["closes"],
-                "polls": c["polls"], "aborts": c["aborts"], "fetches": c["fetches"],
-                "operations": c["operations"], "applied": c["applied"],
-                "failures": c["failures"], "limited": c["limited"],
-                "refused": c["refused"], "queries": c["queries"],
-                "query_polls": c["query_polls"], "query_pages": c["query_pages"],
-                "query_aborts": c["query_aborts"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": sum(len(v) for v in self.store.values())}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
+        return dict(super().stats(), store_size=sum(len(v) for v in self.store.values()))
 
     # -- checks shared by every request ---------------------------------------
 
     def refuse(self, req, params):
         """The 401/403/400 answer every request may get first, or None."""
         cfg = self.config
-        token = cfg.get("bearer")
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        if token is not None and (scheme.lower() != "bearer" or value.strip() != token):
-            return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        if cfg.get("oauth"):
-            denied = self.ctx.dialects["oauth"].check_bearer(req)
-            if denied:
-                return denied
+        denied = self.refuse_credentials(
+            req, lambda why: sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid"))
+        if denied:
+            return denied
         if int(cfg.get("request_limit_exceeded") or 0) > 0:
             # counted down in the configuration itself, which shows what is left
             cfg["request_limit_exceeded"] = int(cfg["request_limit_exceeded"]) - 1
@@ -263,10 +246,7 @@ class Dialect:
     @staticmethod
     def requested_state(req):
         """The "state" a PATCH asks for, or None."""
-        try:
-            return req.json().get("state")
-        except (ValueError, AttributeError):
-            return None
+        return (json_body(req, dict) or {}).get("state")
 
     def request_spec(self, req, params):
         """(the JSON body or None, None) for a request that passes refuse(), else
@@ -274,10 +254,7 @@ class Dialect:
         denied = self.refuse(req, params)
         if denied:
             return None, denied
-        try:
-            return req.json(), None
-        except ValueError:
-            return None, None
+        return json_body(req), None
 
     def create(self, req, params):
         spec, denied = self.request_spec(req, params)

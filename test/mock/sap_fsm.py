@@ -43,7 +43,7 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response, shuffle_answer
+from mock_api import MockDialect, Response, json_body, json_response, shuffle_answer
 
 NAME = "sap_fsm"
 
@@ -68,15 +68,14 @@ def failure(status, external_id, code, message, seq):
     return el
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("requests", "bad_requests", "operations", "created", "updated", "deleted",
+                "failures", "conflicts", "requests_with_duplicates")
 
     def reset(self):
+        super().reset()
         self.store = {}                         # (resource, externalId) -> object
         self.applied = collections.Counter()    # (resource, externalId) -> writes
-        self.counts = collections.Counter()
         self.next_id = 1
         self.last_changed = FIRST_LAST_CHANGED
         self.rng = random.Random(SHUFFLE_SEED)
@@ -91,28 +90,17 @@ class Dialect:
                 ("GET", "/applied", self.ctl_applied)]
 
     def stats(self):
-        c = self.counts
-        return {"requests": c["requests"], "bad_requests": c["bad_requests"],
-                "operations": c["operations"], "created": c["created"],
-                "updated": c["updated"], "deleted": c["deleted"],
-                "failures": c["failures"], "conflicts": c["conflicts"],
-                "requests_with_duplicates": c["requests_with_duplicates"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": len(self.store)}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
+        return dict(super().stats(), store_size=len(self.store))
 
     # -- checks common to every request --------------------------------------
 
     def refuse(self, req, params, needs_dtos):
         """The error Response for a request that is refused as a whole, or None."""
         cfg = self.config
-        if cfg.get("bearer") is not None:
-            scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-            if scheme.lower() != "bearer" or value.strip() != cfg["bearer"]:
-                return fsm_error(401, "CA-16", "invalid or missing access token")
+        refused = self.refuse_credentials(
+            req, lambda why: fsm_error(401, "CA-16", "invalid or missing access token"))
+        if refused:
+            return refused
         for name in REQUIRED_HEADERS:
             if not req.headers.get(name):
                 return fsm_error(400, "CA-10", "missing header %s" % name)
@@ -126,13 +114,10 @@ class Dialect:
                                  % params["resource"])
         return None
 
-    def items(self, req):
+    @staticmethod
+    def items(req):
         """The body's items, or None when it is not a non-empty JSON array."""
-        try:
-            items = req.json()
-        except ValueError:
-            return None
-        return items if isinstance(items, list) and items else None
+        return json_body(req, list) or None
 
     def serve(self, req, params, needs_dtos, apply):
         refused = self.refuse(req, params, needs_dtos)
