@@ -51,6 +51,12 @@ from mock_api import MockDialect, Response, json_response, shuffle_answer
 
 NAME = "blueconic"
 
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"resource": "profiles", "options": {"create_missing": True}},
+    "crash": {"one_step": True, "options": {"batch_size": 1000}},
+}
+
 STRATEGIES = ("UPSERT", "UPDATE", "DELETE")
 PROPERTY_STRATEGIES = ("SET", "ADD", "SET_IF_EMPTY", "REMOVE", "INCREMENT")
 DEFAULT_GROUP_TYPES = ("company", "household")

@@ -41,6 +41,11 @@ from mock_api import MockDialect, Response, error_response, json_body, json_resp
 
 NAME = "clinia"
 
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"url": "/sources/{name}/v1", "resource": "Thing"},
+}
+
 KINDS = ("resources", "relationships")
 MEMBERS = {"UPSERT": "upsert", "CREATE": "create", "DELETE": "delete"}
 NEEDS_ID = ("UPSERT", "DELETE")

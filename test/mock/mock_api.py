@@ -646,8 +646,8 @@ def describe(module):
     """What the generic tests need to know of a dialect module, JSON-ready: its
     mount, whether it has TESTS at all ("described"), whether it has fuzz_seeds, and
     for each test of TEST_NAMES the target to make (url, the mount put in front of the
-    module's; resource; options; auth) with that test's own members
-    (docs/adding-a-dialect.md says which).  "{name}" in url and resource stands
+    module's; resource; options, the test's over the target's; auth) with that
+    test's own members (docs/adding-a-dialect.md says which).  "{name}" in url and resource stands
     for a name each test makes unique to its case."""
     mount = getattr(module, "MOUNT", "/" + module.NAME)
     tests = getattr(module, "TESTS", None)
@@ -655,7 +655,9 @@ def describe(module):
     out = {"name": module.NAME, "mount": mount, "described": tests is not None,
            "fuzz_seeds": hasattr(module, "fuzz_seeds")}
     for test in TEST_NAMES:
-        spec = dict(target, **((tests or {}).get(test) or {}))
+        own = (tests or {}).get(test) or {}
+        spec = dict(target, **own)
+        spec["options"] = dict(target["options"], **(own.get("options") or {}))
         spec["url"] = mount + spec["url"]
         out[test] = spec
     return out

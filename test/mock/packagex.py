@@ -56,6 +56,11 @@ from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "packagex"
 
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"url": "/v1", "resource": "contact"},
+}
+
 ACTIONS = ("merge", "overwrite", "delete")
 MODES = ("sync", "mixed", "async")
 DUPLICATE_HANDLING = ("ignore_all", "use_first")

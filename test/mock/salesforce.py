@@ -84,6 +84,16 @@ import time
 from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "salesforce"
+
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"resource": "Account"},
+    # an upsert's key is an external id field; the mark goes in a field too
+    "crash": {"key": "Ext__c",
+              "source": """SELECT id AS "Ext__c", 'crm-{op}-' || id || '-x' AS "Tag__c" """
+                        """FROM crash_rows"""},
+}
+
 # /_control/marks counts a row when its job is closed: an upload alone is never
 # processed, and a job uploaded twice refuses to close
 OWN_MARKS = True

@@ -47,6 +47,14 @@ from mock_api import MockDialect, Response, json_body, json_response, shuffle_an
 
 NAME = "sap_fsm"
 
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    # the store is keyed by resource: one of its own per case
+    "target": {"resource": "Crash{name}",
+               "options": {"dto_version": 43, "account_id": "1", "company_id": "1"}},
+    "crash": {"one_step": True},
+}
+
 REQUIRED_HEADERS = ("X-Client-ID", "X-Client-Version", "X-Account-ID", "X-Company-ID")
 DTOS_RX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)\.(\d+)$")
 FIRST_LAST_CHANGED = 1550571215725
