@@ -47,6 +47,7 @@ import json
 import random
 import re
 
+from dialect_tests import BAD_CLEAN, BASE, bad_refusal_case, bad_text_case, hex_of, quote
 from mock_api import MockDialect, Response, json_response, shuffle_answer
 
 NAME = "blueconic"
@@ -55,6 +56,49 @@ NAME = "blueconic"
 TESTS = {
     "target": {"resource": "profiles", "options": {"create_missing": True}},
     "crash": {"one_step": True, "options": {"batch_size": 1000}},
+    "hostile": {
+        "mock": {NAME: {"shuffle": False}},
+        # the second row is no profile, with a validation error too
+        "fail_sql": "CASE WHEN i = 2 THEN 'NOTFOUND' END AS _state, "
+                    "CASE WHEN i = 2 THEN 'bad row' END AS _invalid",
+        "fail_msg": r"^no such profile; _invalid: bad row$",
+        "kinds": [
+            {"kind": "entries", "method": "PUT", "path": "/rest/v2/profiles$", "status": 200,
+             "step": "submit",
+             "cases": [
+                 {"label": "more elements than rows, one for a row not sent",
+                  "edits": [{"at": "", "dup": 2}, {"at": "-1.identifier", "set": "999"}],
+                  "final": {"rows": BASE}},
+                 {"label": "fewer elements than rows",
+                  "edits": [{"at": "", "drop": 1}],
+                  "final": {"rows": ["succeeded", "failed", "unknown"],
+                            "row_msg": {"3": r"the answer had no entry with this row's "
+                                             r"identifier"}}},
+                 {"label": "an unknown state",
+                  "edits": [{"at": "0.state", "set": "WEIRD"}],
+                  "final": {"rows": ["failed", "failed", "succeeded"],
+                            "row_msg": {"1": r'unrecognized state "WEIRD"'}}},
+                 {"label": "an identifier that is not UTF-8",
+                  "edits": [{"at": "0.identifier", "set_bytes": hex_of(b"1\xff")}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r"no entry with this row's identifier"}}},
+                 bad_text_case("1.validationErrors._invalid.0", "0.profileId",
+                               "^no such profile; _invalid: %s$" % quote(BAD_CLEAN)),
+                 {"label": "a NUL byte inside a string",
+                  "edits": [{"at": "0.profileId", "set_bytes": hex_of(b"a\0b")}],
+                  "persistent": r"malformed JSON in an HTTP 200 answer"},
+                 {"label": "a 413 listing nothing",
+                  "status": 413,
+                  "edits": [{"at": "", "set": []}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"HTTP 413 for a request of 3 entries, within the limit"}},
+                 bad_refusal_case(400, {"code": 400}, None, "message"),
+                 {"label": "an answer that is not an array",
+                  "edits": [{"at": "", "set": {"state": "CREATED"}}],
+                  "persistent": r"the 200 answer is not a JSON array"},
+             ]},
+        ],
+    },
 }
 
 STRATEGIES = ("UPSERT", "UPDATE", "DELETE")

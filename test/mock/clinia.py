@@ -37,6 +37,7 @@ import functools
 import json
 import re
 
+from dialect_tests import bad_refusal_case, bad_text_case, hex_of
 from mock_api import MockDialect, Response, error_response, json_body, json_response
 
 NAME = "clinia"
@@ -44,6 +45,78 @@ NAME = "clinia"
 # What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
 TESTS = {
     "target": {"url": "/sources/{name}/v1", "resource": "Thing"},
+    "hostile": {
+        "resource": "Practitioner",
+        "mock": {NAME: {"pending_polls": 0}},
+        "kinds": [
+            {"kind": "submit", "method": "POST", "path": "/resources/bulk$", "status": 202,
+             "step": "submit",
+             "cases": [
+                 {"label": "an unknown submit status",
+                  "edits": [{"at": "status", "set": "QUEUED"}],
+                  "persistent":
+                      r'unexpected answer to the bulk request \(HTTP 202, status "QUEUED"\)'},
+                 {"label": "no task id",
+                  "edits": [{"at": "taskId", "delete": True}],
+                  "persistent": r"ACCEPTED answer without a usable taskId"},
+                 {"label": "a task id that is not UTF-8",
+                  "edits": [{"at": "taskId", "set_bytes": hex_of(b"bk_\xff")}],
+                  "persistent": r'invalid byte sequence for encoding "UTF8": 0xff'},
+                 # were the id stored, it would stay with the batch
+                 {"label": "a task id that is not UTF-8, every poll failing",
+                  "edits": [{"at": "taskId", "set_bytes": hex_of(b"bk_\xff")}],
+                  "times": -1,
+                  "also": [{"method": "GET", "path": "/resources/bulk/",
+                            "action": "status", "status": 500, "times": -1}],
+                  "final": {"rows": ["failed"] * 3,
+                            "last_error": r"^gave up after 2 attempts: could not read "
+                                          r"the answer .*invalid byte sequence"}},
+                 {"label": "a rejection with fewer receipts than rows",
+                  "status": 400,
+                  "edits": [{"at": "", "set": {"status": "REJECTED", "receipts": [
+                      {"status": "FAILURE", "error": {"message": "x"}}]}}],
+                  "final": {"rows": ["failed"] * 3,
+                            "msg": r"^HTTP 400: request REJECTED with 1 receipts for 3 "
+                                   r"operations$",
+                            "last_error": r"REJECTED with 1 receipts for 3 operations"}},
+                 bad_refusal_case(422, {"error": {}}, None, "error.message"),
+             ]},
+            {"kind": "poll", "method": "GET", "path": "/resources/bulk/", "status": 200,
+             "step": "later",
+             "cases": [
+                 {"label": "more receipts than rows",
+                  "edits": [{"at": "receipts", "dup": 1}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"task \S+ ended FAILURE with 4 receipts for 3 operations",
+                            "last_error": r"ended FAILURE with 4 receipts for 3 operations"}},
+                 {"label": "fewer receipts than rows",
+                  "edits": [{"at": "receipts", "drop": 1}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"ended FAILURE with 2 receipts for 3 operations",
+                            "last_error": r"ended FAILURE with 2 receipts for 3 operations"}},
+                 {"label": "receipts that are not an array",
+                  "edits": [{"at": "receipts", "set": {"0": "x"}}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"ended FAILURE without a receipts array"}},
+                 {"label": "an unknown receipt status",
+                  "edits": [{"at": "receipts.0.status", "set": "WEIRD"}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r'the task ended with this operation in '
+                                             r'state "WEIRD"'}}},
+                 {"label": "an unknown task status",
+                  "edits": [{"at": "status", "set": "RUNNING"}],
+                  "persistent": r'task in unknown state "RUNNING"'},
+                 {"label": "a NUL byte inside a string",
+                  "edits": [{"at": "receipts.1.error.message",
+                             "set_bytes": hex_of(b"bad\0row")}],
+                  "persistent": r"malformed JSON in an HTTP 200 answer"},
+                 {"label": "a task status that is not UTF-8",
+                  "edits": [{"at": "status", "set_bytes": hex_of(b"SUCC\xffESS")}],
+                  "persistent": r'task in unknown state "SUCC\?ESS"'},
+                 bad_text_case("receipts.1.error.message", "receipts.0.id"),
+             ]},
+        ],
+    },
 }
 
 KINDS = ("resources", "relationships")

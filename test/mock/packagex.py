@@ -52,6 +52,7 @@ import json
 import random
 import re
 
+from dialect_tests import BAD, BAD_CLEAN, BASE, bad_refusal_case, hex_of, quote
 from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "packagex"
@@ -59,6 +60,84 @@ NAME = "packagex"
 # What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
 TESTS = {
     "target": {"url": "/v1", "resource": "contact"},
+    "hostile": {
+        "mock": {NAME: {"pending_polls": 0}},
+        "kinds": [
+            {"kind": "submit", "method": "POST", "path": "/v1/batches$", "status": 201,
+             "step": "submit",
+             "cases": [
+                 {"label": "no batch id",
+                  "edits": [{"at": "id", "delete": True}],
+                  "persistent": r"answer to a batch submit without a usable batch id"},
+                 {"label": "a batch id that is not UTF-8",
+                  "edits": [{"at": "id", "set_bytes": hex_of(b"batch_\xff")}],
+                  "persistent": r"answer to a batch submit without a usable batch id"},
+                 {"label": "an unknown submit status",
+                  "edits": [{"at": "status", "set": "weird"}],
+                  "final": {"rows": BASE}},
+                 bad_refusal_case(400, {"error": {}}, "error.code", "error.message"),
+             ]},
+            {"kind": "poll", "method": "GET", "path": "/v1/batches/", "status": 200,
+             "step": "later",
+             "cases": [
+                 {"label": "an unknown batch status",
+                  "edits": [{"at": "status", "set": "weird"}],
+                  "persistent": r'batch \S+ in unknown status "weird"'},
+                 {"label": "another batch's answer",
+                  "edits": [{"at": "id", "set": "batch_999999"}],
+                  "persistent": r"unexpected answer to a poll of batch \S+ \(HTTP 200\)"},
+                 {"label": "an errors file without a link",
+                  "edits": [{"at": "_errors_json_url", "delete": True}],
+                  "persistent": r"has an errors file, but the answer names no "
+                                r"_errors_json_url"},
+                 # refused before any request: the port is never reached
+                 {"label": "an errors file link that is not UTF-8",
+                  "edits": [{"at": "_errors_json_url",
+                             "set_bytes": hex_of(b"http://127.0.0.1:9/x\xff")}],
+                  "persistent": r"link to the errors file of batch \S+ has a space, a "
+                                r"control character or a byte beyond ASCII"},
+                 {"label": "errors counted, but no errors file",
+                  "edits": [{"at": "has_errors_file", "set": False}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"counted 1 failed rows, but its errors file lists 0",
+                            "last_error": r"counted 1 failed rows, but its errors file "
+                                          r"lists 0"}},
+             ]},
+            {"kind": "errors file", "method": "GET", "path": "/packagex/files/",
+             "status": 200, "step": "later",
+             "cases": [
+                 {"label": "the same row listed twice",
+                  "edits": [{"at": "", "dup": 1}],
+                  "final": {"rows": BASE}},
+                 {"label": "an entry for a row not sent",
+                  "edits": [{"at": "", "dup": 1}, {"at": "-1.index", "set": 7}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"errors file does not match the request \(entry 2 has "
+                                   r"no index between 0 and 2\)",
+                            "last_error": r"errors file does not match the request"}},
+                 {"label": "an entry with another row's id",
+                  "edits": [{"at": "0.id", "set": "zzz"}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r'entry 1 names id "zzz" at index 1, where another id '
+                                   r'was sent'}},
+                 {"label": "fewer entries than failed rows",
+                  "edits": [{"at": "", "drop": 1}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"counted 1 failed rows, but its errors file lists 0",
+                            "last_error": r"counted 1 failed rows, but its errors file "
+                                          r"lists 0"}},
+                 {"label": "invalid UTF-8 in an error message",
+                  "edits": [{"at": "0.errors.0.message", "set_bytes": BAD}],
+                  "final": {"rows": BASE, "row_msg": {"2": "^%s$" % quote(BAD_CLEAN)}}},
+                 {"label": "a \\u0000 escape inside a string",
+                  "edits": [{"at": "0.errors.0.message", "set_bytes": hex_of(rb"a\u0000b")}],
+                  "persistent": r"malformed JSON in an HTTP 200 answer"},
+                 {"label": "an errors file that is not an array",
+                  "edits": [{"at": "", "set": {"index": 1}}],
+                  "persistent": r"the errors file of batch \S+ is not a JSON array"},
+             ]},
+        ],
+    },
 }
 
 ACTIONS = ("merge", "overwrite", "delete")

@@ -81,6 +81,7 @@ import json
 import random
 import time
 
+from dialect_tests import BAD, BAD_CLEAN, BASE, csv_bomb_cases, hex_of, quote
 from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "salesforce"
@@ -92,6 +93,110 @@ TESTS = {
     "crash": {"key": "Ext__c",
               "source": """SELECT id AS "Ext__c", 'crm-{op}-' || id || '-x' AS "Tag__c" """
                         """FROM crash_rows"""},
+    # a batch is a job: create, upload, close, poll, then the CSV result files
+    # (unprocessedrecords is not asked for here: the first two settle every row)
+    "hostile": {
+        "mock": {NAME: {"in_progress_polls": 0, "result_order": "upload"}},
+        "kinds": [
+            {"kind": "create", "method": "POST", "path": "/jobs/ingest$", "status": 200,
+             "step": "submit",
+             "cases": [
+                 {"label": "no job id",
+                  "edits": [{"at": "id", "delete": True}],
+                  "persistent": r"the answer to creating a job has no usable job id"},
+                 {"label": "a job id that is not UTF-8",
+                  "edits": [{"at": "id", "set_bytes": hex_of(b"750\xff")}],
+                  "persistent": r"the answer to creating a job has no usable job id"},
+                 {"label": "a refusal whose code and message are not UTF-8",
+                  "status": 400,
+                  "edits": [{"at": "", "set": [{"errorCode": "x", "message": "y"}]},
+                            {"at": "0.errorCode", "set_bytes": hex_of(b"E-\xff")},
+                            {"at": "0.message", "set_bytes": BAD}],
+                  "final": {"rows": ["failed"] * 3,
+                            "msg": r"^could not create the job: HTTP 400 E-\?: %s$"
+                                   % quote(BAD_CLEAN),
+                            "code": "E-?"}},
+             ]},
+            # an upload's answer is empty: only the transport can spoil it
+            {"kind": "upload", "method": "PUT", "path": "/batches$", "status": 201,
+             "step": "later", "skip": r"JSON|empty answer|shorter than", "cases": []},
+            # whatever a close answers, the poll that follows tells
+            {"kind": "close", "method": "PATCH", "path": r"/jobs/ingest/\w+/$",
+             "status": 200, "step": "later", "skip": r"JSON|empty answer",
+             "cases": [
+                 {"label": "a refusal of a close that took",
+                  "status": 400,
+                  "edits": [{"at": "", "set": [{"errorCode": "INVALIDJOB",
+                                                "message": "no"}]}],
+                  "final": {"rows": BASE}},
+             ]},
+            {"kind": "poll", "method": "GET", "path": r"/jobs/ingest/\w+/$", "status": 200,
+             "step": "later",
+             "cases": [
+                 {"label": "an unknown job state",
+                  "edits": [{"at": "state", "set": "Weird"}],
+                  "persistent": r'job \S+ is in unknown state "Weird"'},
+                 {"label": "a job state that is not UTF-8",
+                  "edits": [{"at": "state", "set_bytes": hex_of(b"Job\xffComplete")}],
+                  "persistent": r'job \S+ is in unknown state "Job\?Complete"'},
+                 {"label": "counters that are not numbers",
+                  "edits": [{"at": "numberRecordsProcessed", "set": "many"}],
+                  "final": {"rows": BASE}},
+             ]},
+            # CSV read as it streams: not bounded by max_response_size, nor by
+            # http_timeout while it keeps coming
+            {"kind": "successfulResults", "method": "GET", "path": "/successfulResults/$",
+             "status": 200, "step": "later",
+             "skip": r"JSON|empty answer|larger than|slower than",
+             "cases": [
+                 {"label": "a record missing (the row is sent again)",
+                  "edits": [{"lines": "drop", "n": 1}],
+                  "final": {"rows": BASE}},
+                 {"label": "the same record twice",
+                  "edits": [{"lines": "dup", "n": 1}],
+                  "final": {"rows": BASE}},
+                 {"label": "a record for a key not sent",
+                  "edits": [{"find": '-1","name 1"', "replace": '-9","name 1"'}],
+                  "final": {"rows": BASE}},
+                 {"label": "an empty file",
+                  "edits": [{"cut": 0}],
+                  "final": {"rows": BASE}},
+                 {"label": "no key column",
+                  "edits": [{"find": '"id"', "replace": '"xid"'}],
+                  "persistent": r'result file has no column "id"'},
+                 {"label": "a quote inside an unquoted field",
+                  "edits": [{"find": '"true"', "replace": 'tr"ue'}],
+                  "persistent": r"malformed CSV in line 2: a double quote inside an "
+                                r"unquoted field"},
+                 {"label": "a quoted field broken",
+                  "edits": [{"find": '"name 3"', "replace": '"name 3'}],
+                  "persistent": r"malformed CSV in line \d+: text after the closing quote"},
+             ] + csv_bomb_cases() + [
+                 {"label": "a NUL byte and invalid UTF-8 in fields not matched on",
+                  "edits": [{"find": "name 1", "replace_bytes": hex_of(b"na\0me")},
+                            {"find": "name 3", "replace_bytes": hex_of(b"n\xffme")}],
+                  "final": {"rows": BASE}},
+             ]},
+            {"kind": "failedResults", "method": "GET", "path": "/failedResults/$",
+             "status": 200, "step": "later",
+             # the successes were settled by the file before
+             "persist_rows": ["succeeded", "unknown", "succeeded"],
+             "skip": r"JSON|empty answer|larger than|slower than",
+             "cases": [
+                 {"label": "an error that is not UTF-8",
+                  "edits": [{"find": '"bad row","',
+                             "replace_bytes": hex_of(b'"bad \x80\xfe row","')}],
+                  "final": {"rows": BASE, "row_msg": {"2": "^%s$" % quote(BAD_CLEAN)}}},
+                 {"label": "UNABLE_TO_LOCK_ROW (the row goes to a new job)",
+                  "edits": [{"find": '"bad row","',
+                             "replace": '"UNABLE_TO_LOCK_ROW:busy","'}],
+                  "final": {"rows": BASE}},
+                 {"label": "no sf__Error column",
+                  "edits": [{"find": '"sf__Error"', "replace": '"error"'}],
+                  "persistent": r"failedResults has no sf__Error column"},
+             ] + csv_bomb_cases()},
+        ],
+    },
 }
 
 # /_control/marks counts a row when its job is closed: an upload alone is never

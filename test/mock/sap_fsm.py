@@ -43,6 +43,7 @@ import json
 import random
 import re
 
+from dialect_tests import BASE, bad_refusal_case, bad_text_case, hex_of
 from mock_api import MockDialect, Response, json_body, json_response, shuffle_answer
 
 NAME = "sap_fsm"
@@ -53,6 +54,42 @@ TESTS = {
     "target": {"resource": "Crash{name}",
                "options": {"dto_version": 43, "account_id": "1", "company_id": "1"}},
     "crash": {"one_step": True},
+    "hostile": {
+        # its answer's elements name the resource: the edits below say "activity"
+        "resource": "Activity",
+        "mock": {NAME: {"shuffle": False}},
+        "kinds": [
+            {"kind": "207", "method": "PATCH", "path": "/externalId/bulk", "status": 207,
+             "step": "submit",
+             "cases": [
+                 {"label": "more elements than rows, one for a key not sent",
+                  "edits": [{"at": "", "dup": 2},
+                            {"at": "-1.externalId", "set": "stranger"}],
+                  "final": {"rows": BASE}},
+                 {"label": "fewer elements than rows",
+                  "edits": [{"at": "", "drop": 1}],
+                  "final": {"rows": ["succeeded", "failed", "unknown"],
+                            "row_msg": {"3": r"the 207 answer had no element for this "
+                                             r"externalId"}}},
+                 {"label": "an unknown element status",
+                  "edits": [{"at": "0.status", "set": "WEIRD"}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r'the answer gave this row status "WEIRD"'}}},
+                 {"label": "an externalId that is not UTF-8",
+                  "edits": [{"at": "0.activity.externalId", "set_bytes": hex_of(b"h\xff")}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r"no element for this externalId"}}},
+                 bad_text_case("1.ex.message", "0.activity.id"),
+                 {"label": "a NUL byte inside a string",
+                  "edits": [{"at": "0.activity.id", "set_bytes": hex_of(b"a\0b")}],
+                  "persistent": r"malformed JSON in a 207 answer"},
+                 bad_refusal_case(400, {}, "error", "message"),
+                 {"label": "a 207 body that is not an array",
+                  "edits": [{"at": "", "set": {"status": 207}}],
+                  "persistent": r"the 207 answer is not a JSON array"},
+             ]},
+        ],
+    },
 }
 
 REQUIRED_HEADERS = ("X-Client-ID", "X-Client-Version", "X-Account-ID", "X-Company-ID")
