@@ -47,7 +47,8 @@ import json
 import random
 import re
 
-from dialect_tests import BAD_CLEAN, BASE, bad_refusal_case, bad_text_case, hex_of, quote
+from dialect_tests import (BAD_CLEAN, BASE, DELETE, UPSERT, bad_refusal_case,
+                           bad_text_case, hex_of, quote, seed_header)
 from mock_api import MockDialect, Response, json_response, shuffle_answer
 
 NAME = "blueconic"
@@ -332,3 +333,40 @@ def _is_number(v):
         return True
     except ValueError:
         return False
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+BC_URL = "/blueconic/rest/v2/profiles"
+
+
+def bc_call(mock, op, rows):
+    """Entries as blueconic.c sends them: identifier = the job's row number."""
+    entries = []
+    for n, (rid, data) in enumerate(rows, 1):
+        e = {"identifier": str(n), "profileId": rid,
+             "strategy": "DELETE" if op == DELETE else "UPSERT"}
+        if op != DELETE:
+            e["properties"] = [{"id": k, "values": [v], "strategy": "SET"}
+                               for k, v in data.items()]
+        entries.append(e)
+    return mock.call("PUT", BC_URL, entries)
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    yield "upsert-states", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, [
+        ok[0], ("r2", {"_state": "SKIPPED"}), ("r3", {"_invalid": "bad name"})])]
+    yield "delete-one-missing", seed_header(DELETE, 2), [bc_call(mock, DELETE, [ok[0], ("r9", {})])]
+    mock.control("/config", {"blueconic": {"omit_identifiers": ["2"],
+                                           "extra_identifiers": ["7"]}})
+    yield "upsert-odd-elements", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    mock.control("/config", {"blueconic": {"max_entries": 2}})
+    yield "upsert-too-many", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    yield "bad-request", seed_header(UPSERT, 1), [mock.call("PUT", BC_URL, {"not": "an array"})]

@@ -37,7 +37,8 @@ import functools
 import json
 import re
 
-from dialect_tests import bad_refusal_case, bad_text_case, hex_of
+from dialect_tests import (DELETE, INSERT, JSON_CT, UPSERT, bad_refusal_case,
+                           bad_text_case, hex_of, seed_header)
 from mock_api import MockDialect, Response, error_response, json_body, json_response
 
 NAME = "clinia"
@@ -45,6 +46,8 @@ NAME = "clinia"
 # What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
 TESTS = {
     "target": {"url": "/sources/{name}/v1", "resource": "Thing"},
+    # as fuzz_seeds() below sends it
+    "fuzz": {"resource": "Contact"},
     "hostile": {
         "resource": "Practitioner",
         "mock": {NAME: {"pending_polls": 0}},
@@ -395,3 +398,93 @@ class Dialect(MockDialect):
                                           "status": t.status, "polls": t.polls,
                                           "operations": t.count}
                                    for t in self.tasks.values()})
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+CLINIA_URL = "/clinia/sources/fuzz/v1/resources/bulk"
+CLINIA_MEMBER = {INSERT: ("CREATE", "create"), UPSERT: ("UPSERT", "upsert"),
+                 DELETE: ("DELETE", "delete")}
+# bits of byte 3: the dialect's boolean options in table order (resubmit_cancelled)
+CLINIA_NO_RESUBMIT = 1
+
+
+def clinia_ops(op, rows):
+    """Operations for rows given as (id, data) pairs."""
+    action, member = CLINIA_MEMBER[op]
+    out = []
+    for rid, data in rows:
+        body = {"type": "Contact"}
+        if op != INSERT:
+            body["id"] = rid
+        if op != DELETE:
+            body["data"] = data
+        out.append({"action": action, member: body})
+    return out
+
+
+def clinia_run(mock, op, rows, polls=2):
+    """Submit, then poll the task until it is final: the answers in order."""
+    out = [mock.call("POST", CLINIA_URL, {"operations": clinia_ops(op, rows)})]
+    if out[0][0] == 202:
+        task = json.loads(out[0][2]).get("taskId") or json.loads(out[0][2]).get("bulkId")
+        for _ in range(polls):
+            out.append(mock.call("GET", "%s/%s?withReceipts=true" % (CLINIA_URL, task)))
+            if json.loads(out[-1][2]).get("status") != "PENDING":
+                break
+    return out
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert-ok", seed_header(UPSERT, 3), clinia_run(mock, UPSERT, ok)
+    yield "insert-one-fails", seed_header(INSERT, 3), clinia_run(
+        mock, INSERT, [ok[0], ("r2", {"_fail": "bad name"}), ok[2]])
+    yield "delete-missing", seed_header(DELETE, 2), clinia_run(mock, DELETE, ok[:2])
+
+    # REJECTED: the failing operation settles, the cancelled ones are sent again
+    rejected = clinia_run(mock, UPSERT, [ok[0], ("r2", {"_reject": "no"}), ok[2]])
+    again = clinia_run(mock, UPSERT, [ok[0], ok[2]])
+    yield "upsert-rejected-resubmit", seed_header(UPSERT, 3), rejected + again
+    yield "upsert-rejected-no-resubmit", seed_header(UPSERT, 3, options=CLINIA_NO_RESUBMIT), rejected
+
+    # a resumed batch: row 1 already has its receipt
+    yield "upsert-resumed", seed_header(UPSERT, 3, settled=0b001), clinia_run(mock, UPSERT, ok[1:])
+
+    mock.control("/config", {"clinia": {"legacy_bulk_id": True, "task_failure_all": True}})
+    yield "insert-legacy-all-fail", seed_header(INSERT, 2), clinia_run(mock, INSERT, ok[:2])
+
+    mock.control("/config", {"clinia": {"api_key": "k"}})
+    yield "upsert-unauthorized", seed_header(UPSERT, 1), clinia_run(mock, UPSERT, ok[:1])
+    mock.control("/reset")
+
+    # a task the remote side forgot
+    first = clinia_run(mock, UPSERT, ok[:2], polls=0)
+    gone = mock.call("GET", CLINIA_URL + "/bk_404?withReceipts=true")
+    yield "upsert-task-gone", seed_header(UPSERT, 2), first + [gone]
+
+    # answers the mock never gives, for paths a short run would not reach
+    pending = b'{"status": "PENDING"}'
+    accepted = b'{"status": "ACCEPTED", "taskId": "t1"}'
+    yield "edge-task-cancelled-in-part", seed_header(UPSERT, 2), [
+        (202, JSON_CT, accepted),
+        (200, JSON_CT, b'{"status": "CANCELLED", "receipts": [{"status": "SUCCESS", "id": "r1"}, '
+                       b'{"status": "CANCELLED"}]}'),
+        (202, JSON_CT, accepted),
+        (200, JSON_CT, b'{"status": "SUCCESS", "receipts": [{"status": "SUCCESS", "id": "r2"}]}')]
+    yield "edge-rejected-all-cancelled", seed_header(UPSERT, 2), [
+        (400, JSON_CT, b'{"status": "REJECTED", "receipts": [{"status": "CANCELLED"}, '
+                       b'{"status": "CANCELLED"}]}')]
+    yield "edge-task-odd", seed_header(UPSERT, 1), [
+        (202, JSON_CT, b'{"status": "ACCEPTED", "taskId": ".."}'),
+        (202, JSON_CT, accepted), (200, JSON_CT, b'{"status": "LOST"}'),
+        (200, JSON_CT, b'{"status": "SUCCESS", "receipts": [{"status": "ODD"}]}')]
+
+    # what the fuzzer found (sql/fuzz_findings.sql replays them through the mock)
+    yield "found-task-id-not-utf8", seed_header(INSERT, 2), [
+        (202, JSON_CT, b'{"status": "ACCEPTED", "bulkId": "b\x95\xa26"}'), (200, JSON_CT, pending)]
+    yield "found-task-id-needs-escaping", seed_header(INSERT, 2), [
+        (202, JSON_CT, b'{"status": "ACCEPTED", "taskId": "bk6\x7f"}'), (200, JSON_CT, pending)]

@@ -52,7 +52,8 @@ import json
 import random
 import re
 
-from dialect_tests import BAD, BAD_CLEAN, BASE, bad_refusal_case, hex_of, quote
+from dialect_tests import (BAD, BAD_CLEAN, BASE, DELETE, JSON_CT, OVERWRITE, UPSERT,
+                           bad_refusal_case, hex_of, quote, seed_header)
 from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "packagex"
@@ -470,3 +471,61 @@ class Dialect(MockDialect):
                                           "status": b.status, "polls": b.polls,
                                           "errors": len(b.errors)}
                                    for b in self.batches.values()})
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+PX_URL = "/packagex/v1/batches"
+PX_ACTION = {UPSERT: "merge", OVERWRITE: "overwrite", DELETE: "delete"}
+
+
+def px_run(mock, op, rows, mode="mixed", polls=4):
+    """Submit, poll until final, then fetch the errors file it names."""
+    body = {"resource": "contact", "action": PX_ACTION[op], "mode": mode,
+            "duplicate_handling": "ignore_all",
+            "data": [dict(data, id=rid) if op != DELETE else {"id": rid}
+                     for rid, data in rows]}
+    out = [mock.call("POST", PX_URL, body)]
+    if out[0][0] not in (200, 201):
+        return out
+    batch = json.loads(out[0][2])
+    for _ in range(polls):
+        if batch.get("status") in ("completed", "failed", "timed_out", "expired"):
+            break
+        out.append(mock.call("GET", "%s/%s?include_errors_json=true" % (PX_URL, batch["id"])))
+        batch = json.loads(out[-1][2])
+    url = batch.get("_errors_json_url")
+    if url:
+        out.append(mock.call("GET", url[url.index("/packagex/"):]))
+    return out
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    # the errors file's link names a fixed host, not the mock's port of the day
+    fixed = {"packagex": {"errors_host": "127.0.0.1:9"}}
+    mock.control("/reset")
+    mock.control("/config", fixed)
+    yield "merge-sync", seed_header(UPSERT, 3, options=0), px_run(mock, UPSERT, ok, mode="sync")
+    yield "merge-async-one-fails", seed_header(UPSERT, 3), px_run(
+        mock, UPSERT, [ok[0], ("r2", {"_fail": "bad name"}), ok[2]], mode="async")
+    yield "overwrite", seed_header(OVERWRITE, 2), px_run(mock, OVERWRITE, ok[:2])
+    yield "delete-one-missing", seed_header(DELETE, 2), px_run(mock, DELETE, [ok[0], ("r9", {})])
+    mock.control("/config", {"packagex": {"final_status": "failed"}})  # merged into fixed
+    yield "merge-batch-failed", seed_header(UPSERT, 2), px_run(
+        mock, UPSERT, [ok[0], ("r2", {"_fail": "no"})])
+    mock.control("/reset")
+    mock.control("/config", {"packagex": {"api_key": "k"}})
+    yield "merge-unauthorized", seed_header(UPSERT, 1), px_run(mock, UPSERT, ok[:1])
+    mock.control("/reset")
+
+    # what the fuzzer found (sql/fuzz_findings.sql replays it through the mock)
+    final = (b'{"id": "b1", "status": "completed", "has_errors_file": true, '
+             b'"_errors_json_url": "http://127.0.0.1:9/packagex/fil s/b1/errors.json"}')
+    yield "found-batch-id-dot-segment", seed_header(UPSERT, 1), [
+        (201, JSON_CT, b'{"id": "..", "status": "queued"}'), (200, JSON_CT, final)]
+    yield "found-errors-url-with-space", seed_header(DELETE, 2), [
+        (201, JSON_CT, b'{"id": "b1", "status": "queued"}'), (200, JSON_CT, final),
+        (200, JSON_CT, b'[{"index": 1, "id": "r2", "errors": [{"code": "not_found"}]}]')]

@@ -81,7 +81,8 @@ import json
 import random
 import time
 
-from dialect_tests import BAD, BAD_CLEAN, BASE, csv_bomb_cases, hex_of, quote
+from dialect_tests import (BAD, BAD_CLEAN, BASE, DELETE, INSERT, UPDATE, UPSERT,
+                           csv_bomb_cases, hex_of, quote, seed_header)
 from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "salesforce"
@@ -89,6 +90,8 @@ NAME = "salesforce"
 # What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
 TESTS = {
     "target": {"resource": "Account"},
+    # as fuzz_seeds() below sends it
+    "fuzz": {"resource": "Contact"},
     # an upsert's key is an external id field; the mark goes in a field too
     "crash": {"key": "Ext__c",
               "source": """SELECT id AS "Ext__c", 'crm-{op}-' || id || '-x' AS "Tag__c" """
@@ -769,3 +772,65 @@ class Dialect(MockDialect):
                                           "processed": j.processed,
                                           "header": j.header}
                                    for j in self.jobs.values()})
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+SF_BASE = "/salesforce/services/data/v62.0/jobs/ingest"
+SF_OPERATION = {INSERT: "insert", UPDATE: "update", UPSERT: "upsert", DELETE: "delete"}
+
+
+def sf_csv(op, rows, extra=None):
+    """The CSV salesforce.c uploads for the harness's rows (id, name, n), with
+    extra columns the mock reads to misbehave."""
+    if op in (UPDATE, DELETE):
+        head, lines = ["Id"], [[rid] for rid, _ in rows]
+        if op == UPDATE:
+            head += ["name", "n"]
+            lines = [[rid, "name %d" % n, str(n)] for rid, n in rows]
+    else:
+        head, lines = ["id", "name", "n"], [[rid, "name %d" % n, str(n)] for rid, n in rows]
+    if extra:
+        head.append(extra[0])
+        lines = [line + [extra[1].get(line[0], "")] for line in lines]
+    return ("\n".join(",".join(line) for line in [head] + lines) + "\n").encode()
+
+
+def sf_run(mock, op, nrows, extra=None, polls=3):
+    """Create, upload, close, poll until final, fetch the three result files."""
+    rows = [("r%d" % n, n) for n in range(1, nrows + 1)]
+    body = {"object": "Contact", "operation": SF_OPERATION[op], "contentType": "CSV",
+            "columnDelimiter": "COMMA", "lineEnding": "LF"}
+    if op == UPSERT:
+        body["externalIdFieldName"] = "id"
+    out = [mock.call("POST", SF_BASE, body)]
+    if out[0][0] != 200:
+        return out
+    job = "%s/%s/" % (SF_BASE, json.loads(out[0][2])["id"])
+    out.append(mock.call("PUT", job + "batches", sf_csv(op, rows, extra)))
+    out.append(mock.call("PATCH", job, {"state": "UploadComplete"}))
+    for _ in range(polls):
+        out.append(mock.call("GET", job))
+        if json.loads(out[-1][2]).get("state") in ("JobComplete", "Failed", "Aborted"):
+            break
+    for f in ("successfulResults/", "failedResults/", "unprocessedrecords/"):
+        out.append(mock.call("GET", job + f, headers={"Accept": "text/csv"}))
+    return out
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    mock.control("/reset")
+    yield "upsert", seed_header(UPSERT, 3), sf_run(mock, UPSERT, 3)
+    yield "insert", seed_header(INSERT, 2), sf_run(mock, INSERT, 2)
+    yield "upsert-one-fails-one-locked", seed_header(UPSERT, 3), sf_run(
+        mock, UPSERT, 3, extra=("_fail", {"r2": "FIELD_CUSTOM_VALIDATION_EXCEPTION:no"}))
+    yield "update-unknown-ids", seed_header(UPDATE, 2), sf_run(mock, UPDATE, 2)
+    yield "delete-unknown-ids", seed_header(DELETE, 2), sf_run(mock, DELETE, 2)
+    mock.control("/config", {"salesforce": {"fail_job": {"after": 1, "message": "boom"}}})
+    yield "upsert-job-failed", seed_header(UPSERT, 3), sf_run(mock, UPSERT, 3)
+    mock.control("/reset")
+    mock.control("/config", {"salesforce": {"request_limit_exceeded": 1}})
+    yield "limit-exceeded", seed_header(UPSERT, 1), sf_run(mock, UPSERT, 1)[:1] + sf_run(mock, UPSERT, 1)
+    mock.control("/reset")

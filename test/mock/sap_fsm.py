@@ -43,7 +43,8 @@ import json
 import random
 import re
 
-from dialect_tests import BASE, bad_refusal_case, bad_text_case, hex_of
+from dialect_tests import (BASE, DELETE, UPSERT, bad_refusal_case, bad_text_case, hex_of,
+                           seed_header)
 from mock_api import MockDialect, Response, json_body, json_response, shuffle_answer
 
 NAME = "sap_fsm"
@@ -54,6 +55,8 @@ TESTS = {
     "target": {"resource": "Crash{name}",
                "options": {"dto_version": 43, "account_id": "1", "company_id": "1"}},
     "crash": {"one_step": True},
+    # as fuzz_seeds() below sends it
+    "fuzz": {"resource": "Contact"},
     "hostile": {
         # its answer's elements name the resource: the edits below say "activity"
         "resource": "Activity",
@@ -296,3 +299,42 @@ class Dialect(MockDialect):
 
     def ctl_applied(self, req, params):
         return json_response(200, self._select(self.applied, req))
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+FSM_URL = "/sap_fsm/api/data/v4/Contact/externalId/bulk"
+FSM_HEADERS = {"X-Client-ID": "bulkops", "X-Client-Version": "1.0",
+               "X-Account-ID": "7", "X-Company-ID": "9"}
+
+
+def fsm_call(mock, op, rows, force=False, headers=FSM_HEADERS):
+    if op == DELETE:
+        path = FSM_URL + ("?forceDelete=true" if force else "")
+        items = [{"externalId": rid} for rid, _ in rows]
+    else:
+        path = FSM_URL + "?dtos=Contact.43" + ("&forceUpdate=true" if force else "")
+        items = [dict(data, externalId=rid) for rid, data in rows]
+    return mock.call("DELETE" if op == DELETE else "PATCH", path, items, headers)
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert-created", seed_header(UPSERT, 3), [fsm_call(mock, UPSERT, ok)]
+    yield "upsert-updated-one-fails", seed_header(UPSERT, 3), [
+        fsm_call(mock, UPSERT, [ok[0], ("r2", {"_fail": "bad name"}), ok[2]])]
+    yield "upsert-conflict", seed_header(UPSERT, 1), [
+        fsm_call(mock, UPSERT, [("r1", {"name": "x", "lastChanged": 1})])]
+    yield "delete-one-missing", seed_header(DELETE, 2), [fsm_call(mock, DELETE, [ok[0], ("r9", {})])]
+    # the same key twice in a batch: the second goes in a request of its own
+    yield "upsert-duplicate-key", seed_header(UPSERT, 2), [
+        fsm_call(mock, UPSERT, ok[:1]), fsm_call(mock, UPSERT, ok[:1])]
+    mock.control("/config", {"sap_fsm": {"omit_external_ids": ["r2"],
+                                         "extra_external_ids": ["r7"]}})
+    yield "upsert-odd-elements", seed_header(UPSERT, 3), [fsm_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    yield "upsert-bad-request", seed_header(UPSERT, 1), [
+        fsm_call(mock, UPSERT, ok[:1], headers={"X-Client-ID": "bulkops"})]
