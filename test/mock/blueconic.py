@@ -57,6 +57,8 @@ NAME = "blueconic"
 TESTS = {
     "target": {"resource": "profiles", "options": {"create_missing": True}},
     "crash": {"one_step": True, "options": {"batch_size": 1000}},
+    "bench": {"resource": "groups", "options": {"group_type_id": "company"},
+              "auth": {"type": "bearer", "token": "bench-token"}},
     "hostile": {
         "mock": {NAME: {"shuffle": False}},
         # the second row is no profile, with a validation error too

@@ -48,6 +48,8 @@ TESTS = {
     "target": {"url": "/sources/{name}/v1", "resource": "Thing"},
     # as fuzz_seeds() below sends it
     "fuzz": {"resource": "Contact"},
+    "bench": {"resource": "Patient",
+              "auth": {"type": "header", "name": "X-Clinia-API-Key", "value": "bench-key"}},
     "hostile": {
         "resource": "Practitioner",
         "mock": {NAME: {"pending_polls": 0}},

@@ -61,6 +61,7 @@ NAME = "packagex"
 # What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
 TESTS = {
     "target": {"url": "/v1", "resource": "contact"},
+    "bench": {"auth": {"type": "header", "name": "PX-API-KEY", "value": "bench-key"}},
     "hostile": {
         "mock": {NAME: {"pending_polls": 0}},
         "kinds": [

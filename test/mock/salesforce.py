@@ -92,6 +92,8 @@ TESTS = {
     "target": {"resource": "Account"},
     # as fuzz_seeds() below sends it
     "fuzz": {"resource": "Contact"},
+    # its wire format is CSV: the benchmark measures COPY (FORMAT csv) too
+    "bench": {"auth": {"type": "bearer", "token": "bench-token"}, "csv": True},
     # an upsert's key is an external id field; the mark goes in a field too
     "crash": {"key": "Ext__c",
               "source": """SELECT id AS "Ext__c", 'crm-{op}-' || id || '-x' AS "Tag__c" """

@@ -57,6 +57,7 @@ TESTS = {
     "crash": {"one_step": True},
     # as fuzz_seeds() below sends it
     "fuzz": {"resource": "Contact"},
+    "bench": {"resource": "Activity", "auth": {"type": "bearer", "token": "bench-token"}},
     "hostile": {
         # its answer's elements name the resource: the edits below say "activity"
         "resource": "Activity",
