@@ -195,8 +195,9 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres -d p
 
 # ---- schema, target, data ----
 log "creating t with $rows rows"
-target_opts=$target_options
-[ -n "$concurrency" ] && target_opts="${target_opts:+$target_opts, }\"concurrency\": $concurrency"
+# A job may only narrow its target's options: the batch size is the target's.
+target_opts="${target_options:+$target_options, }\"batch_size\": $batch_size"
+[ -n "$concurrency" ] && target_opts="$target_opts, \"concurrency\": $concurrency"
 target_opts="{$target_opts}"
 sql -v url="$target_url" -v resource="$target_resource" -v auth="$target_auth" \
 	-v dialect="$dialect" -v topts="$target_opts" -v rows="$rows" <<'SQL'
