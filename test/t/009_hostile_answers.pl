@@ -167,71 +167,79 @@ for my $d (dialects($node))
 		kinds => [ map { kind_of($d->{name}, $_) } @kinds ]
 	  };
 }
-die "the OAuth cases need dialect clinia\n" unless $hostile{clinia};
 
 # the token answer is read by the worker, whatever the dialect: clinia's
 # target carries it
-push @DIALECTS,
-  {
-	name     => 'oauth',
-	dialect  => 'clinia',
-	url      => fill_name($hostile{clinia}{url}, 'hostile'),
-	resource => fill_name($hostile{clinia}{resource}, 'hostile'),
-	auth     => sub {
-		return {
-			type          => 'oauth2_client_credentials',
-			client_id     => 'hostile',
-			client_secret => 'not-a-secret',
-			token_url     => mock_url("$_[0]/oauth2/token")
-		};
-	},
-	kinds => [
-		{
-			kind   => 'token',
-			method => 'POST',
-			path   => '/oauth2/token$',
-			status => 200,
-			%AT_TOKEN,
-			cases => [
-				{
-					label      => 'no access token',
-					edits      => [ { at => 'access_token', delete => JSON::PP::true } ],
-					persistent => qr/unusable answer: the answer has no "access_token"/
-				},
-				{
-					# it would become the base of every request's path
-					label => 'an instance_url with a query',
-					edits => [ { at => 'instance_url', set => "http://127.0.0.1:$port/x?y=1" } ],
-					persistent =>
-					  qr/unusable answer: instance_url has a query, a fragment, whitespace or control characters/
-				},
-				{
-					label      => 'an unknown token type',
-					edits      => [ { at => 'token_type', set => 'mac' } ],
-					persistent => qr/unusable answer: token type "mac" is not supported/
-				},
-				{
-					label      => 'a token that is not UTF-8',
-					edits      => [ { at => 'access_token', set_bytes => hex_of("tok\xff") } ],
-					persistent =>
-					  qr/unusable answer: the access token contains a character a header cannot carry/
-				},
-				{
-					label  => 'a refusal whose description is not UTF-8',
-					status => 400,
-					edits  => [
-						{ at => 'error', set => 'invalid_client' },
-						{ at => 'error_description', set_bytes => $BAD }
-					],
-					final => {
-						rows => [qw(failed failed failed)],
-						msg  => qr/: invalid_client: \Q$BAD_CLEAN\E \(HTTP 400\)$/
-					}
-				},
-			]
+if (!$hostile{clinia})
+{
+	die "the OAuth token cases need dialect clinia\n"
+	  unless $ENV{BULKOPS_TEST_DIALECTS};
+	diag 'BULKOPS_TEST_DIALECTS leaves out clinia, and with it the OAuth token cases';
+}
+else
+{
+	push @DIALECTS,
+	  {
+		name     => 'oauth',
+		dialect  => 'clinia',
+		url      => fill_name($hostile{clinia}{url}, 'hostile'),
+		resource => fill_name($hostile{clinia}{resource}, 'hostile'),
+		auth     => sub {
+			return {
+				type          => 'oauth2_client_credentials',
+				client_id     => 'hostile',
+				client_secret => 'not-a-secret',
+				token_url     => mock_url("$_[0]/oauth2/token")
+			};
 		},
-	],
-  };
+		kinds => [
+			{
+				kind   => 'token',
+				method => 'POST',
+				path   => '/oauth2/token$',
+				status => 200,
+				%AT_TOKEN,
+				cases => [
+					{
+						label      => 'no access token',
+						edits      => [ { at => 'access_token', delete => JSON::PP::true } ],
+						persistent => qr/unusable answer: the answer has no "access_token"/
+					},
+					{
+						# it would become the base of every request's path
+						label => 'an instance_url with a query',
+						edits => [ { at => 'instance_url', set => "http://127.0.0.1:$port/x?y=1" } ],
+						persistent =>
+						  qr/unusable answer: instance_url has a query, a fragment, whitespace or control characters/
+					},
+					{
+						label      => 'an unknown token type',
+						edits      => [ { at => 'token_type', set => 'mac' } ],
+						persistent => qr/unusable answer: token type "mac" is not supported/
+					},
+					{
+						label      => 'a token that is not UTF-8',
+						edits      => [ { at => 'access_token', set_bytes => hex_of("tok\xff") } ],
+						persistent =>
+						  qr/unusable answer: the access token contains a character a header cannot carry/
+					},
+					{
+						label  => 'a refusal whose description is not UTF-8',
+						status => 400,
+						edits  => [
+							{ at => 'error', set => 'invalid_client' },
+							{ at => 'error_description', set_bytes => $BAD }
+						],
+						final => {
+							rows => [qw(failed failed failed)],
+							msg  => qr/: invalid_client: \Q$BAD_CLEAN\E \(HTTP 400\)$/
+						}
+					},
+				]
+			},
+		],
+	  };
+}
 
 # Faults every answer kind gets, once and for good, and what a persistent one
 # must say.
