@@ -27,14 +27,16 @@
 /*
  * The dialects built in, one line each, in the order they are listed:
  * DIALECT(x) is the BulkopsDialect bulkops_x_dialect defined in
- * src/dialects/x.c.  Nothing else names them.
+ * src/dialects/x.c.  Nothing else names them.  (Every line ends with a
+ * backslash, so that adding one changes no other.)
  */
 #define BUILTIN_DIALECTS \
 	DIALECT(clinia) \
 	DIALECT(sap_fsm) \
 	DIALECT(packagex) \
 	DIALECT(blueconic) \
-	DIALECT(salesforce)
+	DIALECT(salesforce) \
+	/* end of BUILTIN_DIALECTS */
 
 #define DIALECT(x) extern const BulkopsDialect bulkops_##x##_dialect;
 BUILTIN_DIALECTS
