@@ -30,7 +30,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
   clinia_target mock_faults mock_requests make_rsa_key query_until dialects
-  fill_name);
+  fill_name missing);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -223,8 +223,8 @@ sub dialects
 		my ($name, $ops, $idempotent, $needs_key) = split /\|/, $line, -1;
 		next if %want && !$want{$name};
 		my $mock = $described->{$name}
-		  or croak "dialect \"$name\" has no mock module: the generic tests need "
-		  . "test/mock/$name.py (docs/adding-a-dialect.md)";
+		  or missing("dialect \"$name\" has no mock module: the generic tests need "
+			  . "test/mock/$name.py (docs/adding-a-dialect.md)");
 		push @out,
 		  {
 			name       => $name,
@@ -234,9 +234,25 @@ sub dialects
 			mock       => $mock
 		  };
 	}
-	croak 'no dialect to test' . (%want ? " among BULKOPS_TEST_DIALECTS" : '')
+	missing('no dialect to test' . (%want ? " among BULKOPS_TEST_DIALECTS" : ''))
 	  unless @out;
 	return @out;
+}
+
+=pod
+
+=item missing($what)
+
+Die saying what a test misses to cover every dialect, on the console too
+(not only in the test's log, where a die's message goes).
+
+=cut
+
+sub missing
+{
+	my ($what) = @_;
+	diag $what;
+	croak $what;
 }
 
 =pod
