@@ -15,12 +15,16 @@
  * the set of pending rows does not change: outcomes land only when a step
  * ends.  So a dialect may map the n-th operation of a request to the n-th
  * pending row, at submit time and when it reads the answer.
- *  A batch is a list of encoded
- * rows plus a persisted (step, remote_id) pair.  Step 0 always means
- * "submit the rows that have no outcome yet"; the meaning of every other
- * step belongs to the dialect.  The worker persists a new step and
- * remote_id before it acts on them, so a dialect must be able to resume a
- * batch from (step, remote_id) alone after a crash.
+ *
+ * A batch is a list of encoded rows plus a persisted (step, remote_id)
+ * pair.  Step 0 always means "submit the rows that have no outcome yet";
+ * the meaning of every other step belongs to the dialect.  The worker
+ * persists a new step and remote_id before it acts on them, so a dialect
+ * must be able to resume a batch from (step, remote_id) alone after a
+ * crash.
+ *
+ * A new dialect is one file here, one line in src/dialects/registry.c, a
+ * mock module and a regress suite: see docs/adding-a-dialect.md.
  *
  *-------------------------------------------------------------------------
  */

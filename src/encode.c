@@ -595,7 +595,7 @@ encode_composite(BulkopsTypeInfo *ti, Datum value, StringInfo out,
  */
 void
 bulkops_encode_datum(BulkopsTypeInfo *ti, Datum value, StringInfo out,
-			 MemoryContext mcxt)
+					 MemoryContext mcxt)
 {
 	switch (ti->category)
 	{
