@@ -534,6 +534,7 @@ class TestControl(MockTestCase):
             self.assertIn(name, described)
             self.assertEqual(described[name]["name"], name)
         self.assertNotIn("mock_api", described)
+        self.assertNotIn("dialect_tests", described)
         self.assertEqual(described["oauth"]["mount"], "")
         self.assertEqual(described["abortable"]["crash"],
                          {"url": "/abortable", "resource": "Contact", "options": {}})
