@@ -3,41 +3,9 @@
 #   make installcheck             pg_regress suites on a temporary, preloaded instance
 #   make prove_installcheck       TAP suites (test/t/*.pl)
 MODULE_big = bulkops
-OBJS = \
-	src/bulkops.o \
-	src/api.o \
-	src/auth.o \
-	src/claim.o \
-	src/crash.o \
-	src/csv.o \
-	src/encode.o \
-	src/encode_csv.o \
-	src/enqueue.o \
-	src/exec.o \
-	src/http.o \
-	src/json_out.o \
-	src/netpolicy.o \
-	src/launcher.o \
-	src/oauth.o \
-	src/oauth_cache.o \
-	src/options.o \
-	src/owner.o \
-	src/privileges.o \
-	src/receipts.o \
-	src/ratelimit.o \
-	src/results.o \
-	src/retention.o \
-	src/sink.o \
-	src/worker.o \
-	src/dialects/registry.o \
-	src/dialects/clinia.o \
-	src/dialects/sap_fsm.o \
-	src/dialects/packagex.o \
-	src/dialects/packagex_answers.o \
-	src/dialects/blueconic.o \
-	src/dialects/salesforce.o \
-	src/dialects/salesforce_query.o \
-	src/dialects/salesforce_results.o
+# Every C file of src/ and src/dialects/: a new dialect's file builds by
+# being there (test/fuzz/ and test/modules/ are outside, see FUZZ below).
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/dialects/*.c)))
 
 EXTENSION = bulkops
 DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql \
@@ -45,10 +13,28 @@ DATA = bulkops--1.0.sql bulkops--1.0--1.1.sql bulkops--1.1--1.2.sql \
 PGFILEDESC = "bulkops - bulk API pushes from SQL"
 
 SHLIB_LINK = $(shell curl-config --libs) -lcrypto
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+# The library's version is the extension's: default_version in bulkops.control.
+BULKOPS_VERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
+	$(dir $(lastword $(MAKEFILE_LIST)))bulkops.control)
+ifeq ($(BULKOPS_VERSION),)
+$(error bulkops.control has no default_version)
+endif
+
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) \
+	-DBULKOPS_VERSION='"$(BULKOPS_VERSION)"'
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(BULKOPS_CFLAGS)
 
-REGRESS = setup targets enqueue encode worker fuzz_findings security security_attacks options_narrow upgrade sap_fsm oauth packagex blueconic salesforce bulk_query ratelimit retention
+# pg_regress suites, all in one database: these first and in this order
+# (setup makes what the others use; enqueue counts every job there is), then
+# every other suite of sql/ by name, a dialect's own sql/<dialect>.sql among
+# them, then retention, which deletes jobs.
+REGRESS_FIRST = setup targets enqueue encode worker fuzz_findings security \
+	security_attacks options_narrow upgrade oauth bulk_query ratelimit
+REGRESS_LAST = retention
+REGRESS = $(REGRESS_FIRST) \
+	$(sort $(filter-out $(REGRESS_FIRST) $(REGRESS_LAST), \
+		$(notdir $(basename $(wildcard sql/*.sql))))) \
+	$(REGRESS_LAST)
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -165,6 +165,17 @@ CREATE FUNCTION @extschema@.has_target_privilege(role name, target text, privile
 RETURNS boolean LANGUAGE c STABLE STRICT
     AS 'MODULE_PATHNAME', 'bulkops_has_target_privilege_role';
 
+-- The dialects this server has, built in or added by another preloaded
+-- library, with what tests and tools need to drive each without a list of
+-- their own: operations (those safe to repeat, those that need a key), the
+-- dialect's own options, its limits per request and whether it can abort a
+-- remote task.
+CREATE FUNCTION bulkops.dialects(OUT name text, OUT operations text[],
+                                 OUT idempotent text[], OUT needs_key text[],
+                                 OUT options text[], OUT max_batch_rows integer,
+                                 OUT max_batch_bytes integer, OUT has_abort boolean)
+RETURNS SETOF record LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'bulkops_dialects_sql';
+
 -- pg_dump keeps what bulkops holds: targets (with their credentials, as it
 -- does for user mappings), grants, jobs, batches, receipts and the job id
 -- sequence.  Dumping needs a superuser (row-level security, auth).

@@ -15,7 +15,26 @@ SELECT url = :'url' AS slash_dropped FROM bulkops.targets WHERE name = 't2';
 
 -- mistakes
 SELECT bulkops.create_target('t1', 'clinia', :'url', 'Practitioner');
+-- an unknown dialect; the hint names every dialect, as bulkops.dialects()
+-- lists them (not repeated here: a new dialect changes no expected output)
+\set VERBOSITY terse
 SELECT bulkops.create_target('t3', 'nosuch', :'url', 'Practitioner');
+\set VERBOSITY default
+CREATE FUNCTION pg_temp.hint_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    hint text;
+BEGIN
+    EXECUTE stmt;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
+    RETURN hint;
+END
+$$;
+SELECT pg_temp.hint_of($$SELECT bulkops.create_target('t3', 'nosuch', 'http://127.0.0.1:1/x', 'P')$$)
+       = 'Known dialects are: ' || string_agg(d.name, ', ' ORDER BY d.ordinality) || '.'
+       AS hint_lists_every_dialect
+FROM bulkops.dialects() WITH ORDINALITY AS d;
 SELECT bulkops.create_target('t3', 'clinia', 'not a url', 'Practitioner');
 SELECT bulkops.create_target('t3', 'clinia', 'ftp://127.0.0.1/x', 'Practitioner');
 SELECT bulkops.create_target('t3', 'clinia', 'http://example.com/x', 'Practitioner');
@@ -61,3 +80,12 @@ SELECT name, resource, options FROM bulkops.targets WHERE name = 't1';
 SELECT bulkops.drop_target('t4');
 SELECT bulkops.drop_target('nosuch');
 SELECT name FROM bulkops.targets ORDER BY name;
+
+-- bulkops.dialects(): what each dialect has, for tests and tools: its
+-- operations, those safe to repeat and those that need a key, its own
+-- options, its limits per request (NULL: none) and whether it aborts
+SELECT * FROM bulkops.dialects() WHERE name IN ('clinia', 'salesforce') ORDER BY name;
+SELECT count(*) = count(DISTINCT name) AS names_unique,
+       bool_and(idempotent <@ operations AND needs_key <@ operations) AS subsets_of_operations,
+       bool_and(cardinality(operations) > 0) AS every_dialect_has_operations
+FROM bulkops.dialects();

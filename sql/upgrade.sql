@@ -81,6 +81,10 @@ SELECT has_table_privilege('up_admin', 'bulkops.targets', 'UPDATE') AS admin_upd
 SELECT c.relname AS dumped FROM pg_extension e, unnest(e.extconfig) AS cfg(oid)
 JOIN pg_class c ON c.oid = cfg.oid
 WHERE e.extname = 'bulkops' ORDER BY 1;
+-- 1.3 lists the dialects, with a function of the extension
+SELECT count(*) > 0 AS dialects_listed FROM bulkops.dialects();
+SELECT count(*) AS dialects_in_extension FROM pg_depend
+WHERE objid = 'bulkops.dialects()'::regprocedure AND deptype = 'e';
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
 DROP ROLE up_admin, up_user;

@@ -14,10 +14,17 @@
 
 #include "dialect.h"
 
-#define BULKOPS_VERSION "1.0"
+/*
+ * BULKOPS_VERSION is the extension's default_version in bulkops.control,
+ * which the Makefile passes on, so that the library and the schema it
+ * installs never disagree.
+ */
+#ifndef BULKOPS_VERSION
+#error "BULKOPS_VERSION must be defined (the Makefile reads it from bulkops.control)"
+#endif
 #define BULKOPS_USER_AGENT "bulkops/" BULKOPS_VERSION
-/* the extension version (bulkops.control) the worker's statements need */
-#define BULKOPS_SCHEMA_VERSION "1.3"
+/* the extension version the worker's statements need: the one it installs */
+#define BULKOPS_SCHEMA_VERSION BULKOPS_VERSION
 #define BULKOPS_MAX_DATABASES 16
 #define BULKOPS_MAX_LANES 8
 

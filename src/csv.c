@@ -58,24 +58,24 @@ bulkops_csv_field(StringInfo out, const char *s, int len)
 		p++;
 	if (p == end)
 	{
-		append_bytes(out, s, len);
+		bulkops_append_bytes(out, s, len);
 		return true;
 	}
 	if (memchr(p, '\0', end - p) != NULL)
 		return false;
 
 	/* quoted: every inner quote doubled */
-	reserve(out, len + 2);
+	bulkops_reserve(out, len + 2);
 	out->data[out->len++] = '"';
 	p = (const unsigned char *) s;
 	while ((q = memchr(p, '"', end - p)) != NULL)
 	{
-		append_bytes(out, (const char *) p, q - (const char *) p + 1);
-		append_char(out, '"');
+		bulkops_append_bytes(out, (const char *) p, q - (const char *) p + 1);
+		bulkops_append_char(out, '"');
 		p = (const unsigned char *) q + 1;
 	}
-	append_bytes(out, (const char *) p, end - p);
-	append_char(out, '"');
+	bulkops_append_bytes(out, (const char *) p, end - p);
+	bulkops_append_char(out, '"');
 	return true;
 }
 
@@ -130,7 +130,7 @@ append_checked(BulkopsCsvReader *r, const char *p, int n)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("CSV record in line " INT64_FORMAT " is longer than %d bytes",
 						r->line, r->max_record)));
-	append_bytes(&r->buf, p, n);
+	bulkops_append_bytes(&r->buf, p, n);
 }
 
 static void
@@ -155,7 +155,7 @@ static void
 end_field(BulkopsCsvReader *r)
 {
 	r->lens[r->nfields] = r->buf.len - r->starts[r->nfields];
-	append_char(&r->buf, '\0');
+	bulkops_append_char(&r->buf, '\0');
 	r->nfields++;
 }
 

@@ -15,12 +15,16 @@
  * the set of pending rows does not change: outcomes land only when a step
  * ends.  So a dialect may map the n-th operation of a request to the n-th
  * pending row, at submit time and when it reads the answer.
- *  A batch is a list of encoded
- * rows plus a persisted (step, remote_id) pair.  Step 0 always means
- * "submit the rows that have no outcome yet"; the meaning of every other
- * step belongs to the dialect.  The worker persists a new step and
- * remote_id before it acts on them, so a dialect must be able to resume a
- * batch from (step, remote_id) alone after a crash.
+ *
+ * A batch is a list of encoded rows plus a persisted (step, remote_id)
+ * pair.  Step 0 always means "submit the rows that have no outcome yet";
+ * the meaning of every other step belongs to the dialect.  The worker
+ * persists a new step and remote_id before it acts on them, so a dialect
+ * must be able to resume a batch from (step, remote_id) alone after a
+ * crash.
+ *
+ * A new dialect is one file here, one line in src/dialects/registry.c, a
+ * mock module and a regress suite: see docs/adding-a-dialect.md.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +36,7 @@
 #include "utils/jsonb.h"
 
 #include "encode.h"
+#include "json_out.h"
 
 typedef enum BulkopsOp
 {
@@ -299,6 +304,7 @@ extern void bulkops_result_settle_rest(const BulkopsBatch *batch,
 									   BulkopsRowStatus status,
 									   const char *error);
 extern void bulkops_append_pending(const BulkopsBatch *batch, StringInfo out);
+extern void bulkops_result_task_gone(BulkopsResult *result, char *error);
 
 /* reading answers: parse raises ERROR on malformed JSON */
 extern Jsonb *bulkops_json_parse(const char *body, size_t len);
@@ -317,12 +323,5 @@ extern void bulkops_check_identifier(const char *dialect, const char *option,
 									 const char *value);
 extern bool bulkops_is_base_url(const char *url);
 extern void bulkops_check_base_url(const char *url);
-
-/* the dialects */
-extern const BulkopsDialect bulkops_clinia_dialect;
-extern const BulkopsDialect bulkops_sap_fsm_dialect;
-extern const BulkopsDialect bulkops_packagex_dialect;
-extern const BulkopsDialect bulkops_blueconic_dialect;
-extern const BulkopsDialect bulkops_salesforce_dialect;
 
 #endif							/* BULKOPS_DIALECT_H */

@@ -334,14 +334,14 @@ static inline void
 append_int64(StringInfo out, int64 v)
 {
 	/* pg_lltoa writes a terminating NUL as well */
-	reserve(out, MAXINT8LEN + 1);
+	bulkops_reserve(out, MAXINT8LEN + 1);
 	out->len += pg_lltoa(v, out->data + out->len);
 }
 
 static inline void
 append_int32(StringInfo out, int32 v)
 {
-	reserve(out, MAXINT8LEN + 1);
+	bulkops_reserve(out, MAXINT8LEN + 1);
 	out->len += pg_ltoa(v, out->data + out->len);
 }
 
@@ -349,7 +349,7 @@ static inline void
 append_uint32(StringInfo out, uint32 v)
 {
 	/* unlike pg_ltoa, pg_ultoa_n leaves the NUL to us */
-	reserve(out, MAXINT8LEN + 1);
+	bulkops_reserve(out, MAXINT8LEN + 1);
 	out->len += pg_ultoa_n(v, out->data + out->len);
 	out->data[out->len] = '\0';
 }
@@ -362,13 +362,13 @@ static bool
 append_nonfinite(StringInfo out, double v)
 {
 	if (isnan(v))
-		append_bytes(out, "\"NaN\"", 5);
+		bulkops_append_bytes(out, "\"NaN\"", 5);
 	else if (isinf(v))
 	{
 		if (v > 0)
-			append_bytes(out, "\"Infinity\"", 10);
+			bulkops_append_bytes(out, "\"Infinity\"", 10);
 		else
-			append_bytes(out, "\"-Infinity\"", 11);
+			bulkops_append_bytes(out, "\"-Infinity\"", 11);
 	}
 	else
 		return false;
@@ -389,7 +389,7 @@ encode_float8(BulkopsTypeInfo *ti, Datum value, StringInfo out)
 		return;
 	if (extra_float_digits > 0)
 	{
-		reserve(out, DOUBLE_SHORTEST_DECIMAL_LEN);
+		bulkops_reserve(out, DOUBLE_SHORTEST_DECIMAL_LEN);
 		out->len += double_to_shortest_decimal_buf(v, out->data + out->len);
 	}
 	else
@@ -405,7 +405,7 @@ encode_float4(BulkopsTypeInfo *ti, Datum value, StringInfo out)
 		return;
 	if (extra_float_digits > 0)
 	{
-		reserve(out, FLOAT_SHORTEST_DECIMAL_LEN);
+		bulkops_reserve(out, FLOAT_SHORTEST_DECIMAL_LEN);
 		out->len += float_to_shortest_decimal_buf(v, out->data + out->len);
 	}
 	else
@@ -430,7 +430,7 @@ encode_datetime(Datum value, Oid typid, StringInfo out)
 {
 	char	   *buf;
 
-	reserve(out, MAXDATELEN + 3);
+	bulkops_reserve(out, MAXDATELEN + 3);
 	out->data[out->len++] = '"';
 	buf = out->data + out->len;
 	JsonEncodeDateTime(buf, value, typid, NULL);
@@ -447,7 +447,7 @@ encode_bytea(Datum value, StringInfo out)
 	int			enclen = pg_b64_enc_len(len);
 	int			n;
 
-	reserve(out, enclen + 2);
+	bulkops_reserve(out, enclen + 2);
 	out->data[out->len++] = '"';
 	n = pg_b64_encode(VARDATA_ANY(b), len, out->data + out->len, enclen);
 	if (n < 0)
@@ -490,11 +490,11 @@ encode_array_dim(BulkopsTypeInfo *elem, array_iter *it, int dim, int ndim,
 {
 	int			i;
 
-	append_char(out, '[');
+	bulkops_append_char(out, '[');
 	for (i = 0; i < dims[dim]; i++)
 	{
 		if (i > 0)
-			append_char(out, ',');
+			bulkops_append_char(out, ',');
 		if (dim + 1 < ndim)
 			encode_array_dim(elem, it, dim + 1, ndim, dims, index, out, mcxt);
 		else
@@ -505,12 +505,12 @@ encode_array_dim(BulkopsTypeInfo *elem, array_iter *it, int dim, int ndim,
 			v = array_iter_next(it, &isnull, (*index)++,
 								elem->typlen, elem->typbyval, elem->typalign);
 			if (isnull)
-				append_bytes(out, "null", 4);
+				bulkops_append_bytes(out, "null", 4);
 			else
 				bulkops_encode_datum(elem, v, out, mcxt);
 		}
 	}
-	append_char(out, ']');
+	bulkops_append_char(out, ']');
 }
 
 /* any dimensions nest as JSON arrays; bounds are not kept, as in to_json() */
@@ -528,7 +528,7 @@ encode_array(BulkopsTypeInfo *ti, Datum value, StringInfo out,
 
 	if (ArrayGetNItems(ndim, dims) <= 0)
 	{
-		append_bytes(out, "[]", 2);
+		bulkops_append_bytes(out, "[]", 2);
 		return;
 	}
 	if (elem == NULL || elem->typid != elemtypid)
@@ -595,15 +595,15 @@ encode_composite(BulkopsTypeInfo *ti, Datum value, StringInfo out,
  */
 void
 bulkops_encode_datum(BulkopsTypeInfo *ti, Datum value, StringInfo out,
-			 MemoryContext mcxt)
+					 MemoryContext mcxt)
 {
 	switch (ti->category)
 	{
 		case BJC_BOOL:
 			if (DatumGetBool(value))
-				append_bytes(out, "true", 4);
+				bulkops_append_bytes(out, "true", 4);
 			else
-				append_bytes(out, "false", 5);
+				bulkops_append_bytes(out, "false", 5);
 			break;
 		case BJC_INT2:
 			append_int32(out, DatumGetInt16(value));
@@ -685,7 +685,7 @@ encode_row(BulkopsEncoder *enc, Datum *values, bool *nulls,
 	int			skip = 1;		/* no comma before the first key */
 	int			i;
 
-	append_char(out, '{');
+	bulkops_append_char(out, '{');
 	for (i = 0; i < enc->natts; i++)
 	{
 		BulkopsColumn *col = &enc->cols[i];
@@ -693,14 +693,14 @@ encode_row(BulkopsEncoder *enc, Datum *values, bool *nulls,
 		if (col->name == NULL || (omit != NULL && omit[i]))
 			continue;
 
-		append_bytes(out, col->key + skip, col->keylen - skip);
+		bulkops_append_bytes(out, col->key + skip, col->keylen - skip);
 		skip = 0;
 		if (nulls[i])
-			append_bytes(out, "null", 4);
+			bulkops_append_bytes(out, "null", 4);
 		else
 			bulkops_encode_datum(&col->type, values[i], out, enc->mcxt);
 	}
-	append_char(out, '}');
+	bulkops_append_char(out, '}');
 }
 
 void
@@ -717,7 +717,7 @@ bulkops_encode_value(BulkopsEncoder *enc, int att, Datum value, bool isnull,
 	Assert(att >= 0 && att < enc->natts && enc->cols[att].name != NULL);
 
 	if (isnull)
-		append_bytes(out, "null", 4);
+		bulkops_append_bytes(out, "null", 4);
 	else
 		bulkops_encode_datum(&enc->cols[att].type, value, out, enc->mcxt);
 }

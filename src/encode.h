@@ -58,7 +58,4 @@ extern int	bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values,
 									  const char *null_text, StringInfo out,
 									  int *problem);
 
-/* Append str[0..len) as a quoted, escaped JSON string. */
-extern void bulkops_json_string(StringInfo out, const char *str, int len);
-
 #endif							/* BULKOPS_ENCODE_H */

@@ -50,7 +50,7 @@ static void
 csv_float8(BulkopsTypeInfo *ti, float8 v, bool is_float4, StringInfo out)
 {
 	if (isnan(v))
-		append_bytes(out, "NaN", 3);
+		bulkops_append_bytes(out, "NaN", 3);
 	else if (isinf(v))
 		appendStringInfoString(out, v > 0 ? "Infinity" : "-Infinity");
 	else if (extra_float_digits <= 0)
@@ -59,12 +59,12 @@ csv_float8(BulkopsTypeInfo *ti, float8 v, bool is_float4, StringInfo out)
 													   : Float8GetDatum(v)));
 	else if (is_float4)
 	{
-		reserve(out, FLOAT_SHORTEST_DECIMAL_LEN);
+		bulkops_reserve(out, FLOAT_SHORTEST_DECIMAL_LEN);
 		out->len += float_to_shortest_decimal_buf((float4) v, out->data + out->len);
 	}
 	else
 	{
-		reserve(out, DOUBLE_SHORTEST_DECIMAL_LEN);
+		bulkops_reserve(out, DOUBLE_SHORTEST_DECIMAL_LEN);
 		out->len += double_to_shortest_decimal_buf(v, out->data + out->len);
 	}
 }
@@ -72,7 +72,7 @@ csv_float8(BulkopsTypeInfo *ti, float8 v, bool is_float4, StringInfo out)
 static void
 csv_datetime(Datum value, Oid typid, StringInfo out)
 {
-	reserve(out, MAXDATELEN + 1);
+	bulkops_reserve(out, MAXDATELEN + 1);
 	JsonEncodeDateTime(out->data + out->len, value, typid, NULL);
 	out->len += strlen(out->data + out->len);
 }
@@ -109,7 +109,7 @@ csv_array(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value,
 		if (isnull)
 			continue;
 		if (!first)
-			append_char(out, ';');
+			bulkops_append_char(out, ';');
 		first = false;
 		if ((rc = csv_value(enc, elem, v, false, out)) != 0)
 			return rc;
@@ -170,7 +170,7 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 
 				if (!quote)
 				{
-					append_bytes(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+					bulkops_append_bytes(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 					return 0;
 				}
 				return csv_text(enc, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), out)
@@ -183,7 +183,7 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 
 				if (!quote)
 				{
-					append_bytes(out, s, len);
+					bulkops_append_bytes(out, s, len);
 					return 0;
 				}
 				return csv_text(enc, s, len, out) ? 0 : BULKOPS_CSV_NUL;
@@ -200,7 +200,7 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 				if (!pg_verify_mbstr(PG_UTF8, s, len, true))
 					return BULKOPS_CSV_NOT_UTF8;
 				if (!quote)
-					append_bytes(out, s, len);
+					bulkops_append_bytes(out, s, len);
 				else
 					(void) bulkops_csv_field(out, s, len);
 				return 0;
@@ -261,10 +261,10 @@ bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 
 		Assert(att >= 0 && att < enc->natts && enc->cols[att].name != NULL);
 		if (i > 0)
-			append_char(out, ',');
+			bulkops_append_char(out, ',');
 		if (nulls[att])
 		{
-			append_bytes(out, null_text, null_len);
+			bulkops_append_bytes(out, null_text, null_len);
 			continue;
 		}
 		rc = csv_value(enc, &enc->cols[att].type, values[att], true, out);
@@ -274,6 +274,6 @@ bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 			return att;
 		}
 	}
-	append_char(out, '\n');
+	bulkops_append_char(out, '\n');
 	return -1;
 }

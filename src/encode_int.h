@@ -104,7 +104,7 @@ append_varlena(StringInfo out, Datum value)
 {
 	text	   *t = DatumGetTextPP(value);
 
-	append_bytes(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	bulkops_append_bytes(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
 /* encode.c */

@@ -560,6 +560,27 @@ close_job(EnqueueState *st)
 	bulkops_leave(&s);
 }
 
+/*
+ * The job's option name (batch_size or batch_bytes), else dflt, but at most
+ * max, what the dialect takes in one request (0: no limit of its own); a
+ * NOTICE says when the option asked for more.
+ */
+static int
+batch_limit(Jsonb *options, const char *name, int dflt, int max,
+			const BulkopsDialect *d)
+{
+	int			value = bulkops_opt_int(options, name, dflt);
+
+	if (max > 0 && value > max)
+	{
+		ereport(NOTICE,
+				(errmsg("%s %d is more than dialect \"%s\" takes in one request; using %d",
+						name, value, d->name, max)));
+		value = max;
+	}
+	return value;
+}
+
 static void
 check_op(const BulkopsDialect *d, BulkopsOp op, const char *key)
 {
@@ -619,22 +640,11 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	st.target.op = op;
 	st.target.key = key;
 	st.target.options = options;
-	st.batch_size = bulkops_opt_int(options, "batch_size", bulkops_batch_size);
-	if (ti.dialect->max_batch_rows > 0 && st.batch_size > ti.dialect->max_batch_rows)
-	{
-		ereport(NOTICE,
-				(errmsg("batch_size %d is more than dialect \"%s\" takes in one request; using %d",
-						st.batch_size, ti.dialect->name, ti.dialect->max_batch_rows)));
-		st.batch_size = ti.dialect->max_batch_rows;
-	}
-	st.batch_bytes = bulkops_opt_int(options, "batch_bytes", BULKOPS_DEFAULT_BATCH_BYTES);
-	if (ti.dialect->max_batch_bytes > 0 && st.batch_bytes > ti.dialect->max_batch_bytes)
-	{
-		ereport(NOTICE,
-				(errmsg("batch_bytes %d is more than dialect \"%s\" takes in one request; using %d",
-						st.batch_bytes, ti.dialect->name, ti.dialect->max_batch_bytes)));
-		st.batch_bytes = ti.dialect->max_batch_bytes;
-	}
+	st.batch_size = batch_limit(options, "batch_size", bulkops_batch_size,
+								ti.dialect->max_batch_rows, ti.dialect);
+	st.batch_bytes = batch_limit(options, "batch_bytes",
+								 BULKOPS_DEFAULT_BATCH_BYTES,
+								 ti.dialect->max_batch_bytes, ti.dialect);
 	prepare_insert(&st);
 	st.job_id = insert_job(target, ti.dialect, op, key, options);
 

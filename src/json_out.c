@@ -11,7 +11,6 @@
  */
 #include "postgres.h"
 
-#include "encode.h"
 #include "json_out.h"
 
 /*
@@ -56,7 +55,7 @@ bulkops_json_string(StringInfo out, const char *str, int len)
 	const unsigned char *run = p;
 
 	/* room for the usual case, where nothing needs escaping */
-	reserve(out, len + 2);
+	bulkops_reserve(out, len + 2);
 	out->data[out->len++] = '"';
 
 	while (p < end)
@@ -82,7 +81,7 @@ bulkops_json_string(StringInfo out, const char *str, int len)
 			continue;
 		}
 
-		append_bytes(out, (const char *) run, p - run);
+		bulkops_append_bytes(out, (const char *) run, p - run);
 		if (esc == 'u')
 		{
 			static const char hex[] = "0123456789abcdef";
@@ -94,7 +93,7 @@ bulkops_json_string(StringInfo out, const char *str, int len)
 			buf[3] = '0';
 			buf[4] = hex[*p >> 4];
 			buf[5] = hex[*p & 0x0f];
-			append_bytes(out, buf, 6);
+			bulkops_append_bytes(out, buf, 6);
 		}
 		else
 		{
@@ -102,11 +101,11 @@ bulkops_json_string(StringInfo out, const char *str, int len)
 
 			buf[0] = '\\';
 			buf[1] = esc;
-			append_bytes(out, buf, 2);
+			bulkops_append_bytes(out, buf, 2);
 		}
 		run = ++p;
 	}
 
-	append_bytes(out, (const char *) run, end - run);
-	append_char(out, '"');
+	bulkops_append_bytes(out, (const char *) run, end - run);
+	bulkops_append_char(out, '"');
 }

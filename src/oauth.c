@@ -25,7 +25,7 @@
 #include "common/base64.h"
 
 #include "bulkops.h"
-#include "encode.h"
+#include "json_out.h"
 #include "oauth.h"
 
 /* the JWT's life: Salesforce allows at most three minutes */

@@ -583,12 +583,9 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 
 	if (resp->status == 404)
 	{
-		/* the task is gone, perhaps after running: its rows are in doubt */
-		result->next = BULKOPS_NEXT_RESUBMIT;
-		result->counts_attempt = true;
-		result->maybe_applied = true;
-		result->error = psprintf("task %s is not known to the remote side",
-								 batch->remote_id);
+		bulkops_result_task_gone(result,
+								 psprintf("task %s is not known to the remote side",
+										  batch->remote_id));
 		return;
 	}
 	if (resp->status != 200 || status == NULL)

@@ -446,12 +446,9 @@ px_handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 
 	if (resp->status == 404)
 	{
-		/* the batch is gone, perhaps after running: its rows are in doubt */
-		result->next = BULKOPS_NEXT_RESUBMIT;
-		result->counts_attempt = true;
-		result->maybe_applied = true;
-		result->error = psprintf("batch %s is not known to the remote side",
-								 batch->remote_id);
+		bulkops_result_task_gone(result,
+								 psprintf("batch %s is not known to the remote side",
+										  batch->remote_id));
 		return;
 	}
 	if (resp->status != 200 || b == NULL || (id && strcmp(id, batch->remote_id) != 0))

@@ -373,7 +373,7 @@ sf_build_abort(const BulkopsBatch *batch, BulkopsRequest *req)
 		if (batch->remote_id == NULL || batch->step != SF_QSTEP_POLL)
 			return false;
 		sf_set_json_body(req, "PATCH", psprintf("%s/%s", sf_query_jobs_url(batch), batch->remote_id),
-					  state_body("Aborted"));
+						 state_body("Aborted"));
 		return true;
 	}
 	/* before step 1 there is no job yet; from step 4 on it is final */
@@ -575,8 +575,9 @@ handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	if (resp->status == 404)
 	{
 		/* deleted remotely: whether it ran is anybody's guess */
-		new_job(result, sf_error_text(resp, psprintf("job %s is gone", batch->remote_id)));
-		result->maybe_applied = true;
+		bulkops_result_task_gone(result,
+								 sf_error_text(resp, psprintf("job %s is gone",
+															  batch->remote_id)));
 		return;
 	}
 	if (!bulkops_read_answer(resp, result, &root))

@@ -135,7 +135,7 @@ query_handle_poll(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	{
 		result->next = resp->status == 404 ? BULKOPS_NEXT_FAIL : BULKOPS_NEXT_RETRY;
 		result->error = sf_error_text(resp, psprintf("could not poll query job %s",
-												  batch->remote_id));
+													 batch->remote_id));
 		return;
 	}
 	result->progress = sf_progress_json(root);
@@ -176,7 +176,7 @@ query_handle_page(const BulkopsBatch *batch, const BulkopsResponse *resp,
 			resp->status != 401 && resp->status != 409
 			? BULKOPS_NEXT_FAIL : BULKOPS_NEXT_RETRY;
 		result->error = sf_error_text(resp, psprintf("could not fetch results of query job %s",
-												  batch->remote_id));
+													 batch->remote_id));
 		return;
 	}
 	result->page = page->buf.data;

@@ -466,7 +466,7 @@ sf_handle_result_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		result->next = BULKOPS_NEXT_FAIL;
 		result->fail_status = BULKOPS_ROW_UNKNOWN;
 		result->error = sf_error_text(resp, psprintf("the results of job %s are gone",
-												  batch->remote_id));
+													 batch->remote_id));
 		return;
 	}
 	if (resp->status != 200 || st == NULL)

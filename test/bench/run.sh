@@ -7,7 +7,7 @@
 # packages and builds and installs bulkops (same prelude as test/demo.sh),
 # then re-runs itself as an unprivileged user.  Leaves nothing running.
 #
-#   test/bench/run.sh [--rows N] [--dialect clinia|sap_fsm|packagex|blueconic|salesforce] [--runs 3]
+#   test/bench/run.sh [--rows N] [--dialect NAME (default clinia)] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C] [--workers N]
 #                     [--no-contended] [--statements] [--hold]
 #
@@ -25,6 +25,10 @@
 #     sends the first: enqueue under contention (--no-contended skips it);
 #   * every job verified: one receipt per row, all succeeded, keys matching t;
 #   * the worker's peak RSS (VmHWM) and its private/shared split.
+#
+# NAME is any dialect of bulkops.dialects() that has a mock module: where
+# its target points, its credentials and options come from the module
+# (TESTS["bench"] over TESTS["target"] in test/mock/NAME.py).
 #
 # --workers sets bulkops.workers_per_database (default 1): the workers' CPU
 # is summed, and the RSS reported is the largest worker's.
@@ -78,47 +82,30 @@ for v in rows runs batch_size workers ${concurrency:+concurrency}; do
 	esac
 done
 
-# ---- dialects: how to point a target at the mock, one case per dialect ----
-# Sets target_url, target_resource, target_auth (JSON, or empty for none),
-# target_options (the dialect's own target options, JSON object members) and
-# csv_baseline (1 for a dialect whose wire format is CSV).
+# ---- the dialect: how to point a target at the mock ----
+# As the dialect's mock module describes it (mock_api.py --describe): sets
+# target_url, target_resource, target_auth (JSON, or empty for none),
+# target_options (JSON object members) and csv_baseline (1 for a dialect
+# whose wire format is CSV: TESTS["bench"]["csv"]).
 dialect_target() {
-	local mock=$1
-	target_options=
-	csv_baseline=0
-	case "$dialect" in
-		clinia)
-			target_url="$mock/clinia/sources/bench/v1"
-			target_resource=Patient
-			target_auth='{"type": "header", "name": "X-Clinia-API-Key", "value": "bench-key"}'
-			;;
-		sap_fsm)
-			target_url="$mock/sap_fsm"
-			target_resource=Activity
-			target_auth='{"type": "bearer", "token": "bench-token"}'
-			target_options='"dto_version": 43, "account_id": "1", "company_id": "1"'
-			;;
-		packagex)
-			target_url="$mock/packagex/v1"
-			target_resource=contact
-			target_auth='{"type": "header", "name": "PX-API-KEY", "value": "bench-key"}'
-			;;
-		blueconic)
-			target_url="$mock/blueconic"
-			target_resource=groups
-			target_auth='{"type": "bearer", "token": "bench-token"}'
-			target_options='"group_type_id": "company", "create_missing": true'
-			;;
-		salesforce)
-			target_url="$mock/salesforce"
-			target_resource=Account
-			target_auth='{"type": "bearer", "token": "bench-token"}'
-			csv_baseline=1
-			;;
-		*)
-			echo "no benchmark setup for dialect \"$dialect\" (known: clinia, sap_fsm, packagex, blueconic, salesforce)" >&2
-			return 1 ;;
-	esac
+	local spec
+	spec=$(python3 "$top/test/mock/mock_api.py" --describe | python3 -c '
+import json, shlex, sys
+name, mock = sys.argv[1:]
+d = json.load(sys.stdin).get(name)
+if d is None:
+    sys.exit("no benchmark setup for dialect \"%s\": it has no mock module test/mock/%s.py"
+             % (name, name))
+b = d["bench"]
+values = {"target_url": mock + b["url"].replace("{name}", "bench"),
+          "target_resource": b["resource"].replace("{name}", "bench"),
+          "target_auth": json.dumps(b["auth"]) if b.get("auth") else "",
+          "target_options": json.dumps(b["options"])[1:-1],
+          "csv_baseline": "1" if b.get("csv") else "0"}
+for k, v in values.items():
+    print("%s=%s" % (k, shlex.quote(v)))
+' "$dialect" "$1") || return 1
+	eval "$spec"
 }
 dialect_target http://127.0.0.1:1 || exit 2	# refuse an unknown dialect before building anything
 
@@ -208,8 +195,9 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres -d p
 
 # ---- schema, target, data ----
 log "creating t with $rows rows"
-target_opts=$target_options
-[ -n "$concurrency" ] && target_opts="${target_opts:+$target_opts, }\"concurrency\": $concurrency"
+# A job may only narrow its target's options: the batch size is the target's.
+target_opts="${target_options:+$target_options, }\"batch_size\": $batch_size"
+[ -n "$concurrency" ] && target_opts="$target_opts, \"concurrency\": $concurrency"
 target_opts="{$target_opts}"
 sql -v url="$target_url" -v resource="$target_resource" -v auth="$target_auth" \
 	-v dialect="$dialect" -v topts="$target_opts" -v rows="$rows" <<'SQL'

@@ -8,13 +8,15 @@
 #
 #   --seconds N   fuzzing time per dialect (default 60)
 #   --replay      only run every input of test/fuzz/corpus/ once
-#   dialect ...   only these (default: every dialect in src/dialects/registry.c)
+#   dialect ...   only these (default: every dialect the library registers)
 #   BULKOPS_FUZZ_FLAGS   more libFuzzer flags, e.g. -print_coverage=1 or -seed=1
 #
 # Seeds are test/fuzz/corpus/<dialect>/ (test/fuzz/make_seeds.py writes them
-# from the mock's answers), words for mutations test/fuzz/<dialect>.dict, and
-# what a valid target needs test/fuzz/<dialect>.target: {"resource": ...,
-# "options": {...}} (default: resource "Contact", no options).
+# from the mock's answers), words for mutations test/fuzz/<dialect>.dict if
+# there is one, and what a valid target needs (resource, options) comes from
+# the dialect's mock module: TESTS["fuzz"] over TESTS["target"] in
+# test/mock/<dialect>.py (mock_api.py --describe); without one, resource
+# "Contact" and no options, and a line says so.
 # Run as root, it installs clang-14 and libFuzzer's runtime (Debian packages)
 # and runs as an unprivileged user; otherwise it needs them installed.
 # Nothing is installed into PostgreSQL: the fuzzing build is loaded by path.
@@ -83,6 +85,23 @@ if [ ${#only[@]} -eq 0 ]; then
 	[ ${#only[@]} -gt 0 ] || { echo "no dialects found"; cat "$out/dialects.log"; exit 1; }
 fi
 
+# what a valid target of each dialect needs, as its mock module describes it
+describe=$(python3 "$top/test/mock/mock_api.py" --describe) || exit 1
+fuzz_target() {
+	python3 -c '
+import json, sys
+d = json.load(sys.stdin).get(sys.argv[1])
+if d is None:
+    print("%s: no mock module test/mock/%s.py: resource Contact, no options"
+          % (sys.argv[1], sys.argv[1]), file=sys.stderr)
+    print("{}")
+else:
+    f = d["fuzz"]
+    print(json.dumps({"resource": f["resource"].replace("{name}", "fuzz"),
+                      "options": f["options"]}))
+' "$1" <<<"$describe"
+}
+
 findings=0
 for d in "${only[@]}"; do
 	seeds=$top/test/fuzz/corpus/$d
@@ -102,10 +121,9 @@ for d in "${only[@]}"; do
 	else
 		args+=("'-max_total_time=$seconds'")
 	fi
-	# what a valid target of the dialect needs, on one line for the backend
-	target='{}'
-	[ -f "$top/test/fuzz/$d.target" ] && target=$(tr '\n' ' ' <"$top/test/fuzz/$d.target" | sed "s/'/''/g")
 	echo "=== $d"
+	# on one line for the backend
+	target=$(fuzz_target "$d" | sed "s/'/''/g") || exit 1
 	printf "%s\nSELECT bulkops_fuzz('%s', '%s', ARRAY[%s])\n" "$create_functions" "$d" \
 		"$target" "$(IFS=,; echo "${args[*]}")" |
 		backend $((seconds + 300)) >"$out/$d.out" 2>"$out/$d.log"
@@ -117,7 +135,7 @@ for d in "${only[@]}"; do
 	if ! grep -q '^INFO: Seed:' "$out/$d.log"; then
 		findings=$((findings + 1))
 		grep -A3 'ERROR:  ' "$out/$d.log" | head -20
-		echo "$d: could not start fuzzing (a test/fuzz/$d.target problem?); log $out/$d.log"
+		echo "$d: could not start fuzzing (is TESTS[\"fuzz\"] in test/mock/$d.py a valid target?); log $out/$d.log"
 	elif [ $rc -ne 0 ] || [ -z "$runs" ] || [ -n "$artifacts" ] ||
 		grep -q 'ERROR: AddressSanitizer\|ERROR: libFuzzer\|broke the contract' "$out/$d.log"; then
 		findings=$((findings + 1))

@@ -19,7 +19,7 @@ Test hooks: GET /_control/abortable/jobs, GET /_control/abortable/applied?src=S.
 
 import collections
 
-from mock_api import error_response, json_response
+from mock_api import MockDialect, error_response, json_body, json_response
 
 NAME = "abortable"
 
@@ -36,15 +36,11 @@ class Job:
         self.aborts = 0
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
-
+class Dialect(MockDialect):
     def reset(self):
+        super().reset()
         self.jobs = {}
         self.applied = collections.Counter()    # (src, id) -> times
-        self.counts = collections.Counter()
 
     def routes(self):
         return [("POST", "/{src}/jobs", self.submit),
@@ -55,22 +51,12 @@ class Dialect:
         return [("GET", "/jobs", self.ctl_jobs),
                 ("GET", "/applied", self.ctl_applied)]
 
-    def stats(self):
-        return dict(self.counts)
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
-
     def _job(self, params):
         job = self.jobs.get(params["job"])
         return job if job is not None and job.src == params["src"] else None
 
     def submit(self, req, params):
-        try:
-            rows = req.json().get("rows")
-        except (ValueError, AttributeError):
-            rows = None
+        rows = (json_body(req, dict) or {}).get("rows")
         if not isinstance(rows, list) or not rows:
             return error_response(400, "expected {\"rows\": [...]}")
         self.counts["submits"] += 1

@@ -47,9 +47,62 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response, shuffle_answer
+from dialect_tests import (BAD_CLEAN, BASE, DELETE, UPSERT, bad_refusal_case,
+                           bad_text_case, hex_of, quote, seed_header)
+from mock_api import MockDialect, Response, json_response, shuffle_answer
 
 NAME = "blueconic"
+
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"resource": "profiles", "options": {"create_missing": True}},
+    "crash": {"one_step": True, "options": {"batch_size": 1000}},
+    "bench": {"resource": "groups", "options": {"group_type_id": "company"},
+              "auth": {"type": "bearer", "token": "bench-token"}},
+    "hostile": {
+        "mock": {NAME: {"shuffle": False}},
+        # the second row is no profile, with a validation error too
+        "fail_sql": "CASE WHEN i = 2 THEN 'NOTFOUND' END AS _state, "
+                    "CASE WHEN i = 2 THEN 'bad row' END AS _invalid",
+        "fail_msg": r"^no such profile; _invalid: bad row$",
+        "kinds": [
+            {"kind": "entries", "method": "PUT", "path": "/rest/v2/profiles$", "status": 200,
+             "step": "submit",
+             "cases": [
+                 {"label": "more elements than rows, one for a row not sent",
+                  "edits": [{"at": "", "dup": 2}, {"at": "-1.identifier", "set": "999"}],
+                  "final": {"rows": BASE}},
+                 {"label": "fewer elements than rows",
+                  "edits": [{"at": "", "drop": 1}],
+                  "final": {"rows": ["succeeded", "failed", "unknown"],
+                            "row_msg": {"3": r"the answer had no entry with this row's "
+                                             r"identifier"}}},
+                 {"label": "an unknown state",
+                  "edits": [{"at": "0.state", "set": "WEIRD"}],
+                  "final": {"rows": ["failed", "failed", "succeeded"],
+                            "row_msg": {"1": r'unrecognized state "WEIRD"'}}},
+                 {"label": "an identifier that is not UTF-8",
+                  "edits": [{"at": "0.identifier", "set_bytes": hex_of(b"1\xff")}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r"no entry with this row's identifier"}}},
+                 bad_text_case("1.validationErrors._invalid.0", "0.profileId",
+                               "^no such profile; _invalid: %s$" % quote(BAD_CLEAN)),
+                 {"label": "a NUL byte inside a string",
+                  "edits": [{"at": "0.profileId", "set_bytes": hex_of(b"a\0b")}],
+                  "persistent": r"malformed JSON in an HTTP 200 answer"},
+                 {"label": "a 413 listing nothing",
+                  "status": 413,
+                  "edits": [{"at": "", "set": []}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"HTTP 413 for a request of 3 entries, within the limit"}},
+                 bad_refusal_case(400, {"code": 400}, None, "message"),
+                 {"label": "an answer that is not an array",
+                  "edits": [{"at": "", "set": {"state": "CREATED"}}],
+                  "persistent": r"the 200 answer is not a JSON array"},
+             ]},
+        ],
+    },
+}
 
 STRATEGIES = ("UPSERT", "UPDATE", "DELETE")
 PROPERTY_STRATEGIES = ("SET", "ADD", "SET_IF_EMPTY", "REMOVE", "INCREMENT")
@@ -71,15 +124,14 @@ class Refused(Exception):
     """A request refused as a whole: (field, message)."""
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("requests", "bad_requests", "operations", "requests_413",
+                "requests_with_duplicates", "max_entries_per_request")
 
     def reset(self):
+        super().reset()
         self.store = {"groups": {}, "profiles": {}}   # resource -> {store key: object}
         self.applied = collections.Counter()           # (resource, store key) -> writes
-        self.counts = collections.Counter()
         self.next_id = 1
         self.rng = random.Random(SHUFFLE_SEED)
 
@@ -91,21 +143,13 @@ class Dialect:
                 ("GET", "/applied", self.ctl_applied)]
 
     def stats(self):
-        c = self.counts
-        out = {k: c[k] for k in ("requests", "bad_requests", "operations", "requests_413",
-                                 "requests_with_duplicates")}
+        out = super().stats()
         for state in ("CREATED", "MODIFIED", "UNCHANGED", "DELETED", "SKIPPED",
                       "NOTFOUND", "UNKNOWN_GROUP_TYPE", "forced"):
-            out[state.lower()] = c[state]
-        out["max_entries_per_request"] = c["max_entries_per_request"]
-        out["max_applications_per_id"] = max(self.applied.values(), default=0)
+            out[state.lower()] = self.counts[state]
         out["groups"] = len(self.store["groups"])
         out["profiles"] = len(self.store["profiles"])
         return out
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
 
     # -- the endpoint -----------------------------------------------------------
 
@@ -149,15 +193,8 @@ class Dialect:
         return json_response(200, elements)
 
     def check_auth(self, req):
-        if self.config.get("oauth"):
-            return self.ctx.dialects["oauth"].check_bearer(req)
-        token = self.config.get("bearer")
-        if token is None:
-            return None
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip() == token:
-            return None
-        return bc_error(401, "Authentication failed (unauthorized)")
+        return self.refuse_credentials(
+            req, lambda why: bc_error(401, "Authentication failed (unauthorized)"))
 
     @staticmethod
     def entries(req, resource):
@@ -298,3 +335,40 @@ def _is_number(v):
         return True
     except ValueError:
         return False
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+BC_URL = "/blueconic/rest/v2/profiles"
+
+
+def bc_call(mock, op, rows):
+    """Entries as blueconic.c sends them: identifier = the job's row number."""
+    entries = []
+    for n, (rid, data) in enumerate(rows, 1):
+        e = {"identifier": str(n), "profileId": rid,
+             "strategy": "DELETE" if op == DELETE else "UPSERT"}
+        if op != DELETE:
+            e["properties"] = [{"id": k, "values": [v], "strategy": "SET"}
+                               for k, v in data.items()]
+        entries.append(e)
+    return mock.call("PUT", BC_URL, entries)
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    yield "upsert-states", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, [
+        ok[0], ("r2", {"_state": "SKIPPED"}), ("r3", {"_invalid": "bad name"})])]
+    yield "delete-one-missing", seed_header(DELETE, 2), [bc_call(mock, DELETE, [ok[0], ("r9", {})])]
+    mock.control("/config", {"blueconic": {"omit_identifiers": ["2"],
+                                           "extra_identifiers": ["7"]}})
+    yield "upsert-odd-elements", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    mock.control("/config", {"blueconic": {"max_entries": 2}})
+    yield "upsert-too-many", seed_header(UPSERT, 3), [bc_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    yield "bad-request", seed_header(UPSERT, 1), [mock.call("PUT", BC_URL, {"not": "an array"})]

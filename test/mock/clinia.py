@@ -32,15 +32,97 @@ docs/protocols/clinia.md):
   * pending_polls and task_failure_all are read when the task is submitted.
 """
 
-import base64
 import collections
 import functools
 import json
 import re
 
-from mock_api import Response, error_response, json_response
+from dialect_tests import (DELETE, INSERT, JSON_CT, UPSERT, bad_refusal_case,
+                           bad_text_case, hex_of, seed_header)
+from mock_api import MockDialect, Response, error_response, json_body, json_response
 
 NAME = "clinia"
+
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"url": "/sources/{name}/v1", "resource": "Thing"},
+    # as fuzz_seeds() below sends it
+    "fuzz": {"resource": "Contact"},
+    "bench": {"resource": "Patient",
+              "auth": {"type": "header", "name": "X-Clinia-API-Key", "value": "bench-key"}},
+    "hostile": {
+        "resource": "Practitioner",
+        "mock": {NAME: {"pending_polls": 0}},
+        "kinds": [
+            {"kind": "submit", "method": "POST", "path": "/resources/bulk$", "status": 202,
+             "step": "submit",
+             "cases": [
+                 {"label": "an unknown submit status",
+                  "edits": [{"at": "status", "set": "QUEUED"}],
+                  "persistent":
+                      r'unexpected answer to the bulk request \(HTTP 202, status "QUEUED"\)'},
+                 {"label": "no task id",
+                  "edits": [{"at": "taskId", "delete": True}],
+                  "persistent": r"ACCEPTED answer without a usable taskId"},
+                 {"label": "a task id that is not UTF-8",
+                  "edits": [{"at": "taskId", "set_bytes": hex_of(b"bk_\xff")}],
+                  "persistent": r'invalid byte sequence for encoding "UTF8": 0xff'},
+                 # were the id stored, it would stay with the batch
+                 {"label": "a task id that is not UTF-8, every poll failing",
+                  "edits": [{"at": "taskId", "set_bytes": hex_of(b"bk_\xff")}],
+                  "times": -1,
+                  "also": [{"method": "GET", "path": "/resources/bulk/",
+                            "action": "status", "status": 500, "times": -1}],
+                  "final": {"rows": ["failed"] * 3,
+                            "last_error": r"^gave up after 2 attempts: could not read "
+                                          r"the answer .*invalid byte sequence"}},
+                 {"label": "a rejection with fewer receipts than rows",
+                  "status": 400,
+                  "edits": [{"at": "", "set": {"status": "REJECTED", "receipts": [
+                      {"status": "FAILURE", "error": {"message": "x"}}]}}],
+                  "final": {"rows": ["failed"] * 3,
+                            "msg": r"^HTTP 400: request REJECTED with 1 receipts for 3 "
+                                   r"operations$",
+                            "last_error": r"REJECTED with 1 receipts for 3 operations"}},
+                 bad_refusal_case(422, {"error": {}}, None, "error.message"),
+             ]},
+            {"kind": "poll", "method": "GET", "path": "/resources/bulk/", "status": 200,
+             "step": "later",
+             "cases": [
+                 {"label": "more receipts than rows",
+                  "edits": [{"at": "receipts", "dup": 1}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"task \S+ ended FAILURE with 4 receipts for 3 operations",
+                            "last_error": r"ended FAILURE with 4 receipts for 3 operations"}},
+                 {"label": "fewer receipts than rows",
+                  "edits": [{"at": "receipts", "drop": 1}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"ended FAILURE with 2 receipts for 3 operations",
+                            "last_error": r"ended FAILURE with 2 receipts for 3 operations"}},
+                 {"label": "receipts that are not an array",
+                  "edits": [{"at": "receipts", "set": {"0": "x"}}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"ended FAILURE without a receipts array"}},
+                 {"label": "an unknown receipt status",
+                  "edits": [{"at": "receipts.0.status", "set": "WEIRD"}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r'the task ended with this operation in '
+                                             r'state "WEIRD"'}}},
+                 {"label": "an unknown task status",
+                  "edits": [{"at": "status", "set": "RUNNING"}],
+                  "persistent": r'task in unknown state "RUNNING"'},
+                 {"label": "a NUL byte inside a string",
+                  "edits": [{"at": "receipts.1.error.message",
+                             "set_bytes": hex_of(b"bad\0row")}],
+                  "persistent": r"malformed JSON in an HTTP 200 answer"},
+                 {"label": "a task status that is not UTF-8",
+                  "edits": [{"at": "status", "set_bytes": hex_of(b"SUCC\xffESS")}],
+                  "persistent": r'task in unknown state "SUCC\?ESS"'},
+                 bad_text_case("receipts.1.error.message", "receipts.0.id"),
+             ]},
+        ],
+    },
+}
 
 KINDS = ("resources", "relationships")
 MEMBERS = {"UPSERT": "upsert", "CREATE": "create", "DELETE": "delete"}
@@ -118,18 +200,17 @@ class Task:
         return out
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("submits", "rejected", "bad_requests", "tasks", "polls", "operations",
+                "applied", "creates", "failures")
 
     def reset(self):
+        super().reset()
         self.store = {}                         # (kind, src, type, id) -> data
         self.applied = collections.Counter()    # (kind, src, type, id) -> times
         self.tasks = {}
         self.next_task = 1
         self.next_gen = 1
-        self.counts = collections.Counter()
 
     def routes(self):
         out = []
@@ -145,45 +226,12 @@ class Dialect:
                 ("GET", "/tasks", self.ctl_tasks)]
 
     def stats(self):
-        c = self.counts
-        return {"submits": c["submits"], "rejected": c["rejected"],
-                "bad_requests": c["bad_requests"], "tasks": c["tasks"],
-                "polls": c["polls"], "operations": c["operations"],
-                "applied": c["applied"], "creates": c["creates"],
-                "failures": c["failures"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": len(self.store)}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
-
-    # -- auth -----------------------------------------------------------------
+        return dict(super().stats(), store_size=len(self.store))
 
     def check_auth(self, req):
         """A 401 Response when the configured credentials are missing, else None."""
-        cfg = self.config
-        if cfg.get("api_key") is not None and \
-                req.headers.get("X-Clinia-API-Key") != cfg["api_key"]:
-            return error_response(401, "invalid api key")
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        scheme = scheme.lower()
-        if cfg.get("bearer") is not None and \
-                (scheme != "bearer" or value.strip() != cfg["bearer"]):
-            return error_response(401, "invalid bearer token")
-        if cfg.get("basic") is not None and \
-                (scheme != "basic" or not self._basic_matches(value, cfg["basic"])):
-            return error_response(401, "invalid credentials")
-        if cfg.get("oauth"):
-            return self.ctx.dialects["oauth"].check_bearer(req)
-        return None
-
-    @staticmethod
-    def _basic_matches(value, expected):
-        try:
-            return base64.b64decode(value.strip(), validate=True).decode() == expected
-        except (ValueError, UnicodeDecodeError):
-            return False
+        return self.refuse_credentials(req, lambda why: error_response(401, why),
+                                       "X-Clinia-API-Key")
 
     # -- submit ---------------------------------------------------------------
 
@@ -194,10 +242,7 @@ class Dialect:
         self.counts["submits"] += 1
         if self.ctx.bench:
             return self.bench_submit(kind, req, params)
-        try:
-            ops = req.json().get("operations")
-        except (ValueError, AttributeError):
-            ops = None
+        ops = (json_body(req, dict) or {}).get("operations")
         if not isinstance(ops, list) or not ops:
             self.counts["bad_requests"] += 1
             return error_response(400, "body must be a JSON object with a non-empty "
@@ -355,3 +400,93 @@ class Dialect:
                                           "status": t.status, "polls": t.polls,
                                           "operations": t.count}
                                    for t in self.tasks.values()})
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+CLINIA_URL = "/clinia/sources/fuzz/v1/resources/bulk"
+CLINIA_MEMBER = {INSERT: ("CREATE", "create"), UPSERT: ("UPSERT", "upsert"),
+                 DELETE: ("DELETE", "delete")}
+# bits of byte 3: the dialect's boolean options in table order (resubmit_cancelled)
+CLINIA_NO_RESUBMIT = 1
+
+
+def clinia_ops(op, rows):
+    """Operations for rows given as (id, data) pairs."""
+    action, member = CLINIA_MEMBER[op]
+    out = []
+    for rid, data in rows:
+        body = {"type": "Contact"}
+        if op != INSERT:
+            body["id"] = rid
+        if op != DELETE:
+            body["data"] = data
+        out.append({"action": action, member: body})
+    return out
+
+
+def clinia_run(mock, op, rows, polls=2):
+    """Submit, then poll the task until it is final: the answers in order."""
+    out = [mock.call("POST", CLINIA_URL, {"operations": clinia_ops(op, rows)})]
+    if out[0][0] == 202:
+        task = json.loads(out[0][2]).get("taskId") or json.loads(out[0][2]).get("bulkId")
+        for _ in range(polls):
+            out.append(mock.call("GET", "%s/%s?withReceipts=true" % (CLINIA_URL, task)))
+            if json.loads(out[-1][2]).get("status") != "PENDING":
+                break
+    return out
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert-ok", seed_header(UPSERT, 3), clinia_run(mock, UPSERT, ok)
+    yield "insert-one-fails", seed_header(INSERT, 3), clinia_run(
+        mock, INSERT, [ok[0], ("r2", {"_fail": "bad name"}), ok[2]])
+    yield "delete-missing", seed_header(DELETE, 2), clinia_run(mock, DELETE, ok[:2])
+
+    # REJECTED: the failing operation settles, the cancelled ones are sent again
+    rejected = clinia_run(mock, UPSERT, [ok[0], ("r2", {"_reject": "no"}), ok[2]])
+    again = clinia_run(mock, UPSERT, [ok[0], ok[2]])
+    yield "upsert-rejected-resubmit", seed_header(UPSERT, 3), rejected + again
+    yield "upsert-rejected-no-resubmit", seed_header(UPSERT, 3, options=CLINIA_NO_RESUBMIT), rejected
+
+    # a resumed batch: row 1 already has its receipt
+    yield "upsert-resumed", seed_header(UPSERT, 3, settled=0b001), clinia_run(mock, UPSERT, ok[1:])
+
+    mock.control("/config", {"clinia": {"legacy_bulk_id": True, "task_failure_all": True}})
+    yield "insert-legacy-all-fail", seed_header(INSERT, 2), clinia_run(mock, INSERT, ok[:2])
+
+    mock.control("/config", {"clinia": {"api_key": "k"}})
+    yield "upsert-unauthorized", seed_header(UPSERT, 1), clinia_run(mock, UPSERT, ok[:1])
+    mock.control("/reset")
+
+    # a task the remote side forgot
+    first = clinia_run(mock, UPSERT, ok[:2], polls=0)
+    gone = mock.call("GET", CLINIA_URL + "/bk_404?withReceipts=true")
+    yield "upsert-task-gone", seed_header(UPSERT, 2), first + [gone]
+
+    # answers the mock never gives, for paths a short run would not reach
+    pending = b'{"status": "PENDING"}'
+    accepted = b'{"status": "ACCEPTED", "taskId": "t1"}'
+    yield "edge-task-cancelled-in-part", seed_header(UPSERT, 2), [
+        (202, JSON_CT, accepted),
+        (200, JSON_CT, b'{"status": "CANCELLED", "receipts": [{"status": "SUCCESS", "id": "r1"}, '
+                       b'{"status": "CANCELLED"}]}'),
+        (202, JSON_CT, accepted),
+        (200, JSON_CT, b'{"status": "SUCCESS", "receipts": [{"status": "SUCCESS", "id": "r2"}]}')]
+    yield "edge-rejected-all-cancelled", seed_header(UPSERT, 2), [
+        (400, JSON_CT, b'{"status": "REJECTED", "receipts": [{"status": "CANCELLED"}, '
+                       b'{"status": "CANCELLED"}]}')]
+    yield "edge-task-odd", seed_header(UPSERT, 1), [
+        (202, JSON_CT, b'{"status": "ACCEPTED", "taskId": ".."}'),
+        (202, JSON_CT, accepted), (200, JSON_CT, b'{"status": "LOST"}'),
+        (200, JSON_CT, b'{"status": "SUCCESS", "receipts": [{"status": "ODD"}]}')]
+
+    # what the fuzzer found (sql/fuzz_findings.sql replays them through the mock)
+    yield "found-task-id-not-utf8", seed_header(INSERT, 2), [
+        (202, JSON_CT, b'{"status": "ACCEPTED", "bulkId": "b\x95\xa26"}'), (200, JSON_CT, pending)]
+    yield "found-task-id-needs-escaping", seed_header(INSERT, 2), [
+        (202, JSON_CT, b'{"status": "ACCEPTED", "taskId": "bk6\x7f"}'), (200, JSON_CT, pending)]

@@ -15,8 +15,10 @@ This file owns everything that is not one API's format:
   * an optional second, TLS listener (--tls-port) serving the same state.
 
 Each dialect (the format of one vendor's API, see docs/protocols/) lives in
-its own module next to this one and is registered by one line in DIALECT_MODULES.
-A dialect module defines NAME and a class Dialect(ctx) with:
+its own module next to this one, and every module of this folder that defines NAME
+and a class Dialect is served: nothing lists them (modules without those two, such
+as dialect_tests.py and the unit tests, are helpers).  Dialect(ctx), usually a
+MockDialect, has:
 
     routes()          -> [(method, template, handler)]  mounted under /<NAME>
                          (or under MOUNT when the module defines it, "" = root)
@@ -27,6 +29,11 @@ A dialect module defines NAME and a class Dialect(ctx) with:
 A handler is called as handler(req, params) with ctx.lock held and returns a Response.
 Templates are paths whose {name} segments match one path segment each.
 
+A module may also describe itself to the generic tests with TESTS (what a target on
+it looks like, which of its answers the hostile-answer test spoils, ...; see
+describe() and docs/adding-a-dialect.md), served by GET /_control/dialects and
+printed by --describe, and define fuzz_seeds(mock) for test/fuzz/make_seeds.py.
+
 Requests under /_control are never logged, counted or spoiled by faults, so tests can
 always inspect the server whatever rules they installed.
 
@@ -34,6 +41,7 @@ Usage:
     python3 test/mock/mock_api.py --port 8765 [--host 127.0.0.1] [--bench]
                                   [--pidfile F] [--quiet]
                                   [--tls-port N --tls-cert PEM --tls-key PEM]
+    python3 test/mock/mock_api.py --describe     (every module's description, JSON)
 
 With --tls-port, a line "mock_api tls on HOST:PORT" comes before the ready line
 (test/mock/make_test_certs.sh makes a private CA and a certificate for localhost).
@@ -57,17 +65,6 @@ import threading
 import time
 import traceback
 import urllib.parse
-
-# One line per dialect: the module name, which is also its mount point.
-DIALECT_MODULES = (
-    "clinia",
-    "sap_fsm",
-    "oauth",
-    "packagex",
-    "blueconic",
-    "abortable",    # tests only: the abortable dialect of test/modules
-    "salesforce",
-)
 
 REQUEST_LOG_SIZE = 1000
 LOGGED_BODY_BYTES = 2000
@@ -108,6 +105,16 @@ class Response:
         self.body = body
         self.content_type = content_type
         self.headers = headers or {}
+
+
+def json_body(req, kind=None):
+    """The request's body parsed as JSON, or None when it is not JSON or, given
+    kind (dict, list), not one of those."""
+    try:
+        body = req.json()
+    except ValueError:
+        return None
+    return body if kind is None or isinstance(body, kind) else None
 
 
 def json_response(status, obj, headers=None):
@@ -533,6 +540,130 @@ def mutate_body(body, edits):
 
 
 # ---------------------------------------------------------------------------
+# Dialect modules
+# ---------------------------------------------------------------------------
+
+class MockDialect:
+    """What a module's Dialect starts from: the context, the module's configuration
+    section, its counters, and the credential check every handler opens with.
+
+    A subclass extends reset() (this one starts the counters) and defines routes();
+    control_routes() and stats() are there if it needs no other."""
+
+    # the counters stats() reports, zero or not (without any: those counted so far)
+    COUNTERS = ()
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        # the NAME of the module that defines the subclass
+        self.name = sys.modules[type(self).__module__].NAME
+        self.reset()
+
+    def reset(self):
+        self.counts = collections.Counter()
+
+    def routes(self):
+        return []
+
+    def control_routes(self):
+        return []
+
+    def stats(self):
+        """COUNTERS, and for a dialect that counts in self.applied how often each
+        record was written, the most any one was (max_applications_per_id)."""
+        c = self.counts
+        out = {k: c[k] for k in self.COUNTERS} if self.COUNTERS else dict(c)
+        if hasattr(self, "applied"):
+            out["max_applications_per_id"] = max(self.applied.values(), default=0)
+        return out
+
+    @property
+    def config(self):
+        return self.ctx.section(self.name)
+
+    def refuse_credentials(self, req, refusal, api_key_header=None):
+        """None when the request carries the credentials the configuration asks for,
+        else the answer to give: refusal(why) for a wrong or missing api_key (in the
+        header api_key_header), bearer token or basic "user:pass", the OAuth endpoint's
+        own answer (oauth.py) for a token it did not issue when "oauth" is set."""
+        cfg = self.config
+        if api_key_header and cfg.get("api_key") is not None and \
+                req.headers.get(api_key_header) != cfg["api_key"]:
+            return refusal("invalid api key")
+        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
+        scheme = scheme.lower()
+        if cfg.get("bearer") is not None and \
+                (scheme != "bearer" or value.strip() != cfg["bearer"]):
+            return refusal("invalid bearer token")
+        if cfg.get("basic") is not None and \
+                (scheme != "basic" or not _basic_matches(value, cfg["basic"])):
+            return refusal("invalid credentials")
+        if cfg.get("oauth"):
+            return self.ctx.dialects["oauth"].check_bearer(req)
+        return None
+
+
+def _basic_matches(value, expected):
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode() == expected
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def dialect_modules():
+    """Every module of this folder that defines NAME and Dialect, by file name.
+
+    The unit tests (test_*.py) are not even imported; other modules without NAME
+    and Dialect are helpers."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    sys.modules.setdefault("mock_api", sys.modules[__name__])
+    found = {}
+    for file in sorted(os.listdir(folder)):
+        name, ext = os.path.splitext(file)
+        if ext != ".py" or name.startswith("test_") or name in ("mock_api", "__init__"):
+            continue
+        module = importlib.import_module(name)
+        if not (hasattr(module, "NAME") and hasattr(module, "Dialect")):
+            continue
+        if module.NAME in found:
+            raise RuntimeError("modules %s and %s both define dialect %r"
+                               % (found[module.NAME].__name__, name, module.NAME))
+        found[module.NAME] = module
+    return list(found.values())
+
+
+# What a target on a module is when its TESTS do not say: its mount, and a resource.
+DEFAULT_TARGET = {"url": "", "resource": "Contact", "options": {}}
+# The generic tests that read TESTS: each gets TESTS["target"] with its own entry
+# over it (crash: the crash matrices; hostile: test/t/009_hostile_answers.pl; fuzz:
+# test/fuzz/run.sh; bench: test/bench/run.sh).
+TEST_NAMES = ("crash", "hostile", "fuzz", "bench")
+
+
+def describe(module):
+    """What the generic tests need to know of a dialect module, JSON-ready: its
+    mount, whether it has TESTS at all ("described"), whether it has fuzz_seeds, and
+    for each test of TEST_NAMES the target to make (url, the mount put in front of the
+    module's; resource; options, the test's over the target's; auth) with that
+    test's own members (docs/adding-a-dialect.md says which).  "{name}" in url and resource stands
+    for a name each test makes unique to its case."""
+    mount = getattr(module, "MOUNT", "/" + module.NAME)
+    tests = getattr(module, "TESTS", None)
+    target = dict(DEFAULT_TARGET, **((tests or {}).get("target") or {}))
+    out = {"name": module.NAME, "mount": mount, "described": tests is not None,
+           "fuzz_seeds": hasattr(module, "fuzz_seeds")}
+    for test in TEST_NAMES:
+        own = (tests or {}).get(test) or {}
+        spec = dict(target, **own)
+        spec["options"] = dict(target["options"], **(own.get("options") or {}))
+        spec["url"] = mount + spec["url"]
+        out[test] = spec
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Shared state and the control API
 # ---------------------------------------------------------------------------
 
@@ -563,9 +694,10 @@ class MockContext:
         self.marks = None               # compiled bytes regex, or None
         self.mark_counts = collections.Counter()
         self.own_marks = []             # path prefixes of OWN_MARKS dialects
+        self.descriptions = {}
         self._add_control_routes()
-        for name in DIALECT_MODULES:
-            self._register(importlib.import_module(name))
+        for module in dialect_modules():
+            self._register(module)
 
     def section(self, name):
         """A dialect's configuration object (empty when never configured)."""
@@ -576,6 +708,7 @@ class MockContext:
         if getattr(module, "OWN_MARKS", False):
             self.own_marks.append("/" + module.NAME + "/")
         self.dialects[module.NAME] = dialect
+        self.descriptions[module.NAME] = describe(module)
         mount = getattr(module, "MOUNT", "/" + module.NAME)
         for method, template, handler in dialect.routes():
             self.router.add(method, mount + template, handler)
@@ -594,7 +727,8 @@ class MockContext:
                 ("POST", "/faults", self.ctl_add_faults),
                 ("DELETE", "/faults", self.ctl_clear_faults),
                 ("GET", "/marks", self.ctl_get_marks),
-                ("POST", "/marks", self.ctl_set_marks)):
+                ("POST", "/marks", self.ctl_set_marks),
+                ("GET", "/dialects", self.ctl_dialects)):
             self.router.add(method, CONTROL_PREFIX + path, handler)
 
     def record(self, req, template):
@@ -645,7 +779,7 @@ class MockContext:
         return json_response(200, self.config)
 
     def ctl_set_config(self, req, params):
-        body = _json_object(req)
+        body = json_body(req, dict)
         if body is None:
             return error_response(400, "config must be a JSON object")
         deep_merge(self.config, body)
@@ -659,6 +793,10 @@ class MockContext:
             out[name] = d.stats()
         return json_response(200, out)
 
+    def ctl_dialects(self, req, params):
+        """describe() of every dialect module, by NAME."""
+        return json_response(200, self.descriptions)
+
     def ctl_requests(self, req, params):
         entries = list(self.request_log)
         try:
@@ -671,7 +809,7 @@ class MockContext:
         return json_response(200, {"rules": [r.describe() for r in self.faults]})
 
     def ctl_add_faults(self, req, params):
-        body = _json_object(req)
+        body = json_body(req, dict)
         if body is None or not isinstance(body.get("rules"), list):
             return error_response(400, "expected {\"rules\": [...]}")
         try:
@@ -693,7 +831,7 @@ class MockContext:
     def ctl_set_marks(self, req, params):
         """{"pattern": regex} starts counting afresh (group 1 is the mark when the
         pattern has a group); a missing or empty pattern stops counting."""
-        body = _json_object(req)
+        body = json_body(req, dict)
         if body is None:
             return error_response(400, "expected {\"pattern\": regex}")
         pattern = body.get("pattern") or None
@@ -731,14 +869,6 @@ class MockContext:
 
 def _natural(key):
     return (0, int(key), "") if key.isdigit() else (1, 0, key)
-
-
-def _json_object(req):
-    try:
-        body = req.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 # ---------------------------------------------------------------------------
@@ -970,7 +1100,9 @@ class MockServer(http.server.ThreadingHTTPServer):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="bulkops mock remote API server")
-    p.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    p.add_argument("--describe", action="store_true",
+                   help="print every dialect module's description (JSON) and exit")
+    p.add_argument("--port", type=int, help="0 picks a free port")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--bench", action="store_true",
                    help="cheapest possible answers, for throughput measurements")
@@ -981,6 +1113,8 @@ def parse_args(argv):
     p.add_argument("--tls-cert", help="PEM certificate (chain) of the TLS listener")
     p.add_argument("--tls-key", help="PEM private key of the TLS listener")
     args = p.parse_args(argv)
+    if args.port is None and not args.describe:
+        p.error("--port is required")
     if args.tls_port is not None and not (args.tls_cert and args.tls_key):
         p.error("--tls-port needs --tls-cert and --tls-key")
     return args
@@ -1010,6 +1144,11 @@ def main(argv=None):
     # import this one as "mock_api": make that the running module, not a second copy.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.modules.setdefault("mock_api", sys.modules[__name__])
+    if args.describe:
+        json.dump({m.NAME: describe(m) for m in dialect_modules()}, sys.stdout,
+                  indent=1, sort_keys=True)
+        print()
+        return 0
     ctx = MockContext(bench=args.bench, quiet=args.quiet)
     server = MockServer((args.host, args.port), ctx)
     tls_server = start_tls_server(args, ctx)

@@ -46,7 +46,6 @@ refused; an unsupported grant is refused before the client is checked.
 
 import base64
 import binascii
-import collections
 import hashlib
 import json
 import re
@@ -54,7 +53,7 @@ import secrets
 import time
 import urllib.parse
 
-from mock_api import json_response
+from mock_api import MockDialect, json_response
 
 NAME = "oauth"
 MOUNT = ""          # at the server's root, not under /oauth
@@ -169,14 +168,13 @@ class OAuthError(Exception):
         self.description = description
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("token_requests", "issued", "client_credentials", "jwt", "refused",
+                "bearer_ok", "bearer_refused", "expired_refused")
 
     def reset(self):
+        super().reset()
         self.tokens = {}
-        self.counts = collections.Counter()
 
     def routes(self):
         out = []
@@ -188,18 +186,6 @@ class Dialect:
     def control_routes(self):
         return [("POST", "/expire", self.ctl_expire),
                 ("GET", "/tokens", self.ctl_tokens)]
-
-    def stats(self):
-        c = self.counts
-        return {"token_requests": c["token_requests"], "issued": c["issued"],
-                "client_credentials": c["client_credentials"], "jwt": c["jwt"],
-                "refused": c["refused"], "bearer_ok": c["bearer_ok"],
-                "bearer_refused": c["bearer_refused"],
-                "expired_refused": c["expired_refused"]}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
 
     # -- issuing --------------------------------------------------------------
 

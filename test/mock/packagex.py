@@ -52,9 +52,95 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response
+from dialect_tests import (BAD, BAD_CLEAN, BASE, DELETE, JSON_CT, OVERWRITE, UPSERT,
+                           bad_refusal_case, hex_of, quote, seed_header)
+from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "packagex"
+
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"url": "/v1", "resource": "contact"},
+    "bench": {"auth": {"type": "header", "name": "PX-API-KEY", "value": "bench-key"}},
+    "hostile": {
+        "mock": {NAME: {"pending_polls": 0}},
+        "kinds": [
+            {"kind": "submit", "method": "POST", "path": "/v1/batches$", "status": 201,
+             "step": "submit",
+             "cases": [
+                 {"label": "no batch id",
+                  "edits": [{"at": "id", "delete": True}],
+                  "persistent": r"answer to a batch submit without a usable batch id"},
+                 {"label": "a batch id that is not UTF-8",
+                  "edits": [{"at": "id", "set_bytes": hex_of(b"batch_\xff")}],
+                  "persistent": r"answer to a batch submit without a usable batch id"},
+                 {"label": "an unknown submit status",
+                  "edits": [{"at": "status", "set": "weird"}],
+                  "final": {"rows": BASE}},
+                 bad_refusal_case(400, {"error": {}}, "error.code", "error.message"),
+             ]},
+            {"kind": "poll", "method": "GET", "path": "/v1/batches/", "status": 200,
+             "step": "later",
+             "cases": [
+                 {"label": "an unknown batch status",
+                  "edits": [{"at": "status", "set": "weird"}],
+                  "persistent": r'batch \S+ in unknown status "weird"'},
+                 {"label": "another batch's answer",
+                  "edits": [{"at": "id", "set": "batch_999999"}],
+                  "persistent": r"unexpected answer to a poll of batch \S+ \(HTTP 200\)"},
+                 {"label": "an errors file without a link",
+                  "edits": [{"at": "_errors_json_url", "delete": True}],
+                  "persistent": r"has an errors file, but the answer names no "
+                                r"_errors_json_url"},
+                 # refused before any request: the port is never reached
+                 {"label": "an errors file link that is not UTF-8",
+                  "edits": [{"at": "_errors_json_url",
+                             "set_bytes": hex_of(b"http://127.0.0.1:9/x\xff")}],
+                  "persistent": r"link to the errors file of batch \S+ has a space, a "
+                                r"control character or a byte beyond ASCII"},
+                 {"label": "errors counted, but no errors file",
+                  "edits": [{"at": "has_errors_file", "set": False}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"counted 1 failed rows, but its errors file lists 0",
+                            "last_error": r"counted 1 failed rows, but its errors file "
+                                          r"lists 0"}},
+             ]},
+            {"kind": "errors file", "method": "GET", "path": "/packagex/files/",
+             "status": 200, "step": "later",
+             "cases": [
+                 {"label": "the same row listed twice",
+                  "edits": [{"at": "", "dup": 1}],
+                  "final": {"rows": BASE}},
+                 {"label": "an entry for a row not sent",
+                  "edits": [{"at": "", "dup": 1}, {"at": "-1.index", "set": 7}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"errors file does not match the request \(entry 2 has "
+                                   r"no index between 0 and 2\)",
+                            "last_error": r"errors file does not match the request"}},
+                 {"label": "an entry with another row's id",
+                  "edits": [{"at": "0.id", "set": "zzz"}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r'entry 1 names id "zzz" at index 1, where another id '
+                                   r'was sent'}},
+                 {"label": "fewer entries than failed rows",
+                  "edits": [{"at": "", "drop": 1}],
+                  "final": {"rows": ["unknown"] * 3,
+                            "msg": r"counted 1 failed rows, but its errors file lists 0",
+                            "last_error": r"counted 1 failed rows, but its errors file "
+                                          r"lists 0"}},
+                 {"label": "invalid UTF-8 in an error message",
+                  "edits": [{"at": "0.errors.0.message", "set_bytes": BAD}],
+                  "final": {"rows": BASE, "row_msg": {"2": "^%s$" % quote(BAD_CLEAN)}}},
+                 {"label": "a \\u0000 escape inside a string",
+                  "edits": [{"at": "0.errors.0.message", "set_bytes": hex_of(rb"a\u0000b")}],
+                  "persistent": r"malformed JSON in an HTTP 200 answer"},
+                 {"label": "an errors file that is not an array",
+                  "edits": [{"at": "", "set": {"index": 1}}],
+                  "persistent": r"the errors file of batch \S+ is not a JSON array"},
+             ]},
+        ],
+    },
+}
 
 ACTIONS = ("merge", "overwrite", "delete")
 MODES = ("sync", "mixed", "async")
@@ -122,18 +208,17 @@ class Batch:
         return out
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("submits", "refused", "batches", "polls", "operations", "applied",
+                "row_errors", "errors_fetches", "errors_fetches_with_key")
 
     def reset(self):
+        super().reset()
         self.store = collections.defaultdict(dict)     # resource -> id -> data
         self.applied = collections.Counter()            # (resource, id) -> times
         self.batches = {}
         self.next_batch = 1
         self.final_fired = 0
-        self.counts = collections.Counter()
 
     def routes(self):
         return [("POST", "/v1/batches", self.submit),
@@ -145,24 +230,11 @@ class Dialect:
                 ("GET", "/batches", self.ctl_batches)]
 
     def stats(self):
-        c = self.counts
-        return {"submits": c["submits"], "refused": c["refused"], "batches": c["batches"],
-                "polls": c["polls"], "operations": c["operations"],
-                "applied": c["applied"], "row_errors": c["row_errors"],
-                "errors_fetches": c["errors_fetches"],
-                "errors_fetches_with_key": c["errors_fetches_with_key"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": sum(len(s) for s in self.store.values())}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
+        return dict(super().stats(), store_size=sum(len(s) for s in self.store.values()))
 
     def check_auth(self, req):
-        key = self.config.get("api_key")
-        if key is not None and req.headers.get("PX-API-KEY") != key:
-            return px_error(401, "unauthorized", "invalid api key")
-        return None
+        return self.refuse_credentials(req, lambda why: px_error(401, "unauthorized", why),
+                                       "PX-API-KEY")
 
     def allowed(self, resource):
         resources = dict(DEFAULT_RESOURCES, **(self.config.get("resources") or {}))
@@ -177,10 +249,7 @@ class Dialect:
         self.counts["submits"] += 1
         if self.ctx.bench:
             return self.bench_submit(req)
-        try:
-            body = req.json()
-        except ValueError:
-            body = None
+        body = json_body(req)
         problem = self.check_submit(body)
         if problem:
             self.counts["refused"] += 1
@@ -403,3 +472,61 @@ class Dialect:
                                           "status": b.status, "polls": b.polls,
                                           "errors": len(b.errors)}
                                    for b in self.batches.values()})
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+PX_URL = "/packagex/v1/batches"
+PX_ACTION = {UPSERT: "merge", OVERWRITE: "overwrite", DELETE: "delete"}
+
+
+def px_run(mock, op, rows, mode="mixed", polls=4):
+    """Submit, poll until final, then fetch the errors file it names."""
+    body = {"resource": "contact", "action": PX_ACTION[op], "mode": mode,
+            "duplicate_handling": "ignore_all",
+            "data": [dict(data, id=rid) if op != DELETE else {"id": rid}
+                     for rid, data in rows]}
+    out = [mock.call("POST", PX_URL, body)]
+    if out[0][0] not in (200, 201):
+        return out
+    batch = json.loads(out[0][2])
+    for _ in range(polls):
+        if batch.get("status") in ("completed", "failed", "timed_out", "expired"):
+            break
+        out.append(mock.call("GET", "%s/%s?include_errors_json=true" % (PX_URL, batch["id"])))
+        batch = json.loads(out[-1][2])
+    url = batch.get("_errors_json_url")
+    if url:
+        out.append(mock.call("GET", url[url.index("/packagex/"):]))
+    return out
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    # the errors file's link names a fixed host, not the mock's port of the day
+    fixed = {"packagex": {"errors_host": "127.0.0.1:9"}}
+    mock.control("/reset")
+    mock.control("/config", fixed)
+    yield "merge-sync", seed_header(UPSERT, 3, options=0), px_run(mock, UPSERT, ok, mode="sync")
+    yield "merge-async-one-fails", seed_header(UPSERT, 3), px_run(
+        mock, UPSERT, [ok[0], ("r2", {"_fail": "bad name"}), ok[2]], mode="async")
+    yield "overwrite", seed_header(OVERWRITE, 2), px_run(mock, OVERWRITE, ok[:2])
+    yield "delete-one-missing", seed_header(DELETE, 2), px_run(mock, DELETE, [ok[0], ("r9", {})])
+    mock.control("/config", {"packagex": {"final_status": "failed"}})  # merged into fixed
+    yield "merge-batch-failed", seed_header(UPSERT, 2), px_run(
+        mock, UPSERT, [ok[0], ("r2", {"_fail": "no"})])
+    mock.control("/reset")
+    mock.control("/config", {"packagex": {"api_key": "k"}})
+    yield "merge-unauthorized", seed_header(UPSERT, 1), px_run(mock, UPSERT, ok[:1])
+    mock.control("/reset")
+
+    # what the fuzzer found (sql/fuzz_findings.sql replays it through the mock)
+    final = (b'{"id": "b1", "status": "completed", "has_errors_file": true, '
+             b'"_errors_json_url": "http://127.0.0.1:9/packagex/fil s/b1/errors.json"}')
+    yield "found-batch-id-dot-segment", seed_header(UPSERT, 1), [
+        (201, JSON_CT, b'{"id": "..", "status": "queued"}'), (200, JSON_CT, final)]
+    yield "found-errors-url-with-space", seed_header(DELETE, 2), [
+        (201, JSON_CT, b'{"id": "b1", "status": "queued"}'), (200, JSON_CT, final),
+        (200, JSON_CT, b'[{"index": 1, "id": "r2", "errors": [{"code": "not_found"}]}]')]

@@ -81,9 +81,129 @@ import json
 import random
 import time
 
-from mock_api import Response, json_response
+from dialect_tests import (BAD, BAD_CLEAN, BASE, DELETE, INSERT, UPDATE, UPSERT,
+                           csv_bomb_cases, hex_of, quote, seed_header)
+from mock_api import MockDialect, Response, json_body, json_response
 
 NAME = "salesforce"
+
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    "target": {"resource": "Account"},
+    # as fuzz_seeds() below sends it
+    "fuzz": {"resource": "Contact"},
+    # its wire format is CSV: the benchmark measures COPY (FORMAT csv) too
+    "bench": {"auth": {"type": "bearer", "token": "bench-token"}, "csv": True},
+    # an upsert's key is an external id field; the mark goes in a field too
+    "crash": {"key": "Ext__c",
+              "source": """SELECT id AS "Ext__c", 'crm-{op}-' || id || '-x' AS "Tag__c" """
+                        """FROM crash_rows"""},
+    # a batch is a job: create, upload, close, poll, then the CSV result files
+    # (unprocessedrecords is not asked for here: the first two settle every row)
+    "hostile": {
+        "mock": {NAME: {"in_progress_polls": 0, "result_order": "upload"}},
+        "kinds": [
+            {"kind": "create", "method": "POST", "path": "/jobs/ingest$", "status": 200,
+             "step": "submit",
+             "cases": [
+                 {"label": "no job id",
+                  "edits": [{"at": "id", "delete": True}],
+                  "persistent": r"the answer to creating a job has no usable job id"},
+                 {"label": "a job id that is not UTF-8",
+                  "edits": [{"at": "id", "set_bytes": hex_of(b"750\xff")}],
+                  "persistent": r"the answer to creating a job has no usable job id"},
+                 {"label": "a refusal whose code and message are not UTF-8",
+                  "status": 400,
+                  "edits": [{"at": "", "set": [{"errorCode": "x", "message": "y"}]},
+                            {"at": "0.errorCode", "set_bytes": hex_of(b"E-\xff")},
+                            {"at": "0.message", "set_bytes": BAD}],
+                  "final": {"rows": ["failed"] * 3,
+                            "msg": r"^could not create the job: HTTP 400 E-\?: %s$"
+                                   % quote(BAD_CLEAN),
+                            "code": "E-?"}},
+             ]},
+            # an upload's answer is empty: only the transport can spoil it
+            {"kind": "upload", "method": "PUT", "path": "/batches$", "status": 201,
+             "step": "later", "skip": r"JSON|empty answer|shorter than", "cases": []},
+            # whatever a close answers, the poll that follows tells
+            {"kind": "close", "method": "PATCH", "path": r"/jobs/ingest/\w+/$",
+             "status": 200, "step": "later", "skip": r"JSON|empty answer",
+             "cases": [
+                 {"label": "a refusal of a close that took",
+                  "status": 400,
+                  "edits": [{"at": "", "set": [{"errorCode": "INVALIDJOB",
+                                                "message": "no"}]}],
+                  "final": {"rows": BASE}},
+             ]},
+            {"kind": "poll", "method": "GET", "path": r"/jobs/ingest/\w+/$", "status": 200,
+             "step": "later",
+             "cases": [
+                 {"label": "an unknown job state",
+                  "edits": [{"at": "state", "set": "Weird"}],
+                  "persistent": r'job \S+ is in unknown state "Weird"'},
+                 {"label": "a job state that is not UTF-8",
+                  "edits": [{"at": "state", "set_bytes": hex_of(b"Job\xffComplete")}],
+                  "persistent": r'job \S+ is in unknown state "Job\?Complete"'},
+                 {"label": "counters that are not numbers",
+                  "edits": [{"at": "numberRecordsProcessed", "set": "many"}],
+                  "final": {"rows": BASE}},
+             ]},
+            # CSV read as it streams: not bounded by max_response_size, nor by
+            # http_timeout while it keeps coming
+            {"kind": "successfulResults", "method": "GET", "path": "/successfulResults/$",
+             "status": 200, "step": "later",
+             "skip": r"JSON|empty answer|larger than|slower than",
+             "cases": [
+                 {"label": "a record missing (the row is sent again)",
+                  "edits": [{"lines": "drop", "n": 1}],
+                  "final": {"rows": BASE}},
+                 {"label": "the same record twice",
+                  "edits": [{"lines": "dup", "n": 1}],
+                  "final": {"rows": BASE}},
+                 {"label": "a record for a key not sent",
+                  "edits": [{"find": '-1","name 1"', "replace": '-9","name 1"'}],
+                  "final": {"rows": BASE}},
+                 {"label": "an empty file",
+                  "edits": [{"cut": 0}],
+                  "final": {"rows": BASE}},
+                 {"label": "no key column",
+                  "edits": [{"find": '"id"', "replace": '"xid"'}],
+                  "persistent": r'result file has no column "id"'},
+                 {"label": "a quote inside an unquoted field",
+                  "edits": [{"find": '"true"', "replace": 'tr"ue'}],
+                  "persistent": r"malformed CSV in line 2: a double quote inside an "
+                                r"unquoted field"},
+                 {"label": "a quoted field broken",
+                  "edits": [{"find": '"name 3"', "replace": '"name 3'}],
+                  "persistent": r"malformed CSV in line \d+: text after the closing quote"},
+             ] + csv_bomb_cases() + [
+                 {"label": "a NUL byte and invalid UTF-8 in fields not matched on",
+                  "edits": [{"find": "name 1", "replace_bytes": hex_of(b"na\0me")},
+                            {"find": "name 3", "replace_bytes": hex_of(b"n\xffme")}],
+                  "final": {"rows": BASE}},
+             ]},
+            {"kind": "failedResults", "method": "GET", "path": "/failedResults/$",
+             "status": 200, "step": "later",
+             # the successes were settled by the file before
+             "persist_rows": ["succeeded", "unknown", "succeeded"],
+             "skip": r"JSON|empty answer|larger than|slower than",
+             "cases": [
+                 {"label": "an error that is not UTF-8",
+                  "edits": [{"find": '"bad row","',
+                             "replace_bytes": hex_of(b'"bad \x80\xfe row","')}],
+                  "final": {"rows": BASE, "row_msg": {"2": "^%s$" % quote(BAD_CLEAN)}}},
+                 {"label": "UNABLE_TO_LOCK_ROW (the row goes to a new job)",
+                  "edits": [{"find": '"bad row","',
+                             "replace": '"UNABLE_TO_LOCK_ROW:busy","'}],
+                  "final": {"rows": BASE}},
+                 {"label": "no sf__Error column",
+                  "edits": [{"find": '"sf__Error"', "replace": '"error"'}],
+                  "persistent": r"failedResults has no sf__Error column"},
+             ] + csv_bomb_cases()},
+        ],
+    },
+}
+
 # /_control/marks counts a row when its job is closed: an upload alone is never
 # processed, and a job uploaded twice refuses to close
 OWN_MARKS = True
@@ -165,12 +285,13 @@ class Job:
         return out
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("jobs", "uploads", "closes", "polls", "aborts", "fetches", "operations",
+                "applied", "failures", "limited", "refused", "queries", "query_polls",
+                "query_pages", "query_aborts")
 
     def reset(self):
+        super().reset()
         self.store = collections.defaultdict(dict)     # object -> Id -> fields
         self.applied = collections.Counter()            # (object, Id) -> times
         self.lock_seen = collections.Counter()          # record values -> times
@@ -178,7 +299,6 @@ class Dialect:
         self.queries = {}
         self.next_job = 1
         self.next_id = 1
-        self.counts = collections.Counter()
 
     def routes(self):
         qbase = "/services/data/{ver}/jobs/query"
@@ -209,34 +329,17 @@ class Dialect:
                 ("GET", "/jobs", self.ctl_jobs)]
 
     def stats(self):
-        c = self.counts
-        return {"jobs": c["jobs"], "uploads": c["uploads"], "closes": c["closes"],
-                "polls": c["polls"], "aborts": c["aborts"], "fetches": c["fetches"],
-                "operations": c["operations"], "applied": c["applied"],
-                "failures": c["failures"], "limited": c["limited"],
-                "refused": c["refused"], "queries": c["queries"],
-                "query_polls": c["query_polls"], "query_pages": c["query_pages"],
-                "query_aborts": c["query_aborts"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": sum(len(v) for v in self.store.values())}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
+        return dict(super().stats(), store_size=sum(len(v) for v in self.store.values()))
 
     # -- checks shared by every request ---------------------------------------
 
     def refuse(self, req, params):
         """The 401/403/400 answer every request may get first, or None."""
         cfg = self.config
-        token = cfg.get("bearer")
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        if token is not None and (scheme.lower() != "bearer" or value.strip() != token):
-            return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        if cfg.get("oauth"):
-            denied = self.ctx.dialects["oauth"].check_bearer(req)
-            if denied:
-                return denied
+        denied = self.refuse_credentials(
+            req, lambda why: sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid"))
+        if denied:
+            return denied
         if int(cfg.get("request_limit_exceeded") or 0) > 0:
             # counted down in the configuration itself, which shows what is left
             cfg["request_limit_exceeded"] = int(cfg["request_limit_exceeded"]) - 1
@@ -263,10 +366,7 @@ class Dialect:
     @staticmethod
     def requested_state(req):
         """The "state" a PATCH asks for, or None."""
-        try:
-            return req.json().get("state")
-        except (ValueError, AttributeError):
-            return None
+        return (json_body(req, dict) or {}).get("state")
 
     def request_spec(self, req, params):
         """(the JSON body or None, None) for a request that passes refuse(), else
@@ -274,10 +374,7 @@ class Dialect:
         denied = self.refuse(req, params)
         if denied:
             return None, denied
-        try:
-            return req.json(), None
-        except ValueError:
-            return None, None
+        return json_body(req), None
 
     def create(self, req, params):
         spec, denied = self.request_spec(req, params)
@@ -677,3 +774,65 @@ class Dialect:
                                           "processed": j.processed,
                                           "header": j.header}
                                    for j in self.jobs.values()})
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+SF_BASE = "/salesforce/services/data/v62.0/jobs/ingest"
+SF_OPERATION = {INSERT: "insert", UPDATE: "update", UPSERT: "upsert", DELETE: "delete"}
+
+
+def sf_csv(op, rows, extra=None):
+    """The CSV salesforce.c uploads for the harness's rows (id, name, n), with
+    extra columns the mock reads to misbehave."""
+    if op in (UPDATE, DELETE):
+        head, lines = ["Id"], [[rid] for rid, _ in rows]
+        if op == UPDATE:
+            head += ["name", "n"]
+            lines = [[rid, "name %d" % n, str(n)] for rid, n in rows]
+    else:
+        head, lines = ["id", "name", "n"], [[rid, "name %d" % n, str(n)] for rid, n in rows]
+    if extra:
+        head.append(extra[0])
+        lines = [line + [extra[1].get(line[0], "")] for line in lines]
+    return ("\n".join(",".join(line) for line in [head] + lines) + "\n").encode()
+
+
+def sf_run(mock, op, nrows, extra=None, polls=3):
+    """Create, upload, close, poll until final, fetch the three result files."""
+    rows = [("r%d" % n, n) for n in range(1, nrows + 1)]
+    body = {"object": "Contact", "operation": SF_OPERATION[op], "contentType": "CSV",
+            "columnDelimiter": "COMMA", "lineEnding": "LF"}
+    if op == UPSERT:
+        body["externalIdFieldName"] = "id"
+    out = [mock.call("POST", SF_BASE, body)]
+    if out[0][0] != 200:
+        return out
+    job = "%s/%s/" % (SF_BASE, json.loads(out[0][2])["id"])
+    out.append(mock.call("PUT", job + "batches", sf_csv(op, rows, extra)))
+    out.append(mock.call("PATCH", job, {"state": "UploadComplete"}))
+    for _ in range(polls):
+        out.append(mock.call("GET", job))
+        if json.loads(out[-1][2]).get("state") in ("JobComplete", "Failed", "Aborted"):
+            break
+    for f in ("successfulResults/", "failedResults/", "unprocessedrecords/"):
+        out.append(mock.call("GET", job + f, headers={"Accept": "text/csv"}))
+    return out
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    mock.control("/reset")
+    yield "upsert", seed_header(UPSERT, 3), sf_run(mock, UPSERT, 3)
+    yield "insert", seed_header(INSERT, 2), sf_run(mock, INSERT, 2)
+    yield "upsert-one-fails-one-locked", seed_header(UPSERT, 3), sf_run(
+        mock, UPSERT, 3, extra=("_fail", {"r2": "FIELD_CUSTOM_VALIDATION_EXCEPTION:no"}))
+    yield "update-unknown-ids", seed_header(UPDATE, 2), sf_run(mock, UPDATE, 2)
+    yield "delete-unknown-ids", seed_header(DELETE, 2), sf_run(mock, DELETE, 2)
+    mock.control("/config", {"salesforce": {"fail_job": {"after": 1, "message": "boom"}}})
+    yield "upsert-job-failed", seed_header(UPSERT, 3), sf_run(mock, UPSERT, 3)
+    mock.control("/reset")
+    mock.control("/config", {"salesforce": {"request_limit_exceeded": 1}})
+    yield "limit-exceeded", seed_header(UPSERT, 1), sf_run(mock, UPSERT, 1)[:1] + sf_run(mock, UPSERT, 1)
+    mock.control("/reset")

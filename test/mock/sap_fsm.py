@@ -43,9 +43,58 @@ import json
 import random
 import re
 
-from mock_api import Response, json_response, shuffle_answer
+from dialect_tests import (BASE, DELETE, UPSERT, bad_refusal_case, bad_text_case, hex_of,
+                           seed_header)
+from mock_api import MockDialect, Response, json_body, json_response, shuffle_answer
 
 NAME = "sap_fsm"
+
+# What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
+TESTS = {
+    # the store is keyed by resource: one of its own per case
+    "target": {"resource": "Crash{name}",
+               "options": {"dto_version": 43, "account_id": "1", "company_id": "1"}},
+    "crash": {"one_step": True},
+    # as fuzz_seeds() below sends it
+    "fuzz": {"resource": "Contact"},
+    "bench": {"resource": "Activity", "auth": {"type": "bearer", "token": "bench-token"}},
+    "hostile": {
+        # its answer's elements name the resource: the edits below say "activity"
+        "resource": "Activity",
+        "mock": {NAME: {"shuffle": False}},
+        "kinds": [
+            {"kind": "207", "method": "PATCH", "path": "/externalId/bulk", "status": 207,
+             "step": "submit",
+             "cases": [
+                 {"label": "more elements than rows, one for a key not sent",
+                  "edits": [{"at": "", "dup": 2},
+                            {"at": "-1.externalId", "set": "stranger"}],
+                  "final": {"rows": BASE}},
+                 {"label": "fewer elements than rows",
+                  "edits": [{"at": "", "drop": 1}],
+                  "final": {"rows": ["succeeded", "failed", "unknown"],
+                            "row_msg": {"3": r"the 207 answer had no element for this "
+                                             r"externalId"}}},
+                 {"label": "an unknown element status",
+                  "edits": [{"at": "0.status", "set": "WEIRD"}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r'the answer gave this row status "WEIRD"'}}},
+                 {"label": "an externalId that is not UTF-8",
+                  "edits": [{"at": "0.activity.externalId", "set_bytes": hex_of(b"h\xff")}],
+                  "final": {"rows": ["unknown", "failed", "succeeded"],
+                            "row_msg": {"1": r"no element for this externalId"}}},
+                 bad_text_case("1.ex.message", "0.activity.id"),
+                 {"label": "a NUL byte inside a string",
+                  "edits": [{"at": "0.activity.id", "set_bytes": hex_of(b"a\0b")}],
+                  "persistent": r"malformed JSON in a 207 answer"},
+                 bad_refusal_case(400, {}, "error", "message"),
+                 {"label": "a 207 body that is not an array",
+                  "edits": [{"at": "", "set": {"status": 207}}],
+                  "persistent": r"the 207 answer is not a JSON array"},
+             ]},
+        ],
+    },
+}
 
 REQUIRED_HEADERS = ("X-Client-ID", "X-Client-Version", "X-Account-ID", "X-Company-ID")
 DTOS_RX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)\.(\d+)$")
@@ -68,15 +117,14 @@ def failure(status, external_id, code, message, seq):
     return el
 
 
-class Dialect:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.reset()
+class Dialect(MockDialect):
+    COUNTERS = ("requests", "bad_requests", "operations", "created", "updated", "deleted",
+                "failures", "conflicts", "requests_with_duplicates")
 
     def reset(self):
+        super().reset()
         self.store = {}                         # (resource, externalId) -> object
         self.applied = collections.Counter()    # (resource, externalId) -> writes
-        self.counts = collections.Counter()
         self.next_id = 1
         self.last_changed = FIRST_LAST_CHANGED
         self.rng = random.Random(SHUFFLE_SEED)
@@ -91,28 +139,17 @@ class Dialect:
                 ("GET", "/applied", self.ctl_applied)]
 
     def stats(self):
-        c = self.counts
-        return {"requests": c["requests"], "bad_requests": c["bad_requests"],
-                "operations": c["operations"], "created": c["created"],
-                "updated": c["updated"], "deleted": c["deleted"],
-                "failures": c["failures"], "conflicts": c["conflicts"],
-                "requests_with_duplicates": c["requests_with_duplicates"],
-                "max_applications_per_id": max(self.applied.values(), default=0),
-                "store_size": len(self.store)}
-
-    @property
-    def config(self):
-        return self.ctx.section(NAME)
+        return dict(super().stats(), store_size=len(self.store))
 
     # -- checks common to every request --------------------------------------
 
     def refuse(self, req, params, needs_dtos):
         """The error Response for a request that is refused as a whole, or None."""
         cfg = self.config
-        if cfg.get("bearer") is not None:
-            scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-            if scheme.lower() != "bearer" or value.strip() != cfg["bearer"]:
-                return fsm_error(401, "CA-16", "invalid or missing access token")
+        refused = self.refuse_credentials(
+            req, lambda why: fsm_error(401, "CA-16", "invalid or missing access token"))
+        if refused:
+            return refused
         for name in REQUIRED_HEADERS:
             if not req.headers.get(name):
                 return fsm_error(400, "CA-10", "missing header %s" % name)
@@ -126,13 +163,10 @@ class Dialect:
                                  % params["resource"])
         return None
 
-    def items(self, req):
+    @staticmethod
+    def items(req):
         """The body's items, or None when it is not a non-empty JSON array."""
-        try:
-            items = req.json()
-        except ValueError:
-            return None
-        return items if isinstance(items, list) and items else None
+        return json_body(req, list) or None
 
     def serve(self, req, params, needs_dtos, apply):
         refused = self.refuse(req, params, needs_dtos)
@@ -266,3 +300,42 @@ class Dialect:
 
     def ctl_applied(self, req, params):
         return json_response(200, self._select(self.applied, req))
+
+
+# -- fuzz seeds (test/fuzz/make_seeds.py) ------------------------------------
+
+FSM_URL = "/sap_fsm/api/data/v4/Contact/externalId/bulk"
+FSM_HEADERS = {"X-Client-ID": "bulkops", "X-Client-Version": "1.0",
+               "X-Account-ID": "7", "X-Company-ID": "9"}
+
+
+def fsm_call(mock, op, rows, force=False, headers=FSM_HEADERS):
+    if op == DELETE:
+        path = FSM_URL + ("?forceDelete=true" if force else "")
+        items = [{"externalId": rid} for rid, _ in rows]
+    else:
+        path = FSM_URL + "?dtos=Contact.43" + ("&forceUpdate=true" if force else "")
+        items = [dict(data, externalId=rid) for rid, data in rows]
+    return mock.call("DELETE" if op == DELETE else "PATCH", path, items, headers)
+
+
+def fuzz_seeds(mock):
+    """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
+    answers) of one fuzz input each, played against this mock."""
+    ok = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3)]
+    mock.control("/reset")
+    yield "upsert-created", seed_header(UPSERT, 3), [fsm_call(mock, UPSERT, ok)]
+    yield "upsert-updated-one-fails", seed_header(UPSERT, 3), [
+        fsm_call(mock, UPSERT, [ok[0], ("r2", {"_fail": "bad name"}), ok[2]])]
+    yield "upsert-conflict", seed_header(UPSERT, 1), [
+        fsm_call(mock, UPSERT, [("r1", {"name": "x", "lastChanged": 1})])]
+    yield "delete-one-missing", seed_header(DELETE, 2), [fsm_call(mock, DELETE, [ok[0], ("r9", {})])]
+    # the same key twice in a batch: the second goes in a request of its own
+    yield "upsert-duplicate-key", seed_header(UPSERT, 2), [
+        fsm_call(mock, UPSERT, ok[:1]), fsm_call(mock, UPSERT, ok[:1])]
+    mock.control("/config", {"sap_fsm": {"omit_external_ids": ["r2"],
+                                         "extra_external_ids": ["r7"]}})
+    yield "upsert-odd-elements", seed_header(UPSERT, 3), [fsm_call(mock, UPSERT, ok)]
+    mock.control("/reset")
+    yield "upsert-bad-request", seed_header(UPSERT, 1), [
+        fsm_call(mock, UPSERT, ok[:1], headers={"X-Client-ID": "bulkops"})]

@@ -525,6 +525,25 @@ class TestControl(MockTestCase):
         self.assertEqual(self.ctl("GET", "/marks")["pattern"], None)
 
 
+    def test_dialect_modules_found_by_themselves(self):
+        """Every module of the folder with NAME and Dialect is served and described,
+        helpers are not; a module without TESTS gets the generic target."""
+        described = self.ctl("GET", "/dialects")
+        for name in ("clinia", "sap_fsm", "packagex", "blueconic", "salesforce",
+                     "oauth", "abortable"):
+            self.assertIn(name, described)
+            self.assertEqual(described[name]["name"], name)
+        self.assertNotIn("mock_api", described)
+        self.assertNotIn("dialect_tests", described)
+        self.assertEqual(described["oauth"]["mount"], "")
+        self.assertEqual(described["abortable"]["crash"],
+                         {"url": "/abortable", "resource": "Contact", "options": {}})
+        self.assertFalse(described["abortable"]["described"])
+        out = subprocess.run([sys.executable, MOCK, "--describe"], capture_output=True,
+                             text=True, check=True).stdout
+        self.assertEqual(json.loads(out), described)
+
+
 class TestFaults(MockTestCase):
     ops = [upsert("p1")]
 

@@ -7,7 +7,7 @@
 #   use BulkopsCrash;
 #
 #   my $node = crash_node('points');           # started, 100,000 source rows
-#   for my $d (@DIALECTS) {
+#   for my $d (crash_dialects($node)) {
 #       my $jobs = start_jobs($node, $d, 'case1');   # one job per operation
 #       ...crash...
 #       check_jobs($node, $jobs, 'case1');
@@ -31,36 +31,80 @@ use Time::HiRes qw(usleep);
 
 use BulkopsTest;
 
-our @EXPORT = qw(@DIALECTS $ROWS crash_node start_jobs job_ids arm_crash
+our @EXPORT = qw($ROWS crash_dialects crash_node start_jobs job_ids arm_crash
   disarm_crash crash_marker wait_for_crash check_jobs);
 
 our $ROWS = 100_000;
 
-# One line per dialect.  url and resource: where a job's rows go in the mock,
-# %s replaced by a name unique to the job (letters and digits), in one or the
-# other, so that jobs never share remote records; ops: the operations to run,
-# "!" after those that are not safe to repeat; options: the target's, over
-# batch_size 5000 and concurrency 4; one_step: every answer is final (no
-# remote task, no later step to crash in); optional: key (the key column,
-# default "id"), source (the query, %s replaced by the operation's name; it
-# must send the column "tag").  BULKOPS_CRASH_DIALECTS="a b" runs only those.
-our @DIALECTS = (
-	{ dialect => 'clinia', url => '/clinia/sources/%s/v1', resource => 'Thing', ops => 'insert! upsert' },
-	{ dialect => 'sap_fsm', url => '/sap_fsm', resource => 'Crash%s', ops => 'upsert', one_step => 1, options => { dto_version => 1, account_id => '1', company_id => '1' } },
-	{ dialect => 'packagex', url => '/packagex/v1', resource => 'contact', ops => 'upsert' },
-	{ dialect => 'blueconic', url => '/blueconic', resource => 'profiles', ops => 'upsert', one_step => 1, options => { batch_size => 1000, create_missing => JSON::PP::true } },
-	{ dialect => 'salesforce', url => '/salesforce', resource => 'Account', ops => 'insert! upsert', key => 'Ext__c', source => q{SELECT id AS "Ext__c", 'crm-%s-' || id || '-x' AS "Tag__c" FROM crash_rows} },
-);
-if ($ENV{BULKOPS_CRASH_DIALECTS})
-{
-	my %want = map { $_ => 1 } split ' ', $ENV{BULKOPS_CRASH_DIALECTS};
-	@DIALECTS = grep { $want{ $_->{dialect} } } @DIALECTS;
-}
-
 my %DEFAULT_OPTIONS = (batch_size => 5000, concurrency => 4);
 my $DEFAULT_SOURCE =
-  q{SELECT id, 'crm-%s-' || id || '-x' AS tag, 'thing ' || id AS name FROM crash_rows};
+  q{SELECT id, 'crm-{op}-' || id || '-x' AS tag, 'thing ' || id AS name FROM crash_rows};
 my $MARK_PATTERN = '(crm-[a-z]+-[0-9]+)-x';
+
+=pod
+
+=item crash_dialects($node)
+
+The dialects to crash: every one of bulkops.dialects() (see
+BulkopsTest::dialects; BULKOPS_CRASH_DIALECTS="a b" also keeps only those),
+each as a hash of
+  dialect, mount: its name and where its mock module is mounted;
+  url, resource: where a job's rows go on the mock, "{name}" replaced by a
+    name unique to the job (letters and digits) so that jobs never share
+    remote records;
+  ops: the operations to run, "!" after those bulkops.dialects() does not
+    call idempotent (not safe to repeat);
+  options: the target's, over batch_size 5000 and concurrency 4;
+  one_step: every answer is final (no remote task, no later step to crash in);
+  key: the key column (default "id"); source: the query ("{op}" replaced by
+    the operation's name), which must send a column whose value is the mark.
+All of it comes from TESTS["crash"] (over TESTS["target"]) of the dialect's
+mock module; without it, the dialect's insert and upsert go to its mount with
+resource "Contact", and a note says so.
+
+=cut
+
+sub crash_dialects
+{
+	my ($node) = @_;
+	my %want = map { $_ => 1 } split ' ', $ENV{BULKOPS_CRASH_DIALECTS} // '';
+	my @out;
+
+	for my $d (dialects($node))
+	{
+		next if %want && !$want{ $d->{name} };
+		my $c = $d->{mock}{crash};
+		my %has = map { $_ => 1 } @{ $d->{operations} };
+		my %idempotent = map { $_ => 1 } @{ $d->{idempotent} };
+		my @ops = $c->{ops} ? @{ $c->{ops} } : grep { $has{$_} } qw(insert upsert);
+		missing("dialect \"$d->{name}\" has neither insert nor upsert: "
+			  . "test/mock/$d->{name}.py must name the operations to crash (TESTS crash ops)")
+		  unless @ops;
+		for my $op (@ops)
+		{
+			missing("test/mock/$d->{name}.py crashes operation \"$op\", "
+				  . "which dialect $d->{name} does not have")
+			  unless $has{$op};
+		}
+		diag "dialect $d->{name}: test/mock/$d->{name}.py has no TESTS: crashing "
+		  . "@ops on $c->{url} with resource \"$c->{resource}\""
+		  unless $d->{mock}{described};
+		push @out,
+		  {
+			dialect  => $d->{name},
+			mount    => $d->{mock}{mount},
+			url      => $c->{url},
+			resource => $c->{resource},
+			ops      => join(' ', map { $idempotent{$_} ? $_ : "$_!" } @ops),
+			options  => $c->{options},
+			one_step => $c->{one_step},
+			key      => $c->{key},
+			source   => $c->{source},
+		  };
+	}
+	missing('no dialect to crash among BULKOPS_CRASH_DIALECTS') unless @out;
+	return @out;
+}
 
 =pod
 
@@ -113,15 +157,13 @@ sub start_jobs
 		  or croak "bad operation \"$word\"";
 		my $target = "${case}_$op";
 		(my $name = $target) =~ s/[^A-Za-z0-9]//g;
-		my $url = mock_url($d->{url} =~ /%s/ ? sprintf($d->{url}, $name) : $d->{url});
+		my $url = mock_url(fill_name($d->{url}, $name));
 		my $res =
-		  !defined $d->{resource} ? 'NULL'
-		  : $d->{resource} =~ /%s/ ? "'" . sprintf($d->{resource}, $name) . "'"
-		  :                          "'$d->{resource}'";
+		  defined $d->{resource} ? "'" . fill_name($d->{resource}, $name) . "'" : 'NULL';
 		$node->safe_psql('postgres',
 			    "SELECT bulkops.create_target('$target', '$d->{dialect}', '$url', "
 			  . "resource => $res, options => '$optjson')");
-		my $source = sprintf($d->{source} // $DEFAULT_SOURCE, $op);
+		(my $source = $d->{source} // $DEFAULT_SOURCE) =~ s/\{op\}/$op/g;
 		$source =~ s/'/''/g;
 		my $key = $d->{key} // 'id';
 		push @calls, "SELECT bulkops.bulk_$op('$target', '$source', key => '$key');";

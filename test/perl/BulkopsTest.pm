@@ -29,7 +29,8 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
-  clinia_target mock_faults mock_requests make_rsa_key query_until);
+  clinia_target mock_faults mock_requests make_rsa_key query_until dialects
+  fill_name missing);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -189,6 +190,86 @@ sub mock_requests
 	return scalar grep {
 		$_->{method} eq $method && $_->{path} =~ m{^/clinia/sources/\Q$src\E/}
 	} @{ mock_get('/_control/requests') };
+}
+
+=pod
+
+=item dialects($node)
+
+Every dialect bulkops.dialects() lists on $node, in its order, as hashes:
+name, operations, idempotent, needs_key (array references), and mock: what
+the dialect's mock module says of itself (GET /_control/dialects: its
+mount, whether it has TESTS, and per generic test the target to make and
+that test's own members; see docs/adding-a-dialect.md).  A dialect without
+a mock module dies, naming the file it needs.  BULKOPS_TEST_DIALECTS="a b"
+in the environment keeps only those.
+
+=cut
+
+sub dialects
+{
+	my ($node) = @_;
+	my $described = mock_get('/_control/dialects');
+	my %want = map { $_ => 1 } split ' ', $ENV{BULKOPS_TEST_DIALECTS} // '';
+	my @out;
+
+	for my $line (split /\n/,
+		$node->safe_psql(
+			'postgres', q{
+			SELECT name, array_to_string(operations, ' '),
+			       array_to_string(idempotent, ' '), array_to_string(needs_key, ' ')
+			FROM bulkops.dialects()}))
+	{
+		my ($name, $ops, $idempotent, $needs_key) = split /\|/, $line, -1;
+		next if %want && !$want{$name};
+		my $mock = $described->{$name}
+		  or missing("dialect \"$name\" has no mock module: the generic tests need "
+			  . "test/mock/$name.py (docs/adding-a-dialect.md)");
+		push @out,
+		  {
+			name       => $name,
+			operations => [ split ' ', $ops ],
+			idempotent => [ split ' ', $idempotent ],
+			needs_key  => [ split ' ', $needs_key ],
+			mock       => $mock
+		  };
+	}
+	missing('no dialect to test' . (%want ? " among BULKOPS_TEST_DIALECTS" : ''))
+	  unless @out;
+	return @out;
+}
+
+=pod
+
+=item missing($what)
+
+Die saying what a test misses to cover every dialect, on the console too
+(not only in the test's log, where a die's message goes).
+
+=cut
+
+sub missing
+{
+	my ($what) = @_;
+	diag $what;
+	croak $what;
+}
+
+=pod
+
+=item fill_name($text, $name)
+
+$text of a mock description (a url, a resource) with "{name}" replaced by
+$name, a name the test makes unique to its case.
+
+=cut
+
+sub fill_name
+{
+	my ($text, $name) = @_;
+	return undef unless defined $text;
+	$text =~ s/\{name\}/$name/g;
+	return $text;
 }
 
 =pod

@@ -24,17 +24,10 @@
 # All cases run at once, each with its own target whose URL is tagged
 # (/_t/<case>/... on the mock), so each case's faults hit only that case.
 #
-# Adding a dialect is one entry in @DIALECTS: where its mock lives (url), the
-# target (resource, options, auth), mock configuration, and its answer kinds.
-# A kind names its request (method, path regex), the status of its normal
-# answer, what a persistent failure leaves (%AT_SUBMIT, %AT_LATER, %AT_TOKEN;
-# "persist_rows" when rows settled by an earlier answer keep their status),
-# optionally "skip", a regex of @GENERIC labels that do not spoil it (an empty
-# answer to a request answered empty), and its own cases: mutate edits (see
-# test/mock/mock_api.py: JSON edits, or for CSV "lines" and "find"/"replace"),
-# or a fault "rule" of another action, with either "persistent" (the reason a persistent fault must give, the
-# transient one then being retried to the normal outcome) or "final" (what
-# the one answer leads to: row statuses, messages, last_error, error codes).
+# Every dialect of bulkops.dialects() is tested: its answer kinds and its own
+# cases come from its mock module (TESTS["hostile"] in test/mock/<dialect>.py,
+# see the dialects section below and docs/adding-a-dialect.md); one without
+# them gets the generic faults on every request.
 use strict;
 use warnings;
 
@@ -79,658 +72,118 @@ sub hex_of { return unpack('H*', $_[0]) }
 my $BAD = hex_of("bad \x80\xfe row");
 my $BAD_CLEAN = 'bad ?? row';
 
-# Invalid UTF-8 in the failed row's error message (at $msg_at) and in the
-# first row's remote id (at $id_at): stored cleaned (the message as $msg_re
-# says), outcomes unchanged.
-sub bad_text_case
+# ---- the server ----
+
+my $node = bulkops_node('hostile', "bulkops.max_response_size = '${max_response}B'");
+$node->safe_psql('postgres', 'CREATE EXTENSION bulkops');
+my $worker;
+for (1 .. 100)
 {
-	my ($msg_at, $id_at, $msg_re) = @_;
+	$worker = worker_pid($node);
+	last if $worker;
+	select(undef, undef, undef, 0.1);
+}
+ok($worker, "the worker runs (pid $worker)");
+
+# ---- the dialects and their answers ----
+
+# Every dialect of bulkops.dialects(), as its mock module describes it
+# (TESTS["hostile"] over TESTS["target"]; see docs/adding-a-dialect.md): where
+# its target points (url, "{name}" being "hostile"; resource; options), mock
+# configuration, fail_sql and fail_msg if its mock fails the second row
+# otherwise, and its answer kinds.  A kind names its request (method, path
+# regex), the status of its normal answer, the step it answers ("submit", or
+# "later": a poll, a result file), "persist_rows" when rows settled by an
+# earlier answer keep their status, optionally "skip", a regex of @GENERIC
+# labels that do not spoil it (an empty answer to a request answered empty),
+# and its own cases: mutate edits (see test/mock/mock_api.py: JSON edits, or
+# for CSV "lines" and "find"/"replace"), or a fault "rule" of another action,
+# with either "persistent" (the reason a persistent fault must give, the
+# transient one then being retried to the normal outcome) or "final" (what the
+# one answer leads to: row statuses, messages, last_error, error codes).
+# Regular expressions come as strings.  A dialect that describes no answer
+# gets the generic faults on every request of its job, as answers to the
+# submit, and a note says so.
+my %AT = (submit => \%AT_SUBMIT, later => \%AT_LATER);
+
+sub final_of
+{
+	my ($f) = @_;
+	my %final = %$f;
+	$final{$_} = qr/$f->{$_}/ for grep { defined $f->{$_} } qw(msg last_error);
+	$final{row_msg} = { map { $_ => qr/$f->{row_msg}{$_}/ } keys %{ $f->{row_msg} } }
+	  if $f->{row_msg};
+	return \%final;
+}
+
+sub kind_of
+{
+	my ($name, $k) = @_;
+	my $at = $AT{ $k->{step} // '' }
+	  or missing("test/mock/$name.py: answer kind \"$k->{kind}\" must say its step, "
+		  . "\"submit\" or \"later\"");
 	return {
-		label => 'invalid UTF-8 in an error message and a remote id',
-		edits => [
-			{ at => $msg_at, set_bytes => $BAD },
-			{ at => $id_at,  set_bytes => hex_of("id\xc3") }
-		],
-		final => {
-			rows      => \@BASE,
-			row_msg   => { 2 => $msg_re // qr/^\Q$BAD_CLEAN\E$/ },
-			remote_id => { 1 => 'id?' }
-		}
+		%$k, %$at,
+		$k->{skip} ? (skip => qr/$k->{skip}/) : (),
+		cases => [
+			map {
+				{
+					%$_,
+					$_->{persistent} ? (persistent => qr/$_->{persistent}/) : (),
+					$_->{final} ? (final => final_of($_->{final})) : ()
+				}
+			} @{ $k->{cases} // [] }
+		]
 	};
 }
 
-# A refusal of the whole request (HTTP $status, the answer replaced by $root)
-# whose error code (at $code_at, if any) and message (at $msg_at) are not
-# UTF-8: every row fails with them, cleaned.
-sub bad_refusal_case
+my (@DIALECTS, %hostile);
+for my $d (dialects($node))
 {
-	my ($status, $root, $code_at, $msg_at) = @_;
-	my @edits = ({ at => '', set => $root }, { at => $msg_at, set_bytes => $BAD });
-	push @edits, { at => $code_at, set_bytes => hex_of("E-\xff") } if $code_at;
-	return {
-		label => 'a refusal whose '
-		  . ($code_at ? 'code and message are' : 'message is')
-		  . ' not UTF-8',
-		status => $status,
-		edits  => \@edits,
-		final  => {
-			rows => [qw(failed failed failed)],
-			msg  => qr/^HTTP $status: \Q$BAD_CLEAN\E$/,
-			$code_at ? (code => 'E-?') : ()
-		}
-	};
+	my $h = $hostile{ $d->{name} } = $d->{mock}{hostile};
+	my @kinds = @{ $h->{kinds} // [] };
+	unless (@kinds)
+	{
+		diag "dialect $d->{name}: test/mock/$d->{name}.py describes none of its "
+		  . "answers (TESTS hostile kinds): only the generic faults, on every request";
+		@kinds = (
+			{
+				kind   => 'any answer',
+				method => undef,
+				path   => '',
+				status => 200,
+				step   => 'submit'
+			});
+	}
+	push @DIALECTS,
+	  {
+		name     => $d->{name},
+		url      => fill_name($h->{url}, 'hostile'),
+		resource => fill_name($h->{resource}, 'hostile'),
+		options  => $h->{options},
+		mock     => $h->{mock},
+		fail_sql => $h->{fail_sql},
+		$h->{fail_msg} ? (fail_msg => qr/$h->{fail_msg}/) : (),
+		kinds => [ map { kind_of($d->{name}, $_) } @kinds ]
+	  };
 }
 
-# A CSV file read as it streams whose second line is one record of a
-# gigabyte, or of ten million empty fields: refused once it passes what a
-# result record of the batch can hold, long before either arrives whole.
-sub csv_bomb_cases
+# the token answer is read by the worker, whatever the dialect: clinia's
+# target carries it
+if (!$hostile{clinia})
 {
-	return (
-		{
-			label      => 'a record of a gigabyte',
-			rule       => { action => 'huge_record', shape => 'long', bytes => 1 << 30 },
-			persistent => qr/CSV record in line 2 is longer than \d+ bytes/
-		},
-		{
-			label => 'a record of ten million empty fields',
-			rule  => { action => 'huge_record', shape => 'fields', bytes => 10_000_000 },
-			persistent => qr/CSV record in line 2 has more than \d+ fields/
-		});
+	missing('the OAuth token cases need dialect clinia')
+	  unless $ENV{BULKOPS_TEST_DIALECTS};
+	diag 'BULKOPS_TEST_DIALECTS leaves out clinia, and with it the OAuth token cases';
 }
-
-my @DIALECTS = (
-	{
-		name     => 'clinia',
-		url      => '/clinia/sources/hostile/v1',
-		resource => 'Practitioner',
-		mock     => { clinia => { pending_polls => 0 } },
-		kinds    => [
-			{
-				kind   => 'submit',
-				method => 'POST',
-				path   => '/resources/bulk$',
-				status => 202,
-				%AT_SUBMIT,
-				cases => [
-					{
-						label => 'an unknown submit status',
-						edits => [ { at => 'status', set => 'QUEUED' } ],
-						persistent =>
-						  qr/unexpected answer to the bulk request \(HTTP 202, status "QUEUED"\)/
-					},
-					{
-						label      => 'no task id',
-						edits      => [ { at => 'taskId', delete => JSON::PP::true } ],
-						persistent => qr/ACCEPTED answer without a usable taskId/
-					},
-					{
-						label => 'a task id that is not UTF-8',
-						edits => [ { at => 'taskId', set_bytes => hex_of("bk_\xff") } ],
-						persistent => qr/invalid byte sequence for encoding "UTF8": 0xff/
-					},
-					{
-						# were the id stored, it would stay with the batch
-						label => 'a task id that is not UTF-8, every poll failing',
-						edits => [ { at => 'taskId', set_bytes => hex_of("bk_\xff") } ],
-						times => -1,
-						also  => [
-							{
-								method => 'GET',
-								path   => '/resources/bulk/',
-								action => 'status',
-								status => 500,
-								times  => -1
-							}
-						],
-						final => {
-							rows       => [qw(failed failed failed)],
-							last_error =>
-							  qr/^gave up after 2 attempts: could not read the answer .*invalid byte sequence/
-						}
-					},
-					{
-						label  => 'a rejection with fewer receipts than rows',
-						status => 400,
-						edits  => [
-							{
-								at  => '',
-								set => {
-									status   => 'REJECTED',
-									receipts => [ { status => 'FAILURE', error => { message => 'x' } } ]
-								}
-							}
-						],
-						final => {
-							rows       => [qw(failed failed failed)],
-							msg        => qr/^HTTP 400: request REJECTED with 1 receipts for 3 operations$/,
-							last_error => qr/REJECTED with 1 receipts for 3 operations/
-						}
-					},
-					bad_refusal_case(422, { error => {} }, undef, 'error.message'),
-				]
-			},
-			{
-				kind   => 'poll',
-				method => 'GET',
-				path   => '/resources/bulk/',
-				status => 200,
-				%AT_LATER,
-				cases => [
-					{
-						label => 'more receipts than rows',
-						edits => [ { at => 'receipts', dup => 1 } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/task \S+ ended FAILURE with 4 receipts for 3 operations/,
-							last_error => qr/ended FAILURE with 4 receipts for 3 operations/
-						}
-					},
-					{
-						label => 'fewer receipts than rows',
-						edits => [ { at => 'receipts', drop => 1 } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/ended FAILURE with 2 receipts for 3 operations/,
-							last_error => qr/ended FAILURE with 2 receipts for 3 operations/
-						}
-					},
-					{
-						label => 'receipts that are not an array',
-						edits => [ { at => 'receipts', set => { 0 => 'x' } } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/ended FAILURE without a receipts array/
-						}
-					},
-					{
-						label => 'an unknown receipt status',
-						edits => [ { at => 'receipts.0.status', set => 'WEIRD' } ],
-						final => {
-							rows => [qw(unknown failed succeeded)],
-							row_msg =>
-							  { 1 => qr/the task ended with this operation in state "WEIRD"/ }
-						}
-					},
-					{
-						label      => 'an unknown task status',
-						edits      => [ { at => 'status', set => 'RUNNING' } ],
-						persistent => qr/task in unknown state "RUNNING"/
-					},
-					{
-						label => 'a NUL byte inside a string',
-						edits =>
-						  [ { at => 'receipts.1.error.message', set_bytes => hex_of("bad\0row") } ],
-						persistent => qr/malformed JSON in an HTTP 200 answer/
-					},
-					{
-						label      => 'a task status that is not UTF-8',
-						edits      => [ { at => 'status', set_bytes => hex_of("SUCC\xffESS") } ],
-						persistent => qr/task in unknown state "SUCC\?ESS"/
-					},
-					bad_text_case('receipts.1.error.message', 'receipts.0.id'),
-				]
-			},
-		],
-	},
-	{
-		name     => 'sap_fsm',
-		url      => '/sap_fsm',
-		resource => 'Activity',
-		options  => { dto_version => 43, account_id => '1', company_id => '2' },
-		mock     => { sap_fsm => { shuffle => JSON::PP::false } },
-		kinds    => [
-			{
-				kind   => '207',
-				method => 'PATCH',
-				path   => '/externalId/bulk',
-				status => 207,
-				%AT_SUBMIT,
-				cases => [
-					{
-						label => 'more elements than rows, one for a key not sent',
-						edits => [
-							{ at => '', dup => 2 },
-							{ at => '-1.externalId', set => 'stranger' }
-						],
-						final => { rows => \@BASE }
-					},
-					{
-						label => 'fewer elements than rows',
-						edits => [ { at => '', drop => 1 } ],
-						final => {
-							rows    => [qw(succeeded failed unknown)],
-							row_msg => { 3 => qr/the 207 answer had no element for this externalId/ }
-						}
-					},
-					{
-						label => 'an unknown element status',
-						edits => [ { at => '0.status', set => 'WEIRD' } ],
-						final => {
-							rows    => [qw(unknown failed succeeded)],
-							row_msg => { 1 => qr/the answer gave this row status "WEIRD"/ }
-						}
-					},
-					{
-						label => 'an externalId that is not UTF-8',
-						edits => [ { at => '0.activity.externalId', set_bytes => hex_of("h\xff") } ],
-						final => {
-							rows    => [qw(unknown failed succeeded)],
-							row_msg => { 1 => qr/no element for this externalId/ }
-						}
-					},
-					bad_text_case('1.ex.message', '0.activity.id'),
-					{
-						label => 'a NUL byte inside a string',
-						edits => [ { at => '0.activity.id', set_bytes => hex_of("a\0b") } ],
-						persistent => qr/malformed JSON in a 207 answer/
-					},
-					bad_refusal_case(400, {}, 'error', 'message'),
-					{
-						label      => 'a 207 body that is not an array',
-						edits      => [ { at => '', set => { status => 207 } } ],
-						persistent => qr/the 207 answer is not a JSON array/
-					},
-				]
-			},
-		],
-	},
-	{
-		name     => 'packagex',
-		url      => '/packagex/v1',
-		resource => 'contact',
-		mock     => { packagex => { pending_polls => 0 } },
-		kinds    => [
-			{
-				kind   => 'submit',
-				method => 'POST',
-				path   => '/v1/batches$',
-				status => 201,
-				%AT_SUBMIT,
-				cases => [
-					{
-						label      => 'no batch id',
-						edits      => [ { at => 'id', delete => JSON::PP::true } ],
-						persistent => qr/answer to a batch submit without a usable batch id/
-					},
-					{
-						label      => 'a batch id that is not UTF-8',
-						edits      => [ { at => 'id', set_bytes => hex_of("batch_\xff") } ],
-						persistent => qr/answer to a batch submit without a usable batch id/
-					},
-					{
-						label => 'an unknown submit status',
-						edits => [ { at => 'status', set => 'weird' } ],
-						final => { rows => \@BASE }
-					},
-					bad_refusal_case(400, { error => {} }, 'error.code', 'error.message'),
-				]
-			},
-			{
-				kind   => 'poll',
-				method => 'GET',
-				path   => '/v1/batches/',
-				status => 200,
-				%AT_LATER,
-				cases => [
-					{
-						label      => 'an unknown batch status',
-						edits      => [ { at => 'status', set => 'weird' } ],
-						persistent => qr/batch \S+ in unknown status "weird"/
-					},
-					{
-						label      => 'another batch\'s answer',
-						edits      => [ { at => 'id', set => 'batch_999999' } ],
-						persistent => qr/unexpected answer to a poll of batch \S+ \(HTTP 200\)/
-					},
-					{
-						label      => 'an errors file without a link',
-						edits      => [ { at => '_errors_json_url', delete => JSON::PP::true } ],
-						persistent => qr/has an errors file, but the answer names no _errors_json_url/
-					},
-					{
-						label => 'an errors file link that is not UTF-8',
-						edits => [
-							{
-								at        => '_errors_json_url',
-								set_bytes => hex_of("http://127.0.0.1:$port/x\xff")
-							}
-						],
-						persistent => qr/link to the errors file of batch \S+ has a space, a control character or a byte beyond ASCII/
-					},
-					{
-						label => 'errors counted, but no errors file',
-						edits => [ { at => 'has_errors_file', set => JSON::PP::false } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/counted 1 failed rows, but its errors file lists 0/,
-							last_error => qr/counted 1 failed rows, but its errors file lists 0/
-						}
-					},
-				]
-			},
-			{
-				kind   => 'errors file',
-				method => 'GET',
-				path   => '/packagex/files/',
-				status => 200,
-				%AT_LATER,
-				cases => [
-					{
-						label => 'the same row listed twice',
-						edits => [ { at => '', dup => 1 } ],
-						final => { rows => \@BASE }
-					},
-					{
-						label => 'an entry for a row not sent',
-						edits => [ { at => '', dup => 1 }, { at => '-1.index', set => 7 } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg =>
-							  qr/errors file does not match the request \(entry 2 has no index between 0 and 2\)/,
-							last_error => qr/errors file does not match the request/
-						}
-					},
-					{
-						label => 'an entry with another row\'s id',
-						edits => [ { at => '0.id', set => 'zzz' } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/entry 1 names id "zzz" at index 1, where another id was sent/
-						}
-					},
-					{
-						label => 'fewer entries than failed rows',
-						edits => [ { at => '', drop => 1 } ],
-						final => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/counted 1 failed rows, but its errors file lists 0/,
-							last_error => qr/counted 1 failed rows, but its errors file lists 0/
-						}
-					},
-					{
-						label => 'invalid UTF-8 in an error message',
-						edits => [ { at => '0.errors.0.message', set_bytes => $BAD } ],
-						final =>
-						  { rows => \@BASE, row_msg => { 2 => qr/^\Q$BAD_CLEAN\E$/ } }
-					},
-					{
-						label => 'a \\u0000 escape inside a string',
-						edits => [ { at => '0.errors.0.message', set_bytes => hex_of('a\u0000b') } ],
-						persistent => qr/malformed JSON in an HTTP 200 answer/
-					},
-					{
-						label      => 'an errors file that is not an array',
-						edits      => [ { at => '', set => { index => 1 } } ],
-						persistent => qr/the errors file of batch \S+ is not a JSON array/
-					},
-				]
-			},
-		],
-	},
-	{
-		name     => 'blueconic',
-		url      => '/blueconic',
-		resource => 'profiles',
-		options  => { create_missing => JSON::PP::true },
-		mock     => { blueconic => { shuffle => JSON::PP::false } },
-		fail_sql => "CASE WHEN i = 2 THEN 'NOTFOUND' END AS _state, "
-		  . "CASE WHEN i = 2 THEN 'bad row' END AS _invalid",
-		fail_msg => qr/^no such profile; _invalid: bad row$/,
-		kinds    => [
-			{
-				kind   => 'entries',
-				method => 'PUT',
-				path   => '/rest/v2/profiles$',
-				status => 200,
-				%AT_SUBMIT,
-				cases => [
-					{
-						label => 'more elements than rows, one for a row not sent',
-						edits => [
-							{ at => '', dup => 2 },
-							{ at => '-1.identifier', set => '999' }
-						],
-						final => { rows => \@BASE }
-					},
-					{
-						label => 'fewer elements than rows',
-						edits => [ { at => '', drop => 1 } ],
-						final => {
-							rows => [qw(succeeded failed unknown)],
-							row_msg =>
-							  { 3 => qr/the answer had no entry with this row's identifier/ }
-						}
-					},
-					{
-						label => 'an unknown state',
-						edits => [ { at => '0.state', set => 'WEIRD' } ],
-						final => {
-							rows    => [qw(failed failed succeeded)],
-							row_msg => { 1 => qr/unrecognized state "WEIRD"/ }
-						}
-					},
-					{
-						label => 'an identifier that is not UTF-8',
-						edits => [ { at => '0.identifier', set_bytes => hex_of("1\xff") } ],
-						final => {
-							rows    => [qw(unknown failed succeeded)],
-							row_msg => { 1 => qr/no entry with this row's identifier/ }
-						}
-					},
-					bad_text_case('1.validationErrors._invalid.0', '0.profileId',
-						qr/^no such profile; _invalid: \Q$BAD_CLEAN\E$/),
-					{
-						label => 'a NUL byte inside a string',
-						edits => [ { at => '0.profileId', set_bytes => hex_of("a\0b") } ],
-						persistent => qr/malformed JSON in an HTTP 200 answer/
-					},
-					{
-						label  => 'a 413 listing nothing',
-						status => 413,
-						edits  => [ { at => '', set => [] } ],
-						final  => {
-							rows => [qw(unknown unknown unknown)],
-							msg  => qr/HTTP 413 for a request of 3 entries, within the limit/
-						}
-					},
-					bad_refusal_case(400, { code => 400 }, undef, 'message'),
-					{
-						label      => 'an answer that is not an array',
-						edits      => [ { at => '', set => { state => 'CREATED' } } ],
-						persistent => qr/the 200 answer is not a JSON array/
-					},
-				]
-			},
-		],
-	},
-	{
-		# a batch is a job: create, upload, close, poll, then the CSV result
-		# files (unprocessedrecords is not asked for here: the first two
-		# settle every row)
-		name     => 'salesforce',
-		url      => '/salesforce',
-		resource => 'Account',
-		mock     => { salesforce => { in_progress_polls => 0, result_order => 'upload' } },
-		kinds    => [
-			{
-				kind   => 'create',
-				method => 'POST',
-				path   => '/jobs/ingest$',
-				status => 200,
-				%AT_SUBMIT,
-				cases => [
-					{
-						label      => 'no job id',
-						edits      => [ { at => 'id', delete => JSON::PP::true } ],
-						persistent => qr/the answer to creating a job has no usable job id/
-					},
-					{
-						label      => 'a job id that is not UTF-8',
-						edits      => [ { at => 'id', set_bytes => hex_of("750\xff") } ],
-						persistent => qr/the answer to creating a job has no usable job id/
-					},
-					{
-						label  => 'a refusal whose code and message are not UTF-8',
-						status => 400,
-						edits  => [
-							{ at => '', set => [ { errorCode => 'x', message => 'y' } ] },
-							{ at => '0.errorCode', set_bytes => hex_of("E-\xff") },
-							{ at => '0.message',   set_bytes => $BAD }
-						],
-						final => {
-							rows => [qw(failed failed failed)],
-							msg  => qr/^could not create the job: HTTP 400 E-\?: \Q$BAD_CLEAN\E$/,
-							code => 'E-?'
-						}
-					},
-				]
-			},
-			{
-				# an upload's answer is empty: only the transport can spoil it
-				kind   => 'upload',
-				method => 'PUT',
-				path   => '/batches$',
-				status => 201,
-				skip   => qr/JSON|empty answer|shorter than/,
-				%AT_LATER,
-				cases  => []
-			},
-			{
-				# whatever a close answers, the poll that follows tells
-				kind   => 'close',
-				method => 'PATCH',
-				path   => '/jobs/ingest/\w+/$',
-				status => 200,
-				skip   => qr/JSON|empty answer/,
-				%AT_LATER,
-				cases  => [
-					{
-						label  => 'a refusal of a close that took',
-						status => 400,
-						edits  => [
-							{ at => '', set => [ { errorCode => 'INVALIDJOB', message => 'no' } ] }
-						],
-						final => { rows => \@BASE }
-					},
-				]
-			},
-			{
-				kind   => 'poll',
-				method => 'GET',
-				path   => '/jobs/ingest/\w+/$',
-				status => 200,
-				%AT_LATER,
-				cases  => [
-					{
-						label      => 'an unknown job state',
-						edits      => [ { at => 'state', set => 'Weird' } ],
-						persistent => qr/job \S+ is in unknown state "Weird"/
-					},
-					{
-						label      => 'a job state that is not UTF-8',
-						edits      => [ { at => 'state', set_bytes => hex_of("Job\xffComplete") } ],
-						persistent => qr/job \S+ is in unknown state "Job\?Complete"/
-					},
-					{
-						label => 'counters that are not numbers',
-						edits => [ { at => 'numberRecordsProcessed', set => 'many' } ],
-						final => { rows => \@BASE }
-					},
-				]
-			},
-			{
-				kind   => 'successfulResults',
-				method => 'GET',
-				path   => '/successfulResults/$',
-				status => 200,
-				# CSV read as it streams: not bounded by max_response_size, nor
-				# by http_timeout while it keeps coming
-				skip => qr/JSON|empty answer|larger than|slower than/,
-				%AT_LATER,
-				cases => [
-					{
-						label => 'a record missing (the row is sent again)',
-						edits => [ { lines => 'drop', n => 1 } ],
-						final => { rows => \@BASE }
-					},
-					{
-						label => 'the same record twice',
-						edits => [ { lines => 'dup', n => 1 } ],
-						final => { rows => \@BASE }
-					},
-					{
-						label => 'a record for a key not sent',
-						edits => [ { find => '-1","name 1"', replace => '-9","name 1"' } ],
-						final => { rows => \@BASE }
-					},
-					{
-						label => 'an empty file',
-						edits => [ { cut => 0 } ],
-						final => { rows => \@BASE }
-					},
-					{
-						label      => 'no key column',
-						edits      => [ { find => '"id"', replace => '"xid"' } ],
-						persistent => qr/result file has no column "id"/
-					},
-					{
-						label      => 'a quote inside an unquoted field',
-						edits      => [ { find => '"true"', replace => 'tr"ue' } ],
-						persistent => qr/malformed CSV in line 2: a double quote inside an unquoted field/
-					},
-					{
-						label      => 'a quoted field broken',
-						edits      => [ { find => '"name 3"', replace => '"name 3' } ],
-						persistent => qr/malformed CSV in line \d+: text after the closing quote/
-					},
-					csv_bomb_cases(),
-					{
-						label => 'a NUL byte and invalid UTF-8 in fields not matched on',
-						edits => [
-							{ find => 'name 1', replace_bytes => hex_of("na\0me") },
-							{ find => 'name 3', replace_bytes => hex_of("n\xffme") }
-						],
-						final => { rows => \@BASE }
-					},
-				]
-			},
-			{
-				kind   => 'failedResults',
-				method => 'GET',
-				path   => '/failedResults/$',
-				status => 200,
-				# the successes were settled by the file before
-				persist_rows => [qw(succeeded unknown succeeded)],
-				skip   => qr/JSON|empty answer|larger than|slower than/,
-				%AT_LATER,
-				cases  => [
-					{
-						label => 'an error that is not UTF-8',
-						edits => [ { find => '"bad row","', replace_bytes => hex_of("\"bad \x80\xfe row\",\"") } ],
-						final => { rows => \@BASE, row_msg => { 2 => qr/^\Q$BAD_CLEAN\E$/ } }
-					},
-					{
-						label => 'UNABLE_TO_LOCK_ROW (the row goes to a new job)',
-						edits => [ { find => '"bad row","', replace => '"UNABLE_TO_LOCK_ROW:busy","' } ],
-						final => { rows => \@BASE }
-					},
-					{
-						label      => 'no sf__Error column',
-						edits      => [ { find => '"sf__Error"', replace => '"error"' } ],
-						persistent => qr/failedResults has no sf__Error column/
-					},
-					csv_bomb_cases(),
-				]
-			},
-		],
-	},
-	{
-		# the token answer is read by the worker, whatever the dialect
+else
+{
+	push @DIALECTS,
+	  {
 		name     => 'oauth',
 		dialect  => 'clinia',
-		url      => '/clinia/sources/hostile/v1',
-		resource => 'Practitioner',
+		url      => fill_name($hostile{clinia}{url}, 'hostile'),
+		resource => fill_name($hostile{clinia}{resource}, 'hostile'),
 		auth     => sub {
 			return {
 				type          => 'oauth2_client_credentials',
@@ -785,8 +238,8 @@ my @DIALECTS = (
 				]
 			},
 		],
-	},
-);
+	  };
+}
 
 # Faults every answer kind gets, once and for good, and what a persistent one
 # must say.
@@ -940,18 +393,7 @@ sub persistent_expect
 
 note scalar(@cases) . ' cases';
 
-# ---- the server, the mock, the targets, the jobs ----
-
-my $node = bulkops_node('hostile', "bulkops.max_response_size = '${max_response}B'");
-$node->safe_psql('postgres', 'CREATE EXTENSION bulkops');
-my $worker;
-for (1 .. 100)
-{
-	$worker = worker_pid($node);
-	last if $worker;
-	select(undef, undef, undef, 0.1);
-}
-ok($worker, "the worker runs (pid $worker)");
+# ---- the mock, the targets, the jobs ----
 
 my %mock_config;
 %mock_config = (%mock_config, %{ $_->{mock} }) for grep { $_->{mock} } @DIALECTS;

@@ -1,7 +1,7 @@
 # 010_crash_points.pl - a crash at any step of a job loses no row and sends
 # nothing twice that is not safe to repeat.
 #
-# For every dialect of BulkopsCrash's table and every crash point of
+# For every dialect (BulkopsCrash::crash_dialects) and every crash point of
 # bulkops.crash_at (see src/crash.c), one job of 100,000 rows per operation
 # of the dialect runs (all in one transaction, so they run side by side);
 # the process reaching the point kills itself with SIGKILL, the postmaster
@@ -61,7 +61,7 @@ my @POINTS = (
 );
 
 my $case_no = 0;
-for my $d (@DIALECTS)
+for my $d (crash_dialects($node))
 {
 	for my $p (grep { !($_->{later} && $d->{one_step}) } @POINTS)
 	{

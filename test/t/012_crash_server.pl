@@ -1,7 +1,7 @@
 # 012_crash_server.pl - the whole server going away mid-job loses no row and
 # sends nothing twice that is not safe to repeat.
 #
-# For every dialect of BulkopsCrash's table, one job of 100,000 rows per
+# For every dialect (BulkopsCrash::crash_dialects), one job of 100,000 rows per
 # operation (side by side), interrupted in the middle by
 #   (a) kill -9 of the postmaster (its children notice and exit; then a start),
 #   (b) an immediate shutdown, then a start;
@@ -86,7 +86,7 @@ my %interrupt = (
 		$node->start;
 	});
 
-for my $d (@DIALECTS)
+for my $d (crash_dialects($node))
 {
 	for my $how (sort keys %interrupt)
 	{
@@ -107,7 +107,7 @@ for my $d (@DIALECTS)
 		my $tag  = 's' . ++$case_no;
 		my %once = (%$d, ops => join(' ', grep { /!$/ } split ' ', $d->{ops}));
 		next unless $once{ops};
-		(my $prefix = $d->{url}) =~ s{^(/[^/]+/).*}{$1};
+		my $prefix = "$d->{mount}/";
 		mock_delete('/_control/faults');
 		mock_post(
 			'/_control/faults',
