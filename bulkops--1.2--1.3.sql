@@ -170,7 +170,7 @@ RETURNS boolean LANGUAGE c STABLE STRICT
 -- their own: operations (those safe to repeat, those that need a key), the
 -- dialect's own options, its limits per request and whether it can abort a
 -- remote task.
-CREATE FUNCTION bulkops.dialects(OUT name text, OUT operations text[],
+CREATE FUNCTION @extschema@.dialects(OUT name text, OUT operations text[],
                                  OUT idempotent text[], OUT needs_key text[],
                                  OUT options text[], OUT max_batch_rows integer,
                                  OUT max_batch_bytes integer, OUT has_abort boolean)
