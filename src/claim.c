@@ -72,7 +72,9 @@ bulkops_load_pending(Work *w)
 	uint64		i;
 	int			rc;
 
-	w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
+	/* reloaded after a failed store: the same array, filled again */
+	if (w->ref.pending == NULL)
+		w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
 	for (i = 0; i < (uint64) w->ref.nrows; i++)
 		w->ref.pending[i] = true;
 	w->ref.npending = w->ref.nrows;
@@ -273,16 +275,50 @@ bulkops_lane_share(int concurrency)
 	return concurrency / n + (bulkops_lane < concurrency % n ? 1 : 0);
 }
 
+/*
+ * How many of this worker's share of target's concurrency its batches
+ * take, those just taken included.  A batch whose result waits to be
+ * stored (Work.deferred) sends nothing, so it takes no slot: a job whose
+ * row another transaction holds must not keep the other jobs of its target
+ * waiting.  Only up to a share's worth, though: beyond that, deferred
+ * batches take slots again, so that the worker never holds more than twice
+ * its share of a target's batches, each with at most one result.
+ */
 static int
-held_for_target(const char *target)
+slots_taken(const char *target, int share, List *taken)
 {
 	ListCell   *lc;
-	int			n = 0;
+	int			sending = 0;
+	int			deferred = 0;
 
 	foreach(lc, bulkops_works)
+	{
+		Work	   *w = lfirst(lc);
+
+		if (strcmp(w->target, target) != 0)
+			continue;
+		if (w->deferred)
+			deferred++;
+		else
+			sending++;
+	}
+	foreach(lc, taken)
 		if (strcmp(((Work *) lfirst(lc))->target, target) == 0)
-			n++;
-	return n;
+			sending++;
+	return sending + Max(deferred - share, 0);
+}
+
+/* Is a result of job waiting to be stored? */
+static bool
+job_deferred(int64 job_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, bulkops_works)
+		if (((Work *) lfirst(lc))->ref.job_id == job_id &&
+			((Work *) lfirst(lc))->deferred)
+			return true;
+	return false;
 }
 
 /*
@@ -346,13 +382,15 @@ bulkops_claim(void)
 		for (i = 0; i < n; i++)
 		{
 			Work	   *w;
-			ListCell   *lc;
-			int			held = held_for_target(targets[i]);
 
-			foreach(lc, taken)
-				if (strcmp(((Work *) lfirst(lc))->target, targets[i]) == 0)
-					held++;
-			if (held >= limits[i])
+			/*
+			 * A job with a result that could not be stored yet gets no more
+			 * batches until it is: its row is likely still held, and each
+			 * batch would only add another result to keep.
+			 */
+			if (job_deferred(jobs[i]))
+				continue;
+			if (slots_taken(targets[i], limits[i], taken) >= limits[i])
 				continue;
 			w = take_batch(jobs[i], nos[i], false);
 			if (w)

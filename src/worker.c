@@ -23,7 +23,8 @@
  *	 marked and is not safe to repeat, in which case its rows become
  *	 "unknown".
  * - At most this lane's share of `concurrency` batches per target are
- *	 held, so memory is bounded by targets x concurrency x batch size.
+ *	 held, so memory is bounded by targets x concurrency x batch size;
+ *	 twice that while results wait to be stored, at most one per batch.
  * - An error while handling one batch is reported and settles that batch;
  *	 it never stops the worker or other jobs.
  *
@@ -108,6 +109,13 @@ void
 bulkops_abort_tx(MemoryContext cxt)
 {
 	EmitErrorReport();
+	bulkops_discard_tx(cxt);
+}
+
+/* The same without the report, for an error the caller has dealt with. */
+void
+bulkops_discard_tx(MemoryContext cxt)
+{
 	FlushErrorState();
 	AbortCurrentTransaction();
 	MemoryContextSwitchTo(cxt);
@@ -183,6 +191,8 @@ bulkops_work_free(Work *w)
 	room_freed = true;
 	if (w->call)
 		bulkops_http_free(w->call);
+	if (w->deferred_call)
+		bulkops_http_free(w->deferred_call);
 	MemoryContextDelete(w->cxt);
 }
 
@@ -405,6 +415,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	int			old_step = w->batch.step;
 	const char *old_remote_id = w->batch.remote_id;
 	bool		new_step;
+	bool		deferred;
 	MemoryContext old;
 
 	if (w->aborting)
@@ -499,9 +510,12 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
 		 (old_remote_id && strcmp(w->batch.remote_id, old_remote_id) != 0));
 	/* the result may point into the answer (a query job's page) */
-	bulkops_commit_result(w, &res);
-	bulkops_http_free(call);
-	if (new_step)
+	deferred = bulkops_commit_result(w, &res);
+	if (deferred && res.page != NULL)
+		w->deferred_call = call;	/* kept as long as the page is */
+	else
+		bulkops_http_free(call);
+	if (new_step && !deferred)
 		bulkops_crash_point("step_saved");
 }
 
@@ -720,6 +734,19 @@ start_due(void)
 	{
 		Work	   *w = lfirst(lc);
 
+		if (w->deferred)
+		{
+			/*
+			 * Nothing else happens to the batch until its result is stored;
+			 * a stopped job's grace for the remote side starts after that.
+			 */
+			if (w->cancel)
+				w->stop_until = Max(w->stop_until,
+									TimestampTzPlusMilliseconds(now, STOP_GRACE_MS));
+			if (now >= w->store_due)
+				bulkops_store_deferred(w);
+			continue;
+		}
 		if (w->settle_error && w->call == NULL)
 			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
 		else if (w->cancel && now >= w->stop_until &&
@@ -767,6 +794,12 @@ next_wait_ms(void)
 	{
 		Work	   *w = lfirst(lc);
 
+		if (w->deferred)
+		{
+			if (w->store_due < next)
+				next = w->store_due;
+			continue;
+		}
 		if (w->call == NULL && w->due < next)
 			next = w->due;
 		if (w->cancel && w->stop_until < next)
