@@ -215,12 +215,15 @@ typedef enum StoreStatus
 #define STORE_RETRY_MAX_MS 2000
 
 /*
- * One transaction that stores res for w.  Every failure leaves
- * w->ref.pending as the failed write changed it in memory: it is reloaded
- * from the receipts, in the transaction of the next try.
+ * One transaction that stores res for w.  A retry first asks, without
+ * waiting, whether another transaction still holds the job's row, which
+ * the store would wait for: it is not tried while that is so.  Every
+ * failure leaves w->ref.pending as the failed write changed it in memory:
+ * it is reloaded from the receipts, in the transaction of the next try.
  */
 static StoreStatus
-try_store(Work *w, BulkopsResult *res, bool *finished, char **why)
+try_store(Work *w, BulkopsResult *res, bool retry, bool *finished,
+		  char **why)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile StoreStatus st = STORE_OK;
@@ -229,11 +232,22 @@ try_store(Work *w, BulkopsResult *res, bool *finished, char **why)
 	PG_TRY();
 	{
 		bulkops_begin_tx("writing receipts");
-		if (w->pending_stale)
-			bulkops_load_pending(w);
-		done = apply_result(w, res);
+		if (retry && !bulkops_lock_job(w->ref.job_id, true))
+		{
+			st = STORE_LOCKED;
+			MemoryContextSwitchTo(cxt);
+			*why = psprintf("another transaction holds job " INT64_FORMAT,
+							w->ref.job_id);
+		}
+		else
+		{
+			if (w->pending_stale)
+				bulkops_load_pending(w);
+			done = apply_result(w, res);
+		}
 		bulkops_commit_tx();
-		w->pending_stale = false;
+		if (st == STORE_OK)
+			w->pending_stale = false;
 	}
 	PG_CATCH();
 	{
@@ -382,11 +396,11 @@ unstorable(Work *w, const char *why)
  * res (or the settling result) was deferred; else w may have been freed.
  */
 static bool
-store(Work *w, BulkopsResult *res)
+store(Work *w, BulkopsResult *res, bool retry)
 {
 	bool		finished = false;
 	char	   *why = NULL;
-	StoreStatus st = try_store(w, res, &finished, &why);
+	StoreStatus st = try_store(w, res, retry, &finished, &why);
 	bool		stored = (st == STORE_OK);
 
 	if (st == STORE_OVERRUN && ++w->overruns >= USER_CODE_OVERRUNS)
@@ -407,7 +421,7 @@ store(Work *w, BulkopsResult *res)
 		rest.next = BULKOPS_NEXT_FAIL;
 		rest.fail_status = BULKOPS_ROW_UNKNOWN;
 		rest.error = unstorable(w, why);
-		st = try_store(w, &rest, &finished, &why);
+		st = try_store(w, &rest, false, &finished, &why);
 		if (st == STORE_LOCKED || st == STORE_OVERRUN)
 		{
 			defer(w, &rest, why);
@@ -438,14 +452,14 @@ store(Work *w, BulkopsResult *res)
 bool
 bulkops_commit_result(Work *w, BulkopsResult *res)
 {
-	return store(w, res);
+	return store(w, res, false);
 }
 
 /* Try again to store w's deferred result (at w->store_due). */
 void
 bulkops_store_deferred(Work *w)
 {
-	(void) store(w, w->deferred);
+	(void) store(w, w->deferred, true);
 }
 
 /*

@@ -75,6 +75,7 @@ extern void bulkops_begin_tx(const char *activity);
 extern void bulkops_commit_tx(void);
 extern void bulkops_abort_tx(MemoryContext cxt);
 extern void bulkops_discard_tx(MemoryContext cxt);
+extern bool bulkops_in_subxact(void (*fn) (void *arg), void *arg);
 extern void bulkops_work_stop(Work *w, bool timed_out);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
@@ -92,8 +93,8 @@ extern long bulkops_rate_take(const char *target, double rate);
 extern void bulkops_purge_expired(void);
 
 /* claim.c */
-extern void bulkops_claim(void);
-extern void bulkops_recover(void);
+extern bool bulkops_claim(void);
+extern bool bulkops_recover(void);
 extern int	bulkops_lane_share(int concurrency);
 extern void bulkops_refresh_cancels(void);
 extern void bulkops_load_pending(Work *w);
