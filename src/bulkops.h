@@ -36,6 +36,7 @@ extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
 extern int	bulkops_workers_per_database;
 extern int	bulkops_max_target_memory_kb;
+extern int	bulkops_user_code_timeout_ms;
 
 /* bulkops.c: shared state */
 extern bool bulkops_preloaded;

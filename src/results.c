@@ -12,8 +12,8 @@
  *
  * Except when it failed for want of time, not for what it stores: a lock
  * timeout (another transaction holds the job's row, or the export's
- * table) or a cancelled statement (user code over its time limit).  Such
- * a result is deferred: kept in memory with the Work, and
+ * table) or the user code's time limit (bulkops.user_code_timeout, in
+ * sink.c).  Such a result is deferred: kept in memory with the Work, and
  * stored again later, for as long as the lock is held; only user code
  * that overruns its limit USER_CODE_OVERRUNS times in a row makes it an
  * error.  The answer it came from cannot always be asked for again (a
