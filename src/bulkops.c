@@ -43,6 +43,7 @@ int			bulkops_launcher_naptime_ms = 1000;
 int			bulkops_receipt_retention_s = 0;
 int			bulkops_workers_per_database = 1;
 int			bulkops_max_target_memory_kb = 256 * 1024;
+int			bulkops_user_code_timeout_ms = 5000;
 
 /* in a worker: which of its database's workers it is, from 0 */
 int			bulkops_lane = 0;
@@ -157,6 +158,14 @@ define_settings(void)
 							"at once, each of up to batch_bytes.",
 							&bulkops_max_target_memory_kb, 256 * 1024, 1024, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	/* not per session: the worker serves every role with it */
+	DefineCustomIntVariable("bulkops.user_code_timeout",
+							"Time limit of the user code the worker runs to write one page of an export.",
+							"The triggers, defaults and domains of a bulk_query destination. "
+							"A page whose code runs longer is tried again later; "
+							"after three times in a row, the export fails.",
+							&bulkops_user_code_timeout_ms, 5000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("bulkops.launcher_naptime",
 							"Time the launcher waits before it restarts a worker that stopped.",
 							NULL, &bulkops_launcher_naptime_ms, 1000, 10, 3600 * 1000,

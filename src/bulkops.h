@@ -43,6 +43,7 @@ extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
 extern int	bulkops_workers_per_database;
 extern int	bulkops_max_target_memory_kb;
+extern int	bulkops_user_code_timeout_ms;
 
 /* bulkops.c: shared state */
 extern bool bulkops_preloaded;
@@ -213,6 +214,7 @@ extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 								int http_status);
 extern void bulkops_finish_job_if_done(int64 job_id);
 extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
+extern bool bulkops_lock_job(int64 job_id, bool skip_locked);
 extern const char *bulkops_clean_text(const char *s, int maxlen);
 
 /* sink.c: a query job's destination, by OID or to be created */

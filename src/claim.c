@@ -12,6 +12,15 @@
  * whose transaction fails forgets everything it loaded: the worker never
  * holds a batch the tables do not say it holds.
  *
+ * Nothing here waits for a job another transaction holds: a role may keep
+ * its job's row locked for as long as it likes (bulkops.cancel() in a
+ * transaction left open), and the worker serves everyone else meanwhile.
+ * Such a job is locked with SKIP LOCKED before anything of it is touched,
+ * and skipped this time if that fails; claims, recovery and deadline
+ * sweeps come back to it on a later tick.  Each job is claimed and swept
+ * in a subtransaction of its own, so that one job's error does not undo
+ * the others'.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -72,7 +81,9 @@ bulkops_load_pending(Work *w)
 	uint64		i;
 	int			rc;
 
-	w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
+	/* reloaded after a failed store: the same array, filled again */
+	if (w->ref.pending == NULL)
+		w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
 	for (i = 0; i < (uint64) w->ref.nrows; i++)
 		w->ref.pending[i] = true;
 	w->ref.npending = w->ref.nrows;
@@ -246,7 +257,7 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 		bulkops_work_stop(w, timed_out);
 	MemoryContextSwitchTo(old);
 
-	/* a job starts running when its first batch is taken */
+	/* a job starts running when its first batch is taken (its row is ours) */
 	{
 		Oid			jtypes[1] = {INT8OID};
 		Datum		jvals[1] = {Int64GetDatum(job_id)};
@@ -273,34 +284,121 @@ bulkops_lane_share(int concurrency)
 	return concurrency / n + (bulkops_lane < concurrency % n ? 1 : 0);
 }
 
+/*
+ * How many of this worker's share of target's concurrency its batches
+ * take, those just taken included.  A batch whose result waits to be
+ * stored (Work.deferred) sends nothing, so it takes no slot: a job whose
+ * row another transaction holds must not keep the other jobs of its target
+ * waiting.  Only up to a share's worth, though: beyond that, deferred
+ * batches take slots again, so that the worker never holds more than twice
+ * its share of a target's batches, each with at most one result.
+ */
 static int
-held_for_target(const char *target)
+slots_taken(const char *target, int share, List *taken)
 {
 	ListCell   *lc;
-	int			n = 0;
+	int			sending = 0;
+	int			deferred = 0;
 
 	foreach(lc, bulkops_works)
+	{
+		Work	   *w = lfirst(lc);
+
+		if (strcmp(w->target, target) != 0)
+			continue;
+		if (w->deferred)
+			deferred++;
+		else
+			sending++;
+	}
+	foreach(lc, taken)
 		if (strcmp(((Work *) lfirst(lc))->target, target) == 0)
-			n++;
-	return n;
+			sending++;
+	return sending + Max(deferred - share, 0);
+}
+
+/* Is a result of job waiting to be stored? */
+static bool
+job_deferred(int64 job_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, bulkops_works)
+		if (((Work *) lfirst(lc))->ref.job_id == job_id &&
+			((Work *) lfirst(lc))->deferred)
+			return true;
+	return false;
+}
+
+/* Is batch (job_id, batch_no) in this worker's hands? */
+static bool
+work_held(int64 job_id, int32 batch_no)
+{
+	ListCell   *lc;
+
+	foreach(lc, bulkops_works)
+		if (((Work *) lfirst(lc))->ref.job_id == job_id &&
+			((Work *) lfirst(lc))->ref.batch_no == batch_no)
+			return true;
+	return false;
+}
+
+/* One claim: its candidates, and the job being claimed (from .. to - 1). */
+typedef struct ClaimRound
+{
+	int64	   *jobs;
+	int32	   *nos;
+	char	  **targets;
+	int		   *limits;
+	uint64		from;
+	uint64		to;
+	List	   *taken;			/* of Work, in TopMemoryContext */
+	bool		skipped;		/* a job was held by another transaction */
+} ClaimRound;
+
+/* Take what the target's concurrency allows of one job's candidates. */
+static void
+claim_job(void *arg)
+{
+	ClaimRound *r = arg;
+	uint64		i;
+
+	if (!bulkops_lock_job(r->jobs[r->from], true))
+	{
+		r->skipped = true;
+		return;
+	}
+	for (i = r->from; i < r->to; i++)
+	{
+		Work	   *w;
+
+		if (slots_taken(r->targets[i], r->limits[i], r->taken) >= r->limits[i])
+			continue;
+		w = take_batch(r->jobs[i], r->nos[i], false);
+		if (w)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			r->taken = lappend(r->taken, w);
+			MemoryContextSwitchTo(old);
+		}
+	}
 }
 
 /*
  * Claim runnable batches, up to each target's concurrency.  Candidates are
- * read without their bodies; only the chosen ones are loaded.
+ * read without their bodies; only the chosen ones are loaded.  Returns
+ * true when a job was skipped because another transaction held it.
  */
-void
+bool
 bulkops_claim(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	int			rc;
 	uint64		i;
 	uint64		n;
-	int64	   *jobs;
-	int32	   *nos;
-	char	  **targets;
-	int		   *limits;
-	List	   *volatile taken = NIL;
+	/* not on the stack: the error path reads what the loop changed */
+	ClaimRound *r = palloc0(sizeof(ClaimRound));
 
 	PG_TRY();
 	{
@@ -325,42 +423,51 @@ bulkops_claim(void)
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not find batches: %s", SPI_result_code_string(rc));
 		n = SPI_processed;
-		jobs = palloc(sizeof(int64) * Max(n, 1));
-		nos = palloc(sizeof(int32) * Max(n, 1));
-		targets = palloc(sizeof(char *) * Max(n, 1));
-		limits = palloc(sizeof(int) * Max(n, 1));
+		r->jobs = palloc(sizeof(int64) * Max(n, 1));
+		r->nos = palloc(sizeof(int32) * Max(n, 1));
+		r->targets = palloc(sizeof(char *) * Max(n, 1));
+		r->limits = palloc(sizeof(int) * Max(n, 1));
 		for (i = 0; i < n; i++)
 		{
 			HeapTuple	t = SPI_tuptable->vals[i];
 			TupleDesc	td = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
-			nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
-			targets[i] = SPI_getvalue(t, td, 3);
-			limits[i] = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
-			if (limits[i] <= 0)
-				limits[i] = bulkops_concurrency;
-			limits[i] = bulkops_lane_share(limits[i]);
+			r->jobs[i] = DatumGetInt64(SPI_getbinval(t, td, 1, &isnull));
+			r->nos[i] = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
+			r->targets[i] = SPI_getvalue(t, td, 3);
+			r->limits[i] = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
+			if (r->limits[i] <= 0)
+				r->limits[i] = bulkops_concurrency;
+			r->limits[i] = bulkops_lane_share(r->limits[i]);
 		}
-		for (i = 0; i < n; i++)
+		/* job by job: the candidates come ordered by job */
+		for (i = 0; i < n; i = r->to)
 		{
-			Work	   *w;
-			ListCell   *lc;
-			int			held = held_for_target(targets[i]);
+			int			before = list_length(r->taken);
 
-			foreach(lc, taken)
-				if (strcmp(((Work *) lfirst(lc))->target, targets[i]) == 0)
-					held++;
-			if (held >= limits[i])
+			r->from = i;
+			for (r->to = i + 1; r->to < n && r->jobs[r->to] == r->jobs[i]; r->to++)
+				;
+
+			/*
+			 * A job with a result that could not be stored yet gets no more
+			 * batches until it is: its row is likely still held, and each
+			 * batch would only add another result to keep.  Nor is a job
+			 * locked for nothing: its batches share its target, which may
+			 * be full (and each job locked takes a subtransaction's xid).
+			 */
+			if (job_deferred(r->jobs[i]) ||
+				slots_taken(r->targets[i], r->limits[i], r->taken) >= r->limits[i])
 				continue;
-			w = take_batch(jobs[i], nos[i], false);
-			if (w)
+			if (!bulkops_in_subxact(claim_job, r))
 			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				taken = lappend(taken, w);
-				MemoryContextSwitchTo(old);
+				/* that job's claim was rolled back: forget what it loaded */
+				while (list_length(r->taken) > before)
+				{
+					MemoryContextDelete(((Work *) llast(r->taken))->cxt);
+					r->taken = list_delete_last(r->taken);
+				}
 			}
 		}
 		bulkops_commit_tx();
@@ -371,21 +478,22 @@ bulkops_claim(void)
 
 		bulkops_abort_tx(cxt);
 		/* the claim was rolled back: forget what it loaded */
-		foreach(lc, taken)
+		foreach(lc, r->taken)
 			MemoryContextDelete(((Work *) lfirst(lc))->cxt);
-		list_free(taken);
-		return;
+		list_free(r->taken);
+		return false;
 	}
 	PG_END_TRY();
 	{
 		ListCell   *lc;
 
-		foreach(lc, taken)
+		foreach(lc, r->taken)
 			bulkops_works_add(lfirst(lc));
-		if (taken != NIL)
+		if (r->taken != NIL)
 			bulkops_crash_point("claim");
-		list_free(taken);
+		list_free(r->taken);
 	}
+	return r->skipped;
 }
 
 /*
@@ -394,12 +502,15 @@ bulkops_claim(void)
  * repeated; submits too, unless one may have reached the remote side
  * (maybe_applied) and repeating it could apply a row twice.  A batch put
  * back in the queue keeps maybe_applied, so that a cancel before it is
- * sent again says "unknown", not "cancelled".
+ * sent again says "unknown", not "cancelled".  The batches of a job another
+ * transaction holds are left for a later call; returns true when none was
+ * left (or, after an error, false: the worker calls again).
  */
-void
+bool
 bulkops_recover(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool done = true;
 
 	PG_TRY();
 	{
@@ -408,6 +519,7 @@ bulkops_recover(void)
 		int64	   *jobs;
 		int32	   *nos;
 		int			rc;
+		int			resumed = 0;
 		Oid			lane_types[2] = {INT4OID, INT4OID};
 		Datum		lane_values[2] = {Int32GetDatum(bulkops_lane),
 		Int32GetDatum(bulkops_workers_per_database)};
@@ -444,6 +556,15 @@ bulkops_recover(void)
 		}
 		for (i = 0; i < n; i++)
 		{
+			/* resumed by an earlier call */
+			if (work_held(jobs[i], nos[i] < 0 ? -nos[i] - 1 : nos[i]))
+				continue;
+			if (!bulkops_lock_job(jobs[i], true))
+			{
+				done = false;
+				continue;
+			}
+			resumed++;
 			if (nos[i] < 0)
 			{
 				Work	   *w = take_batch(jobs[i], -nos[i] - 1, true);
@@ -467,20 +588,37 @@ bulkops_recover(void)
 		}
 		bulkops_crash_point("recover");
 		bulkops_commit_tx();
-		if (n > 0)
-			ereport(LOG, (errmsg("bulkops worker resumed %d batches", (int) n)));
+		if (resumed > 0)
+			ereport(LOG, (errmsg("bulkops worker resumed %d batches", resumed)));
 	}
 	PG_CATCH();
 	{
 		bulkops_abort_tx(cxt);
+		done = false;
 	}
 	PG_END_TRY();
+	return done;
+}
+
+/* Time out one job, unless another transaction holds it: then next tick. */
+static void
+expire_job(void *arg)
+{
+	int64		id = *(int64 *) arg;
+
+	if (!bulkops_lock_job(id, true))
+		return;
+	if (bulkops_cancel_queued_batches(id, true))
+		ereport(LOG,
+				(errmsg("bulkops job " INT64_FORMAT " timed out: its deadline passed",
+						id)));
+	bulkops_finish_job_if_done(id);
 }
 
 /*
  * Stop the jobs whose deadline (option "deadline": seconds from the job's
  * creation) has passed, as bulkops.cancel() would, but ending timed_out.
- * Runs inside the caller's transaction.
+ * Runs inside the caller's transaction, each job in a subtransaction.
  */
 static void
 expire_deadlines(void)
@@ -505,13 +643,7 @@ expire_deadlines(void)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	for (i = 0; i < n; i++)
-	{
-		if (bulkops_cancel_queued_batches(ids[i], true))
-			ereport(LOG,
-					(errmsg("bulkops job " INT64_FORMAT " timed out: its deadline passed",
-							ids[i])));
-		bulkops_finish_job_if_done(ids[i]);
-	}
+		(void) bulkops_in_subxact(expire_job, &ids[i]);
 	/* the other lanes may hold batches of these jobs: they look at commit */
 	if (n > 0 && bulkops_workers_per_database > 1)
 		bulkops_wake_worker_at_commit();

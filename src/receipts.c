@@ -366,9 +366,11 @@ bulkops_finish_job_if_done(int64 job_id)
  * Returns false, changing nothing, when the job has already ended (perhaps
  * while the caller was looking at it).
  *
- * Locks are taken in the worker's order, batches before their job and
- * batches by number, so a cancel racing a claim waits instead of
- * deadlocking: the UPDATE alone would lock them in the heap's order.
+ * Locks are taken in the order every writer of a job's batches takes them
+ * (bulkops_lock_job): the job first, then its batches by number, so that
+ * a cancel racing the worker's deadline sweep waits instead of
+ * deadlocking: the UPDATE alone would lock batches in the heap's order.
+ * The worker never waits for this: it skips a job whose row is held.
  */
 bool
 bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
@@ -385,6 +387,7 @@ bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
 	 * flight at a crash, or failed without saying) is not merely cancelled:
 	 * its rows may be there.
 	 */
+	(void) bulkops_lock_job(job_id, false);
 	SPI_connect();
 	exec("SELECT 1 FROM bulkops.batches WHERE job_id = $1 AND state = 'queued' AND step = 0"
 		 " ORDER BY batch_no FOR UPDATE",
@@ -432,4 +435,28 @@ bulkops_cancel_queued_batches(int64 job_id, bool timed_out)
 	stopped = (SPI_processed == 1);
 	SPI_finish();
 	return stopped;
+}
+
+/*
+ * Lock job's row as an UPDATE of it does (FOR NO KEY UPDATE), until the
+ * end of the transaction.  Whoever changes a job's queued batches takes
+ * this lock first: bulkops.cancel() waits for it, as a user's statement
+ * may; the worker passes skip_locked, never waits for a job another
+ * transaction holds, and hears false (as it does for a job that is gone).
+ */
+bool
+bulkops_lock_job(int64 job_id, bool skip_locked)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+	bool		locked;
+
+	SPI_connect();
+	exec(skip_locked
+		 ? "SELECT 1 FROM bulkops.jobs WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED"
+		 : "SELECT 1 FROM bulkops.jobs WHERE id = $1 FOR NO KEY UPDATE",
+		 1, types, values, NULL, SPI_OK_SELECT);
+	locked = (SPI_processed == 1);
+	SPI_finish();
+	return locked;
 }

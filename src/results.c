@@ -10,10 +10,34 @@
  * in a second transaction with the reason, so no row is left without an
  * outcome.
  *
+ * Except when it failed for want of time, not for what it stores: a lock
+ * timeout (another transaction holds the job's row, or the export's
+ * table) or the user code's time limit (bulkops.user_code_timeout, in
+ * sink.c).  Such a result is deferred: kept in memory with the Work, and
+ * stored again later, for as long as the lock is held; only user code
+ * that overruns its limit USER_CODE_OVERRUNS times in a row makes it an
+ * error.  The answer it came from cannot always be asked for again (a
+ * synchronous 207 answer, a page of an export), so it is not dropped.
+ * Until it is stored, the batch sends nothing and its job gets no new
+ * batch (claim.c): the worker holds at most one result per batch it
+ * holds.
+ *
+ * A crash while a result is deferred loses only memory.  Its transaction
+ * rolled back whole, so the tables say what they said before the answer
+ * arrived: the batch is active, at its old step, its submit marked
+ * maybe_applied if it was sent.  That is the state of a crash while the
+ * request was in flight, which the existing rules resolve with exactly one
+ * receipt per row: a poll or page fetch is repeated (a page is written in
+ * the transaction that records the locator after it, so none is lost or
+ * written twice); a submit is repeated where that is safe, and otherwise
+ * its rows become unknown.  No receipt of the deferred result exists to
+ * be written twice, and the primary key (job_id, row_no) would refuse it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -173,68 +197,269 @@ apply_result(Work *w, BulkopsResult *res)
 	return false;
 }
 
-/* Persist res for w; on any error, settle the batch as unknown. */
-void
-bulkops_commit_result(Work *w, BulkopsResult *res)
+/* How storing a result went, as far as what to do next goes. */
+typedef enum StoreStatus
+{
+	STORE_OK,
+	STORE_LOCKED,				/* a row or table it needs was locked */
+	STORE_OVERRUN,				/* user code ran out of time (or someone
+								 * cancelled the statement) */
+	STORE_ERROR					/* it can never be stored as it is */
+} StoreStatus;
+
+/* user code over its time limit this many times in a row is an error */
+#define USER_CODE_OVERRUNS 3
+/* a deferred result is tried again after this, doubling up to ... */
+#define STORE_RETRY_FIRST_MS 50
+/* ... this */
+#define STORE_RETRY_MAX_MS 2000
+
+/*
+ * One transaction that stores res for w.  A retry first asks, without
+ * waiting, whether another transaction still holds the job's row, which
+ * the store would wait for: it is not tried while that is so.  Every
+ * failure leaves w->ref.pending as the failed write changed it in memory:
+ * it is reloaded from the receipts, in the transaction of the next try.
+ */
+static StoreStatus
+try_store(Work *w, BulkopsResult *res, bool retry, bool *finished,
+		  char **why)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool finished = false;
-	volatile bool failed = false;
-	char	   *volatile why = NULL;
+	volatile StoreStatus st = STORE_OK;
+	volatile bool done = false;
 
 	PG_TRY();
 	{
 		bulkops_begin_tx("writing receipts");
-		finished = apply_result(w, res);
+		if (retry && !bulkops_lock_job(w->ref.job_id, true))
+		{
+			st = STORE_LOCKED;
+			MemoryContextSwitchTo(cxt);
+			*why = psprintf("another transaction holds job " INT64_FORMAT,
+							w->ref.job_id);
+		}
+		else
+		{
+			if (w->pending_stale)
+				bulkops_load_pending(w);
+			done = apply_result(w, res);
+		}
 		bulkops_commit_tx();
+		if (st == STORE_OK)
+			w->pending_stale = false;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		/* kept for the receipts: "see the server log" helps nobody */
-		MemoryContextSwitchTo(w->cxt);
+		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		why = pstrdup(edata->message);
+		/* kept for the receipts: "see the server log" helps nobody */
+		*why = pstrdup(edata->message);
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			st = STORE_LOCKED;
+		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			st = STORE_OVERRUN;
+		else
+		{
+			st = STORE_ERROR;
+			EmitErrorReport();
+		}
 		FreeErrorData(edata);
-		bulkops_abort_tx(cxt);
-		failed = true;
+		bulkops_discard_tx(cxt);
+		w->pending_stale = true;
 	}
 	PG_END_TRY();
+	/* a commit leaves us in TopMemoryContext */
+	MemoryContextSwitchTo(cxt);
+	*finished = done;
+	return st;
+}
 
-	if (failed)
+static char *
+dup_or_null(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+/*
+ * A copy of res in cxt, as deep as the answer and the loop's memory would
+ * otherwise take it away.  A query job's page is not copied (it can be
+ * large): it lives in the Work's step context or in the answer, which are
+ * both kept as long as it is (defer, handle_answer).
+ */
+static BulkopsResult *
+copy_result(const BulkopsResult *res, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	BulkopsResult *c = palloc(sizeof(BulkopsResult));
+	ListCell   *lc;
+
+	*c = *res;
+	c->outcomes = NIL;
+	foreach(lc, res->outcomes)
 	{
-		/* reload what is pending from the table: the failed write changed it */
+		BulkopsOutcome *o = palloc(sizeof(BulkopsOutcome));
+
+		*o = *(BulkopsOutcome *) lfirst(lc);
+		o->remote_id = dup_or_null(o->remote_id);
+		o->error_code = dup_or_null(o->error_code);
+		o->error_message = dup_or_null(o->error_message);
+		c->outcomes = lappend(c->outcomes, o);
+	}
+	c->remote_id = dup_or_null(res->remote_id);
+	c->step_data = dup_or_null(res->step_data);
+	c->error = dup_or_null(res->error);
+	c->error_code = dup_or_null(res->error_code);
+	c->progress = dup_or_null(res->progress);
+	c->memo = NULL;				/* plan_next took it */
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/* Keep res with w, to be stored again at w->store_due. */
+static void
+defer(Work *w, BulkopsResult *res, const char *why)
+{
+	if (res != w->deferred)
+	{
+		MemoryContext cxt = AllocSetContextCreate(w->cxt, "bulkops deferred result",
+												  ALLOCSET_DEFAULT_SIZES);
+		BulkopsResult *copy = copy_result(res, cxt);
+
+		if (w->deferred_cxt)
+			MemoryContextDelete(w->deferred_cxt);
+		w->deferred_cxt = cxt;
+		w->deferred = copy;
+
+		/*
+		 * What reading the answer left in the step context (a parsed 207
+		 * body) is not needed any more, unless it holds the page.  A batch
+		 * that sends nothing keeps nothing else there.
+		 */
+		if (copy->page == NULL)
+			MemoryContextReset(w->step_cxt);
+	}
+	if (w->deferrals == 0)
+		ereport(LOG,
+				(errmsg("bulkops keeps the result for batch %d of job " INT64_FORMAT " until it can be stored",
+						w->ref.batch_no, w->ref.job_id),
+				 errdetail("%s", why)));
+	w->deferrals++;
+	w->store_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											   Min(STORE_RETRY_FIRST_MS << Min(w->deferrals - 1, 10),
+												   STORE_RETRY_MAX_MS));
+}
+
+/* A deferred result has been stored, or settled otherwise: forget it. */
+static void
+forget_deferred(Work *w, bool stored)
+{
+	if (w->deferred == NULL)
+		return;
+	if (stored)
+		ereport(LOG,
+				(errmsg("bulkops stored the result for batch %d of job " INT64_FORMAT " after %d tries",
+						w->ref.batch_no, w->ref.job_id, w->deferrals + 1)));
+	MemoryContextDelete(w->deferred_cxt);
+	w->deferred_cxt = NULL;
+	w->deferred = NULL;
+	w->deferrals = 0;
+	if (w->deferred_call)
+		bulkops_http_free(w->deferred_call);
+	w->deferred_call = NULL;
+}
+
+/* The settling result's message for rows that cannot be stored. */
+static char *
+unstorable(Work *w, const char *why)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *name;
+
+	if (!w->is_export)
+		return psprintf("bulkops could not record this row's outcome: %s", why);
+	/* the table's name comes from the catalogs */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	name = destination_name(w);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return psprintf("could not write the results into %s: %s", name, why);
+}
+
+/*
+ * Store res for w, or settle the batch when that cannot be done, or keep
+ * res to store it later (see the top of this file).  Returns true when
+ * res (or the settling result) was deferred; else w may have been freed.
+ */
+static bool
+store(Work *w, BulkopsResult *res, bool retry)
+{
+	bool		finished = false;
+	char	   *why = NULL;
+	StoreStatus st = try_store(w, res, retry, &finished, &why);
+	bool		stored = (st == STORE_OK);
+
+	if (st == STORE_OVERRUN && ++w->overruns >= USER_CODE_OVERRUNS)
+	{
+		why = psprintf("%s (%d times in a row)", why, w->overruns);
+		st = STORE_ERROR;
+	}
+	if (st == STORE_LOCKED || st == STORE_OVERRUN)
+	{
+		defer(w, res, why);
+		return true;
+	}
+	if (st == STORE_ERROR)
+	{
+		/* what is pending is reloaded from the table: the failed write changed it */
 		BulkopsResult rest = {0};
 
-		PG_TRY();
+		rest.next = BULKOPS_NEXT_FAIL;
+		rest.fail_status = BULKOPS_ROW_UNKNOWN;
+		rest.error = unstorable(w, why);
+		st = try_store(w, &rest, false, &finished, &why);
+		if (st == STORE_LOCKED || st == STORE_OVERRUN)
 		{
-			bulkops_begin_tx("settling a batch after an error");
-			bulkops_load_pending(w);
-			rest.next = BULKOPS_NEXT_FAIL;
-			rest.fail_status = BULKOPS_ROW_UNKNOWN;
-			rest.error = w->is_export
-				? psprintf("could not write the results into %s: %s",
-						   destination_name(w), why)
-				: psprintf("bulkops could not record this row's outcome: %s", why);
-			finished = apply_result(w, &rest);
-			bulkops_commit_tx();
+			defer(w, &rest, why);
+			return true;
 		}
-		PG_CATCH();
+		if (st == STORE_ERROR)
 		{
-			bulkops_abort_tx(cxt);
 			ereport(WARNING,
 					(errmsg("bulkops batch %d of job " INT64_FORMAT " is left for the next restart",
 							w->ref.batch_no, w->ref.job_id)));
 			finished = true;
 		}
-		PG_END_TRY();
 	}
+	forget_deferred(w, stored);
+	w->overruns = 0;
 	if (finished)
 	{
 		bulkops_crash_point("batch_done");
 		bulkops_work_free(w);
 	}
+	return false;
+}
+
+/*
+ * Persist res for w.  Returns true when it was deferred: then w keeps a
+ * copy, and the caller keeps the answer res came from (Work.deferred_call).
+ */
+bool
+bulkops_commit_result(Work *w, BulkopsResult *res)
+{
+	return store(w, res, false);
+}
+
+/* Try again to store w's deferred result (at w->store_due). */
+void
+bulkops_store_deferred(Work *w)
+{
+	(void) store(w, w->deferred, true);
 }
 
 /*

@@ -12,7 +12,11 @@
  *
  * Everything runs as the job's creator, in a user section (owner.c):
  * restricted, with a fixed search_path, in a GUC nest level of its own that
- * discards whatever the table's triggers set.  It runs inside the worker's
+ * discards whatever the table's triggers set.  While that code runs the
+ * worker serves nobody else, so it gets bulkops.user_code_timeout (a
+ * statement timeout armed inside the section), and the table's lock is
+ * waited for no longer than any other lock the worker waits for: either
+ * way the page is tried again later (results.c).  It runs inside the worker's
  * transaction that also stores where the remote query stands, so a page
  * is written exactly once.  The creator's rights were checked at
  * bulk_query time and are checked again here: they may have changed since.
@@ -40,6 +44,8 @@
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/regproc.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
 #include "utils/varlena.h"
 
 #include "bulkops.h"
@@ -174,6 +180,70 @@ open_destination(const BulkopsSinkDest *dest, List *names)
 	return relid;
 }
 
+/* Has the user code that started at start had its time? */
+static bool
+overran(TimestampTz start)
+{
+	return TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									  bulkops_user_code_timeout_ms);
+}
+
+static void
+overrun_error(Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("the triggers, defaults or domains of table \"%s\" ran longer than bulkops.user_code_timeout (%d ms)",
+					RelationGetRelationName(rel), bulkops_user_code_timeout_ms)));
+}
+
+/*
+ * COPY the rest of the page into rel, which runs the table's user code,
+ * within bulkops.user_code_timeout.  When the time is up, the statement
+ * timeout cancels whatever runs (pg_sleep, a lock wait, a loop that checks
+ * for interrupts), and the error says so.
+ */
+static uint64
+copy_page(Relation rel, ParseState *pstate, List *names, List *options)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	volatile uint64 n = 0;
+
+	enable_timeout_after(STATEMENT_TIMEOUT, bulkops_user_code_timeout_ms);
+	PG_TRY();
+	{
+		CopyFromState cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false,
+											 page_source, names, options);
+
+		n = CopyFrom(cstate);
+		EndCopyFrom(cstate);
+	}
+	PG_CATCH();
+	{
+		/* nothing else disarms it: aborting a transaction does not */
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		if (geterrcode() == ERRCODE_QUERY_CANCELED && overran(start))
+		{
+			FlushErrorState();
+			overrun_error(rel);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	disable_timeout(STATEMENT_TIMEOUT, false);
+
+	/*
+	 * The time ran out just as the code ended: the cancel is pending, and
+	 * it would hit whatever the worker runs next.
+	 */
+	if (QueryCancelPending && overran(start))
+	{
+		QueryCancelPending = false;
+		overrun_error(rel);
+	}
+	return n;
+}
+
 /*
  * Append page (CSV with a header line) to the destination as role owner;
  * returns the number of rows written, and the table's OID in *relid_out
@@ -189,7 +259,6 @@ bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner, const char *page,
 	Oid			relid;
 	Relation	rel;
 	ParseState *pstate;
-	CopyFromState cstate;
 	List	   *options;
 	ParseNamespaceItem *nsitem;
 	ListCell   *lc;
@@ -204,7 +273,8 @@ bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner, const char *page,
 	 * The table's triggers, defaults and domains are the owner's code: it
 	 * runs as the owner, restricted, in a nest level of its own.  An error
 	 * needs no clean-up here: the worker aborts the transaction, which
-	 * pops the nest level and restores the user.
+	 * pops the nest level and restores the user.  The table's lock is
+	 * waited for under the worker's lock_timeout: its owner may hold it.
 	 */
 	bulkops_enter_user(&s, owner);
 	relid = open_destination(dest, names);
@@ -240,10 +310,7 @@ bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner, const char *page,
 	ExecCheckRTPerms(pstate->p_rtable, true);
 	src_data = page + hlen;
 	src_left = len - hlen;
-	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, page_source,
-						   names, options);
-	n = CopyFrom(cstate);
-	EndCopyFrom(cstate);
+	n = copy_page(rel, pstate, names, options);
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
 	bulkops_leave_user(&s);

@@ -23,9 +23,16 @@
  *	 marked and is not safe to repeat, in which case its rows become
  *	 "unknown".
  * - At most this lane's share of `concurrency` batches per target are
- *	 held, so memory is bounded by targets x concurrency x batch size.
+ *	 held, so memory is bounded by targets x concurrency x batch size;
+ *	 twice that while results wait to be stored, at most one per batch.
  * - An error while handling one batch is reported and settles that batch;
  *	 it never stops the worker or other jobs.
+ * - No statement waits long for a lock (LOCK_TIMEOUT_MS), and none waits at
+ *	 all for a job another transaction holds: a role that keeps its job's
+ *	 row or its export's table locked, or whose triggers run long, delays
+ *	 only that job.  Its batches are skipped or their results kept in
+ *	 memory (results.c) and tried again later, while the worker goes on
+ *	 driving everyone else's requests.
  *
  * Each Work owns a memory context under TopMemoryContext, deleted when the
  * batch is done.  Taking batches from the tables lives in claim.c.
@@ -54,6 +61,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -62,6 +70,21 @@
 List	   *bulkops_works = NIL;	/* in TopMemoryContext */
 static TimestampTz next_claim = 0;
 static bool room_freed = false;	/* a batch ended: claim another now */
+
+/*
+ * The longest any statement of the worker waits for a lock.  The worker's
+ * own transactions (another lane's) hold a job's row for milliseconds; a
+ * user's may hold it, or an export's table, for as long as it stays open,
+ * and while the worker waits it drives no request and stores no answer for
+ * anyone.  Whatever a lock held up is tried again later.
+ */
+#define LOCK_TIMEOUT_MS "100ms"
+
+/*
+ * After a claim skipped a job another transaction held, the next claim
+ * comes this soon, once: another lane's transaction is over by then.
+ */
+#define CLAIM_RETRY_MS 20
 
 /*
  * How long a cancelled or timed-out job's batches may wait for the remote
@@ -87,6 +110,10 @@ bulkops_begin_tx(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* for this transaction only: the session keeps the fixed 0 (owner.c) */
+	(void) set_config_option("lock_timeout", LOCK_TIMEOUT_MS,
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -108,10 +135,51 @@ void
 bulkops_abort_tx(MemoryContext cxt)
 {
 	EmitErrorReport();
+	bulkops_discard_tx(cxt);
+}
+
+/* The same without the report, for an error the caller has dealt with. */
+void
+bulkops_discard_tx(MemoryContext cxt)
+{
 	FlushErrorState();
 	AbortCurrentTransaction();
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Run fn(arg) in a subtransaction of the current transaction.  On error,
+ * report it, roll back what fn did (its locks included) and return false:
+ * the trouble of one job must not undo what the same transaction did for
+ * the others.
+ */
+bool
+bulkops_in_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return ok;
 }
 
 /*
@@ -183,6 +251,8 @@ bulkops_work_free(Work *w)
 	room_freed = true;
 	if (w->call)
 		bulkops_http_free(w->call);
+	if (w->deferred_call)
+		bulkops_http_free(w->deferred_call);
 	MemoryContextDelete(w->cxt);
 }
 
@@ -405,6 +475,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	int			old_step = w->batch.step;
 	const char *old_remote_id = w->batch.remote_id;
 	bool		new_step;
+	bool		deferred;
 	MemoryContext old;
 
 	if (w->aborting)
@@ -499,9 +570,12 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
 		 (old_remote_id && strcmp(w->batch.remote_id, old_remote_id) != 0));
 	/* the result may point into the answer (a query job's page) */
-	bulkops_commit_result(w, &res);
-	bulkops_http_free(call);
-	if (new_step)
+	deferred = bulkops_commit_result(w, &res);
+	if (deferred && res.page != NULL)
+		w->deferred_call = call;	/* kept as long as the page is */
+	else
+		bulkops_http_free(call);
+	if (new_step && !deferred)
 		bulkops_crash_point("step_saved");
 }
 
@@ -720,6 +794,19 @@ start_due(void)
 	{
 		Work	   *w = lfirst(lc);
 
+		if (w->deferred)
+		{
+			/*
+			 * Nothing else happens to the batch until its result is stored;
+			 * a stopped job's grace for the remote side starts after that.
+			 */
+			if (w->cancel)
+				w->stop_until = Max(w->stop_until,
+									TimestampTzPlusMilliseconds(now, STOP_GRACE_MS));
+			if (now >= w->store_due)
+				bulkops_store_deferred(w);
+			continue;
+		}
 		if (w->settle_error && w->call == NULL)
 			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
 		else if (w->cancel && now >= w->stop_until &&
@@ -767,6 +854,12 @@ next_wait_ms(void)
 	{
 		Work	   *w = lfirst(lc);
 
+		if (w->deferred)
+		{
+			if (w->store_due < next)
+				next = w->store_due;
+			continue;
+		}
 		if (w->call == NULL && w->due < next)
 			next = w->due;
 		if (w->cancel && w->stop_until < next)
@@ -791,6 +884,8 @@ bulkops_worker_main(Datum arg)
 {
 	char		dbname[NAMEDATALEN];
 	bool		woken = true;
+	bool		recovered;
+	bool		claim_retried = false;
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -827,7 +922,7 @@ bulkops_worker_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "bulkops worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(loop_cxt);
-	bulkops_recover();
+	recovered = bulkops_recover();
 
 	for (;;)
 	{
@@ -847,15 +942,23 @@ bulkops_worker_main(Datum arg)
 		room_freed = false;
 		if (woken || GetCurrentTimestamp() >= next_claim)
 		{
+			bool		skipped;
+
 			if (!extension_ready())
 				proc_exit(0);	/* dropped (or not at our version): the
 								 * launcher starts a fresh one */
 			bulkops_refresh_cancels();
-			bulkops_claim();
+			/* batches of jobs another transaction held at the start */
+			if (!recovered)
+				recovered = bulkops_recover();
+			skipped = bulkops_claim();
 			if (bulkops_lane == 0)
 				bulkops_purge_expired();
+			claim_retried = skipped && !claim_retried;
 			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 bulkops_poll_interval_ms);
+													 claim_retried
+													 ? Min(CLAIM_RETRY_MS, bulkops_poll_interval_ms)
+													 : bulkops_poll_interval_ms);
 		}
 		else if (room)
 		{
@@ -863,7 +966,7 @@ bulkops_worker_main(Datum arg)
 			 * Only a claim: a cancel wakes us, and deadlines are looked at on
 			 * the poll_interval tick.
 			 */
-			bulkops_claim();
+			(void) bulkops_claim();
 		}
 		start_due();
 		woken = bulkops_http_wait(next_wait_ms());

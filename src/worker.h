@@ -46,6 +46,24 @@ typedef struct Work
 	long		last_status;
 	char	   *last_progress;	/* as last stored, to skip repeats */
 	BulkopsOAuthUse oauth;		/* oauth.c's: its token, its API base */
+
+	/*
+	 * A result that could not be stored yet (results.c): a row or table it
+	 * needs was locked by another transaction, or the destination's user
+	 * code ran out of time.  It is kept here, with the answer it came from,
+	 * and stored again at store_due; until then the batch sends nothing, so
+	 * a batch holds at most one.  The state above (step, attempts, ...) is
+	 * already the one that result leads to.
+	 */
+	BulkopsResult *deferred;	/* in deferred_cxt, or NULL */
+	MemoryContext deferred_cxt;
+	BulkopsHttpCall *deferred_call; /* the answer it may point into */
+	TimestampTz store_due;		/* try to store it again then */
+	int			deferrals;		/* failed tries to store it */
+	int			overruns;		/* tries in a row stopped by
+								 * bulkops.user_code_timeout */
+	bool		pending_stale;	/* a failed store left ref.pending wrong:
+								 * reload it from the receipts first */
 } Work;
 
 /* the batches held, in TopMemoryContext */
@@ -56,6 +74,8 @@ extern void bulkops_works_add(Work *w);
 extern void bulkops_begin_tx(const char *activity);
 extern void bulkops_commit_tx(void);
 extern void bulkops_abort_tx(MemoryContext cxt);
+extern void bulkops_discard_tx(MemoryContext cxt);
+extern bool bulkops_in_subxact(void (*fn) (void *arg), void *arg);
 extern void bulkops_work_stop(Work *w, bool timed_out);
 extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
 extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
@@ -63,7 +83,8 @@ extern void bulkops_check_stored_text(BulkopsResult *res);
 extern void bulkops_work_free(Work *w);
 
 /* results.c */
-extern void bulkops_commit_result(Work *w, BulkopsResult *res);
+extern bool bulkops_commit_result(Work *w, BulkopsResult *res);
+extern void bulkops_store_deferred(Work *w);
 
 /* ratelimit.c */
 extern long bulkops_rate_take(const char *target, double rate);
@@ -72,8 +93,8 @@ extern long bulkops_rate_take(const char *target, double rate);
 extern void bulkops_purge_expired(void);
 
 /* claim.c */
-extern void bulkops_claim(void);
-extern void bulkops_recover(void);
+extern bool bulkops_claim(void);
+extern bool bulkops_recover(void);
 extern int	bulkops_lane_share(int concurrency);
 extern void bulkops_refresh_cancels(void);
 extern void bulkops_load_pending(Work *w);

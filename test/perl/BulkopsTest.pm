@@ -29,8 +29,8 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
-  clinia_target mock_faults mock_requests make_rsa_key query_until dialects
-  fill_name missing);
+  clinia_target mock_faults mock_requests wait_requests make_rsa_key
+  query_until log_says counters_agree dialects fill_name missing);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -274,6 +274,29 @@ sub fill_name
 
 =pod
 
+=item wait_requests($src, $method, $n, $before)
+
+Wait (at most 30 seconds) until the mock's request log holds $n more $method
+requests for its clinia source $src than $before (default 0); true if it
+does.
+
+=cut
+
+sub wait_requests
+{
+	my ($src, $method, $n, $before) = @_;
+	$n += $before // 0;
+	for (1 .. 600)
+	{
+		return 1 if mock_requests($src, $method) >= $n;
+		usleep(50_000);
+	}
+	diag "the mock saw fewer than $n $method requests for $src";
+	return 0;
+}
+
+=pod
+
 =item clinia_target($node, $name, $options, $dbname)
 
 Create target $name (dialect clinia, resource Row) on the mock's clinia
@@ -383,6 +406,47 @@ sub query_until
 	diag "query_until: no \"$expected\" after ${timeout}s from: $sql (last: "
 	  . ($out // 'an error') . ')';
 	return 0;
+}
+
+=pod
+
+=item log_says($node, $re, $offset)
+
+Whether $node's server log says $re, after byte $offset, within a minute.
+
+=cut
+
+sub log_says
+{
+	my ($node, $re, $offset) = @_;
+	return eval {
+		local $PostgreSQL::Test::Utils::timeout_default = 60;
+		$node->wait_for_log($re, $offset);
+	};
+}
+
+=pod
+
+=item counters_agree($node, $job)
+
+'t' when job $job's row counters (rows_succeeded, rows_failed,
+rows_cancelled, rows_unknown) are the counts of its receipts by status.
+
+=cut
+
+sub counters_agree
+{
+	my ($node, $job) = @_;
+	croak "job id must be a number" unless $job =~ /^\d+$/;
+	return $node->safe_psql(
+		'postgres', qq{
+		SELECT (rows_succeeded, rows_failed, rows_cancelled, rows_unknown) =
+		       (SELECT count(*) FILTER (WHERE status = 'succeeded'),
+		               count(*) FILTER (WHERE status = 'failed'),
+		               count(*) FILTER (WHERE status = 'cancelled'),
+		               count(*) FILTER (WHERE status = 'unknown')
+		        FROM bulkops.receipts WHERE job_id = $job)
+		FROM bulkops.jobs WHERE id = $job});
 }
 
 =pod

@@ -57,16 +57,6 @@ sub delay_all
 		});
 }
 
-# Whether the server log says $re (after byte $offset) within a minute.
-sub log_says
-{
-	my ($re, $offset) = @_;
-	return eval {
-		local $PostgreSQL::Test::Utils::timeout_default = 60;
-		$node->wait_for_log($re, $offset);
-	};
-}
-
 # The exactly-one-receipt checks of a finished upsert of $n rows of things.
 sub check_receipts
 {
@@ -142,9 +132,9 @@ like($second, qr/^\d+$/, 'crash: the second worker is found');
 my $offset = -s $node->logfile;
 kill 'KILL', $second;
 mock_faults();
-ok(log_says(qr/bulkops worker 1 started/, $offset),
+ok(log_says($node, qr/bulkops worker 1 started/, $offset),
 	'crash: the second worker is started again');
-ok(log_says(qr/bulkops worker resumed [1-9][0-9]* batches/, $offset),
+ok(log_says($node, qr/bulkops worker resumed [1-9][0-9]* batches/, $offset),
 	'crash: batches left active were resumed');
 check_receipts('crash', $job2, 20000);
 
@@ -166,7 +156,7 @@ $node->start;
 ok(query_until($node, "SELECT count(*) FROM pg_stat_activity "
 	  . "WHERE backend_type = 'bulkops worker'", '1'),
 	'adopt: one worker after the restart');
-ok(log_says(qr/bulkops worker resumed [1-9][0-9]* batches/, $offset),
+ok(log_says($node, qr/bulkops worker resumed [1-9][0-9]* batches/, $offset),
 	'adopt: the worker resumed the batches left active');
 check_receipts('adopt', $job3, 20000);
 is( $node->safe_psql(

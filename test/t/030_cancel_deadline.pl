@@ -62,19 +62,6 @@ sub slow
 		});
 }
 
-# Wait until the mock has seen $n requests of $method for source $src.
-sub wait_requests
-{
-	my ($src, $method, $n) = @_;
-	for (1 .. 600)
-	{
-		return 1 if mock_requests($src, $method) >= $n;
-		sleep 0.05;
-	}
-	diag "the mock saw fewer than $n $method requests for $src";
-	return 0;
-}
-
 # Seconds from now until job $job is final (undef after $bound seconds).
 sub seconds_to_final
 {
@@ -100,15 +87,7 @@ sub check_receipts
 		"SELECT count(*), count(DISTINCT row_no), min(row_no), max(row_no) "
 		  . "FROM bulkops.receipts WHERE job_id = $job");
 	is("$count|$distinct|$lo|$hi", "$ROWS|$ROWS|1|$ROWS", "$name: one receipt per row");
-	is( $node->safe_psql(
-			'postgres', qq{
-		SELECT (rows_succeeded, rows_failed, rows_cancelled, rows_unknown) =
-		       (SELECT count(*) FILTER (WHERE status = 'succeeded'),
-		               count(*) FILTER (WHERE status = 'failed'),
-		               count(*) FILTER (WHERE status = 'cancelled'),
-		               count(*) FILTER (WHERE status = 'unknown')
-		        FROM bulkops.receipts WHERE job_id = $job)
-		FROM bulkops.jobs WHERE id = $job}), 't', "$name: counters agree with the receipts");
+	is(counters_agree($node, $job), 't', "$name: counters agree with the receipts");
 	is( $node->safe_psql('postgres',
 			"SELECT count(*) FROM bulkops.batches WHERE job_id = $job AND state <> 'done'"),
 		'0', "$name: every batch is done");
