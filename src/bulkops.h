@@ -215,7 +215,10 @@ extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 extern void bulkops_finish_job_if_done(int64 job_id);
 extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
 extern bool bulkops_lock_job(int64 job_id, bool skip_locked);
+
+/* remote_text.c: what the remote side sent, made fit to store */
 extern const char *bulkops_clean_text(const char *s, int maxlen);
+extern void bulkops_check_stored_text(BulkopsResult *res);
 
 /* sink.c: a query job's destination, by OID or to be created */
 typedef struct BulkopsSinkDest
@@ -227,9 +230,5 @@ typedef struct BulkopsSinkDest
 
 extern uint64 bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner,
 								const char *page, size_t len, Oid *relid_out);
-
-/* exec.c */
-extern int	bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,
-						 const char *nulls, bool read_only, int expect);
 
 #endif							/* BULKOPS_H */

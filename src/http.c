@@ -655,3 +655,13 @@ bulkops_http_free(BulkopsHttpCall *call)
 		curl_slist_free_all(call->headers);
 	MemoryContextDelete(call->cxt);
 }
+
+/* The HTTP settings of a job's requests: its options, else the settings. */
+void
+bulkops_http_options(Jsonb *options, BulkopsHttpOptions *opts)
+{
+	opts->timeout_ms = (int) (1000 * bulkops_opt_real(options, "http_timeout",
+													   bulkops_http_timeout_ms / 1000.0));
+	opts->max_response_size = bulkops_max_response_size;
+	opts->ca_file = bulkops_opt_string(options, "ca_file", NULL);
+}

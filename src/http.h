@@ -58,6 +58,7 @@ typedef struct BulkopsHttpCall
 } BulkopsHttpCall;
 
 extern void bulkops_http_init(void);
+extern void bulkops_http_options(Jsonb *options, BulkopsHttpOptions *opts);
 extern BulkopsHttpCall *bulkops_http_start(const BulkopsRequest *req,
 										   List *auth_headers,
 										   const BulkopsHttpOptions *opts,

@@ -233,7 +233,7 @@ start_fetch(TokenEntry *e, Work *w)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("auth of target \"%s\" has no \"token_url\"", e->target)));
 	bulkops_oauth_request(e->auth, e->token_url, e->target, &req);
-	bulkops_http_options(w, &opts);
+	bulkops_http_options(w->batch.options, &opts);
 	e->call = bulkops_http_start(&req, NIL, &opts, e);
 	explicit_bzero(req.body->data, req.body->len);
 }

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * ratelimit.c
- *	  Requests per second per target (option rate_limit): a token bucket.
+ *	  How fast requests may go: requests per second per target (option
+ *	  rate_limit), a token bucket; and how long to wait before a retry.
  *
  * Many APIs meter calls per second as well as calls in flight.  The bucket
  * holds at most one second's worth of requests, so a target idle for a
@@ -15,10 +16,12 @@
 
 #include <math.h>
 
+#include "common/pg_prng.h"
+
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
-#include "worker.h"
+#include "ratelimit.h"
 
 typedef struct Bucket
 {
@@ -70,4 +73,23 @@ bulkops_rate_take(const char *target, double rate)
 		return 0;
 	}
 	return (long) ceil((1.0 - b->tokens) * 1000.0 / rate);
+}
+
+/*
+ * How long to wait before the attempt-th retry: exponential from half a
+ * second up to a minute, with jitter, unless the remote side said how long
+ * (retry_after_ms >= 0).
+ */
+long
+bulkops_backoff_ms(int attempt, long retry_after_ms)
+{
+	double		base = 500.0 * pow(2.0, Min(attempt, 16) - 1);
+	long		ms;
+
+	if (base > 60000.0)
+		base = 60000.0;
+	/* jitter spreads retries of many batches hitting one limit */
+	ms = (long) (base * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
+	/* the remote side knows its limits better than any formula */
+	return retry_after_ms >= 0 ? retry_after_ms : ms;
 }

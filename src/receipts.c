@@ -29,51 +29,11 @@
 #include "utils/rel.h"
 
 #include "bulkops.h"
+#include "exec.h"
 
 static const char *const status_names[] = {
 	"succeeded", "failed", "cancelled", "unknown"
 };
-
-/*
- * Remote text made safe to store: valid in the database encoding, no NUL,
- * bounded.  Remote answers are not trusted to be any of these.  Text that
- * already is (nearly all of it) is returned as it is, uncopied: this runs
- * for every field of every receipt.
- */
-const char *
-bulkops_clean_text(const char *s, int maxlen)
-{
-	int			len;
-	StringInfoData buf;
-	const char *p;
-
-	if (s == NULL)
-		return NULL;
-	len = strlen(s);
-	if (len <= maxlen && pg_verifymbstr(s, len, true))
-		return s;
-	if (len > maxlen)
-		len = maxlen;
-	initStringInfo(&buf);
-	p = s;
-	while (p < s + len)
-	{
-		int			l = pg_encoding_verifymbchar(GetDatabaseEncoding(), p,
-												 s + len - p);
-
-		if (l <= 0)
-		{
-			appendStringInfoChar(&buf, '?');
-			p++;
-		}
-		else
-		{
-			appendBinaryStringInfo(&buf, p, l);
-			p += l;
-		}
-	}
-	return buf.data;
-}
 
 static void
 exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,

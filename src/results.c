@@ -461,27 +461,3 @@ bulkops_store_deferred(Work *w)
 {
 	(void) store(w, w->deferred, true);
 }
-
-/*
- * What a result would have the worker store as it is (the remote id, the
- * step's note, the progress) comes from the remote side: it must be valid
- * in the database encoding, as text columns may hold nothing else, and the
- * progress must be JSON.  Checked here, where an ERROR means "could not read
- * the answer", rather than in the receipts' transaction, which it would
- * abort.  Receipts' texts need no check: receipts.c cleans them.  The
- * fuzzing harness (test/fuzz/) applies it too.
- */
-void
-bulkops_check_stored_text(BulkopsResult *res)
-{
-	if (res->remote_id)
-		(void) pg_verifymbstr(res->remote_id, strlen(res->remote_id), false);
-	if (res->step_data)
-		(void) pg_verifymbstr(res->step_data, strlen(res->step_data), false);
-	if (res->progress)
-	{
-		(void) pg_verifymbstr(res->progress, strlen(res->progress), false);
-		(void) bulkops_json_parse(res->progress, strlen(res->progress));
-	}
-}
-

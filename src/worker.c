@@ -72,15 +72,6 @@ static TimestampTz next_claim = 0;
 static bool room_freed = false;	/* a batch ended: claim another now */
 
 /*
- * The longest any statement of the worker waits for a lock.  The worker's
- * own transactions (another lane's) hold a job's row for milliseconds; a
- * user's may hold it, or an export's table, for as long as it stays open,
- * and while the worker waits it drives no request and stores no answer for
- * anyone.  Whatever a lock held up is tried again later.
- */
-#define LOCK_TIMEOUT_MS "100ms"
-
-/*
  * After a claim skipped a job another transaction held, the next claim
  * comes this soon, once: another lane's transaction is over by then.
  */
@@ -101,85 +92,6 @@ bulkops_works_add(Work *w)
 
 	bulkops_works = lappend(bulkops_works, w);
 	MemoryContextSwitchTo(old);
-}
-
-/* ---- transactions ---- */
-
-void
-bulkops_begin_tx(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	/* for this transaction only: the session keeps the fixed 0 (owner.c) */
-	(void) set_config_option("lock_timeout", LOCK_TIMEOUT_MS,
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-							 true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-void
-bulkops_commit_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* After an error inside begin_tx/commit_tx: report it and clean up. */
-void
-bulkops_abort_tx(MemoryContext cxt)
-{
-	EmitErrorReport();
-	bulkops_discard_tx(cxt);
-}
-
-/* The same without the report, for an error the caller has dealt with. */
-void
-bulkops_discard_tx(MemoryContext cxt)
-{
-	FlushErrorState();
-	AbortCurrentTransaction();
-	MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/*
- * Run fn(arg) in a subtransaction of the current transaction.  On error,
- * report it, roll back what fn did (its locks included) and return false:
- * the trouble of one job must not undo what the same transaction did for
- * the others.
- */
-bool
-bulkops_in_subxact(void (*fn) (void *arg), void *arg)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return ok;
 }
 
 /*
@@ -270,20 +182,6 @@ poll_delay_ms(Work *w)
 
 	w->polls++;
 	return Min(ms, cap);
-}
-
-long
-bulkops_backoff_ms(int attempt, long retry_after_ms)
-{
-	double		base = 500.0 * pow(2.0, Min(attempt, 16) - 1);
-	long		ms;
-
-	if (base > 60000.0)
-		base = 60000.0;
-	/* jitter spreads retries of many batches hitting one limit */
-	ms = (long) (base * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
-	/* the remote side knows its limits better than any formula */
-	return retry_after_ms >= 0 ? retry_after_ms : ms;
 }
 
 /* What the dialect keeps between steps (BulkopsBatch.memo). */
@@ -626,16 +524,6 @@ settle_now(Work *w, BulkopsRowStatus status, const char *error)
 	bulkops_commit_result(w, &res);
 }
 
-/* The HTTP settings of w's requests: its job's options, else the GUCs. */
-void
-bulkops_http_options(Work *w, BulkopsHttpOptions *opts)
-{
-	opts->timeout_ms = (int) (1000 * bulkops_opt_real(w->batch.options, "http_timeout",
-													   bulkops_http_timeout_ms / 1000.0));
-	opts->max_response_size = bulkops_max_response_size;
-	opts->ca_file = bulkops_opt_string(w->batch.options, "ca_file", NULL);
-}
-
 /*
  * Send the batch's next request, or with abort its dialect's abort request
  * (once; nothing is sent when the dialect has none for this step).
@@ -724,7 +612,7 @@ send_request(Work *w, bool abort)
 	if (!wanted)
 		return;
 
-	bulkops_http_options(w, &opts);
+	bulkops_http_options(w->batch.options, &opts);
 	/* a submit that only opens a remote job never applies a row */
 	if (!abort && w->batch.step == 0 && !w->dialect->submit_is_safe &&
 		!w->maybe_applied && !mark_maybe_applied(w))

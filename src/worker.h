@@ -12,6 +12,8 @@
 #include "utils/timestamp.h"
 
 #include "bulkops.h"
+#include "exec.h"
+#include "ratelimit.h"
 #include "http.h"
 #include "oauth.h"
 
@@ -71,23 +73,12 @@ extern List *bulkops_works;
 
 /* worker.c */
 extern void bulkops_works_add(Work *w);
-extern void bulkops_begin_tx(const char *activity);
-extern void bulkops_commit_tx(void);
-extern void bulkops_abort_tx(MemoryContext cxt);
-extern void bulkops_discard_tx(MemoryContext cxt);
-extern bool bulkops_in_subxact(void (*fn) (void *arg), void *arg);
 extern void bulkops_work_stop(Work *w, bool timed_out);
-extern long bulkops_backoff_ms(int attempt, long retry_after_ms);
-extern void bulkops_http_options(Work *w, BulkopsHttpOptions *opts);
-extern void bulkops_check_stored_text(BulkopsResult *res);
 extern void bulkops_work_free(Work *w);
 
 /* results.c */
 extern bool bulkops_commit_result(Work *w, BulkopsResult *res);
 extern void bulkops_store_deferred(Work *w);
-
-/* ratelimit.c */
-extern long bulkops_rate_take(const char *target, double rate);
 
 /* retention.c */
 extern void bulkops_purge_expired(void);
