@@ -30,9 +30,6 @@ PG_MODULE_MAGIC;
 
 /* settings */
 char	   *bulkops_database_names = NULL;
-char	   *bulkops_allowed_hosts = NULL;
-char	   *bulkops_blocked_addresses = NULL;
-bool		bulkops_allow_http = false;
 int			bulkops_batch_size = 1000;
 int			bulkops_concurrency = 4;
 int			bulkops_max_attempts = 5;
@@ -104,25 +101,7 @@ define_settings(void)
 							   "Comma-separated list of databases the bulkops worker serves.",
 							   NULL, &bulkops_database_names, "postgres",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("bulkops.allowed_hosts",
-							   "Comma-separated host[:port] patterns targets may reach; * allows all.",
-							   "A pattern may start with *. to allow every subdomain. "
-							   "An IP address or CIDR entry also allows connections to "
-							   "the addresses it covers, whatever the URL's host name.",
-							   &bulkops_allowed_hosts, "*",
-							   PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("bulkops.blocked_addresses",
-							   "Comma-separated IP addresses and CIDR blocks the worker never connects to.",
-							   "Checked against every address a request connects to, "
-							   "after DNS resolution; it wins over bulkops.allowed_hosts.",
-							   &bulkops_blocked_addresses,
-							   "0.0.0.0/8, ::, 169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200",
-							   PGC_SUSET, 0, bulkops_check_blocked_addresses,
-							   NULL, NULL);
-	DefineCustomBoolVariable("bulkops.allow_http",
-							 "Allows plain http to hosts other than the loopback interface.",
-							 NULL, &bulkops_allow_http, false,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
+	bulkops_define_netpolicy_settings();
 	/*
 	 * Not settable per session: a job may only narrow its target's
 	 * batch_size, and a target that sets none has this one.

@@ -30,9 +30,6 @@
 
 /* bulkops.c: settings */
 extern char *bulkops_database_names;
-extern char *bulkops_allowed_hosts;
-extern char *bulkops_blocked_addresses;
-extern bool bulkops_allow_http;
 extern int	bulkops_batch_size;
 extern int	bulkops_concurrency;
 extern int	bulkops_max_attempts;
@@ -174,9 +171,12 @@ extern char *bulkops_opt_string(Jsonb *options, const char *name,
 								const char *dflt);
 extern JsonbValue *bulkops_jsonb_get(Jsonb *jb, const char *key);
 
-/* auth.c */
+/* auth.c: credentials, and the headers that carry them */
 extern void bulkops_validate_auth(Jsonb *auth, const BulkopsDialect *d,
 								  const char *url);
+extern List *bulkops_auth_headers(Jsonb *auth, const char *target);
+
+/* secrets.c: the secrets in credentials */
 extern void bulkops_validate_secret(Jsonb *auth, const char *type,
 									const char *member);
 extern void bulkops_check_secret_file(const char *path);
@@ -184,7 +184,6 @@ extern char *bulkops_resolve_secret(Jsonb *auth, const char *member,
 									const char *target, bool multiline);
 extern char *bulkops_read_secret_file(const char *path, const char *target);
 extern char *bulkops_auth_refusal(Jsonb *auth, const char *target, Oid set_by);
-extern List *bulkops_auth_headers(Jsonb *auth, const char *target);
 
 /* netpolicy.c: host policy (also used at create_target) */
 extern void bulkops_check_url(const char *url, int elevel, char **errmsg_out);

@@ -32,6 +32,12 @@ extern char *bulkops_url_policy(const char *url, BulkopsPeerPolicy *peer,
 extern bool bulkops_peer_allowed(const BulkopsPeerPolicy *peer,
 								 const struct sockaddr *sa,
 								 char *why, size_t whylen);
+/* the policy's settings */
+extern char *bulkops_allowed_hosts;
+extern char *bulkops_blocked_addresses;
+extern bool bulkops_allow_http;
+extern void bulkops_define_netpolicy_settings(void);
+
 extern bool bulkops_check_blocked_addresses(char **newval, void **extra,
 											GucSource source);
 
