@@ -288,15 +288,15 @@ typedef struct BulkopsDialect
 	bool		(*build_abort) (const BulkopsBatch *batch, BulkopsRequest *req);
 } BulkopsDialect;
 
-/* registry.c */
+/* dialects/registry.c: the list of dialects */
 extern const BulkopsDialect *bulkops_find_dialect(const char *name,
 												  bool missing_ok);
 extern void bulkops_register_dialect(const BulkopsDialect *dialect);
 extern const BulkopsDialect *bulkops_dialect_at(int i);
+
+/* dialects/common.c: what dialects share */
 extern const char *bulkops_op_name(BulkopsOp op);
 extern BulkopsOp bulkops_op_from_name(const char *name);
-
-/* helpers a dialect may use */
 extern BulkopsOutcome *bulkops_outcome(BulkopsResult *result, int row,
 									   BulkopsRowStatus status);
 extern void bulkops_result_settle_rest(const BulkopsBatch *batch,
