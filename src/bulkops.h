@@ -194,26 +194,9 @@ extern int64 bulkops_enqueue(const char *target, BulkopsOp op,
 extern int64 bulkops_enqueue_query(const char *target, const char *query,
 								   const char *into, Jsonb *job_options);
 
-/* receipts.c */
-typedef struct BulkopsBatchRef
-{
-	int64		job_id;
-	int32		batch_no;
-	int64		first_row;
-	int			nrows;
-	char	  **keys;			/* nrows entries */
-	bool	   *pending;		/* nrows entries, updated as outcomes land */
-	int			npending;
-	int			attempts;
-} BulkopsBatchRef;
-
-extern void bulkops_write_outcomes(BulkopsBatchRef *ref, List *outcomes,
-								   int http_status);
-extern void bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
-								int http_status);
+/* receipts.c (what backends use of it; the worker's part is in receipts.h) */
 extern void bulkops_finish_job_if_done(int64 job_id);
 extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
-extern bool bulkops_lock_job(int64 job_id, bool skip_locked);
 
 /* remote_text.c: what the remote side sent, made fit to store */
 extern const char *bulkops_clean_text(const char *s, int maxlen);

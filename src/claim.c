@@ -32,45 +32,9 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "worker.h"
-
-static char *
-getstr(int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
-}
-
-static Datum
-getbin(int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
-}
-
-static void
-load_rows(Work *w, Datum keys, Datum offsets, Datum body)
-{
-	ArrayType  *ka = DatumGetArrayTypeP(keys);
-	ArrayType  *oa = DatumGetArrayTypeP(offsets);
-	bytea	   *b = DatumGetByteaPP(body);
-	Datum	   *kd;
-	bool	   *kn;
-	int			nk;
-	int			i;
-	char	   *bodycopy;
-	int			blen = VARSIZE_ANY_EXHDR(b);
-
-	deconstruct_array(ka, TEXTOID, -1, false, TYPALIGN_INT, &kd, &kn, &nk);
-	w->ref.keys = palloc(sizeof(char *) * Max(nk, 1));
-	for (i = 0; i < nk; i++)
-		w->ref.keys[i] = kn[i] ? NULL : TextDatumGetCString(kd[i]);
-	w->batch.offsets = palloc(sizeof(int32) * ArrayGetNItems(ARR_NDIM(oa), ARR_DIMS(oa)));
-	memcpy((void *) w->batch.offsets, ARR_DATA_PTR(oa),
-		   sizeof(int32) * ArrayGetNItems(ARR_NDIM(oa), ARR_DIMS(oa)));
-	bodycopy = palloc(blen + 1);
-	memcpy(bodycopy, VARDATA_ANY(b), blen);
-	bodycopy[blen] = '\0';
-	w->batch.body = bodycopy;
-}
+#include "claim.h"
+#include "exec.h"
+#include "receipts.h"
 
 /* Rows that already have a receipt (a resumed batch) are not pending. */
 void
@@ -78,41 +42,37 @@ bulkops_load_pending(Work *w)
 {
 	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
 	Datum		values[3];
+	int64	   *settled;
 	uint64		i;
 	int			rc;
 
-	/* reloaded after a failed store: the same array, filled again */
-	if (w->ref.pending == NULL)
-		w->ref.pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->ref.nrows, 1));
-	for (i = 0; i < (uint64) w->ref.nrows; i++)
-		w->ref.pending[i] = true;
-	w->ref.npending = w->ref.nrows;
-
-	values[0] = Int64GetDatum(w->ref.job_id);
-	values[1] = Int64GetDatum(w->ref.first_row);
-	values[2] = Int64GetDatum(w->ref.first_row + w->ref.nrows - 1);
+	values[0] = Int64GetDatum(w->batch.job_id);
+	values[1] = Int64GetDatum(w->batch.first_row);
+	values[2] = Int64GetDatum(w->batch.first_row + w->batch.nrows - 1);
 	rc = bulkops_exec("SELECT row_no FROM bulkops.receipts "
-							   "WHERE job_id = $1 AND row_no BETWEEN $2 AND $3",
-							   3, types, values, NULL, true, 0);
+					  "WHERE job_id = $1 AND row_no BETWEEN $2 AND $3",
+					  3, types, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read receipts: %s", SPI_result_code_string(rc));
+	settled = palloc(sizeof(int64) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		int64		r = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc, 1,
-													&isnull));
-		int			idx = (int) (r - w->ref.first_row);
 
-		if (idx >= 0 && idx < w->ref.nrows && w->ref.pending[idx])
-		{
-			w->ref.pending[idx] = false;
-			w->ref.npending--;
-		}
+		settled[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
 	}
-	w->batch.pending = w->ref.pending;
-	w->batch.npending = w->ref.npending;
+	bulkops_work_load_pending(w, settled, SPI_processed);
 }
+
+/* What a claimed batch's Work is made of (bulkops_work_new reads it). */
+#define CLAIMED_COLUMNS \
+	"b.first_row, b.row_count, b.step, b.remote_id, b.attempts, b.keys, " \
+	"b.offsets, b.body, b.step_data, b.progress, b.maybe_applied, " \
+	"j.operation, j.options, j.cancel_requested, j.timed_out, j.target, " \
+	"j.prologue, j.key_column, j.created_by, j.destination, " \
+	"j.destination_schema, j.destination_table"
 
 /*
  * Take batch (job_id, batch_no) into the worker: mark it active (counting
@@ -124,138 +84,43 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 	Oid			types[3] = {INT8OID, INT4OID, INT2OID};
 	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
 	Int16GetDatum(bulkops_lane)};
-	MemoryContext cxt;
-	MemoryContext old;
+	Oid			ttypes[1] = {TEXTOID};
+	Datum		tvals[1];
 	Work	   *w;
-	bool		isnull;
-	bool		stopped;
-	bool		timed_out;
-	Datum		d;
 	int			rc;
 
 	rc = bulkops_exec(resume
-							   ? "UPDATE bulkops.batches b SET updated_at = now(), lane = $3 "
-							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
-							   "AND j.id = b.job_id AND b.state = 'active' "
-							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
-							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress, j.key_column, b.maybe_applied, "
-							   "j.destination_schema, j.destination_table"
-							   : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), lane = $3, "
-							   "attempts = b.attempts + (b.step = 0)::int "
-							   "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
-							   "AND j.id = b.job_id AND b.state = 'queued' "
-							   /* never wait for a user's transaction: a cancel may hold it */
-							   "AND (b.job_id, b.batch_no) = (SELECT job_id, batch_no "
-							   " FROM bulkops.batches WHERE job_id = $1 AND batch_no = $2 "
-							   " AND state = 'queued' FOR UPDATE SKIP LOCKED) "
-							   "RETURNING b.first_row, b.row_count, b.step, b.remote_id, b.attempts, "
-							   "j.operation, j.options, j.cancel_requested, j.target, "
-							   "b.keys, b.offsets, b.body, j.prologue, j.destination, j.created_by, b.step_data, "
-							   "j.timed_out, b.progress, j.key_column, b.maybe_applied, "
-							   "j.destination_schema, j.destination_table",
-							   3, types, values, NULL, false, 0);
+					  ? "UPDATE bulkops.batches b SET updated_at = now(), lane = $3 "
+					  "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
+					  "AND j.id = b.job_id AND b.state = 'active' "
+					  "RETURNING " CLAIMED_COLUMNS
+					  : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), lane = $3, "
+					  "attempts = b.attempts + (b.step = 0)::int "
+					  "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
+					  "AND j.id = b.job_id AND b.state = 'queued' "
+	/* never wait for a user's transaction: a cancel may hold it */
+					  "AND (b.job_id, b.batch_no) = (SELECT job_id, batch_no "
+					  " FROM bulkops.batches WHERE job_id = $1 AND batch_no = $2 "
+					  " AND state = 'queued' FOR UPDATE SKIP LOCKED) "
+					  "RETURNING " CLAIMED_COLUMNS,
+					  3, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim batch: %s", SPI_result_code_string(rc));
 	if (SPI_processed != 1)
 		return NULL;
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "bulkops batch",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	w = palloc0(sizeof(Work));
-	w->cxt = cxt;
-	w->step_cxt = AllocSetContextCreate(cxt, "bulkops batch step",
-										ALLOCSET_DEFAULT_SIZES);
-	w->ref.job_id = job_id;
-	w->ref.batch_no = batch_no;
-	w->ref.first_row = DatumGetInt64(getbin(1, &isnull));
-	w->ref.nrows = DatumGetInt32(getbin(2, &isnull));
-	w->batch.step = DatumGetInt32(getbin(3, &isnull));
-	w->batch.remote_id = getstr(4);
-	w->batch.step_data = getstr(16);
-	w->ref.attempts = DatumGetInt32(getbin(5, &isnull));
-	w->batch.op = bulkops_op_from_name(getstr(6));
-	w->batch.options = DatumGetJsonbPCopy(getbin(7, &isnull));
-	w->target = getstr(9);
-	stopped = DatumGetBool(getbin(8, &isnull));
-	timed_out = DatumGetBool(getbin(17, &isnull));
-	w->maybe_applied = DatumGetBool(getbin(20, &isnull));
-	w->batch.job_id = job_id;
-	w->batch.batch_no = batch_no;
-	w->batch.nrows = w->ref.nrows;
-	w->batch.first_row = w->ref.first_row;
-	w->is_export = (w->batch.op == BULKOPS_OP_QUERY);
-	d = getbin(14, &isnull);
-	w->destination.relid = isnull ? InvalidOid : DatumGetObjectId(d);
-	w->destination.schema = getstr(21);
-	w->destination.table = getstr(22);
-	w->created_by = DatumGetObjectId(getbin(15, &isnull));
-	w->last_progress = getstr(18);
-	w->batch.progress = w->last_progress;
-	w->batch.key = getstr(19);
-	w->batch.memo_cxt = AllocSetContextCreate(cxt, "bulkops batch memo",
-											  ALLOCSET_SMALL_SIZES);
-	d = getbin(13, &isnull);
-	if (isnull)
-		w->batch.prologue = "";
-	else
-	{
-		bytea	   *p = DatumGetByteaPP(d);
-
-		w->batch.prologue_len = VARSIZE_ANY_EXHDR(p);
-		w->batch.prologue = pnstrdup(VARDATA_ANY(p), w->batch.prologue_len);
-	}
-	d = getbin(10, &isnull);
-	{
-		Datum		offs = getbin(11, &isnull);
-		Datum		body = getbin(12, &isnull);
-
-		load_rows(w, d, offs, body);
-	}
-	w->max_attempts = bulkops_opt_int(w->batch.options, "max_attempts",
-									  bulkops_max_attempts);
-	w->concurrency = bulkops_opt_int(w->batch.options, "concurrency",
-									 bulkops_concurrency);
+	w = bulkops_work_new(job_id, batch_no, SPI_tuptable->vals[0],
+						 SPI_tuptable->tupdesc);
 
 	/* the target as it is now: URL and credentials may have changed */
-	{
-		Oid			ttypes[1] = {TEXTOID};
-		Datum		tvals[1] = {CStringGetTextDatum(w->target)};
-
-		rc = bulkops_exec("SELECT dialect, url, resource, auth, auth_set_by "
-						  "FROM bulkops.targets WHERE name = $1",
-						  1, ttypes, tvals, NULL, true, 0);
-		/* SPI leaves us in its own context after every call */
-		MemoryContextSwitchTo(cxt);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
-		if (SPI_processed == 0)
-			w->settle_error = psprintf("target \"%s\" no longer exists", w->target);
-		else
-		{
-			w->dialect = bulkops_find_dialect(getstr(1), true);
-			w->batch.url = getstr(2);
-			w->batch.resource = getstr(3);
-			d = getbin(4, &isnull);
-			w->auth = isnull ? NULL : DatumGetJsonbPCopy(d);
-			if (w->dialect == NULL)
-				w->settle_error = psprintf("dialect \"%s\" is not known to this build",
-										   getstr(1));
-			else if (w->auth != NULL)
-			{
-				/* the secrets' rules, however the stored value got there */
-				d = getbin(5, &isnull);
-				w->settle_error = bulkops_auth_refusal(w->auth, w->target,
-													   isnull ? InvalidOid : DatumGetObjectId(d));
-			}
-		}
-	}
+	tvals[0] = CStringGetTextDatum(w->target);
+	rc = bulkops_exec("SELECT dialect, url, resource, auth, auth_set_by "
+					  "FROM bulkops.targets WHERE name = $1",
+					  1, ttypes, tvals, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
+	bulkops_work_set_target(w, SPI_processed ? SPI_tuptable->vals[0] : NULL,
+							SPI_tuptable->tupdesc);
 	bulkops_load_pending(w);
-	if (stopped)
-		bulkops_work_stop(w, timed_out);
-	MemoryContextSwitchTo(old);
 
 	/* a job starts running when its first batch is taken (its row is ours) */
 	{
@@ -263,9 +128,9 @@ take_batch(int64 job_id, int32 batch_no, bool resume)
 		Datum		jvals[1] = {Int64GetDatum(job_id)};
 
 		bulkops_exec("UPDATE bulkops.jobs SET state = 'running', "
-							  "started_at = coalesce(started_at, now()) "
-							  "WHERE id = $1 AND state = 'queued'",
-							  1, jtypes, jvals, NULL, false, 0);
+					 "started_at = coalesce(started_at, now()) "
+					 "WHERE id = $1 AND state = 'queued'",
+					 1, jtypes, jvals, NULL, false, 0);
 	}
 	return w;
 }
@@ -324,21 +189,8 @@ job_deferred(int64 job_id)
 	ListCell   *lc;
 
 	foreach(lc, bulkops_works)
-		if (((Work *) lfirst(lc))->ref.job_id == job_id &&
+		if (((Work *) lfirst(lc))->batch.job_id == job_id &&
 			((Work *) lfirst(lc))->deferred)
-			return true;
-	return false;
-}
-
-/* Is batch (job_id, batch_no) in this worker's hands? */
-static bool
-work_held(int64 job_id, int32 batch_no)
-{
-	ListCell   *lc;
-
-	foreach(lc, bulkops_works)
-		if (((Work *) lfirst(lc))->ref.job_id == job_id &&
-			((Work *) lfirst(lc))->ref.batch_no == batch_no)
 			return true;
 	return false;
 }
@@ -557,7 +409,7 @@ bulkops_recover(void)
 		for (i = 0; i < n; i++)
 		{
 			/* resumed by an earlier call */
-			if (work_held(jobs[i], nos[i] < 0 ? -nos[i] - 1 : nos[i]))
+			if (bulkops_work_find(jobs[i], nos[i] < 0 ? -nos[i] - 1 : nos[i]))
 				continue;
 			if (!bulkops_lock_job(jobs[i], true))
 			{
@@ -684,7 +536,7 @@ bulkops_refresh_cancels(void)
 			ListCell   *lc;
 
 			foreach(lc, bulkops_works)
-				if (((Work *) lfirst(lc))->ref.job_id == id)
+				if (((Work *) lfirst(lc))->batch.job_id == id)
 					bulkops_work_stop((Work *) lfirst(lc), timed_out);
 		}
 		bulkops_commit_tx();

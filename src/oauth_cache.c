@@ -29,8 +29,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "batch.h"
 #include "oauth.h"
-#include "worker.h"
+#include "ratelimit.h"
 
 /* a waiting batch looks again this often, should a wake-up be lost */
 #define WAIT_RECHECK_MS		60000

@@ -30,6 +30,7 @@
 
 #include "bulkops.h"
 #include "exec.h"
+#include "receipts.h"
 
 static const char *const status_names[] = {
 	"succeeded", "failed", "cancelled", "unknown"
@@ -78,19 +79,19 @@ col(Relation rel, const char *name)
 }
 
 static void
-fill_slot(TupleTableSlot *slot, const ReceiptCols *c, BulkopsBatchRef *ref,
+fill_slot(TupleTableSlot *slot, const ReceiptCols *c, Work *w,
 		  BulkopsOutcome *o, int http_status, Datum now,
 		  ResultRelInfo *rri, EState *estate)
 {
 	Datum	   *v = slot->tts_values;
 	bool	   *n = slot->tts_isnull;
-	const char *key = ref->keys[o->row];
+	const char *key = w->keys[o->row];
 
 	ExecClearTuple(slot);
 	memset(n, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	v[c->job_id] = Int64GetDatum(ref->job_id);
+	v[c->job_id] = Int64GetDatum(w->batch.job_id);
 	n[c->job_id] = false;
-	v[c->row_no] = Int64GetDatum(ref->first_row + o->row);
+	v[c->row_no] = Int64GetDatum(w->batch.first_row + o->row);
 	n[c->row_no] = false;
 	if (key)
 	{
@@ -112,7 +113,7 @@ fill_slot(TupleTableSlot *slot, const ReceiptCols *c, BulkopsBatchRef *ref,
 	}
 	v[c->error_code] = text_or_null(o->error_code, &n[c->error_code]);
 	v[c->error_message] = text_or_null(o->error_message, &n[c->error_message]);
-	v[c->attempts] = Int32GetDatum(ref->attempts);
+	v[c->attempts] = Int32GetDatum(w->attempts);
 	n[c->attempts] = false;
 	v[c->updated_at] = now;
 	n[c->updated_at] = false;
@@ -132,7 +133,7 @@ fill_slot(TupleTableSlot *slot, const ReceiptCols *c, BulkopsBatchRef *ref,
  * table cannot be corrupted silently.
  */
 static void
-insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
+insert_receipts(Work *w, BulkopsOutcome **outs, int m,
 				int http_status)
 {
 	Relation	rel;
@@ -186,7 +187,7 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
 		int			chunk = Min(nslots, m - done);
 
 		for (i = 0; i < chunk; i++)
-			fill_slot(slots[i], &c, ref, outs[done + i], http_status, now,
+			fill_slot(slots[i], &c, w, outs[done + i], http_status, now,
 					  rri, estate);
 		table_multi_insert(rel, slots, chunk, cid, 0, bistate);
 		for (i = 0; i < chunk; i++)
@@ -217,7 +218,7 @@ insert_receipts(BulkopsBatchRef *ref, BulkopsOutcome **outs, int m,
  * ignored: a row gets exactly one receipt.
  */
 void
-bulkops_write_outcomes(BulkopsBatchRef *ref, List *outcomes, int http_status)
+bulkops_write_outcomes(Work *w, List *outcomes, int http_status)
 {
 	BulkopsOutcome **outs = palloc(sizeof(BulkopsOutcome *) * Max(list_length(outcomes), 1));
 	int64		counts[4] = {0};
@@ -230,19 +231,19 @@ bulkops_write_outcomes(BulkopsBatchRef *ref, List *outcomes, int http_status)
 	{
 		BulkopsOutcome *o = lfirst(lc);
 
-		if (o->row < 0 || o->row >= ref->nrows || !ref->pending[o->row])
+		if (o->row < 0 || o->row >= w->batch.nrows || !w->pending[o->row])
 			continue;
-		ref->pending[o->row] = false;
-		ref->npending--;
+		w->pending[o->row] = false;
+		w->batch.npending--;
 		counts[o->status]++;
 		outs[m++] = o;
 	}
 	if (m == 0)
 		return;
 
-	insert_receipts(ref, outs, m, http_status);
+	insert_receipts(w, outs, m, http_status);
 
-	values[0] = Int64GetDatum(ref->job_id);
+	values[0] = Int64GetDatum(w->batch.job_id);
 	values[1] = Int64GetDatum(counts[BULKOPS_ROW_SUCCEEDED]);
 	values[2] = Int64GetDatum(counts[BULKOPS_ROW_FAILED]);
 	values[3] = Int64GetDatum(counts[BULKOPS_ROW_CANCELLED]);
@@ -257,15 +258,15 @@ bulkops_write_outcomes(BulkopsBatchRef *ref, List *outcomes, int http_status)
 
 /* Mark ref's batch done and end its job if it was the last one. */
 void
-bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
+bulkops_close_batch(Work *w, const char *last_error,
 					int http_status)
 {
 	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, INT4OID};
 	Datum		values[4];
 	char		nulls[4] = "    ";
 
-	values[0] = Int64GetDatum(ref->job_id);
-	values[1] = Int32GetDatum(ref->batch_no);
+	values[0] = Int64GetDatum(w->batch.job_id);
+	values[1] = Int32GetDatum(w->batch.batch_no);
 	values[2] = last_error ? CStringGetTextDatum(bulkops_clean_text(last_error, 8192)) : (Datum) 0;
 	nulls[2] = last_error ? ' ' : 'n';
 	values[3] = Int32GetDatum(http_status);
@@ -281,7 +282,7 @@ bulkops_close_batch(BulkopsBatchRef *ref, const char *last_error,
 		 "last_error = coalesce($3, last_error) WHERE id = $1 AND $2 IS NOT NULL",
 		 3, types, values, nulls, SPI_OK_UPDATE);
 	SPI_finish();
-	bulkops_finish_job_if_done(ref->job_id);
+	bulkops_finish_job_if_done(w->batch.job_id);
 }
 
 /*

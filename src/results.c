@@ -45,7 +45,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "worker.h"
+#include "claim.h"
+#include "exec.h"
+#include "receipts.h"
+#include "results.h"
 
 /*
  * Append a page of a query job's rows to its table and count them on the
@@ -58,7 +61,7 @@ write_page(Work *w, const char *page, size_t len)
 	uint64		n = bulkops_sink_page(&w->destination, w->created_by, page, len,
 									  &relid);
 	Oid			types[3] = {INT8OID, INT8OID, OIDOID};
-	Datum		values[3] = {Int64GetDatum(w->ref.job_id), Int64GetDatum((int64) n),
+	Datum		values[3] = {Int64GetDatum(w->batch.job_id), Int64GetDatum((int64) n),
 	ObjectIdGetDatum(relid)};
 	char		nulls[3] = {' ', ' ', OidIsValid(relid) ? ' ' : 'n'};
 
@@ -97,8 +100,8 @@ record_progress(Work *w, const char *progress)
 	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
 	Datum		values[3];
 
-	values[0] = Int64GetDatum(w->ref.job_id);
-	values[1] = Int32GetDatum(w->ref.batch_no);
+	values[0] = Int64GetDatum(w->batch.job_id);
+	values[1] = Int32GetDatum(w->batch.batch_no);
 	values[2] = CStringGetTextDatum(progress);
 	if (bulkops_exec("UPDATE bulkops.batches SET progress = $3::jsonb "
 							  "WHERE job_id = $1 AND batch_no = $2",
@@ -120,7 +123,7 @@ apply_result(Work *w, BulkopsResult *res)
 	Datum		values[8];
 	char		nulls[8] = "        ";
 
-	bulkops_write_outcomes(&w->ref, res->outcomes, status);
+	bulkops_write_outcomes(w, res->outcomes, status);
 	if (res->page && w->is_export)
 		write_page(w, res->page, res->page_len);
 	if (res->progress)
@@ -129,13 +132,13 @@ apply_result(Work *w, BulkopsResult *res)
 	switch (res->next)
 	{
 		case BULKOPS_NEXT_DONE:
-			if (w->ref.npending > 0)
+			if (w->batch.npending > 0)
 			{
 				BulkopsResult rest = {0};
 
 				bulkops_result_settle_rest(&w->batch, &rest, BULKOPS_ROW_UNKNOWN,
 										   "the remote answer did not mention this row");
-				bulkops_write_outcomes(&w->ref, rest.outcomes, status);
+				bulkops_write_outcomes(w, rest.outcomes, status);
 			}
 			finished = true;
 			break;
@@ -154,7 +157,7 @@ apply_result(Work *w, BulkopsResult *res)
 					foreach(lc, rest.outcomes)
 						((BulkopsOutcome *) lfirst(lc))->error_code = res->error_code;
 				}
-				bulkops_write_outcomes(&w->ref, rest.outcomes, status);
+				bulkops_write_outcomes(w, rest.outcomes, status);
 				finished = true;
 			}
 			break;
@@ -163,25 +166,24 @@ apply_result(Work *w, BulkopsResult *res)
 		case BULKOPS_NEXT_RETRY:
 			break;
 	}
-	w->batch.npending = w->ref.npending;
 	/* a query job has no rows to settle: only the dialect says it is done */
-	if (w->ref.npending == 0 && w->ref.nrows > 0)
+	if (w->batch.npending == 0 && w->batch.nrows > 0)
 		finished = true;
 
 	if (finished)
 	{
 		/* a DONE with an error: every row has its outcome, yet not as asked */
-		bulkops_close_batch(&w->ref, res->error, status);
+		bulkops_close_batch(w, res->error, status);
 		return true;
 	}
 
 	/* persist where the batch stands before acting on it */
-	values[0] = Int64GetDatum(w->ref.job_id);
-	values[1] = Int32GetDatum(w->ref.batch_no);
+	values[0] = Int64GetDatum(w->batch.job_id);
+	values[1] = Int32GetDatum(w->batch.batch_no);
 	values[2] = Int32GetDatum(w->batch.step);
 	values[3] = w->batch.remote_id ? CStringGetTextDatum(w->batch.remote_id) : (Datum) 0;
 	nulls[3] = w->batch.remote_id ? ' ' : 'n';
-	values[4] = Int32GetDatum(w->ref.attempts);
+	values[4] = Int32GetDatum(w->attempts);
 	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
 	nulls[5] = res->error ? ' ' : 'n';
 	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
@@ -218,7 +220,7 @@ typedef enum StoreStatus
  * One transaction that stores res for w.  A retry first asks, without
  * waiting, whether another transaction still holds the job's row, which
  * the store would wait for: it is not tried while that is so.  Every
- * failure leaves w->ref.pending as the failed write changed it in memory:
+ * failure leaves w->pending as the failed write changed it in memory:
  * it is reloaded from the receipts, in the transaction of the next try.
  */
 static StoreStatus
@@ -232,12 +234,12 @@ try_store(Work *w, BulkopsResult *res, bool retry, bool *finished,
 	PG_TRY();
 	{
 		bulkops_begin_tx("writing receipts");
-		if (retry && !bulkops_lock_job(w->ref.job_id, true))
+		if (retry && !bulkops_lock_job(w->batch.job_id, true))
 		{
 			st = STORE_LOCKED;
 			MemoryContextSwitchTo(cxt);
 			*why = psprintf("another transaction holds job " INT64_FORMAT,
-							w->ref.job_id);
+							w->batch.job_id);
 		}
 		else
 		{
@@ -344,7 +346,7 @@ defer(Work *w, BulkopsResult *res, const char *why)
 	if (w->deferrals == 0)
 		ereport(LOG,
 				(errmsg("bulkops keeps the result for batch %d of job " INT64_FORMAT " until it can be stored",
-						w->ref.batch_no, w->ref.job_id),
+						w->batch.batch_no, w->batch.job_id),
 				 errdetail("%s", why)));
 	w->deferrals++;
 	w->store_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -361,7 +363,7 @@ forget_deferred(Work *w, bool stored)
 	if (stored)
 		ereport(LOG,
 				(errmsg("bulkops stored the result for batch %d of job " INT64_FORMAT " after %d tries",
-						w->ref.batch_no, w->ref.job_id, w->deferrals + 1)));
+						w->batch.batch_no, w->batch.job_id, w->deferrals + 1)));
 	MemoryContextDelete(w->deferred_cxt);
 	w->deferred_cxt = NULL;
 	w->deferred = NULL;
@@ -431,7 +433,7 @@ store(Work *w, BulkopsResult *res, bool retry)
 		{
 			ereport(WARNING,
 					(errmsg("bulkops batch %d of job " INT64_FORMAT " is left for the next restart",
-							w->ref.batch_no, w->ref.job_id)));
+							w->batch.batch_no, w->batch.job_id)));
 			finished = true;
 		}
 	}

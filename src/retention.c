@@ -17,7 +17,9 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
-#include "worker.h"
+#include "bulkops.h"
+#include "exec.h"
+#include "retention.h"
 
 #define PURGE_JOBS_PER_TXN 10
 #define PURGE_EVERY_MS (60 * 1000)

@@ -65,34 +65,20 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "worker.h"
+#include "batch.h"
+#include "claim.h"
+#include "exec.h"
+#include "ratelimit.h"
+#include "results.h"
+#include "retention.h"
 
-List	   *bulkops_works = NIL;	/* in TopMemoryContext */
 static TimestampTz next_claim = 0;
-static bool room_freed = false;	/* a batch ended: claim another now */
 
 /*
  * After a claim skipped a job another transaction held, the next claim
  * comes this soon, once: another lane's transaction is over by then.
  */
 #define CLAIM_RETRY_MS 20
-
-/*
- * How long a cancelled or timed-out job's batches may wait for the remote
- * side's answers (to a request in flight, an abort, the polls after it)
- * before their rows are settled unknown: short enough that a cancel ends
- * the job within about a second however slow the remote side is.
- */
-#define STOP_GRACE_MS 750
-
-void
-bulkops_works_add(Work *w)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	bulkops_works = lappend(bulkops_works, w);
-	MemoryContextSwitchTo(old);
-}
 
 /*
  * Whether bulkops is installed in this database at the version this
@@ -126,46 +112,10 @@ extension_ready(void)
 	return ok;
 }
 
-/*
- * w's job was cancelled or timed out: queued work is dropped, a remote
- * task under way is aborted (where the dialect can) and followed for
- * STOP_GRACE_MS.
- */
-void
-bulkops_work_stop(Work *w, bool timed_out)
-{
-	if (w->cancel)
-		return;
-	w->cancel = true;
-	w->timed_out = timed_out;
-	w->batch.stopping = true;
-	w->stop_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STOP_GRACE_MS);
-	/* learn where a running task stands now, not at its next poll */
-	w->polls = 0;
-	w->due = GetCurrentTimestamp();
-}
-
 static const char *
 stop_reason(Work *w)
 {
 	return w->timed_out ? "the job's deadline passed" : "the job was cancelled";
-}
-
-/* ---- applying results ---- */
-
-void
-bulkops_work_free(Work *w)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	bulkops_works = list_delete_ptr(bulkops_works, w);
-	MemoryContextSwitchTo(old);
-	room_freed = true;
-	if (w->call)
-		bulkops_http_free(w->call);
-	if (w->deferred_call)
-		bulkops_http_free(w->deferred_call);
-	MemoryContextDelete(w->cxt);
 }
 
 /*
@@ -234,14 +184,14 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			set_memo(w, NULL);
 			if (res->counts_attempt)
 			{
-				if (w->ref.attempts >= w->max_attempts)
+				if (w->attempts >= w->max_attempts)
 				{
 					res->next = BULKOPS_NEXT_FAIL;
-					res->error = psprintf("gave up after %d attempts: %s", w->ref.attempts,
+					res->error = psprintf("gave up after %d attempts: %s", w->attempts,
 										  res->error ? res->error : "resubmission needed");
 					break;
 				}
-				w->ref.attempts++;
+				w->attempts++;
 			}
 			w->due = now;
 			break;
@@ -285,16 +235,16 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			}
 			if (!not_applied)
 				w->maybe_applied = true;
-			if (w->ref.attempts >= w->max_attempts)
+			if (w->attempts >= w->max_attempts)
 			{
 				res->next = BULKOPS_NEXT_FAIL;
 				res->error = psprintf("gave up after %d attempts: %s",
-									  w->ref.attempts, res->error);
+									  w->attempts, res->error);
 				break;
 			}
-			w->ref.attempts++;
+			w->attempts++;
 			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-												 : bulkops_backoff_ms(w->ref.attempts - 1, retry_after_ms));
+												 : bulkops_backoff_ms(w->attempts - 1, retry_after_ms));
 			break;
 		case BULKOPS_NEXT_DONE:
 		case BULKOPS_NEXT_FAIL:
@@ -358,7 +308,7 @@ abort_answered(Work *w, BulkopsHttpCall *call)
 		ereport(LOG,
 				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
 						w->batch.remote_id ? w->batch.remote_id : "(none)",
-						w->ref.job_id,
+						w->batch.job_id,
 						call->error ? call->error
 						: psprintf("HTTP %ld", call->status))));
 	bulkops_http_free(call);
@@ -495,8 +445,8 @@ mark_maybe_applied(Work *w)
 	PG_TRY();
 	{
 		Oid			types[2] = {INT8OID, INT4OID};
-		Datum		values[2] = {Int64GetDatum(w->ref.job_id),
-		Int32GetDatum(w->ref.batch_no)};
+		Datum		values[2] = {Int64GetDatum(w->batch.job_id),
+		Int32GetDatum(w->batch.batch_no)};
 
 		bulkops_begin_tx("marking a submit");
 		bulkops_exec("UPDATE bulkops.batches SET maybe_applied = true "
@@ -601,7 +551,7 @@ send_request(Work *w, bool abort)
 		/* the polls that follow still learn the outcome */
 		ereport(LOG,
 				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
-						w->batch.remote_id, w->ref.job_id, error)));
+						w->batch.remote_id, w->batch.job_id, error)));
 		return;
 	}
 	if (error)
@@ -733,7 +683,7 @@ static long
 next_wait_ms(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next = room_freed ? 0 : next_claim;
+	TimestampTz next = bulkops_room_freed ? 0 : next_claim;
 	ListCell   *lc;
 	long		secs;
 	int			usecs;
@@ -826,8 +776,8 @@ bulkops_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		room = room_freed;
-		room_freed = false;
+		room = bulkops_room_freed;
+		bulkops_room_freed = false;
 		if (woken || GetCurrentTimestamp() >= next_claim)
 		{
 			bool		skipped;

@@ -62,7 +62,6 @@
 
 #include "bulkops.h"
 #include "dialect.h"
-#include "worker.h"
 
 PG_FUNCTION_INFO_V1(bulkops_fuzz);
 PG_FUNCTION_INFO_V1(bulkops_fuzz_dialects);

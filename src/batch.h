@@ -1,19 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * worker.h
- *	  What worker.c (the loop, sending, results) and claim.c (taking
- *	  batches from the tables) share.
+ * batch.h
+ *	  A batch in the worker's hands (Work) and its lifecycle (batch.c).
  *
  *-------------------------------------------------------------------------
  */
-#ifndef BULKOPS_WORKER_H
-#define BULKOPS_WORKER_H
+#ifndef BULKOPS_BATCH_H
+#define BULKOPS_BATCH_H
 
+#include "access/htup.h"
 #include "utils/timestamp.h"
 
 #include "bulkops.h"
-#include "exec.h"
-#include "ratelimit.h"
 #include "http.h"
 #include "oauth.h"
 
@@ -22,8 +20,14 @@ typedef struct Work
 {
 	MemoryContext cxt;
 	MemoryContext step_cxt;		/* one request and its answer */
-	BulkopsBatchRef ref;		/* what receipts.c needs */
-	BulkopsBatch batch;			/* what the dialect sees */
+	BulkopsBatch batch;			/* what the dialect sees; the batch's
+								 * identity and rows */
+	char	  **keys;			/* batch.nrows entries: each row's key, or
+								 * NULL */
+	bool	   *pending;		/* the same array as batch.pending, which
+								 * the dialect may only read: receipts.c
+								 * clears a row's entry as it settles it */
+	int			attempts;		/* submits counted so far */
 	const BulkopsDialect *dialect;
 	char	   *target;
 	bool		is_export;		/* a query job: its rows go to destination */
@@ -68,26 +72,26 @@ typedef struct Work
 								 * reload it from the receipts first */
 } Work;
 
-/* the batches held, in TopMemoryContext */
-extern List *bulkops_works;
+/*
+ * How long a cancelled or timed-out job's batches may wait for the remote
+ * side's answers (to a request in flight, an abort, the polls after it)
+ * before their rows are settled unknown: short enough that a cancel ends
+ * the job within about a second however slow the remote side is.
+ */
+#define STOP_GRACE_MS 750
 
-/* worker.c */
+/* the batches this worker holds, in TopMemoryContext */
+extern List *bulkops_works;
+/* a batch ended since the loop last looked: there is room to claim */
+extern bool bulkops_room_freed;
+
+extern Work *bulkops_work_new(int64 job_id, int32 batch_no, HeapTuple row,
+							  TupleDesc desc);
+extern void bulkops_work_set_target(Work *w, HeapTuple row, TupleDesc desc);
+extern void bulkops_work_load_pending(Work *w, int64 *settled, uint64 nsettled);
 extern void bulkops_works_add(Work *w);
+extern Work *bulkops_work_find(int64 job_id, int32 batch_no);
 extern void bulkops_work_stop(Work *w, bool timed_out);
 extern void bulkops_work_free(Work *w);
 
-/* results.c */
-extern bool bulkops_commit_result(Work *w, BulkopsResult *res);
-extern void bulkops_store_deferred(Work *w);
-
-/* retention.c */
-extern void bulkops_purge_expired(void);
-
-/* claim.c */
-extern bool bulkops_claim(void);
-extern bool bulkops_recover(void);
-extern int	bulkops_lane_share(int concurrency);
-extern void bulkops_refresh_cancels(void);
-extern void bulkops_load_pending(Work *w);
-
-#endif							/* BULKOPS_WORKER_H */
+#endif							/* BULKOPS_BATCH_H */
