@@ -19,7 +19,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -31,22 +30,7 @@
 #include "utils/wait_event.h"
 
 #include "bulkops.h"
-
-/* Run one owner-side statement with parameters; returns SPI_processed. */
-static uint64
-exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
-			  const char *nulls, int expect)
-{
-	BulkopsSection s;
-	int			rc;
-
-	bulkops_enter_owner(&s);
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	bulkops_leave(&s);
-	if (rc != expect)
-		elog(ERROR, "bulkops: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
-	return SPI_processed;
-}
+#include "catalog.h"
 
 static char *
 text_arg(FunctionCallInfo fcinfo, int n, const char *name)
@@ -115,16 +99,6 @@ validate_target(const BulkopsDialect *d, const char *url, const char *resource,
 	d->validate_target(url, resource, options);
 }
 
-static bool
-target_exists(const char *name)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
-
-	return exec_as_owner("SELECT 1 FROM bulkops.targets WHERE name = $1",
-						 1, types, values, NULL, SPI_OK_SELECT) > 0;
-}
-
 PG_FUNCTION_INFO_V1(bulkops_create_target);
 Datum
 bulkops_create_target(PG_FUNCTION_ARGS)
@@ -136,9 +110,6 @@ bulkops_create_target(PG_FUNCTION_ARGS)
 	Jsonb	   *auth = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
 	Jsonb	   *options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
 	const BulkopsDialect *d;
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, OIDOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
 
 	bulkops_require_current_schema();
 	bulkops_require_admin("create targets");
@@ -146,28 +117,17 @@ bulkops_create_target(PG_FUNCTION_ARGS)
 	d = bulkops_find_dialect(dialect, false);
 	validate_target(d, url, resource, auth, options);
 
-	SPI_connect();
-	if (target_exists(name))
+	if (bulkops_catalog_target_exists(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("target \"%s\" already exists", name),
 				 errhint("Use bulkops.alter_target() to change it.")));
-	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(dialect);
-	values[2] = CStringGetTextDatum(url);
-	values[3] = resource ? CStringGetTextDatum(resource) : (Datum) 0;
-	nulls[3] = resource ? ' ' : 'n';
-	values[4] = auth ? JsonbPGetDatum(auth) : (Datum) 0;
-	nulls[4] = auth ? ' ' : 'n';
-	values[5] = options ? JsonbPGetDatum(options) : DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	values[6] = ObjectIdGetDatum(GetUserId());
-	/* the secrets' rules are checked again, against auth_set_by, at use */
-	exec_as_owner("INSERT INTO bulkops.targets "
-				  "(name, dialect, url, resource, auth, options, owner, auth_set_by) "
-				  "VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, "
-				  "CASE WHEN $5 IS NOT NULL THEN $7::regrole END)",
-				  7, types, values, nulls, SPI_OK_INSERT);
-	SPI_finish();
+	/* the secrets' rules are checked again, against the setter, at use */
+	bulkops_catalog_insert_target(name, dialect, url, resource, auth,
+								  options ? options
+								  : DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																	   CStringGetDatum("{}"))),
+								  GetUserId());
 	PG_RETURN_VOID();
 }
 
@@ -176,75 +136,33 @@ Datum
 bulkops_alter_target(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_arg(fcinfo, 0, "name");
-	Oid			types[1] = {TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
-	Oid			utypes[6] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, OIDOID};
-	char	   *dialect;
+	BulkopsTargetRow t;
 	char	   *url;
 	char	   *resource;
 	Jsonb	   *auth;
 	Jsonb	   *options;
-	bool		isnull;
-	HeapTuple	tup;
-	TupleDesc	desc;
 
 	bulkops_require_current_schema();
 	bulkops_require_admin("alter targets");
-	SPI_connect();
-	values[0] = CStringGetTextDatum(name);
-	if (exec_as_owner("SELECT dialect, url, resource, auth, options, owner "
-					  "FROM bulkops.targets WHERE name = $1 FOR UPDATE",
-					  1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (!bulkops_catalog_read_target(name, true, &t))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("target \"%s\" does not exist", name)));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	bulkops_require_target_owner(name,
-								 DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull)),
-								 "alter");
-	dialect = SPI_getvalue(tup, desc, 1);
-	url = PG_ARGISNULL(1) ? SPI_getvalue(tup, desc, 2)
-		: normalize_url(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	resource = PG_ARGISNULL(2) ? SPI_getvalue(tup, desc, 3)
-		: text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (PG_ARGISNULL(3))
-	{
-		Datum		d = SPI_getbinval(tup, desc, 4, &isnull);
-
-		auth = isnull ? NULL : DatumGetJsonbPCopy(d);
-	}
-	else
-		auth = PG_GETARG_JSONB_P(3);
-	if (PG_ARGISNULL(4))
-		options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
-	else
-		options = PG_GETARG_JSONB_P(4);
+	bulkops_require_target_owner(name, t.owner, "alter");
+	url = PG_ARGISNULL(1) ? t.url : normalize_url(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	resource = PG_ARGISNULL(2) ? t.resource : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	auth = PG_ARGISNULL(3) ? t.auth : PG_GETARG_JSONB_P(3);
+	options = PG_ARGISNULL(4) ? t.options : PG_GETARG_JSONB_P(4);
 
 	/*
 	 * Only a new auth is checked against the current user: a stored one
 	 * keeps the rights of whoever set it (auth_set_by), which the worker
 	 * checks again at every claim.
 	 */
-	validate_target(bulkops_find_dialect(dialect, false), url, resource,
+	validate_target(bulkops_find_dialect(t.dialect, false), url, resource,
 					PG_ARGISNULL(3) ? NULL : auth, options);
-
-	values[1] = CStringGetTextDatum(url);
-	values[2] = resource ? CStringGetTextDatum(resource) : (Datum) 0;
-	nulls[2] = resource ? ' ' : 'n';
-	values[3] = auth ? JsonbPGetDatum(auth) : (Datum) 0;
-	nulls[3] = auth ? ' ' : 'n';
-	values[4] = JsonbPGetDatum(options);
-	/* who set the secrets: whoever gave auth now, else as it was */
-	values[5] = ObjectIdGetDatum(GetUserId());
-	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
-	exec_as_owner("UPDATE bulkops.targets SET url = $2, resource = $3, auth = $4, "
-				  "options = $5, auth_set_by = CASE WHEN $4 IS NULL THEN NULL "
-				  "ELSE coalesce($6::regrole, auth_set_by) END, "
-				  "updated_at = now() WHERE name = $1",
-				  6, utypes, values, nulls, SPI_OK_UPDATE);
-	SPI_finish();
+	bulkops_catalog_update_target(name, url, resource, auth, options,
+								  PG_ARGISNULL(3) ? InvalidOid : GetUserId());
 	PG_RETURN_VOID();
 }
 
@@ -253,33 +171,21 @@ Datum
 bulkops_drop_target(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
-	bool		isnull;
+	BulkopsTargetRow t;
 
 	bulkops_require_current_schema();
 	bulkops_require_admin("drop targets");
-	SPI_connect();
-	if (exec_as_owner("SELECT owner FROM bulkops.targets WHERE name = $1 FOR UPDATE",
-					  1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (!bulkops_catalog_read_target(name, true, &t))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("target \"%s\" does not exist", name)));
-	bulkops_require_target_owner(name,
-								 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-																SPI_tuptable->tupdesc,
-																1, &isnull)),
-								 "drop");
-	if (exec_as_owner("SELECT 1 FROM bulkops.jobs WHERE target = $1 "
-					  "AND state IN ('queued', 'running')",
-					  1, types, values, NULL, SPI_OK_SELECT) > 0)
+	bulkops_require_target_owner(name, t.owner, "drop");
+	if (bulkops_catalog_target_busy(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("target \"%s\" has unfinished jobs", name),
 				 errhint("Wait for them or cancel them with bulkops.cancel() first.")));
-	exec_as_owner("DELETE FROM bulkops.targets WHERE name = $1",
-				  1, types, values, NULL, SPI_OK_DELETE);
-	SPI_finish();
+	bulkops_catalog_delete_target(name);
 	PG_RETURN_VOID();
 }
 
@@ -422,51 +328,6 @@ bulkops_bulk_query(PG_FUNCTION_ARGS)
 
 /* ---- wait and cancel ---- */
 
-typedef struct JobStatus
-{
-	bool		found;
-	bool		this_xact;		/* created by the calling transaction */
-	char	   *state;
-	int64		total;
-	int64		done;
-} JobStatus;
-
-/* Read a job as the caller sees it (row-level security applies). */
-static JobStatus
-read_job(int64 job)
-{
-	JobStatus	js = {0};
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(job)};
-	BulkopsSection s;
-	int			rc;
-
-	bulkops_enter_safe(&s);
-	rc = SPI_execute_with_args("SELECT state, rows_total, "
-							   "rows_succeeded + rows_failed + rows_cancelled + rows_unknown, "
-							   "xmin::text "
-							   "FROM bulkops.jobs WHERE id = $1",
-							   1, types, values, NULL, false, 1);
-	bulkops_leave(&s);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read job " INT64_FORMAT ": %s", job,
-			 SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		js.found = true;
-		js.state = SPI_getvalue(tup, desc, 1);
-		js.total = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		js.done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		js.this_xact = TransactionIdIsCurrentTransactionId((TransactionId)
-														   strtoul(SPI_getvalue(tup, desc, 4), NULL, 10));
-	}
-	return js;
-}
-
 static bool
 state_is_final(const char *state)
 {
@@ -483,7 +344,7 @@ bulkops_wait(PG_FUNCTION_ARGS)
 	TimestampTz deadline = 0;
 	TimestampTz last_notice = start;
 	int64		last_done = 0;
-	JobStatus	js;
+	BulkopsJobStatus js;
 	char	   *result;
 	MemoryContext fcxt = CurrentMemoryContext;
 
@@ -497,10 +358,9 @@ bulkops_wait(PG_FUNCTION_ARGS)
 														   TimestampTzGetDatum(start),
 														   PointerGetDatum(timeout)));
 
-	SPI_connect();
 	for (;;)
 	{
-		js = read_job(job);
+		js = bulkops_catalog_read_job(job);
 		if (!js.found)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -532,13 +392,13 @@ bulkops_wait(PG_FUNCTION_ARGS)
 			last_notice = now;
 			last_done = js.done;
 		}
+		pfree(js.state);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 100, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
 	result = MemoryContextStrdup(fcxt, js.state);
-	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
@@ -547,30 +407,19 @@ Datum
 bulkops_cancel(PG_FUNCTION_ARGS)
 {
 	int64		job = PG_GETARG_INT64(0);
-	JobStatus	js;
+	BulkopsJobStatus js;
 	bool		stopped;
 
 	bulkops_require_current_schema();
-	SPI_connect();
-	js = read_job(job);
+	/* whom the caller may see, it may cancel: the job's creator, the target's owner */
+	js = bulkops_catalog_read_job(job);
 	if (!js.found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job " INT64_FORMAT " does not exist", job)));
 	if (state_is_final(js.state))
-	{
-		SPI_finish();
 		PG_RETURN_BOOL(false);
-	}
-	{
-		BulkopsSection s;
-
-		bulkops_enter_owner(&s);
-		stopped = bulkops_cancel_queued_batches(job, false);
-		bulkops_finish_job_if_done(job);
-		bulkops_leave(&s);
-	}
-	SPI_finish();
+	stopped = bulkops_catalog_cancel_job(job);
 	if (stopped)
 		bulkops_wake_worker_at_commit();
 	PG_RETURN_BOOL(stopped);

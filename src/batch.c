@@ -8,9 +8,10 @@
  * one request and its answer (step_cxt) and one for what the dialect keeps
  * between steps (memo_cxt); freeing the Work deletes them all.  The list
  * of held Works (bulkops_works) lives in TopMemoryContext.  Nothing here
- * runs a statement or opens a transaction: the claimed row is read by the
- * caller (catalog.c) inside its transaction, and its columns are taken by
- * name here, copied into the Work's context before that transaction ends.
+ * opens a transaction: the claimed row is read by the caller (catalog.c)
+ * inside its transaction, and its columns are taken by name here, copied
+ * into the Work's context before that transaction ends; the pending rows
+ * are read (catalog.c) in the caller's transaction too.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +24,7 @@
 #include "utils/memutils.h"
 
 #include "batch.h"
+#include "catalog.h"
 
 List	   *bulkops_works = NIL;
 bool		bulkops_room_freed = false;
@@ -187,13 +189,19 @@ bulkops_work_set_target(Work *w, HeapTuple row, TupleDesc desc)
 }
 
 /*
- * Every row of w is pending but those of settled (job row numbers that
- * already have a receipt: a resumed batch, or a store that failed after
- * writing some).  Fills the same array again when called again.
+ * Every row of w is pending but those that already have a receipt (a
+ * resumed batch, or a store that failed after writing some), as the
+ * tables say inside the caller's transaction.  Fills the same array again
+ * when called again.
  */
 void
-bulkops_work_load_pending(Work *w, int64 *settled, uint64 nsettled)
+bulkops_work_reload_pending(Work *w)
 {
+	uint64		nsettled;
+	int64	   *settled = bulkops_catalog_settled_rows(w->batch.job_id,
+													   w->batch.first_row,
+													   w->batch.nrows,
+													   &nsettled);
 	uint64		i;
 
 	if (w->pending == NULL)

@@ -88,7 +88,7 @@ extern bool bulkops_room_freed;
 extern Work *bulkops_work_new(int64 job_id, int32 batch_no, HeapTuple row,
 							  TupleDesc desc);
 extern void bulkops_work_set_target(Work *w, HeapTuple row, TupleDesc desc);
-extern void bulkops_work_load_pending(Work *w, int64 *settled, uint64 nsettled);
+extern void bulkops_work_reload_pending(Work *w);
 extern void bulkops_works_add(Work *w);
 extern Work *bulkops_work_find(int64 job_id, int32 batch_no);
 extern void bulkops_work_stop(Work *w, bool timed_out);

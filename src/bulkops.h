@@ -194,10 +194,6 @@ extern int64 bulkops_enqueue(const char *target, BulkopsOp op,
 extern int64 bulkops_enqueue_query(const char *target, const char *query,
 								   const char *into, Jsonb *job_options);
 
-/* receipts.c (what backends use of it; the worker's part is in receipts.h) */
-extern void bulkops_finish_job_if_done(int64 job_id);
-extern bool bulkops_cancel_queued_batches(int64 job_id, bool timed_out);
-
 /* remote_text.c: what the remote side sent, made fit to store */
 extern const char *bulkops_clean_text(const char *s, int maxlen);
 extern void bulkops_check_stored_text(BulkopsResult *res);

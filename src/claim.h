@@ -14,6 +14,5 @@ extern bool bulkops_claim(void);
 extern bool bulkops_recover(void);
 extern int	bulkops_lane_share(int concurrency);
 extern void bulkops_refresh_cancels(void);
-extern void bulkops_load_pending(Work *w);
 
 #endif							/* BULKOPS_CLAIM_H */

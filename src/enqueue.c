@@ -37,6 +37,7 @@
 #include "utils/varlena.h"
 
 #include "bulkops.h"
+#include "catalog.h"
 
 typedef struct EnqueueState
 {
@@ -54,7 +55,6 @@ typedef struct EnqueueState
 	MemoryContext job_cxt;		/* encoder, kept plan, batch buffers */
 	MemoryContext batch_cxt;	/* one batch's keys and temporaries, reset
 								 * per flush */
-	SPIPlanPtr	insert_plan;
 
 	/* the batch being filled */
 	StringInfoData body;		/* starts with room for a varlena header */
@@ -177,38 +177,18 @@ batch_reset(EnqueueState *st)
 	st->nrows = 0;
 }
 
-static void
-prepare_insert(EnqueueState *st)
-{
-	Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT4OID,
-	TEXTARRAYOID, INT4ARRAYOID, BYTEAOID};
-	BulkopsSection s;
-
-	/* parsed where it runs: as the owner, with the fixed search_path */
-	bulkops_enter_owner(&s);
-	st->insert_plan = SPI_prepare("INSERT INTO bulkops.batches "
-								  "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
-	if (st->insert_plan == NULL)
-		elog(ERROR, "could not prepare batch insert: %s",
-			 SPI_result_code_string(SPI_result));
-	bulkops_leave(&s);
-	SPI_keepplan(st->insert_plan);
-}
-
 /*
- * Write the batch being filled.  Called from inside the executor of the
- * source query, hence its own (nested) SPI connection.
+ * Write the batch being filled (from inside the executor of the source
+ * query: catalog.c opens a nested SPI connection for it).
  */
 static void
 batch_flush(EnqueueState *st)
 {
-	Datum		values[7];
+	Datum		keys;
+	Datum		offsets;
 	int			dims[1];
 	int			lbs[1] = {1};
-	int			rc;
 	bytea	   *body;
-	BulkopsSection s;
 	MemoryContext old;
 
 	if (st->nrows == 0)
@@ -218,35 +198,23 @@ batch_flush(EnqueueState *st)
 	/* body was built with its varlena header in front: no copy needed */
 	body = (bytea *) st->body.data;
 	SET_VARSIZE(body, st->body.len);
-	dims[0] = st->nrows + 1;
-
-	values[0] = Int64GetDatum(st->job_id);
-	values[1] = Int32GetDatum(st->batches + 1);
-	values[2] = Int64GetDatum(st->rows - st->nrows + 1);
-	values[3] = Int32GetDatum(st->nrows);
 	dims[0] = st->nrows;
-	values[4] = PointerGetDatum(construct_md_array(st->keys, st->key_nulls, 1,
-												   dims, lbs, TEXTOID, -1,
-												   false, TYPALIGN_INT));
+
+	keys = PointerGetDatum(construct_md_array(st->keys, st->key_nulls, 1,
+											 dims, lbs, TEXTOID, -1,
+											 false, TYPALIGN_INT));
 	{
 		Datum	   *od = palloc(sizeof(Datum) * (st->nrows + 1));
 		int			i;
 
 		for (i = 0; i <= st->nrows; i++)
 			od[i] = Int32GetDatum(st->offsets[i]);
-		values[5] = PointerGetDatum(construct_array(od, st->nrows + 1, INT4OID,
-													4, true, TYPALIGN_INT));
+		offsets = PointerGetDatum(construct_array(od, st->nrows + 1, INT4OID,
+												  4, true, TYPALIGN_INT));
 	}
-	values[6] = PointerGetDatum(body);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
-	bulkops_enter_owner(&s);
-	rc = SPI_execute_plan(st->insert_plan, values, NULL, false, 0);
-	bulkops_leave(&s);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not write batch: %s", SPI_result_code_string(rc));
-	SPI_finish();
+	bulkops_catalog_insert_batch(st->job_id, st->batches + 1,
+								 st->rows - st->nrows + 1, st->nrows, keys,
+								 offsets, PointerGetDatum(body));
 	MemoryContextSwitchTo(old);
 
 	st->bytes += st->body.len - VARHDRSZ;
@@ -464,100 +432,35 @@ static TargetInfo
 read_target(const char *name, BulkopsOp op)
 {
 	TargetInfo	ti;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
-	HeapTuple	tup;
-	TupleDesc	desc;
-	BulkopsSection s;
-	bool		isnull;
-	int			rc;
+	BulkopsTargetRow t;
 
 	bulkops_require_current_schema();
-	bulkops_enter_owner(&s);
-	rc = SPI_execute_with_args("SELECT dialect, url, resource, options, owner "
-							   "FROM bulkops.targets WHERE name = $1",
-							   1, types, values, NULL, true, 1);
-	bulkops_leave(&s);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read target: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
+	if (!bulkops_catalog_read_target(name, false, &t))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("target \"%s\" does not exist", name),
 				 errhint("Create it with bulkops.create_target().")));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	ti.dialect = bulkops_find_dialect(SPI_getvalue(tup, desc, 1), false);
-	ti.url = SPI_getvalue(tup, desc, 2);
-	ti.resource = SPI_getvalue(tup, desc, 3);
-	ti.options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
-	ti.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+	ti.dialect = bulkops_find_dialect(t.dialect, false);
+	ti.url = t.url;
+	ti.resource = t.resource;
+	ti.options = t.options;
+	ti.owner = t.owner;
 	bulkops_require_op_privilege(name, ti.owner, op);
 	return ti;
-}
-
-static int64
-insert_job(const char *target, const BulkopsDialect *d, BulkopsOp op,
-		   const char *key, Jsonb *options)
-{
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
-	BulkopsSection s;
-	bool		isnull;
-	int			rc;
-
-	values[0] = CStringGetTextDatum(target);
-	values[1] = CStringGetTextDatum(d->name);
-	values[2] = CStringGetTextDatum(bulkops_op_name(op));
-	values[3] = key ? CStringGetTextDatum(key) : (Datum) 0;
-	nulls[3] = key ? ' ' : 'n';
-	values[4] = JsonbPGetDatum(options);
-	values[5] = ObjectIdGetDatum(GetUserId());
-	bulkops_enter_owner(&s);
-	rc = SPI_execute_with_args("INSERT INTO bulkops.jobs "
-							   "(target, dialect, operation, key_column, options, created_by) "
-							   "VALUES ($1, $2, $3, $4, $5, $6::regrole) RETURNING id",
-							   6, types, values, nulls, false, 1);
-	bulkops_leave(&s);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not create job: %s", SPI_result_code_string(rc));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 static void
 close_job(EnqueueState *st)
 {
-	Oid			types[5] = {INT8OID, INT8OID, INT4OID, INT8OID, BYTEAOID};
-	Datum		values[5];
-	char		nulls[5] = "    n";
-	BulkopsSection s;
-	int			rc;
+	bytea	   *p = NULL;
 
-	values[0] = Int64GetDatum(st->job_id);
-	values[1] = Int64GetDatum(st->rows);
-	values[2] = Int32GetDatum(st->batches);
-	values[3] = Int64GetDatum(st->bytes);
 	if (st->target.prologue && st->target.prologue->len > 0)
 	{
-		bytea	   *p = palloc(VARHDRSZ + st->target.prologue->len);
-
+		p = palloc(VARHDRSZ + st->target.prologue->len);
 		SET_VARSIZE(p, VARHDRSZ + st->target.prologue->len);
 		memcpy(VARDATA(p), st->target.prologue->data, st->target.prologue->len);
-		values[4] = PointerGetDatum(p);
-		nulls[4] = ' ';
 	}
-	bulkops_enter_owner(&s);
-	rc = SPI_execute_with_args("UPDATE bulkops.jobs SET rows_total = $2, batches_total = $3, "
-							   "bytes_total = $4, prologue = $5 "
-							   "WHERE id = $1", 5, types, values, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not update job: %s", SPI_result_code_string(rc));
-	/* a job with nothing to send ends here, and says so like any other */
-	if (st->batches == 0)
-		bulkops_finish_job_if_done(st->job_id);
-	bulkops_leave(&s);
+	bulkops_catalog_close_job(st->job_id, st->rows, st->batches, st->bytes, p);
 }
 
 /*
@@ -645,8 +548,8 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	st.batch_bytes = batch_limit(options, "batch_bytes",
 								 BULKOPS_DEFAULT_BATCH_BYTES,
 								 ti.dialect->max_batch_bytes, ti.dialect);
-	prepare_insert(&st);
-	st.job_id = insert_job(target, ti.dialect, op, key, options);
+	st.job_id = bulkops_catalog_insert_job(target, ti.dialect->name, op, key,
+										   options);
 
 	memset(&xopts, 0, sizeof(xopts));
 	xopts.read_only = true;
@@ -657,7 +560,6 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 		elog(ERROR, "could not run source: %s", SPI_result_code_string(rc));
 
 	close_job(&st);
-	SPI_freeplan(st.insert_plan);
 	MemoryContextDelete(st.job_cxt);
 	SPI_finish();
 
@@ -746,16 +648,9 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 	Jsonb	   *options;
 	Destination dest;
 	int64		job_id;
-	Oid			types[5] = {INT8OID, OIDOID, BYTEAOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
 	bytea	   *body;
-	BulkopsSection s;
-	int			rc;
 	size_t		qlen = strlen(query);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
 	ti = read_target(target, BULKOPS_OP_QUERY);
 	check_op(ti.dialect, BULKOPS_OP_QUERY, NULL);
 	if (qlen == 0)
@@ -766,32 +661,13 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 								  ti.url, ti.resource);
 	dest = check_destination(into);
 
-	job_id = insert_job(target, ti.dialect, BULKOPS_OP_QUERY, NULL, options);
+	job_id = bulkops_catalog_insert_job(target, ti.dialect->name,
+										BULKOPS_OP_QUERY, NULL, options);
 	body = palloc(VARHDRSZ + qlen);
 	SET_VARSIZE(body, VARHDRSZ + qlen);
 	memcpy(VARDATA(body), query, qlen);
-	values[0] = Int64GetDatum(job_id);
-	values[1] = ObjectIdGetDatum(dest.relid);
-	nulls[1] = OidIsValid(dest.relid) ? ' ' : 'n';
-	values[2] = PointerGetDatum(body);
-	values[3] = dest.schema ? CStringGetTextDatum(dest.schema) : (Datum) 0;
-	nulls[3] = dest.schema ? ' ' : 'n';
-	values[4] = dest.table ? CStringGetTextDatum(dest.table) : (Datum) 0;
-	nulls[4] = dest.table ? ' ' : 'n';
-	bulkops_enter_owner(&s);
-	rc = SPI_execute_with_args("WITH b AS (INSERT INTO bulkops.batches "
-							   "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
-							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3)) "
-							   "UPDATE bulkops.jobs SET destination = $2::regclass, "
-							   "destination_schema = $4, destination_table = $5, "
-							   "batches_total = 1, bytes_total = octet_length($3) "
-							   "WHERE id = $1",
-							   5, types, values, nulls, false, 0);
-	bulkops_leave(&s);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not create query job: %s", SPI_result_code_string(rc));
-	SPI_finish();
-
+	bulkops_catalog_insert_export(job_id, dest.relid, dest.schema, dest.table,
+								  body);
 	bulkops_wake_worker_at_commit();
 	return job_id;
 }

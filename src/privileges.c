@@ -14,8 +14,8 @@
  *	 delete	 bulk_delete, bulk_overwrite, Salesforce hard deletes
  *	 export	 bulk_query
  *
- * Every check is made before anything is enqueued.  The grants table is
- * read and written only here, in owner or safe sections (owner.c).
+ * Every check is made before anything is enqueued.  The grants are read
+ * and written through catalog_targets.c.
  * Everything runs inside the caller's transaction and allocates in the
  * current memory context.
  *
@@ -25,13 +25,13 @@
 
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 
 #include "bulkops.h"
+#include "catalog.h"
 
 static const struct
 {
@@ -132,64 +132,37 @@ parse_privileges(const char *text)
 	return mask;
 }
 
-/* The owner of target, as an owner section reads it. */
+/* The owner of target. */
 static Oid
 target_owner(const char *target)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(target)};
-	BulkopsSection s;
-	bool		isnull;
-	Oid			owner = InvalidOid;
+	BulkopsTargetRow t;
 
 	bulkops_require_current_schema();
-	SPI_connect();
-	bulkops_enter_owner(&s);
-	if (SPI_execute_with_args("SELECT owner FROM bulkops.targets WHERE name = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read target \"%s\"", target);
-	bulkops_leave(&s);
-	if (SPI_processed == 1)
-		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	if (!OidIsValid(owner))
+	if (!bulkops_catalog_read_target(target, false, &t))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("target \"%s\" does not exist", target)));
-	return owner;
+	return t.owner;
 }
 
 /* The privileges role holds on target, whose owner is owner. */
 static int
 privileges_of(Oid role, const char *target, Oid owner)
 {
-	Oid			types[2] = {TEXTOID, OIDOID};
-	Datum		values[2] = {CStringGetTextDatum(target), ObjectIdGetDatum(role)};
-	BulkopsSection s;
-	uint64		i;
+	ListCell   *lc;
 	int			mask = 0;
 
 	if (owns(role, owner))
 		return ALL_PRIVILEGES;
-	SPI_connect();
-	bulkops_enter_owner(&s);
-	if (SPI_execute_with_args("SELECT privilege FROM bulkops.target_privileges "
-							  "WHERE target = $1 AND (grantee::oid = 0 "
-							  "OR pg_has_role($2, grantee::oid, 'USAGE'))",
-							  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the privileges of target \"%s\"", target);
-	bulkops_leave(&s);
-	for (i = 0; i < SPI_processed; i++)
+	foreach(lc, bulkops_catalog_granted(target, role))
 	{
-		char	   *p = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		int			j;
 
 		for (j = 0; j < lengthof(privilege_names); j++)
-			if (strcmp(p, privilege_names[j].name) == 0)
+			if (strcmp(lfirst(lc), privilege_names[j].name) == 0)
 				mask |= privilege_names[j].bit;
 	}
-	SPI_finish();
 	return mask;
 }
 
@@ -254,41 +227,13 @@ bulkops_change_grants(const char *target, Oid grantee, const char *privileges,
 {
 	int			mask = parse_privileges(privileges);
 	int			i;
-	Oid			types[4] = {TEXTOID, OIDOID, TEXTOID, OIDOID};
-	Datum		values[4];
-	BulkopsSection s;
 
 	bulkops_require_target_owner(target, target_owner(target),
 								 grant ? "grant privileges on" : "revoke privileges on");
-	values[0] = CStringGetTextDatum(target);
-	values[1] = ObjectIdGetDatum(grantee);
-	values[3] = ObjectIdGetDatum(GetUserId());
-	SPI_connect();
-	bulkops_enter_owner(&s);
 	for (i = 0; i < lengthof(privilege_names); i++)
-	{
-		int			rc;
-
-		if ((mask & privilege_names[i].bit) == 0)
-			continue;
-		values[2] = CStringGetTextDatum(privilege_names[i].name);
-		if (grant)
-			rc = SPI_execute_with_args("INSERT INTO bulkops.target_privileges "
-									   "(target, grantee, privilege, grantor) "
-									   "VALUES ($1, $2::regrole, $3, $4::regrole) "
-									   "ON CONFLICT DO NOTHING",
-									   4, types, values, NULL, false, 0);
-		else
-			rc = SPI_execute_with_args("DELETE FROM bulkops.target_privileges "
-									   "WHERE target = $1 AND grantee::oid = $2 "
-									   "AND privilege = $3",
-									   3, types, values, NULL, false, 0);
-		if (rc != (grant ? SPI_OK_INSERT : SPI_OK_DELETE))
-			elog(ERROR, "could not change the privileges of target \"%s\": %s",
-				 target, SPI_result_code_string(rc));
-	}
-	bulkops_leave(&s);
-	SPI_finish();
+		if (mask & privilege_names[i].bit)
+			bulkops_catalog_grant(target, grantee, privilege_names[i].name,
+								  GetUserId(), grant);
 }
 
 /* Does role hold any of privileges (a list, as for grants) on target? */

@@ -45,9 +45,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "claim.h"
+#include "catalog.h"
 #include "exec.h"
-#include "receipts.h"
 #include "results.h"
 
 /*
@@ -60,22 +59,49 @@ write_page(Work *w, const char *page, size_t len)
 	Oid			relid;
 	uint64		n = bulkops_sink_page(&w->destination, w->created_by, page, len,
 									  &relid);
-	Oid			types[3] = {INT8OID, INT8OID, OIDOID};
-	Datum		values[3] = {Int64GetDatum(w->batch.job_id), Int64GetDatum((int64) n),
-	ObjectIdGetDatum(relid)};
-	char		nulls[3] = {' ', ' ', OidIsValid(relid) ? ' ' : 'n'};
 
-	/*
-	 * A table the export created is named by its OID from now on; the
-	 * worker's memory keeps the names, which find the same table.
-	 */
-	bulkops_exec("UPDATE bulkops.jobs SET rows_total = rows_total + $2, "
-				 "rows_succeeded = rows_succeeded + $2, "
-				 "destination = coalesce(destination, $3::regclass), "
-				 "destination_schema = CASE WHEN $3 IS NULL THEN destination_schema END, "
-				 "destination_table = CASE WHEN $3 IS NULL THEN destination_table END "
-				 "WHERE id = $1",
-				 3, types, values, nulls, false, SPI_OK_UPDATE);
+	/* the worker's memory keeps the names, which find the same table */
+	bulkops_catalog_count_page(w->batch.job_id, n, relid);
+}
+
+/*
+ * Store the outcomes a dialect reported for w's rows and count them on the
+ * job.  Outcomes for rows already settled (or out of range) are ignored: a
+ * row gets exactly one receipt.
+ */
+static void
+write_outcomes(Work *w, List *outcomes, int http_status)
+{
+	BulkopsOutcome **outs = palloc(sizeof(BulkopsOutcome *) * Max(list_length(outcomes), 1));
+	int64		counts[4] = {0};
+	int			m = 0;
+	ListCell   *lc;
+
+	foreach(lc, outcomes)
+	{
+		BulkopsOutcome *o = lfirst(lc);
+
+		if (o->row < 0 || o->row >= w->batch.nrows || !w->pending[o->row])
+			continue;
+		w->pending[o->row] = false;
+		w->batch.npending--;
+		counts[o->status]++;
+		outs[m++] = o;
+	}
+	if (m == 0)
+		return;
+	bulkops_catalog_insert_receipts(w->batch.job_id, w->batch.first_row, w->keys,
+									w->attempts, outs, m, http_status);
+	bulkops_catalog_count_outcomes(w->batch.job_id, counts);
+}
+
+/* Mark w's batch done and end its job if it was the last one. */
+static void
+close_batch(Work *w, const char *last_error, int http_status)
+{
+	bulkops_catalog_close_batch(w->batch.job_id, w->batch.batch_no, last_error,
+								http_status);
+	(void) bulkops_catalog_finish_job(w->batch.job_id);
 }
 
 /* A query job's table, for a message; inside a transaction. */
@@ -93,22 +119,6 @@ destination_name(Work *w)
 	return pstrdup("the destination table");
 }
 
-/* Keep the remote side's counters for the batch, for job_progress. */
-static void
-record_progress(Work *w, const char *progress)
-{
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3];
-
-	values[0] = Int64GetDatum(w->batch.job_id);
-	values[1] = Int32GetDatum(w->batch.batch_no);
-	values[2] = CStringGetTextDatum(progress);
-	if (bulkops_exec("UPDATE bulkops.batches SET progress = $3::jsonb "
-							  "WHERE job_id = $1 AND batch_no = $2",
-							  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record batch progress");
-}
-
 /*
  * Carry out result for w inside one transaction.  Returns true if the
  * batch is finished (and w may be freed).
@@ -118,16 +128,13 @@ apply_result(Work *w, BulkopsResult *res)
 {
 	bool		finished = false;
 	int			status = (int) w->last_status;
-	Oid			types[8] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID, BOOLOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
 
-	bulkops_write_outcomes(w, res->outcomes, status);
+	write_outcomes(w, res->outcomes, status);
 	if (res->page && w->is_export)
 		write_page(w, res->page, res->page_len);
 	if (res->progress)
-		record_progress(w, res->progress);
+		bulkops_catalog_save_progress(w->batch.job_id, w->batch.batch_no,
+									  res->progress);
 
 	switch (res->next)
 	{
@@ -138,7 +145,7 @@ apply_result(Work *w, BulkopsResult *res)
 
 				bulkops_result_settle_rest(&w->batch, &rest, BULKOPS_ROW_UNKNOWN,
 										   "the remote answer did not mention this row");
-				bulkops_write_outcomes(w, rest.outcomes, status);
+				write_outcomes(w, rest.outcomes, status);
 			}
 			finished = true;
 			break;
@@ -157,7 +164,7 @@ apply_result(Work *w, BulkopsResult *res)
 					foreach(lc, rest.outcomes)
 						((BulkopsOutcome *) lfirst(lc))->error_code = res->error_code;
 				}
-				bulkops_write_outcomes(w, rest.outcomes, status);
+				write_outcomes(w, rest.outcomes, status);
 				finished = true;
 			}
 			break;
@@ -173,29 +180,14 @@ apply_result(Work *w, BulkopsResult *res)
 	if (finished)
 	{
 		/* a DONE with an error: every row has its outcome, yet not as asked */
-		bulkops_close_batch(w, res->error, status);
+		close_batch(w, res->error, status);
 		return true;
 	}
 
 	/* persist where the batch stands before acting on it */
-	values[0] = Int64GetDatum(w->batch.job_id);
-	values[1] = Int32GetDatum(w->batch.batch_no);
-	values[2] = Int32GetDatum(w->batch.step);
-	values[3] = w->batch.remote_id ? CStringGetTextDatum(w->batch.remote_id) : (Datum) 0;
-	nulls[3] = w->batch.remote_id ? ' ' : 'n';
-	values[4] = Int32GetDatum(w->attempts);
-	values[5] = res->error ? CStringGetTextDatum(bulkops_clean_text(res->error, 8192)) : (Datum) 0;
-	nulls[5] = res->error ? ' ' : 'n';
-	values[6] = w->batch.step_data ? CStringGetTextDatum(w->batch.step_data) : (Datum) 0;
-	/* the answer is in: only what earlier attempts left open stays open */
-	values[7] = BoolGetDatum(w->maybe_applied);
-	nulls[6] = w->batch.step_data ? ' ' : 'n';
-	if (bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
-							  "attempts = $5, last_error = coalesce($6, last_error), "
-							  "step_data = $7, maybe_applied = $8, "
-							  "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-							  8, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update batch");
+	bulkops_catalog_save_step(w->batch.job_id, w->batch.batch_no, w->batch.step,
+							  w->batch.remote_id, w->attempts, res->error,
+							  w->batch.step_data, w->maybe_applied);
 	return false;
 }
 
@@ -234,7 +226,7 @@ try_store(Work *w, BulkopsResult *res, bool retry, bool *finished,
 	PG_TRY();
 	{
 		bulkops_begin_tx("writing receipts");
-		if (retry && !bulkops_lock_job(w->batch.job_id, true))
+		if (retry && !bulkops_catalog_lock_job(w->batch.job_id, true))
 		{
 			st = STORE_LOCKED;
 			MemoryContextSwitchTo(cxt);
@@ -244,7 +236,7 @@ try_store(Work *w, BulkopsResult *res, bool retry, bool *finished,
 		else
 		{
 			if (w->pending_stale)
-				bulkops_load_pending(w);
+				bulkops_work_reload_pending(w);
 			done = apply_result(w, res);
 		}
 		bulkops_commit_tx();

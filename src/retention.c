@@ -18,6 +18,7 @@
 #include "utils/timestamp.h"
 
 #include "bulkops.h"
+#include "catalog.h"
 #include "exec.h"
 #include "retention.h"
 
@@ -25,28 +26,6 @@
 #define PURGE_EVERY_MS (60 * 1000)
 
 static TimestampTz next_purge = 0;
-
-/* Delete expired jobs; returns how many. */
-static int
-purge_some(void)
-{
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(bulkops_receipt_retention_s),
-	Int32GetDatum(PURGE_JOBS_PER_TXN)};
-	bool		isnull;
-
-	bulkops_exec("WITH j AS ("
-				 " SELECT id FROM bulkops.jobs"
-				 " WHERE finished_at < now() - make_interval(secs => $1)"
-				 " AND state NOT IN ('queued', 'running')"
-				 " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
-				 "r AS (DELETE FROM bulkops.receipts WHERE job_id IN (SELECT id FROM j)),"
-				 "d AS (DELETE FROM bulkops.jobs WHERE id IN (SELECT id FROM j) RETURNING 1)"
-				 "SELECT count(*)::int4 FROM d",
-				 2, types, values, NULL, false, SPI_OK_SELECT);
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-}
 
 /*
  * Called from the worker's loop; does something only when a retention is
@@ -71,7 +50,8 @@ bulkops_purge_expired(void)
 		PG_TRY();
 		{
 			bulkops_begin_tx("purging expired jobs");
-			n = purge_some();
+			n = bulkops_catalog_purge_expired(bulkops_receipt_retention_s,
+											   PURGE_JOBS_PER_TXN);
 			bulkops_commit_tx();
 		}
 		PG_CATCH();

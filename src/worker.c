@@ -66,6 +66,7 @@
 #include "utils/timestamp.h"
 
 #include "batch.h"
+#include "catalog.h"
 #include "claim.h"
 #include "exec.h"
 #include "ratelimit.h"
@@ -444,14 +445,8 @@ mark_maybe_applied(Work *w)
 
 	PG_TRY();
 	{
-		Oid			types[2] = {INT8OID, INT4OID};
-		Datum		values[2] = {Int64GetDatum(w->batch.job_id),
-		Int32GetDatum(w->batch.batch_no)};
-
 		bulkops_begin_tx("marking a submit");
-		bulkops_exec("UPDATE bulkops.batches SET maybe_applied = true "
-					 "WHERE job_id = $1 AND batch_no = $2",
-					 2, types, values, NULL, false, SPI_OK_UPDATE);
+		bulkops_catalog_mark_maybe_applied(w->batch.job_id, w->batch.batch_no);
 		bulkops_commit_tx();
 	}
 	PG_CATCH();

@@ -1,0 +1,155 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.h
+ *	  Every statement on bulkops' own tables, named by what it does
+ *	  (catalog.c: jobs, batches and receipts; catalog_targets.c: targets
+ *	  and their grants).
+ *
+ * The worker's functions run inside its transaction (exec.c), with the
+ * worker session's fixed settings; what they return lives in SPI's
+ * context until that transaction ends.  The backends' functions run in
+ * the caller's transaction and enter the section their statement needs
+ * (owner.c) themselves: an owner section to write, a safe section to read
+ * as the caller.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BULKOPS_CATALOG_H
+#define BULKOPS_CATALOG_H
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "utils/jsonb.h"
+
+#include "dialect.h"
+
+/* ---- the worker: claiming and recovering batches ---- */
+
+/* A runnable batch, as a claim considers it. */
+typedef struct BulkopsCandidate
+{
+	int64		job_id;
+	int32		batch_no;
+	char	   *target;
+	int			concurrency;	/* the job's, or 0 for the setting's */
+} BulkopsCandidate;
+
+/* A batch left active, as recovery finds it. */
+typedef struct BulkopsActiveBatch
+{
+	int64		job_id;
+	int32		batch_no;
+	char	   *dialect;
+	BulkopsOp	op;
+	int			step;
+	bool		maybe_applied;
+} BulkopsActiveBatch;
+
+/* A job whose batches must stop. */
+typedef struct BulkopsStoppedJob
+{
+	int64		job_id;
+	bool		timed_out;
+} BulkopsStoppedJob;
+
+extern BulkopsCandidate *bulkops_catalog_claim_candidates(int *n);
+extern bool bulkops_catalog_lock_job(int64 job_id, bool skip_locked);
+extern bool bulkops_catalog_take_batch(int64 job_id, int32 batch_no, int lane,
+									   bool resume, HeapTuple *row,
+									   TupleDesc *desc);
+extern bool bulkops_catalog_target_now(const char *target, HeapTuple *row,
+									   TupleDesc *desc);
+extern void bulkops_catalog_job_running(int64 job_id);
+extern int64 *bulkops_catalog_settled_rows(int64 job_id, int64 first_row,
+										   int nrows, uint64 *n);
+extern BulkopsActiveBatch *bulkops_catalog_active_batches(int lane, int lanes,
+														  int *n);
+extern void bulkops_catalog_requeue_batch(int64 job_id, int32 batch_no);
+extern int64 *bulkops_catalog_expired_jobs(int *n);
+extern BulkopsStoppedJob *bulkops_catalog_cancelled_jobs(int *n);
+
+/* ---- the worker: storing what an answer meant ---- */
+
+extern void bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no);
+extern void bulkops_catalog_insert_receipts(int64 job_id, int64 first_row,
+											char **keys, int attempts,
+											BulkopsOutcome **outcomes, int n,
+											int http_status);
+extern void bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts);
+extern void bulkops_catalog_count_page(int64 job_id, uint64 rows, Oid relid);
+extern void bulkops_catalog_save_progress(int64 job_id, int32 batch_no,
+										  const char *progress);
+extern void bulkops_catalog_save_step(int64 job_id, int32 batch_no, int step,
+									  const char *remote_id, int attempts,
+									  const char *error, const char *step_data,
+									  bool maybe_applied);
+extern void bulkops_catalog_close_batch(int64 job_id, int32 batch_no,
+										const char *last_error,
+										int http_status);
+extern int	bulkops_catalog_purge_expired(int retention_s, int limit);
+
+/* ---- jobs: both sides ---- */
+
+extern bool bulkops_catalog_finish_job(int64 job_id);
+extern bool bulkops_catalog_cancel_queued(int64 job_id, bool timed_out);
+
+/* ---- backends: jobs ---- */
+
+/* A job as the caller sees it (row-level security applies). */
+typedef struct BulkopsJobStatus
+{
+	bool		found;
+	bool		this_xact;		/* created by the calling transaction */
+	char	   *state;
+	int64		total;
+	int64		done;
+} BulkopsJobStatus;
+
+extern BulkopsJobStatus bulkops_catalog_read_job(int64 job_id);
+extern bool bulkops_catalog_cancel_job(int64 job_id);
+extern int64 bulkops_catalog_insert_job(const char *target,
+										const char *dialect, BulkopsOp op,
+										const char *key, Jsonb *options);
+extern void bulkops_catalog_insert_batch(int64 job_id, int32 batch_no,
+										 int64 first_row, int nrows,
+										 Datum keys, Datum offsets,
+										 Datum body);
+extern void bulkops_catalog_close_job(int64 job_id, int64 rows,
+									  int32 batches, int64 bytes,
+									  bytea *prologue);
+extern void bulkops_catalog_insert_export(int64 job_id, Oid relid,
+										  const char *schema,
+										  const char *table, bytea *query);
+
+/* ---- backends: targets and grants (catalog_targets.c) ---- */
+
+/* A target's row, as much of it as the caller asked for. */
+typedef struct BulkopsTargetRow
+{
+	char	   *dialect;
+	char	   *url;
+	char	   *resource;
+	Jsonb	   *auth;
+	Jsonb	   *options;
+	Oid			owner;
+} BulkopsTargetRow;
+
+extern bool bulkops_catalog_target_exists(const char *name);
+extern bool bulkops_catalog_read_target(const char *name, bool for_update,
+										BulkopsTargetRow *row);
+extern void bulkops_catalog_insert_target(const char *name,
+										  const char *dialect,
+										  const char *url,
+										  const char *resource, Jsonb *auth,
+										  Jsonb *options, Oid owner);
+extern void bulkops_catalog_update_target(const char *name, const char *url,
+										  const char *resource, Jsonb *auth,
+										  Jsonb *options, Oid auth_set_by);
+extern bool bulkops_catalog_target_busy(const char *name);
+extern void bulkops_catalog_delete_target(const char *name);
+extern List *bulkops_catalog_granted(const char *target, Oid role);
+extern void bulkops_catalog_grant(const char *target, Oid grantee,
+								  const char *privilege, Oid grantor,
+								  bool grant);
+
+#endif							/* BULKOPS_CATALOG_H */
