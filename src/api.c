@@ -155,9 +155,9 @@ bulkops_alter_target(PG_FUNCTION_ARGS)
 	options = PG_ARGISNULL(4) ? t.options : PG_GETARG_JSONB_P(4);
 
 	/*
-	 * Only a new auth is checked against the current user: a stored one
-	 * keeps the rights of whoever set it (auth_set_by), which the worker
-	 * checks again at every claim.
+	 * Only a new auth is checked against the current user: a stored one keeps
+	 * the rights of whoever set it (auth_set_by), which the worker checks
+	 * again at every claim.
 	 */
 	validate_target(bulkops_find_dialect(t.dialect, false), url, resource,
 					PG_ARGISNULL(3) ? NULL : auth, options);
@@ -411,7 +411,11 @@ bulkops_cancel(PG_FUNCTION_ARGS)
 	bool		stopped;
 
 	bulkops_require_current_schema();
-	/* whom the caller may see, it may cancel: the job's creator, the target's owner */
+
+	/*
+	 * whom the caller may see, it may cancel: the job's creator, the target's
+	 * owner
+	 */
 	js = bulkops_catalog_read_job(job);
 	if (!js.found)
 		ereport(ERROR,

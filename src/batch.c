@@ -280,4 +280,3 @@ bulkops_work_free(Work *w)
 		bulkops_http_free(w->deferred_call);
 	MemoryContextDelete(w->cxt);
 }
-

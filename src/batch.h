@@ -20,13 +20,13 @@ typedef struct Work
 {
 	MemoryContext cxt;
 	MemoryContext step_cxt;		/* one request and its answer */
-	BulkopsBatch batch;			/* what the dialect sees; the batch's
-								 * identity and rows */
+	BulkopsBatch batch;			/* what the dialect sees; the batch's identity
+								 * and rows */
 	char	  **keys;			/* batch.nrows entries: each row's key, or
 								 * NULL */
-	bool	   *pending;		/* the same array as batch.pending, which
-								 * the dialect may only read: receipts.c
-								 * clears a row's entry as it settles it */
+	bool	   *pending;		/* the same array as batch.pending, which the
+								 * dialect may only read: receipts.c clears a
+								 * row's entry as it settles it */
 	int			attempts;		/* submits counted so far */
 	const BulkopsDialect *dialect;
 	char	   *target;
@@ -40,8 +40,8 @@ typedef struct Work
 	int			polls;			/* polls at the current step */
 	bool		cancel;			/* its job was cancelled or timed out */
 	bool		timed_out;		/* ... by its deadline */
-	TimestampTz stop_until;		/* after a cancel: stop waiting for the
-								 * remote side then */
+	TimestampTz stop_until;		/* after a cancel: stop waiting for the remote
+								 * side then */
 	bool		abort_sent;		/* the dialect's abort went out (or none) */
 	bool		aborting;		/* call is that abort request */
 	bool		maybe_applied;	/* an earlier submit may have been applied */
@@ -55,10 +55,10 @@ typedef struct Work
 
 	/*
 	 * A result that could not be stored yet (results.c): a row or table it
-	 * needs was locked by another transaction, or the destination's user
-	 * code ran out of time.  It is kept here, with the answer it came from,
-	 * and stored again at store_due; until then the batch sends nothing, so
-	 * a batch holds at most one.  The state above (step, attempts, ...) is
+	 * needs was locked by another transaction, or the destination's user code
+	 * ran out of time.  It is kept here, with the answer it came from, and
+	 * stored again at store_due; until then the batch sends nothing, so a
+	 * batch holds at most one.  The state above (step, attempts, ...) is
 	 * already the one that result leads to.
 	 */
 	BulkopsResult *deferred;	/* in deferred_cxt, or NULL */
@@ -82,6 +82,7 @@ typedef struct Work
 
 /* the batches this worker holds, in TopMemoryContext */
 extern List *bulkops_works;
+
 /* a batch ended since the loop last looked: there is room to claim */
 extern bool bulkops_room_freed;
 

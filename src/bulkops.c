@@ -102,6 +102,7 @@ define_settings(void)
 							   NULL, &bulkops_database_names, "postgres",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	bulkops_define_netpolicy_settings();
+
 	/*
 	 * Not settable per session: a job may only narrow its target's
 	 * batch_size, and a target that sets none has this one.

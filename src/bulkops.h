@@ -142,10 +142,10 @@ struct BulkopsOptionDef
 
 	/*
 	 * The value in effect when the target does not set the option, which a
-	 * job's value is compared with: a number or boolean (0 or 1) in dflt,
-	 * or a setting's value, *dflt_setting times dflt (a unit), or a string
-	 * in dflt_text.  A number without a default is dflt = INFINITY (no
-	 * limit); a string without one is NULL (unset).
+	 * job's value is compared with: a number or boolean (0 or 1) in dflt, or
+	 * a setting's value, *dflt_setting times dflt (a unit), or a string in
+	 * dflt_text.  A number without a default is dflt = INFINITY (no limit); a
+	 * string without one is NULL (unset).
 	 */
 	double		dflt;
 	const int  *dflt_setting;

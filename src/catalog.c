@@ -759,8 +759,8 @@ bulkops_catalog_cancel_queued(int64 job_id, bool timed_out)
 	values[4] = getbin(0, 3, &isnull);
 
 	/*
-	 * A job that ended meanwhile had no queued batch left to settle above;
-	 * it must not look cancelled afterwards.
+	 * A job that ended meanwhile had no queued batch left to settle above; it
+	 * must not look cancelled afterwards.
 	 */
 	run("UPDATE bulkops.jobs SET cancel_requested = true, timed_out = timed_out OR $4,"
 		" rows_cancelled = rows_cancelled + $2, rows_unknown = rows_unknown + $5,"
@@ -881,7 +881,7 @@ bulkops_catalog_insert_batch(int64 job_id, int32 batch_no, int64 first_row,
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[7] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
-		Int64GetDatum(first_row), Int32GetDatum(nrows), keys, offsets, body};
+	Int64GetDatum(first_row), Int32GetDatum(nrows), keys, offsets, body};
 	BulkopsSection s;
 	int			rc;
 
@@ -919,7 +919,7 @@ bulkops_catalog_close_job(int64 job_id, int64 rows, int32 batches, int64 bytes,
 {
 	Oid			types[5] = {INT8OID, INT8OID, INT4OID, INT8OID, BYTEAOID};
 	Datum		values[5] = {Int64GetDatum(job_id), Int64GetDatum(rows),
-		Int32GetDatum(batches), Int64GetDatum(bytes), PointerGetDatum(prologue)};
+	Int32GetDatum(batches), Int64GetDatum(bytes), PointerGetDatum(prologue)};
 	char		nulls[5] = {' ', ' ', ' ', ' ', prologue ? ' ' : 'n'};
 	BulkopsSection s;
 	int			rc;

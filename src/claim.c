@@ -101,8 +101,10 @@ slots_taken(const char *target, int share, List *taken)
 			sending++;
 	}
 	foreach(lc, taken)
+	{
 		if (strcmp(((Work *) lfirst(lc))->target, target) == 0)
 			sending++;
+	}
 	return sending + Max(deferred - share, 0);
 }
 
@@ -113,9 +115,11 @@ job_deferred(int64 job_id)
 	ListCell   *lc;
 
 	foreach(lc, bulkops_works)
+	{
 		if (((Work *) lfirst(lc))->batch.job_id == job_id &&
 			((Work *) lfirst(lc))->deferred)
 			return true;
+	}
 	return false;
 }
 
@@ -174,6 +178,7 @@ bulkops_claim(void)
 	int			ncands;
 	uint64		i;
 	uint64		n;
+
 	/* not on the stack: the error path reads what the loop changed */
 	ClaimRound *r = palloc0(sizeof(ClaimRound));
 
@@ -209,8 +214,8 @@ bulkops_claim(void)
 			 * A job with a result that could not be stored yet gets no more
 			 * batches until it is: its row is likely still held, and each
 			 * batch would only add another result to keep.  Nor is a job
-			 * locked for nothing: its batches share its target, which may
-			 * be full (and each job locked takes a subtransaction's xid).
+			 * locked for nothing: its batches share its target, which may be
+			 * full (and each job locked takes a subtransaction's xid).
 			 */
 			if (job_deferred(r->jobs[i]) ||
 				slots_taken(r->targets[i], r->limits[i], r->taken) >= r->limits[i])
@@ -382,8 +387,12 @@ bulkops_refresh_cancels(void)
 				ListCell   *lc;
 
 				foreach(lc, bulkops_works)
-					if (((Work *) lfirst(lc))->batch.job_id == stopped[i].job_id)
-						bulkops_work_stop((Work *) lfirst(lc), stopped[i].timed_out);
+				{
+					Work	   *w = lfirst(lc);
+
+					if (w->batch.job_id == stopped[i].job_id)
+						bulkops_work_stop(w, stopped[i].timed_out);
+				}
 			}
 		}
 		bulkops_commit_tx();

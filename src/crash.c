@@ -41,16 +41,20 @@
 
 /* every call site's name; a setting naming anything else is refused */
 static const char *const crash_points[] = {
-	"enqueue",					/* enqueueing backend, after a batch is written */
+	"enqueue",					/* enqueueing backend, after a batch is
+								 * written */
 	"enqueue_commit",			/* enqueueing backend, after its commit */
-	"recover",					/* worker start, resuming batches, before commit */
+	"recover",					/* worker start, resuming batches, before
+								 * commit */
 	"claim",					/* after a claim committed, nothing sent */
-	"submit",					/* a submit is about to be handed to the network */
+	"submit",					/* a submit is about to be handed to the
+								 * network */
 	"submit_answered",			/* a submit's answer arrived, nothing recorded */
 	"step_saved",				/* a new step / remote id was committed */
 	"poll",						/* a request at a later step is about to go */
 	"fetch",					/* part of a later step's answer has arrived */
-	"poll_answered",			/* a later step's answer arrived, nothing recorded */
+	"poll_answered",			/* a later step's answer arrived, nothing
+								 * recorded */
 	"receipts",					/* some receipts inserted, transaction open */
 	"finish_job",				/* the job was made final, transaction open */
 	"batch_done",				/* a finished batch committed, still held */

@@ -33,8 +33,8 @@ typedef struct BulkopsCsvReader
 	int			max_fields;		/* fields one record may have */
 	int			state;
 	bool		quoted;			/* the current record has seen a quote */
-	StringInfoData buf;			/* the current record's fields, each
-								 * followed by a NUL */
+	StringInfoData buf;			/* the current record's fields, each followed
+								 * by a NUL */
 	int		   *starts;			/* offset of each field in buf */
 	char	  **fields;
 	int		   *lens;

@@ -144,9 +144,9 @@ typedef struct BulkopsRequest
 	StringInfo	body;			/* NULL for none */
 	const char *content_type;	/* NULL when there is no body */
 	List	   *headers;		/* of BulkopsHeader *, besides auth */
-	bool		no_auth;		/* leave the target's credentials out: the
-								 * URL is not the target's (a presigned
-								 * link to a file elsewhere) */
+	bool		no_auth;		/* leave the target's credentials out: the URL
+								 * is not the target's (a presigned link to a
+								 * file elsewhere) */
 
 	/*
 	 * Optional: take the answer's body piece by piece as it arrives instead
@@ -194,13 +194,14 @@ typedef struct BulkopsResult
 								 * attempt? */
 	bool		maybe_applied;	/* NEXT_RESUBMIT: the rows may already have
 								 * been applied; the worker resends them only
-								 * for idempotent operations, else they
-								 * become unknown */
+								 * for idempotent operations, else they become
+								 * unknown */
 	char	   *error;			/* for NEXT_RETRY and NEXT_FAIL */
 	BulkopsRowStatus fail_status;	/* NEXT_FAIL: FAILED (the default, also
 									 * when left SUCCEEDED), UNKNOWN or
 									 * CANCELLED */
 	char	   *error_code;		/* for NEXT_FAIL, optional */
+
 	/*
 	 * A query job's rows: CSV (RFC 4180, UTF-8) whose first line names the
 	 * columns.  The worker appends them to the job's table in the same
@@ -218,9 +219,9 @@ typedef struct BulkopsResult
 								 * applied nothing; repeat it after delay_ms
 								 * without using up an attempt */
 	void	   *memo;			/* NEXT_STEP: keep for the next steps
-								 * (allocated in batch->memo_cxt); NULL
-								 * drops it.  Other results drop it too,
-								 * except NEXT_RETRY, which keeps it. */
+								 * (allocated in batch->memo_cxt); NULL drops
+								 * it.  Other results drop it too, except
+								 * NEXT_RETRY, which keeps it. */
 } BulkopsResult;
 
 typedef struct BulkopsOptionDef BulkopsOptionDef;
@@ -238,18 +239,19 @@ typedef struct BulkopsDialect
 	const BulkopsOptionDef *options;
 	/* the most rows one request may carry; 0 = no limit of its own */
 	int			max_batch_rows;
+
 	/*
 	 * Where its OAuth token endpoint is, relative to the target's url (e.g.
-	 * "/rest/v2/oauth/token"), for auth that gives no "token_url"; NULL
-	 * makes "token_url" required.
+	 * "/rest/v2/oauth/token"), for auth that gives no "token_url"; NULL makes
+	 * "token_url" required.
 	 */
 	const char *token_path;
 	/* the most bytes (prologue + rows) one request may carry; 0 = none */
 	int			max_batch_bytes;
+
 	/*
-	 * step 0 applies no row (it only opens a remote job that later steps
-	 * fill and start), so repeating or resuming it is safe for every
-	 * operation
+	 * step 0 applies no row (it only opens a remote job that later steps fill
+	 * and start), so repeating or resuming it is safe for every operation
 	 */
 	bool		submit_is_safe;
 
@@ -273,6 +275,7 @@ typedef struct BulkopsDialect
 	/* optional: after the last row; may refuse the job (ERROR) */
 	void		(*end_encode) (BulkopsEncodeTarget *target, int64 nrows,
 							   int32 nbatches);
+
 	/*
 	 * optional: the request that stops the batch's remote task when its job
 	 * is cancelled or times out; returns false when there is nothing to stop

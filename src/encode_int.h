@@ -61,8 +61,8 @@ struct BulkopsTypeInfo
 
 	/*
 	 * BJC_COMPOSITE: encoders for the row types met, most recent first.  A
-	 * named composite has one, built in advance; a record column gets one
-	 * per distinct (blessed) row type of its values.
+	 * named composite has one, built in advance; a record column gets one per
+	 * distinct (blessed) row type of its values.
 	 */
 	BulkopsEncoder *rows;
 };

@@ -53,8 +53,8 @@ typedef struct EnqueueState
 	int			max_bytes;		/* the dialect's hard cap on a batch's rows,
 								 * or 0 */
 	MemoryContext job_cxt;		/* encoder, kept plan, batch buffers */
-	MemoryContext batch_cxt;	/* one batch's keys and temporaries, reset
-								 * per flush */
+	MemoryContext batch_cxt;	/* one batch's keys and temporaries, reset per
+								 * flush */
 
 	/* the batch being filled */
 	StringInfoData body;		/* starts with room for a varlena header */
@@ -89,7 +89,7 @@ is_qualified_name(const char *s)
 	char	   *copy = pstrdup(s);
 	List	   *parts;
 	bool		ok = SplitIdentifierString(copy, '.', &parts) &&
-		list_length(parts) >= 1 && list_length(parts) <= 3;
+	list_length(parts) >= 1 && list_length(parts) <= 3;
 
 	return ok;
 }
@@ -201,8 +201,8 @@ batch_flush(EnqueueState *st)
 	dims[0] = st->nrows;
 
 	keys = PointerGetDatum(construct_md_array(st->keys, st->key_nulls, 1,
-											 dims, lbs, TEXTOID, -1,
-											 false, TYPALIGN_INT));
+											  dims, lbs, TEXTOID, -1,
+											  false, TYPALIGN_INT));
 	{
 		Datum	   *od = palloc(sizeof(Datum) * (st->nrows + 1));
 		int			i;

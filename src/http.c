@@ -51,7 +51,8 @@ typedef struct SockWatch
 static CURLM *multi = NULL;
 static SockWatch socks[MAX_SOCKETS];
 static int	nsocks = 0;
-static TimestampTz timer_at = 0;	/* when curl wants a timeout call; 0: never */
+static TimestampTz timer_at = 0;	/* when curl wants a timeout call; 0:
+									 * never */
 static List *done_calls = NIL;
 static int	inflight = 0;
 
@@ -149,8 +150,8 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	else
 	{
 		/*
-		 * Streamed: the dialect keeps what it needs, so the answer's size
-		 * is not bounded here.  An ERROR must not unwind through libcurl's
+		 * Streamed: the dialect keeps what it needs, so the answer's size is
+		 * not bounded here.  An ERROR must not unwind through libcurl's
 		 * frames: stop here.
 		 */
 		PG_TRY();
@@ -294,7 +295,7 @@ static void
 classify_failure(BulkopsHttpCall *call, CURLcode rc)
 {
 	const char *detail = call->curl_errbuf[0] ? call->curl_errbuf
-		: curl_easy_strerror(rc);
+	: curl_easy_strerror(rc);
 
 	call->nothing_sent =
 		(rc == CURLE_COULDNT_CONNECT ||
@@ -661,7 +662,7 @@ void
 bulkops_http_options(Jsonb *options, BulkopsHttpOptions *opts)
 {
 	opts->timeout_ms = (int) (1000 * bulkops_opt_real(options, "http_timeout",
-													   bulkops_http_timeout_ms / 1000.0));
+													  bulkops_http_timeout_ms / 1000.0));
 	opts->max_response_size = bulkops_max_response_size;
 	opts->ca_file = bulkops_opt_string(options, "ca_file", NULL);
 }

@@ -14,7 +14,7 @@
 #include "dialect.h"
 #include "netpolicy.h"
 
-#define BULKOPS_CURL_ERROR_SIZE 256	/* CURL_ERROR_SIZE */
+#define BULKOPS_CURL_ERROR_SIZE 256 /* CURL_ERROR_SIZE */
 
 typedef struct BulkopsHttpOptions
 {

@@ -153,8 +153,8 @@ database_exists(const char *dbname)
 
 	/*
 	 * A heap scan, as autovacuum's launcher reads pg_database: with no
-	 * database selected, the relation cache cannot load an index of a
-	 * shared catalog before some backend has written its init file.
+	 * database selected, the relation cache cannot load an index of a shared
+	 * catalog before some backend has written its init file.
 	 */
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -220,7 +220,10 @@ reconcile(void)
 			continue;
 		if (!database_exists(lw->dbname))
 		{
-			/* not a failure of the worker: start it once the database is there */
+			/*
+			 * not a failure of the worker: start it once the database is
+			 * there
+			 */
 			if (lw->lane == 0 && !lw->missing_said)
 				ereport(LOG,
 						(errmsg("bulkops: database \"%s\" named in bulkops.database_name does not exist or does not accept connections",

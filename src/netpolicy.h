@@ -20,7 +20,7 @@
  */
 typedef struct BulkopsPeerPolicy
 {
-	char		host[BULKOPS_MAX_HOST_LEN];	/* the URL's host, for messages */
+	char		host[BULKOPS_MAX_HOST_LEN]; /* the URL's host, for messages */
 	bool		host_allowed;	/* an allowed_hosts entry matched the URL's
 								 * host; else an address entry must match
 								 * every address connected to */
@@ -32,6 +32,7 @@ extern char *bulkops_url_policy(const char *url, BulkopsPeerPolicy *peer,
 extern bool bulkops_peer_allowed(const BulkopsPeerPolicy *peer,
 								 const struct sockaddr *sa,
 								 char *why, size_t whylen);
+
 /* the policy's settings */
 extern char *bulkops_allowed_hosts;
 extern char *bulkops_blocked_addresses;

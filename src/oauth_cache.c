@@ -365,8 +365,10 @@ bulkops_oauth_call_done(BulkopsHttpCall *call)
 	ListCell   *lc;
 
 	foreach(lc, entries)
+	{
 		if (((TokenEntry *) lfirst(lc))->call == call)
 			e = lfirst(lc);
+	}
 	if (e == NULL)
 		return false;
 

@@ -80,4 +80,3 @@ bulkops_check_stored_text(BulkopsResult *res)
 		(void) bulkops_json_parse(res->progress, strlen(res->progress));
 	}
 }
-

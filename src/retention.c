@@ -51,7 +51,7 @@ bulkops_purge_expired(void)
 		{
 			bulkops_begin_tx("purging expired jobs");
 			n = bulkops_catalog_purge_expired(bulkops_receipt_retention_s,
-											   PURGE_JOBS_PER_TXN);
+											  PURGE_JOBS_PER_TXN);
 			bulkops_commit_tx();
 		}
 		PG_CATCH();

@@ -240,4 +240,3 @@ bulkops_resolve_secret(Jsonb *auth, const char *member, const char *target,
 						member, target)));
 	return val;
 }
-

@@ -630,8 +630,8 @@ start_due(void)
 		if (w->deferred)
 		{
 			/*
-			 * Nothing else happens to the batch until its result is stored;
-			 * a stopped job's grace for the remote side starts after that.
+			 * Nothing else happens to the batch until its result is stored; a
+			 * stopped job's grace for the remote side starts after that.
 			 */
 			if (w->cancel)
 				w->stop_until = Max(w->stop_until,
@@ -661,7 +661,7 @@ start_due(void)
 			if (w->call == NULL && w->due <= now)
 			{
 				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0) *
-					Max(bulkops_lane_share(w->concurrency), 1) / w->concurrency;
+				Max(bulkops_lane_share(w->concurrency), 1) / w->concurrency;
 				long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
 
 				if (wait_ms > 0)
