@@ -34,8 +34,14 @@
  *	 memory (results.c) and tried again later, while the worker goes on
  *	 driving everyone else's requests.
  *
- * Each Work owns a memory context under TopMemoryContext, deleted when the
- * batch is done.  Taking batches from the tables lives in claim.c.
+ * The file reads top-down: the loop, then sending (start_due and what it
+ * calls), then answers (handle_answer and what it calls).  Below it, and
+ * never calling back up: claim.c takes batches, results.c stores what an
+ * answer meant, batch.c is a held batch's lifecycle (a Work, which owns a
+ * memory context under TopMemoryContext, deleted when the batch is done),
+ * catalog.c every statement on bulkops' tables, exec.c transactions,
+ * http.c libcurl, oauth_cache.c tokens, ratelimit.c pacing, retention.c
+ * the purge.
  *
  *-------------------------------------------------------------------------
  */
@@ -81,6 +87,129 @@ static TimestampTz next_claim = 0;
  */
 #define CLAIM_RETRY_MS 20
 
+static void worker_exit(int code, Datum arg);
+static bool extension_ready(void);
+static long next_wait_ms(void);
+static void start_due(void);
+static void send_request(Work *w, bool abort);
+static bool mark_maybe_applied(Work *w);
+static void give_up(Work *w);
+static void settle_stopped(Work *w);
+static void settle_now(Work *w, BulkopsRowStatus status, const char *error);
+static const char *stop_reason(Work *w);
+static void handle_answer(Work *w, BulkopsHttpCall *call);
+static void abort_answered(Work *w, BulkopsHttpCall *call);
+static void dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res);
+static bool same_text(const char *a, const char *b);
+static void plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms);
+static long poll_delay_ms(Work *w);
+static void set_memo(Work *w, void *memo);
+
+/* ---- the loop: claim -> send -> answer -> store, again ---- */
+
+static void
+worker_exit(int code, Datum arg)
+{
+	bulkops_worker_unregister_self();
+}
+
+void
+bulkops_worker_main(Datum arg)
+{
+	char		dbname[NAMEDATALEN];
+	bool		woken = true;
+	bool		recovered;
+	bool		claim_retried = false;
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	bulkops_lane = DatumGetInt32(arg);
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/* before any statement: the database's own settings may not apply */
+	bulkops_fix_session_settings();
+	bulkops_worker_register_self(MyDatabaseId, bulkops_lane);
+	before_shmem_exit(worker_exit, (Datum) 0);
+	bulkops_http_init();
+	if (bulkops_lane == 0)
+		ereport(LOG, (errmsg("bulkops worker started for database \"%s\"", dbname)));
+	else
+		ereport(LOG, (errmsg("bulkops worker %d started for database \"%s\"",
+							 bulkops_lane, dbname)));
+
+	/* sleep until CREATE EXTENSION has run here */
+	while (!extension_ready())
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(bulkops_poll_interval_ms, 1000), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "bulkops worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(loop_cxt);
+	recovered = bulkops_recover();
+
+	for (;;)
+	{
+		BulkopsHttpCall *call;
+		bool		room;
+
+		/* whatever one turn of the loop allocates dies with it */
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		room = bulkops_room_freed;
+		bulkops_room_freed = false;
+		if (woken || GetCurrentTimestamp() >= next_claim)
+		{
+			bool		skipped;
+
+			if (!extension_ready())
+				proc_exit(0);	/* dropped (or not at our version): the
+								 * launcher starts a fresh one */
+			bulkops_refresh_cancels();
+			/* batches of jobs another transaction held at the start */
+			if (!recovered)
+				recovered = bulkops_recover();
+			skipped = bulkops_claim();
+			if (bulkops_lane == 0)
+				bulkops_purge_expired();
+			claim_retried = skipped && !claim_retried;
+			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 claim_retried
+													 ? Min(CLAIM_RETRY_MS, bulkops_poll_interval_ms)
+													 : bulkops_poll_interval_ms);
+		}
+		else if (room)
+		{
+			/*
+			 * Only a claim: a cancel wakes us, and deadlines are looked at on
+			 * the poll_interval tick.
+			 */
+			(void) bulkops_claim();
+		}
+		start_due();
+		woken = bulkops_http_wait(next_wait_ms());
+		while ((call = bulkops_http_next_done()) != NULL)
+			if (!bulkops_oauth_call_done(call))
+				handle_answer((Work *) call->arg, call);
+	}
+}
+
 /*
  * Whether bulkops is installed in this database at the version this
  * library's statements are written for.  After an upgrade of the library,
@@ -113,164 +242,155 @@ extension_ready(void)
 	return ok;
 }
 
-static const char *
-stop_reason(Work *w)
-{
-	return w->timed_out ? "the job's deadline passed" : "the job was cancelled";
-}
-
-/*
- * Poll soon after a step starts, then less and less often up to
- * poll_interval: small tasks finish in milliseconds, large ones take
- * minutes, and neither should wait on the other's cadence.
- */
 static long
-poll_delay_ms(Work *w)
+next_wait_ms(void)
 {
-	long		cap = (long) (1000 * bulkops_opt_real(w->batch.options, "poll_interval",
-													  bulkops_poll_interval_ms / 1000.0));
-	long		ms = 20L << Min(w->polls, 20);
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = bulkops_room_freed ? 0 : next_claim;
+	ListCell   *lc;
+	long		secs;
+	int			usecs;
 
-	w->polls++;
-	return Min(ms, cap);
+	foreach(lc, bulkops_works)
+	{
+		Work	   *w = lfirst(lc);
+
+		if (w->deferred)
+		{
+			if (w->store_due < next)
+				next = w->store_due;
+			continue;
+		}
+		if (w->call == NULL && w->due < next)
+			next = w->due;
+		if (w->cancel && w->stop_until < next)
+			next = w->stop_until;
+	}
+	if (next <= now)
+		return 0;
+	TimestampDifference(now, next, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
 }
 
-/* What the dialect keeps between steps (BulkopsBatch.memo). */
+/* ---- sending ---- */
+
+/* Start every due request; settle the works that need no request. */
 static void
-set_memo(Work *w, void *memo)
+start_due(void)
 {
-	w->batch.memo = memo;
-	if (memo == NULL)
-		MemoryContextReset(w->batch.memo_cxt);
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *snapshot = list_copy(bulkops_works);
+	ListCell   *lc;
+
+	foreach(lc, snapshot)
+	{
+		Work	   *w = lfirst(lc);
+
+		if (w->deferred)
+		{
+			/*
+			 * Nothing else happens to the batch until its result is stored; a
+			 * stopped job's grace for the remote side starts after that.
+			 */
+			if (w->cancel)
+				w->stop_until = Max(w->stop_until,
+									TimestampTzPlusMilliseconds(now, STOP_GRACE_MS));
+			if (now >= w->store_due)
+				bulkops_store_deferred(w);
+			continue;
+		}
+		if (w->settle_error && w->call == NULL)
+			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
+		else if (w->cancel && now >= w->stop_until &&
+				 (w->call != NULL || w->batch.step > 0))
+			give_up(w);
+		else if (w->call != NULL)
+			continue;
+		else if (w->in_doubt)
+			settle_now(w, BULKOPS_ROW_UNKNOWN,
+					   "the worker stopped while this row's request was in flight; "
+					   "the remote side may or may not have applied it");
+		else if (w->cancel && w->batch.step == 0)
+			settle_stopped(w);
+		else
+		{
+			/* one abort per running task, not held back by rate_limit */
+			if (w->cancel && !w->abort_sent)
+				send_request(w, true);
+			if (w->call == NULL && w->due <= now)
+			{
+				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0) *
+				Max(bulkops_lane_share(w->concurrency), 1) / w->concurrency;
+				long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
+
+				if (wait_ms > 0)
+					w->due = TimestampTzPlusMilliseconds(now, wait_ms);
+				else
+					send_request(w, false);
+			}
+		}
+	}
+	list_free(snapshot);
 }
 
 /*
- * Decide the next state in memory (before the transaction that persists
- * it): steps, attempts, and whether a retry is allowed at all.
+ * Send the batch's next request, or with abort its dialect's abort request
+ * (once; nothing is sent when the dialect has none for this step).
  */
 static void
-plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
+send_request(Work *w, bool abort)
 {
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
-	TimestampTz now = GetCurrentTimestamp();
+	BulkopsRequest req = {0};
+	List	   *volatile auth = NIL;
+	BulkopsHttpOptions opts;
+	char	   *volatile error = NULL;
+	volatile bool wanted = true;
+	MemoryContext old;
 
-	switch (res->next)
+	if (abort && w->dialect->build_abort == NULL)
 	{
-		case BULKOPS_NEXT_STEP:
-			if (res->step != w->batch.step)
-				w->polls = 0;
-			w->batch.step = res->step;
-			w->batch.remote_id = res->remote_id ? pstrdup(res->remote_id) : NULL;
-			w->batch.step_data = res->step_data ? pstrdup(res->step_data) : NULL;
-			set_memo(w, res->memo);
-			w->poll_errors = 0;
-			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-												 : poll_delay_ms(w));
-			break;
-		case BULKOPS_NEXT_RESUBMIT:
-			if (res->maybe_applied && !w->dialect->idempotent[w->batch.op])
-			{
-				res->next = BULKOPS_NEXT_FAIL;
-				res->fail_status = BULKOPS_ROW_UNKNOWN;
-				res->error = psprintf("%s; the rows may have been applied, and %s is not safe to repeat",
-									  res->error ? res->error : "the remote task was lost",
-									  bulkops_op_name(w->batch.op));
-				break;
-			}
-			if (res->maybe_applied)
-				w->maybe_applied = true;
-			w->batch.step = 0;
-			w->batch.remote_id = NULL;
-			w->batch.step_data = NULL;
-			set_memo(w, NULL);
-			if (res->counts_attempt)
-			{
-				if (w->attempts >= w->max_attempts)
-				{
-					res->next = BULKOPS_NEXT_FAIL;
-					res->error = psprintf("gave up after %d attempts: %s", w->attempts,
-										  res->error ? res->error : "resubmission needed");
-					break;
-				}
-				w->attempts++;
-			}
-			w->due = now;
-			break;
-		case BULKOPS_NEXT_RETRY:
-			if (res->limited)
-			{
-				/*
-				 * Refused for a usage limit, nothing applied: waiting is the
-				 * cure, and however long it takes is no fault of the batch,
-				 * so it uses up neither attempts nor poll errors.
-				 */
-				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-													 : bulkops_backoff_ms(16, retry_after_ms));
-				break;
-			}
-			if (w->batch.step > 0)
-			{
-				/* polls and fetches are always safe to repeat, within reason */
-				if (++w->poll_errors > Max(w->max_attempts, 1) * 4)
-				{
-					res->next = BULKOPS_NEXT_FAIL;
-					res->fail_status = BULKOPS_ROW_UNKNOWN;
-					res->error = psprintf("could not learn the outcome of remote task %s: %s",
-										  w->batch.remote_id, res->error);
-					break;
-				}
-				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-													 : bulkops_backoff_ms(w->poll_errors, retry_after_ms));
-				break;
-			}
-			/* a submit that only opens a remote job never applies a row */
-			if (w->dialect->submit_is_safe)
-				not_applied = true;
-			if (!not_applied && !w->dialect->idempotent[w->batch.op])
-			{
-				res->next = BULKOPS_NEXT_FAIL;
-				res->fail_status = BULKOPS_ROW_UNKNOWN;
-				res->error = psprintf("%s; the request may have been applied, and %s is not safe to repeat",
-									  res->error, bulkops_op_name(w->batch.op));
-				break;
-			}
-			if (!not_applied)
-				w->maybe_applied = true;
-			if (w->attempts >= w->max_attempts)
-			{
-				res->next = BULKOPS_NEXT_FAIL;
-				res->error = psprintf("gave up after %d attempts: %s",
-									  w->attempts, res->error);
-				break;
-			}
-			w->attempts++;
-			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-												 : bulkops_backoff_ms(w->attempts - 1, retry_after_ms));
-			break;
-		case BULKOPS_NEXT_DONE:
-		case BULKOPS_NEXT_FAIL:
-			break;
+		w->abort_sent = true;
+		return;
 	}
-	MemoryContextSwitchTo(old);
-}
 
-/* The dialect's reading of an answer, with its errors turned into a retry. */
-static void
-dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
-{
-	MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
-	BulkopsResponse resp;
+	/* what the last request and its answer left behind is no longer needed */
+	MemoryContextReset(w->step_cxt);
+	old = MemoryContextSwitchTo(w->step_cxt);
 
-	resp.status = call->status;
-	resp.body = call->body.data;
-	resp.len = call->body.len;
-	resp.content_type = call->content_type;
-	resp.headers = call->resp_headers;
-	resp.stream_state = call->stream_state;
+	/* an OAuth token first: it may also change the API base (batch.url) */
+	if (bulkops_auth_is_oauth(w->auth))
+	{
+		List	   *headers = NIL;
+		char	   *why = NULL;
+
+		switch (bulkops_oauth_prepare(w, &headers, &why))
+		{
+			case BULKOPS_OAUTH_READY:
+				auth = headers;
+				break;
+			case BULKOPS_OAUTH_WAIT:
+				MemoryContextSwitchTo(old);
+				return;
+			case BULKOPS_OAUTH_FAIL:
+				MemoryContextSwitchTo(old);
+				/* a remote task already exists: its rows' fate is unknown */
+				settle_now(w, w->batch.step == 0 ? BULKOPS_ROW_FAILED
+						   : BULKOPS_ROW_UNKNOWN, why);
+				return;
+		}
+	}
+
+	/* once the token is there (the abort waits for it like any request) */
+	if (abort)
+		w->abort_sent = true;
 	PG_TRY();
 	{
-		w->dialect->handle_response(&w->batch, &resp, res);
-		bulkops_check_stored_text(res);
+		if (abort)
+			wanted = w->dialect->build_abort(&w->batch, &req);
+		else
+			w->dialect->build_request(&w->batch, &req);
+		if (wanted)
+			auth = list_concat(auth, bulkops_auth_headers(w->auth, w->target));
 	}
 	PG_CATCH();
 	{
@@ -278,43 +398,133 @@ dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
 
 		MemoryContextSwitchTo(w->step_cxt);
 		edata = CopyErrorData();
+		/* the log gets its details (a secret file's path), the rows not */
+		EmitErrorReport();
 		FlushErrorState();
-		memset(res, 0, sizeof(*res));
-		res->next = BULKOPS_NEXT_RETRY;
-		res->error = psprintf("could not read the answer (HTTP %ld): %s",
-							  call->status, edata->message);
-		FreeErrorData(edata);
+		error = pstrdup(edata->message);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
-}
+	if (error && abort)
+	{
+		/* the polls that follow still learn the outcome */
+		ereport(LOG,
+				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
+						w->batch.remote_id, w->batch.job_id, error)));
+		return;
+	}
+	if (error)
+	{
+		settle_now(w, BULKOPS_ROW_FAILED, error);
+		return;
+	}
+	if (!wanted)
+		return;
 
-/* Are a and b the same string, or both NULL? */
-static bool
-same_text(const char *a, const char *b)
-{
-	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+	bulkops_http_options(w->batch.options, &opts);
+	/* a submit that only opens a remote job never applies a row */
+	if (!abort && w->batch.step == 0 && !w->dialect->submit_is_safe &&
+		!w->maybe_applied && !mark_maybe_applied(w))
+	{
+		w->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		return;
+	}
+	if (!abort)
+		bulkops_crash_point(w->batch.step == 0 ? "submit" : "poll");
+	w->call = bulkops_http_start(&req, auth, &opts, w);
+	if (w->batch.step > 0 && !abort)
+		w->call->crash_point = "fetch";
+	w->aborting = abort;
 }
 
 /*
- * The answer to an abort request changes nothing by itself: the polls that
- * follow learn what the remote side did.
+ * Say, durably, that w's rows may be applied from now on, as its submit is
+ * about to leave.  Only a batch so marked is in doubt after a crash: one
+ * that was claimed, or is waiting to retry after a 429, was never applied
+ * and may be sent.  Returns false if that could not be recorded (then
+ * nothing is sent).
+ */
+static bool
+mark_maybe_applied(Work *w)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		bulkops_begin_tx("marking a submit");
+		bulkops_catalog_mark_maybe_applied(w->batch.job_id, w->batch.batch_no);
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		bulkops_abort_tx(cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * A stopped batch's grace is over: stop waiting for the remote side, and
+ * say honestly that its pending rows may or may not have been applied.
  */
 static void
-abort_answered(Work *w, BulkopsHttpCall *call)
+give_up(Work *w)
 {
-	w->call = NULL;
-	w->aborting = false;
-	if (call->error || call->status < 200 || call->status >= 300)
-		ereport(LOG,
-				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
-						w->batch.remote_id ? w->batch.remote_id : "(none)",
-						w->batch.job_id,
-						call->error ? call->error
-						: psprintf("HTTP %ld", call->status))));
-	bulkops_http_free(call);
-	w->due = GetCurrentTimestamp();
+	char	   *msg;
+
+	if (w->call)
+	{
+		bulkops_http_abandon(w->call);
+		w->call = NULL;
+		w->aborting = false;
+	}
+	if (w->batch.step == 0)
+		msg = psprintf("%s while this row's request was in flight; "
+					   "the remote side may or may not have applied it",
+					   stop_reason(w));
+	else
+		msg = psprintf("%s while remote task %s was running%s; "
+					   "its outcome was not learned in time",
+					   stop_reason(w),
+					   w->batch.remote_id ? w->batch.remote_id : "(without an id)",
+					   w->dialect && w->dialect->build_abort ? " (abort requested)" : "");
+	settle_now(w, BULKOPS_ROW_UNKNOWN, msg);
 }
+
+/* Rows of a stopped job that were not sent (again). */
+static void
+settle_stopped(Work *w)
+{
+	if (w->maybe_applied)
+		settle_now(w, BULKOPS_ROW_UNKNOWN,
+				   psprintf("%s before this row was sent again; an earlier attempt "
+							"may have been applied", stop_reason(w)));
+	else
+		settle_now(w, BULKOPS_ROW_CANCELLED,
+				   w->timed_out ? "the job's deadline passed before this row was sent"
+				   : "cancelled by bulkops.cancel()");
+}
+
+static void
+settle_now(Work *w, BulkopsRowStatus status, const char *error)
+{
+	BulkopsResult res = {0};
+
+	res.next = BULKOPS_NEXT_FAIL;
+	res.fail_status = status;
+	res.error = pstrdup(error);
+	bulkops_commit_result(w, &res);
+}
+
+static const char *
+stop_reason(Work *w)
+{
+	return w->timed_out ? "the job's deadline passed" : "the job was cancelled";
+}
+
+/* ---- answers ---- */
 
 static void
 handle_answer(Work *w, BulkopsHttpCall *call)
@@ -428,105 +638,43 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		bulkops_crash_point("step_saved");
 }
 
-/* ---- sending ---- */
-
 /*
- * Say, durably, that w's rows may be applied from now on, as its submit is
- * about to leave.  Only a batch so marked is in doubt after a crash: one
- * that was claimed, or is waiting to retry after a 429, was never applied
- * and may be sent.  Returns false if that could not be recorded (then
- * nothing is sent).
- */
-static bool
-mark_maybe_applied(Work *w)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	PG_TRY();
-	{
-		bulkops_begin_tx("marking a submit");
-		bulkops_catalog_mark_maybe_applied(w->batch.job_id, w->batch.batch_no);
-		bulkops_commit_tx();
-	}
-	PG_CATCH();
-	{
-		bulkops_abort_tx(cxt);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
-}
-
-static void
-settle_now(Work *w, BulkopsRowStatus status, const char *error)
-{
-	BulkopsResult res = {0};
-
-	res.next = BULKOPS_NEXT_FAIL;
-	res.fail_status = status;
-	res.error = pstrdup(error);
-	bulkops_commit_result(w, &res);
-}
-
-/*
- * Send the batch's next request, or with abort its dialect's abort request
- * (once; nothing is sent when the dialect has none for this step).
+ * The answer to an abort request changes nothing by itself: the polls that
+ * follow learn what the remote side did.
  */
 static void
-send_request(Work *w, bool abort)
+abort_answered(Work *w, BulkopsHttpCall *call)
 {
-	BulkopsRequest req = {0};
-	List	   *volatile auth = NIL;
-	BulkopsHttpOptions opts;
-	char	   *volatile error = NULL;
-	volatile bool wanted = true;
-	MemoryContext old;
+	w->call = NULL;
+	w->aborting = false;
+	if (call->error || call->status < 200 || call->status >= 300)
+		ereport(LOG,
+				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
+						w->batch.remote_id ? w->batch.remote_id : "(none)",
+						w->batch.job_id,
+						call->error ? call->error
+						: psprintf("HTTP %ld", call->status))));
+	bulkops_http_free(call);
+	w->due = GetCurrentTimestamp();
+}
 
-	if (abort && w->dialect->build_abort == NULL)
-	{
-		w->abort_sent = true;
-		return;
-	}
+/* The dialect's reading of an answer, with its errors turned into a retry. */
+static void
+dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
+	BulkopsResponse resp;
 
-	/* what the last request and its answer left behind is no longer needed */
-	MemoryContextReset(w->step_cxt);
-	old = MemoryContextSwitchTo(w->step_cxt);
-
-	/* an OAuth token first: it may also change the API base (batch.url) */
-	if (bulkops_auth_is_oauth(w->auth))
-	{
-		List	   *headers = NIL;
-		char	   *why = NULL;
-
-		switch (bulkops_oauth_prepare(w, &headers, &why))
-		{
-			case BULKOPS_OAUTH_READY:
-				auth = headers;
-				break;
-			case BULKOPS_OAUTH_WAIT:
-				MemoryContextSwitchTo(old);
-				return;
-			case BULKOPS_OAUTH_FAIL:
-				MemoryContextSwitchTo(old);
-				/* a remote task already exists: its rows' fate is unknown */
-				settle_now(w, w->batch.step == 0 ? BULKOPS_ROW_FAILED
-						   : BULKOPS_ROW_UNKNOWN, why);
-				return;
-		}
-	}
-
-	/* once the token is there (the abort waits for it like any request) */
-	if (abort)
-		w->abort_sent = true;
+	resp.status = call->status;
+	resp.body = call->body.data;
+	resp.len = call->body.len;
+	resp.content_type = call->content_type;
+	resp.headers = call->resp_headers;
+	resp.stream_state = call->stream_state;
 	PG_TRY();
 	{
-		if (abort)
-			wanted = w->dialect->build_abort(&w->batch, &req);
-		else
-			w->dialect->build_request(&w->batch, &req);
-		if (wanted)
-			auth = list_concat(auth, bulkops_auth_headers(w->auth, w->target));
+		w->dialect->handle_response(&w->batch, &resp, res);
+		bulkops_check_stored_text(res);
 	}
 	PG_CATCH();
 	{
@@ -534,277 +682,155 @@ send_request(Work *w, bool abort)
 
 		MemoryContextSwitchTo(w->step_cxt);
 		edata = CopyErrorData();
-		/* the log gets its details (a secret file's path), the rows not */
-		EmitErrorReport();
 		FlushErrorState();
-		error = pstrdup(edata->message);
+		memset(res, 0, sizeof(*res));
+		res->next = BULKOPS_NEXT_RETRY;
+		res->error = psprintf("could not read the answer (HTTP %ld): %s",
+							  call->status, edata->message);
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
-	if (error && abort)
-	{
-		/* the polls that follow still learn the outcome */
-		ereport(LOG,
-				(errmsg("bulkops could not abort remote task %s of job " INT64_FORMAT ": %s",
-						w->batch.remote_id, w->batch.job_id, error)));
-		return;
-	}
-	if (error)
-	{
-		settle_now(w, BULKOPS_ROW_FAILED, error);
-		return;
-	}
-	if (!wanted)
-		return;
+}
 
-	bulkops_http_options(w->batch.options, &opts);
-	/* a submit that only opens a remote job never applies a row */
-	if (!abort && w->batch.step == 0 && !w->dialect->submit_is_safe &&
-		!w->maybe_applied && !mark_maybe_applied(w))
-	{
-		w->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-		return;
-	}
-	if (!abort)
-		bulkops_crash_point(w->batch.step == 0 ? "submit" : "poll");
-	w->call = bulkops_http_start(&req, auth, &opts, w);
-	if (w->batch.step > 0 && !abort)
-		w->call->crash_point = "fetch";
-	w->aborting = abort;
+/* Are a and b the same string, or both NULL? */
+static bool
+same_text(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
 /*
- * A stopped batch's grace is over: stop waiting for the remote side, and
- * say honestly that its pending rows may or may not have been applied.
+ * Decide the next state in memory (before the transaction that persists
+ * it): steps, attempts, and whether a retry is allowed at all.
  */
 static void
-give_up(Work *w)
+plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 {
-	char	   *msg;
-
-	if (w->call)
-	{
-		bulkops_http_abandon(w->call);
-		w->call = NULL;
-		w->aborting = false;
-	}
-	if (w->batch.step == 0)
-		msg = psprintf("%s while this row's request was in flight; "
-					   "the remote side may or may not have applied it",
-					   stop_reason(w));
-	else
-		msg = psprintf("%s while remote task %s was running%s; "
-					   "its outcome was not learned in time",
-					   stop_reason(w),
-					   w->batch.remote_id ? w->batch.remote_id : "(without an id)",
-					   w->dialect && w->dialect->build_abort ? " (abort requested)" : "");
-	settle_now(w, BULKOPS_ROW_UNKNOWN, msg);
-}
-
-/* Rows of a stopped job that were not sent (again). */
-static void
-settle_stopped(Work *w)
-{
-	if (w->maybe_applied)
-		settle_now(w, BULKOPS_ROW_UNKNOWN,
-				   psprintf("%s before this row was sent again; an earlier attempt "
-							"may have been applied", stop_reason(w)));
-	else
-		settle_now(w, BULKOPS_ROW_CANCELLED,
-				   w->timed_out ? "the job's deadline passed before this row was sent"
-				   : "cancelled by bulkops.cancel()");
-}
-
-/* Start every due request; settle the works that need no request. */
-static void
-start_due(void)
-{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 	TimestampTz now = GetCurrentTimestamp();
-	List	   *snapshot = list_copy(bulkops_works);
-	ListCell   *lc;
 
-	foreach(lc, snapshot)
+	switch (res->next)
 	{
-		Work	   *w = lfirst(lc);
-
-		if (w->deferred)
-		{
-			/*
-			 * Nothing else happens to the batch until its result is stored; a
-			 * stopped job's grace for the remote side starts after that.
-			 */
-			if (w->cancel)
-				w->stop_until = Max(w->stop_until,
-									TimestampTzPlusMilliseconds(now, STOP_GRACE_MS));
-			if (now >= w->store_due)
-				bulkops_store_deferred(w);
-			continue;
-		}
-		if (w->settle_error && w->call == NULL)
-			settle_now(w, BULKOPS_ROW_FAILED, w->settle_error);
-		else if (w->cancel && now >= w->stop_until &&
-				 (w->call != NULL || w->batch.step > 0))
-			give_up(w);
-		else if (w->call != NULL)
-			continue;
-		else if (w->in_doubt)
-			settle_now(w, BULKOPS_ROW_UNKNOWN,
-					   "the worker stopped while this row's request was in flight; "
-					   "the remote side may or may not have applied it");
-		else if (w->cancel && w->batch.step == 0)
-			settle_stopped(w);
-		else
-		{
-			/* one abort per running task, not held back by rate_limit */
-			if (w->cancel && !w->abort_sent)
-				send_request(w, true);
-			if (w->call == NULL && w->due <= now)
+		case BULKOPS_NEXT_STEP:
+			if (res->step != w->batch.step)
+				w->polls = 0;
+			w->batch.step = res->step;
+			w->batch.remote_id = res->remote_id ? pstrdup(res->remote_id) : NULL;
+			w->batch.step_data = res->step_data ? pstrdup(res->step_data) : NULL;
+			set_memo(w, res->memo);
+			w->poll_errors = 0;
+			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+												 : poll_delay_ms(w));
+			break;
+		case BULKOPS_NEXT_RESUBMIT:
+			if (res->maybe_applied && !w->dialect->idempotent[w->batch.op])
 			{
-				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0) *
-				Max(bulkops_lane_share(w->concurrency), 1) / w->concurrency;
-				long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
-
-				if (wait_ms > 0)
-					w->due = TimestampTzPlusMilliseconds(now, wait_ms);
-				else
-					send_request(w, false);
+				res->next = BULKOPS_NEXT_FAIL;
+				res->fail_status = BULKOPS_ROW_UNKNOWN;
+				res->error = psprintf("%s; the rows may have been applied, and %s is not safe to repeat",
+									  res->error ? res->error : "the remote task was lost",
+									  bulkops_op_name(w->batch.op));
+				break;
 			}
-		}
+			if (res->maybe_applied)
+				w->maybe_applied = true;
+			w->batch.step = 0;
+			w->batch.remote_id = NULL;
+			w->batch.step_data = NULL;
+			set_memo(w, NULL);
+			if (res->counts_attempt)
+			{
+				if (w->attempts >= w->max_attempts)
+				{
+					res->next = BULKOPS_NEXT_FAIL;
+					res->error = psprintf("gave up after %d attempts: %s", w->attempts,
+										  res->error ? res->error : "resubmission needed");
+					break;
+				}
+				w->attempts++;
+			}
+			w->due = now;
+			break;
+		case BULKOPS_NEXT_RETRY:
+			if (res->limited)
+			{
+				/*
+				 * Refused for a usage limit, nothing applied: waiting is the
+				 * cure, and however long it takes is no fault of the batch,
+				 * so it uses up neither attempts nor poll errors.
+				 */
+				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+													 : bulkops_backoff_ms(16, retry_after_ms));
+				break;
+			}
+			if (w->batch.step > 0)
+			{
+				/* polls and fetches are always safe to repeat, within reason */
+				if (++w->poll_errors > Max(w->max_attempts, 1) * 4)
+				{
+					res->next = BULKOPS_NEXT_FAIL;
+					res->fail_status = BULKOPS_ROW_UNKNOWN;
+					res->error = psprintf("could not learn the outcome of remote task %s: %s",
+										  w->batch.remote_id, res->error);
+					break;
+				}
+				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+													 : bulkops_backoff_ms(w->poll_errors, retry_after_ms));
+				break;
+			}
+			/* a submit that only opens a remote job never applies a row */
+			if (w->dialect->submit_is_safe)
+				not_applied = true;
+			if (!not_applied && !w->dialect->idempotent[w->batch.op])
+			{
+				res->next = BULKOPS_NEXT_FAIL;
+				res->fail_status = BULKOPS_ROW_UNKNOWN;
+				res->error = psprintf("%s; the request may have been applied, and %s is not safe to repeat",
+									  res->error, bulkops_op_name(w->batch.op));
+				break;
+			}
+			if (!not_applied)
+				w->maybe_applied = true;
+			if (w->attempts >= w->max_attempts)
+			{
+				res->next = BULKOPS_NEXT_FAIL;
+				res->error = psprintf("gave up after %d attempts: %s",
+									  w->attempts, res->error);
+				break;
+			}
+			w->attempts++;
+			w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
+												 : bulkops_backoff_ms(w->attempts - 1, retry_after_ms));
+			break;
+		case BULKOPS_NEXT_DONE:
+		case BULKOPS_NEXT_FAIL:
+			break;
 	}
-	list_free(snapshot);
+	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Poll soon after a step starts, then less and less often up to
+ * poll_interval: small tasks finish in milliseconds, large ones take
+ * minutes, and neither should wait on the other's cadence.
+ */
 static long
-next_wait_ms(void)
+poll_delay_ms(Work *w)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next = bulkops_room_freed ? 0 : next_claim;
-	ListCell   *lc;
-	long		secs;
-	int			usecs;
+	long		cap = (long) (1000 * bulkops_opt_real(w->batch.options, "poll_interval",
+													  bulkops_poll_interval_ms / 1000.0));
+	long		ms = 20L << Min(w->polls, 20);
 
-	foreach(lc, bulkops_works)
-	{
-		Work	   *w = lfirst(lc);
-
-		if (w->deferred)
-		{
-			if (w->store_due < next)
-				next = w->store_due;
-			continue;
-		}
-		if (w->call == NULL && w->due < next)
-			next = w->due;
-		if (w->cancel && w->stop_until < next)
-			next = w->stop_until;
-	}
-	if (next <= now)
-		return 0;
-	TimestampDifference(now, next, &secs, &usecs);
-	return secs * 1000 + (usecs + 999) / 1000;
+	w->polls++;
+	return Min(ms, cap);
 }
 
-/* ---- main ---- */
-
+/* What the dialect keeps between steps (BulkopsBatch.memo). */
 static void
-worker_exit(int code, Datum arg)
+set_memo(Work *w, void *memo)
 {
-	bulkops_worker_unregister_self();
-}
-
-void
-bulkops_worker_main(Datum arg)
-{
-	char		dbname[NAMEDATALEN];
-	bool		woken = true;
-	bool		recovered;
-	bool		claim_retried = false;
-	MemoryContext loop_cxt;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
-	bulkops_lane = DatumGetInt32(arg);
-	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
-	/* before any statement: the database's own settings may not apply */
-	bulkops_fix_session_settings();
-	bulkops_worker_register_self(MyDatabaseId, bulkops_lane);
-	before_shmem_exit(worker_exit, (Datum) 0);
-	bulkops_http_init();
-	if (bulkops_lane == 0)
-		ereport(LOG, (errmsg("bulkops worker started for database \"%s\"", dbname)));
-	else
-		ereport(LOG, (errmsg("bulkops worker %d started for database \"%s\"",
-							 bulkops_lane, dbname)));
-
-	/* sleep until CREATE EXTENSION has run here */
-	while (!extension_ready())
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(bulkops_poll_interval_ms, 1000), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-	}
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "bulkops worker loop",
-									 ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(loop_cxt);
-	recovered = bulkops_recover();
-
-	for (;;)
-	{
-		BulkopsHttpCall *call;
-		bool		room;
-
-		/* whatever one turn of the loop allocates dies with it */
-		MemoryContextSwitchTo(loop_cxt);
-		MemoryContextReset(loop_cxt);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		room = bulkops_room_freed;
-		bulkops_room_freed = false;
-		if (woken || GetCurrentTimestamp() >= next_claim)
-		{
-			bool		skipped;
-
-			if (!extension_ready())
-				proc_exit(0);	/* dropped (or not at our version): the
-								 * launcher starts a fresh one */
-			bulkops_refresh_cancels();
-			/* batches of jobs another transaction held at the start */
-			if (!recovered)
-				recovered = bulkops_recover();
-			skipped = bulkops_claim();
-			if (bulkops_lane == 0)
-				bulkops_purge_expired();
-			claim_retried = skipped && !claim_retried;
-			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 claim_retried
-													 ? Min(CLAIM_RETRY_MS, bulkops_poll_interval_ms)
-													 : bulkops_poll_interval_ms);
-		}
-		else if (room)
-		{
-			/*
-			 * Only a claim: a cancel wakes us, and deadlines are looked at on
-			 * the poll_interval tick.
-			 */
-			(void) bulkops_claim();
-		}
-		start_due();
-		woken = bulkops_http_wait(next_wait_ms());
-		while ((call = bulkops_http_next_done()) != NULL)
-			if (!bulkops_oauth_call_done(call))
-				handle_answer((Work *) call->arg, call);
-	}
+	w->batch.memo = memo;
+	if (memo == NULL)
+		MemoryContextReset(w->batch.memo_cxt);
 }
