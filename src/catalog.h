@@ -2,8 +2,9 @@
  *
  * catalog.h
  *	  Every statement on bulkops' own tables, named by what it does
- *	  (catalog.c: jobs, batches and receipts; catalog_targets.c: targets
- *	  and their grants).
+ *	  (catalog.c: the worker's, on jobs, batches and receipts;
+ *	  catalog_jobs.c: the backends' on jobs and batches; catalog_targets.c:
+ *	  targets and their grants).
  *
  * The worker's functions run inside its transaction (exec.c), with the
  * worker session's fixed settings; what they return lives in SPI's
@@ -93,7 +94,7 @@ extern int	bulkops_catalog_purge_expired(int retention_s, int limit);
 extern bool bulkops_catalog_finish_job(int64 job_id);
 extern bool bulkops_catalog_cancel_queued(int64 job_id, bool timed_out);
 
-/* ---- backends: jobs ---- */
+/* ---- backends: jobs (catalog_jobs.c) ---- */
 
 /* A job as the caller sees it (row-level security applies). */
 typedef struct BulkopsJobStatus
