@@ -25,7 +25,7 @@ typedef struct Work
 	char	  **keys;			/* batch.nrows entries: each row's key, or
 								 * NULL */
 	bool	   *pending;		/* the same array as batch.pending, which the
-								 * dialect may only read: receipts.c clears a
+								 * dialect may only read: results.c clears a
 								 * row's entry as it settles it */
 	int			attempts;		/* submits counted so far */
 	const BulkopsDialect *dialect;

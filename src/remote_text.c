@@ -64,7 +64,7 @@ bulkops_clean_text(const char *s, int maxlen)
  * in the database encoding, as text columns may hold nothing else, and the
  * progress must be JSON.  Checked here, where an ERROR means "could not read
  * the answer", rather than in the receipts' transaction, which it would
- * abort.  Receipts' texts need no check: receipts.c cleans them.  The
+ * abort.  Receipts' texts need no check: catalog.c cleans them.  The
  * fuzzing harness (test/fuzz/) applies it too.
  */
 void
