@@ -77,6 +77,190 @@ WHERE destination IS NOT NULL AND pg_catalog.to_regclass(destination) IS NULL;
 ALTER TABLE @extschema@.jobs ALTER COLUMN destination TYPE regclass
     USING pg_catalog.to_regclass(destination);
 
+-- Receipts are kept with their batch (the format: src/receipts.c): one
+-- slot per source row in compact arrays on the batch's row, written in the
+-- transaction that stores each answer, instead of a row and two index
+-- entries per source row.  bulkops.receipts becomes a view that unnests
+-- them, with the columns it had.
+--
+-- Batches are partitioned by their job's generation: the start (seconds
+-- since the epoch) of the bulkops.partition_interval the job was enqueued
+-- in.  The worker creates each generation's partition ahead of time, and
+-- retention truncates and drops a generation's partition whole once all
+-- its jobs have expired, which gives the space back to the file system.
+-- The default partition takes the rest: the batches of jobs enqueued
+-- before 1.3 (generation 0) and of any generation whose partition was not
+-- there yet.
+--
+-- Batches no longer reference jobs with a foreign key: a partition that
+-- pg_dump writes is restored in name order, before the jobs it would
+-- reference.  Only bulkops' functions write either table (nobody else
+-- may), and retention removes a job's batches with the job.
+DROP VIEW @extschema@.latest_receipts;
+ALTER TABLE @extschema@.jobs ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+ALTER TABLE @extschema@.jobs ALTER COLUMN generation DROP DEFAULT;
+CREATE INDEX jobs_generation_idx ON @extschema@.jobs (generation);
+
+CREATE TABLE @extschema@.batches_new (
+    job_id          bigint NOT NULL,
+    batch_no        integer NOT NULL,
+    state           text NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ('queued', 'active', 'done')),
+    first_row       bigint NOT NULL,
+    row_count       integer NOT NULL,
+    step            integer NOT NULL DEFAULT 0,
+    remote_id       text,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    http_status     integer,
+    last_error      text,
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    keys            text[] NOT NULL,
+    offsets         integer[],      -- NULL once the batch is done
+    body            bytea,          -- NULL once the batch is done
+    progress        jsonb,
+    step_data       text,
+    maybe_applied   boolean NOT NULL DEFAULT false,
+    lane            smallint,
+    generation      bigint NOT NULL,
+    outcomes        bytea,
+    answer_of       bytea,
+    remote_ids      text[],
+    error_codes     text[],
+    error_messages  text[],
+    answer_http     integer[],
+    answer_attempts integer[],
+    answer_at       timestamptz[],
+    answer_codes    text[],
+    answer_messages text[],
+    -- one slot per row: a row cannot have two receipts
+    CONSTRAINT batches_one_outcome_per_row
+        CHECK (outcomes IS NULL OR pg_catalog.octet_length(outcomes) = row_count),
+    CONSTRAINT batches_one_answer_per_row
+        CHECK (answer_of IS NULL OR pg_catalog.octet_length(answer_of) = 2 * row_count)
+) PARTITION BY LIST (generation);
+-- lz4 keeps the WAL of a large enqueue small at a fraction of pglz's cost;
+-- a partition created with LIKE ... INCLUDING COMPRESSION keeps it.
+ALTER TABLE @extschema@.batches_new
+    ALTER COLUMN body SET COMPRESSION lz4, ALTER COLUMN keys SET COMPRESSION lz4,
+    ALTER COLUMN offsets SET COMPRESSION lz4, ALTER COLUMN outcomes SET COMPRESSION lz4,
+    ALTER COLUMN answer_of SET COMPRESSION lz4, ALTER COLUMN remote_ids SET COMPRESSION lz4,
+    ALTER COLUMN error_codes SET COMPRESSION lz4,
+    ALTER COLUMN error_messages SET COMPRESSION lz4;
+-- Each partition has its own indexes, not the parent: pg_dump restores a
+-- partition the worker created by attaching it to the parent the extension
+-- script made, and an index on that parent would be made for the partition
+-- twice.  A job's batches are all in its generation's partition, so a key
+-- per partition is a key of the whole.
+CREATE TABLE @extschema@.batches_default PARTITION OF @extschema@.batches_new DEFAULT;
+ALTER TABLE @extschema@.batches_default ADD PRIMARY KEY (job_id, batch_no);
+CREATE INDEX batches_default_runnable_idx ON @extschema@.batches_default (job_id, batch_no)
+    WHERE state <> 'done';
+
+-- The existing receipts, packed per batch.  A batch's answers are its
+-- receipts' distinct (http_status, attempts, updated_at), numbered from 0
+-- in that order; a row keeps its remote id where it is not its key, and
+-- its error code and message.
+INSERT INTO @extschema@.batches_new
+    (job_id, batch_no, state, first_row, row_count, step, remote_id, attempts,
+     next_attempt_at, http_status, last_error, updated_at, keys, offsets, body,
+     progress, step_data, maybe_applied, lane, generation,
+     outcomes, answer_of, remote_ids, error_codes, error_messages,
+     answer_http, answer_attempts, answer_at)
+SELECT b.job_id, b.batch_no, b.state, b.first_row, b.row_count, b.step, b.remote_id,
+       b.attempts, b.next_attempt_at, b.http_status, b.last_error, b.updated_at,
+       b.keys, b.offsets, b.body, b.progress, b.step_data, b.maybe_applied, b.lane, 0,
+       p.outcomes, p.answer_of, p.remote_ids, p.error_codes, p.error_messages,
+       a.answer_http, a.answer_attempts, a.answer_at
+FROM @extschema@.batches b
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.array_agg(x.http_status ORDER BY x.n) AS answer_http,
+           pg_catalog.array_agg(x.attempts ORDER BY x.n) AS answer_attempts,
+           pg_catalog.array_agg(x.updated_at ORDER BY x.n) AS answer_at
+    FROM (SELECT DISTINCT r.http_status, r.attempts, r.updated_at,
+                 pg_catalog.dense_rank() OVER (ORDER BY r.http_status, r.attempts,
+                                                        r.updated_at) AS n
+          FROM @extschema@.receipts r
+          WHERE r.job_id = b.job_id
+            AND r.row_no BETWEEN b.first_row AND b.first_row + b.row_count - 1) x
+) a
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.string_agg(pg_catalog.set_byte('\x00'::bytea, 0,
+               CASE r.status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 2
+                             WHEN 'cancelled' THEN 3 WHEN 'unknown' THEN 4 ELSE 0 END
+               + CASE r.created WHEN true THEN 8 WHEN false THEN 16 ELSE 0 END
+               + CASE WHEN r.remote_id = b.keys[i] THEN 32 ELSE 0 END),
+               ''::bytea ORDER BY i) AS outcomes,
+           pg_catalog.string_agg(pg_catalog.set_byte(pg_catalog.set_byte('\x0000'::bytea,
+                   0, (coalesce(r.answer, 1) - 1)::int % 256),
+                   1, (coalesce(r.answer, 1) - 1)::int / 256),
+               ''::bytea ORDER BY i) AS answer_of,
+           CASE WHEN pg_catalog.bool_or(r.remote_id IS DISTINCT FROM b.keys[i]
+                                        AND r.remote_id IS NOT NULL)
+                THEN pg_catalog.array_agg(CASE WHEN r.remote_id IS DISTINCT FROM b.keys[i]
+                                               THEN r.remote_id END ORDER BY i)
+                END AS remote_ids,
+           CASE WHEN pg_catalog.bool_or(r.error_code IS NOT NULL)
+                THEN pg_catalog.array_agg(r.error_code ORDER BY i) END AS error_codes,
+           CASE WHEN pg_catalog.bool_or(r.error_message IS NOT NULL)
+                THEN pg_catalog.array_agg(r.error_message ORDER BY i) END AS error_messages
+    FROM pg_catalog.generate_series(1, b.row_count) AS i
+    LEFT JOIN (SELECT r.*, pg_catalog.dense_rank() OVER (ORDER BY r.http_status,
+                                                                  r.attempts,
+                                                                  r.updated_at) AS answer
+               FROM @extschema@.receipts r
+               WHERE r.job_id = b.job_id
+                 AND r.row_no BETWEEN b.first_row AND b.first_row + b.row_count - 1) r
+      ON r.row_no = b.first_row + i - 1
+) p;
+-- answers without an error shared by all their rows
+UPDATE @extschema@.batches_new
+SET answer_codes = pg_catalog.array_fill(NULL::text, ARRAY[pg_catalog.cardinality(answer_attempts)]),
+    answer_messages = pg_catalog.array_fill(NULL::text, ARRAY[pg_catalog.cardinality(answer_attempts)])
+WHERE answer_attempts IS NOT NULL;
+
+DROP TABLE @extschema@.receipts;
+DROP TABLE @extschema@.batches;
+ALTER TABLE @extschema@.batches_new RENAME TO batches;
+ALTER TABLE @extschema@.batches ENABLE ROW LEVEL SECURITY;
+
+-- One row per batch row that has its receipt: the batch's arrays,
+-- unnested.  Its output depends on its arguments alone.
+CREATE FUNCTION @extschema@._receipts(
+    first_row bigint, keys text[], outcomes bytea, answer_of bytea,
+    remote_ids text[], error_codes text[], error_messages text[],
+    answer_http integer[], answer_attempts integer[], answer_at timestamptz[],
+    answer_codes text[], answer_messages text[],
+    OUT row_no bigint, OUT key text, OUT status text, OUT remote_id text,
+    OUT created boolean, OUT http_status integer, OUT error_code text,
+    OUT error_message text, OUT attempts integer, OUT updated_at timestamptz)
+RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 5000
+    AS 'MODULE_PATHNAME', 'bulkops_receipts_sql';
+
+-- One row per source row that has its outcome, as the table it replaces
+-- had.  Row-level security on batches decides whose a role sees.
+CREATE VIEW @extschema@.receipts WITH (security_invoker = true) AS
+SELECT b.job_id, r.row_no, r.key, r.status, r.remote_id, r.created,
+       r.http_status, r.error_code, r.error_message, r.attempts, r.updated_at
+FROM @extschema@.batches b,
+     LATERAL @extschema@._receipts(b.first_row, b.keys, b.outcomes, b.answer_of,
+                                   b.remote_ids, b.error_codes, b.error_messages,
+                                   b.answer_http, b.answer_attempts, b.answer_at,
+                                   b.answer_codes, b.answer_messages) r;
+
+-- The last word on each key of each target, whichever job said it.  It
+-- reads every receipt kept: join it to a few keys, or to one target's,
+-- rather than scanning it whole on a large history.
+CREATE VIEW @extschema@.latest_receipts WITH (security_invoker = true) AS
+SELECT DISTINCT ON (j.target, r.key)
+       j.target, r.key, r.job_id, r.row_no, j.operation, r.status, r.remote_id,
+       r.created, r.http_status, r.error_code, r.error_message, r.attempts,
+       r.updated_at
+FROM @extschema@.receipts r JOIN @extschema@.jobs j ON j.id = r.job_id
+WHERE r.key IS NOT NULL
+ORDER BY j.target, r.key, r.updated_at DESC, r.job_id DESC, r.row_no DESC;
+GRANT SELECT ON @extschema@.latest_receipts TO PUBLIC;
+
 -- Per-target privileges, granted by the target's owner with
 -- @extschema@.grant_target() (see privileges.c): push (insert, update,
 -- upsert), delete (delete, overwrite, hard delete) and export (bulk_query).
@@ -122,8 +306,6 @@ CREATE POLICY jobs_visible ON @extschema@.jobs
            OR target IN (SELECT t.name FROM @extschema@.targets t
                          WHERE pg_catalog.pg_has_role(t.owner, 'USAGE')));
 CREATE POLICY batches_visible ON @extschema@.batches
-    USING (job_id IN (SELECT j.id FROM @extschema@.jobs j));
-CREATE POLICY receipts_visible ON @extschema@.receipts
     USING (job_id IN (SELECT j.id FROM @extschema@.jobs j));
 
 CREATE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
@@ -183,5 +365,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.targets', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.target_privileges', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.jobs_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.batches', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.receipts', '');
+-- A partitioned table has no data of its own: its default partition is
+-- dumped here, and the partitions the worker creates are dumped as any
+-- table that is not the extension's is.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.batches_default', '');

@@ -43,6 +43,8 @@ SELECT * FROM bulkops.targets;
 INSERT INTO bulkops.jobs (target, dialect, operation) VALUES ('sec', 'clinia', 'upsert');
 UPDATE bulkops.receipts SET status = 'succeeded';
 DELETE FROM bulkops.receipts;
+UPDATE bulkops.batches SET outcomes = NULL;
+DELETE FROM bulkops.batches;
 INSERT INTO bulkops.target_privileges VALUES ('sec', 'alice', 'delete', 'alice');
 SELECT bulkops.grant_target('sec', 'alice', 'delete');
 SELECT bulkops.create_target('mine', 'clinia', :'url', 'Doc');

@@ -26,6 +26,25 @@ INSERT INTO bulkops.jobs (target, dialect, operation, created_by, state, destina
     ('up_t', 'clinia', 'query', 'up_admin', 'queued', 'public."Up Missing"'),
     ('up_t', 'clinia', 'delete', 'up_gone', 'succeeded', NULL);
 DROP ROLE up_gone;
+-- receipts as 1.2 kept them, a row each: every status, remote ids that are
+-- and are not the key, created and updated, errors, answers at different
+-- times, and two rows that have none yet
+INSERT INTO bulkops.batches (job_id, batch_no, first_row, row_count, keys, offsets, body, state)
+SELECT id, b.no, b.first_row, b.n, b.keys, b.offsets, b.body, 'done'
+FROM bulkops.jobs, (VALUES (1, 1, 4, '{a,b,c,d}'::text[], '{0,1,2,3,4}'::int[], '\x61626364'::bytea),
+                           (2, 5, 3, '{e,f,NULL}', '{0,1,2,3}', '\x656667')) AS b(no, first_row, n, keys, offsets, body)
+WHERE operation = 'upsert';
+INSERT INTO bulkops.receipts (job_id, row_no, key, status, remote_id, created, http_status,
+                              error_code, error_message, attempts, updated_at)
+SELECT id, r.* FROM bulkops.jobs, (VALUES
+    (1, 'a', 'succeeded', 'a', true, 200, NULL, NULL, 1, '2026-01-01 00:00:00+00'::timestamptz),
+    (2, 'b', 'succeeded', 'B-1', false, 200, NULL, NULL, 1, '2026-01-01 00:00:00+00'),
+    (3, 'c', 'failed', NULL, NULL, 207, 'E1', 'bad row', 2, '2026-01-01 00:01:00+00'),
+    (4, 'd', 'unknown', NULL, NULL, NULL, NULL, 'gone', 2, '2026-01-01 00:02:00+00'),
+    (5, 'e', 'cancelled', NULL, NULL, NULL, NULL, 'cancelled by bulkops.cancel()', 0,
+     '2026-01-01 00:03:00+00')) AS r
+WHERE operation = 'upsert';
+CREATE TEMP TABLE receipts_1_2 AS SELECT * FROM bulkops.receipts;
 ALTER EXTENSION bulkops UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
 SELECT attrelid::regclass, attname, atttypid::regtype FROM pg_attribute
@@ -46,15 +65,24 @@ SELECT count(*) AS view_in_extension FROM pg_depend
 WHERE objid = 'bulkops.job_progress'::regclass AND refobjid =
       (SELECT oid FROM pg_extension WHERE extname = 'bulkops') AND deptype = 'e';
 SELECT has_table_privilege('public', 'bulkops.job_progress', 'SELECT') AS public_reads;
--- 1.2: batches say which worker holds them; the key index compares bytes,
--- and a join on key still uses it
+-- 1.2: batches say which worker holds them
 SELECT atttypid::regtype AS lane FROM pg_attribute
 WHERE attrelid = 'bulkops.batches'::regclass AND attname = 'lane';
-SELECT pg_get_indexdef('bulkops.receipts_key_idx'::regclass);
-SET enable_seqscan = off;
-EXPLAIN (COSTS OFF)
-SELECT r.status FROM (VALUES (17)) AS a(id) JOIN bulkops.receipts r ON r.key = a.id::text;
-RESET enable_seqscan;
+-- 1.3: receipts are kept with their batch, in partitions by generation;
+-- the view bulkops.receipts shows the very rows 1.2 had, no more, no less
+SELECT relkind, pg_get_partkeydef(oid) FROM pg_class WHERE oid = 'bulkops.batches'::regclass;
+SELECT relkind FROM pg_class WHERE oid = 'bulkops.receipts'::regclass;
+SELECT count(*) AS receipts_kept FROM bulkops.receipts;
+(SELECT 'only in 1.3' AS what, * FROM bulkops.receipts
+ EXCEPT SELECT 'only in 1.3', * FROM receipts_1_2)
+UNION ALL
+(SELECT 'only in 1.2', * FROM receipts_1_2
+ EXCEPT SELECT 'only in 1.2', * FROM bulkops.receipts);
+SELECT batch_no, generation, encode(outcomes, 'hex') AS outcomes,
+       encode(answer_of, 'hex') AS answer_of, remote_ids, error_codes, error_messages,
+       answer_http, answer_attempts
+FROM bulkops.batches ORDER BY job_id, batch_no;
+SELECT tableoid::regclass AS batches_of_1_2_in FROM bulkops.batches GROUP BY 1;
 -- 1.3: roles are regroles (a role that is gone hands over to the extension's
 -- owner), destinations a regclass or the names of the table to create, a
 -- role that pushed before keeps the privileges it used, stored secrets
@@ -76,7 +104,7 @@ SELECT target, grantee, privilege, grantor FROM bulkops.target_privileges
 ORDER BY 1, 2, 3;
 SELECT has_table_privilege('up_admin', 'bulkops.targets', 'UPDATE') AS admin_updates,
        has_column_privilege('up_admin', 'bulkops.targets', 'auth', 'SELECT') AS admin_reads_auth,
-       has_table_privilege('bulkops_admin', 'bulkops.receipts', 'DELETE') AS bulkops_admin_deletes;
+       has_table_privilege('bulkops_admin', 'bulkops.batches', 'DELETE') AS bulkops_admin_deletes;
 -- pg_dump keeps what bulkops holds
 SELECT c.relname AS dumped FROM pg_extension e, unnest(e.extconfig) AS cfg(oid)
 JOIN pg_class c ON c.oid = cfg.oid

@@ -5,13 +5,14 @@
  *	  the rows still pending, stopped when its job is, freed when done.
  *
  * A Work owns a memory context under TopMemoryContext, with a child for
- * one request and its answer (step_cxt) and one for what the dialect keeps
- * between steps (memo_cxt); freeing the Work deletes them all.  The list
+ * one request and its answer (step_cxt), one for what the dialect keeps
+ * between steps (memo_cxt) and one for its rows' receipts (receipts_cxt);
+ * freeing the Work deletes them all.  The list
  * of held Works (bulkops_works) lives in TopMemoryContext.  Nothing here
  * opens a transaction: the claimed row is read by the caller (catalog.c)
  * inside its transaction, and its columns are taken by name here, copied
- * into the Work's context before that transaction ends; the pending rows
- * are read (catalog.c) in the caller's transaction too.
+ * into the Work's context before that transaction ends; the receipts are
+ * read again (catalog.c) in the caller's transaction too.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,23 +51,34 @@ col_text(HeapTuple row, TupleDesc desc, const char *name)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/*
+ * A batch's keys, and the rows' wire form.  A done batch has none (NULL),
+ * but only a batch that is not done is taken.
+ */
 static void
-load_rows(Work *w, Datum keys, Datum offsets, Datum body)
+load_rows(Work *w, Datum keys, Datum offsets, bool no_offsets, Datum body,
+		  bool no_body)
 {
 	ArrayType  *ka = DatumGetArrayTypeP(keys);
-	ArrayType  *oa = DatumGetArrayTypeP(offsets);
-	bytea	   *b = DatumGetByteaPP(body);
+	ArrayType  *oa;
+	bytea	   *b;
 	Datum	   *kd;
 	bool	   *kn;
 	int			nk;
 	int			i;
 	char	   *bodycopy;
-	int			blen = VARSIZE_ANY_EXHDR(b);
+	int			blen;
 
 	deconstruct_array(ka, TEXTOID, -1, false, TYPALIGN_INT, &kd, &kn, &nk);
 	w->keys = palloc(sizeof(char *) * Max(nk, 1));
 	for (i = 0; i < nk; i++)
 		w->keys[i] = kn[i] ? NULL : TextDatumGetCString(kd[i]);
+	if (no_offsets || no_body)
+		elog(ERROR, "bulkops: batch %d of job " INT64_FORMAT " has no rows to send",
+			 w->batch.batch_no, w->batch.job_id);
+	oa = DatumGetArrayTypeP(offsets);
+	b = DatumGetByteaPP(body);
+	blen = VARSIZE_ANY_EXHDR(b);
 	w->batch.offsets = palloc(sizeof(int32) * ArrayGetNItems(ARR_NDIM(oa), ARR_DIMS(oa)));
 	memcpy((void *) w->batch.offsets, ARR_DATA_PTR(oa),
 		   sizeof(int32) * ArrayGetNItems(ARR_NDIM(oa), ARR_DIMS(oa)));
@@ -78,9 +90,9 @@ load_rows(Work *w, Datum keys, Datum offsets, Datum body)
 
 /*
  * A Work for batch (job_id, batch_no) from its claimed row (the batch's
- * and its job's columns, see catalog.c), allocated in a new context of its
- * own.  Its target is set apart (bulkops_work_set_target), its pending rows
- * by bulkops_work_load_pending.
+ * and its job's columns, with its receipts so far, see catalog.c),
+ * allocated in a new context of its own.  Its target is set apart
+ * (bulkops_work_set_target).
  */
 Work *
 bulkops_work_new(int64 job_id, int32 batch_no, HeapTuple row, TupleDesc desc)
@@ -101,6 +113,7 @@ bulkops_work_new(int64 job_id, int32 batch_no, HeapTuple row, TupleDesc desc)
 	w->batch.batch_no = batch_no;
 	w->batch.first_row = DatumGetInt64(col(row, desc, "first_row", &isnull));
 	w->batch.nrows = DatumGetInt32(col(row, desc, "row_count", &isnull));
+	w->generation = DatumGetInt64(col(row, desc, "generation", &isnull));
 	w->batch.step = DatumGetInt32(col(row, desc, "step", &isnull));
 	w->batch.remote_id = col_text(row, desc, "remote_id");
 	w->batch.step_data = col_text(row, desc, "step_data");
@@ -138,8 +151,14 @@ bulkops_work_new(int64 job_id, int32 batch_no, HeapTuple row, TupleDesc desc)
 		Datum		offsets = col(row, desc, "offsets", &n2);
 		Datum		body = col(row, desc, "body", &n3);
 
-		load_rows(w, keys, offsets, body);
+		load_rows(w, keys, offsets, n2, body, n3);
 	}
+	w->receipts_cxt = AllocSetContextCreate(cxt, "bulkops batch receipts",
+											ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(w->receipts_cxt);
+	w->receipts = bulkops_receipts_from_row(w->batch.nrows, row, desc);
+	MemoryContextSwitchTo(cxt);
+	bulkops_work_settled(w);
 	w->max_attempts = bulkops_opt_int(w->batch.options, "max_attempts",
 									  bulkops_max_attempts);
 	w->concurrency = bulkops_opt_int(w->batch.options, "concurrency",
@@ -189,37 +208,52 @@ bulkops_work_set_target(Work *w, HeapTuple row, TupleDesc desc)
 }
 
 /*
- * Every row of w is pending but those that already have a receipt (a
- * resumed batch, or a store that failed after writing some), as the
- * tables say inside the caller's transaction.  Fills the same array again
- * when called again.
+ * Every row of w is pending but those that have a receipt in w->receipts:
+ * set w->pending (and the dialect's view of it) from them.
+ */
+void
+bulkops_work_settled(Work *w)
+{
+	int			i;
+
+	if (w->pending == NULL)
+		w->pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->batch.nrows, 1));
+	w->batch.npending = 0;
+	for (i = 0; i < w->batch.nrows; i++)
+	{
+		w->pending[i] = bulkops_receipts_pending(w->receipts, i);
+		if (w->pending[i])
+			w->batch.npending++;
+	}
+	w->batch.pending = w->pending;
+}
+
+/*
+ * w's receipts as the tables say inside the caller's transaction, after a
+ * store that failed changed them in memory only.
  */
 void
 bulkops_work_reload_pending(Work *w)
 {
-	uint64		nsettled;
-	int64	   *settled = bulkops_catalog_settled_rows(w->batch.job_id,
-													   w->batch.first_row,
-													   w->batch.nrows,
-													   &nsettled);
-	uint64		i;
+	HeapTuple	row;
+	TupleDesc	desc;
 
-	if (w->pending == NULL)
-		w->pending = MemoryContextAlloc(w->cxt, sizeof(bool) * Max(w->batch.nrows, 1));
-	for (i = 0; i < (uint64) w->batch.nrows; i++)
-		w->pending[i] = true;
-	w->batch.npending = w->batch.nrows;
-	for (i = 0; i < nsettled; i++)
+	if (!bulkops_catalog_batch_receipts(w->batch.job_id, w->batch.batch_no,
+										w->generation, &row, &desc))
+		elog(ERROR, "bulkops: batch %d of job " INT64_FORMAT " is gone",
+			 w->batch.batch_no, w->batch.job_id);
 	{
-		int64		idx = settled[i] - w->batch.first_row;
+		/* the old ones stay whole until the new ones are read */
+		MemoryContext cxt = AllocSetContextCreate(w->cxt, "bulkops batch receipts",
+												  ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		if (idx >= 0 && idx < w->batch.nrows && w->pending[idx])
-		{
-			w->pending[idx] = false;
-			w->batch.npending--;
-		}
+		w->receipts = bulkops_receipts_from_row(w->batch.nrows, row, desc);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(w->receipts_cxt);
+		w->receipts_cxt = cxt;
 	}
-	w->batch.pending = w->pending;
+	bulkops_work_settled(w);
 }
 
 void

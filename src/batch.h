@@ -14,6 +14,7 @@
 #include "bulkops.h"
 #include "http.h"
 #include "oauth.h"
+#include "receipts.h"
 
 /* One batch in the worker's hands; owns the memory context cxt. */
 typedef struct Work
@@ -22,11 +23,15 @@ typedef struct Work
 	MemoryContext step_cxt;		/* one request and its answer */
 	BulkopsBatch batch;			/* what the dialect sees; the batch's identity
 								 * and rows */
+	int64		generation;		/* its partition of bulkops.batches */
 	char	  **keys;			/* batch.nrows entries: each row's key, or
 								 * NULL */
+	BulkopsReceiptSet *receipts;	/* its rows' receipts so far, in
+									 * receipts_cxt */
+	MemoryContext receipts_cxt;
 	bool	   *pending;		/* the same array as batch.pending, which the
-								 * dialect may only read: results.c clears a
-								 * row's entry as it settles it */
+								 * dialect may only read: the rows without a
+								 * receipt */
 	int			attempts;		/* submits counted so far */
 	const BulkopsDialect *dialect;
 	char	   *target;
@@ -68,8 +73,8 @@ typedef struct Work
 	int			deferrals;		/* failed tries to store it */
 	int			overruns;		/* tries in a row stopped by
 								 * bulkops.user_code_timeout */
-	bool		pending_stale;	/* a failed store left ref.pending wrong:
-								 * reload it from the receipts first */
+	bool		pending_stale;	/* a failed store left receipts and pending
+								 * wrong: reload them from the table first */
 } Work;
 
 /*
@@ -89,6 +94,7 @@ extern bool bulkops_room_freed;
 extern Work *bulkops_work_new(int64 job_id, int32 batch_no, HeapTuple row,
 							  TupleDesc desc);
 extern void bulkops_work_set_target(Work *w, HeapTuple row, TupleDesc desc);
+extern void bulkops_work_settled(Work *w);
 extern void bulkops_work_reload_pending(Work *w);
 extern void bulkops_works_add(Work *w);
 extern Work *bulkops_work_find(int64 job_id, int32 batch_no);

@@ -38,6 +38,7 @@ int			bulkops_poll_interval_ms = 1000;
 int			bulkops_max_response_size = 256 * 1024 * 1024;
 int			bulkops_launcher_naptime_ms = 1000;
 int			bulkops_receipt_retention_s = 0;
+int			bulkops_partition_interval_s = 86400;
 int			bulkops_workers_per_database = 1;
 int			bulkops_max_target_memory_kb = 256 * 1024;
 int			bulkops_user_code_timeout_ms = 5000;
@@ -154,6 +155,13 @@ define_settings(void)
 							"How long finished jobs are kept, with their batches and receipts.",
 							"0 keeps them until deleted by hand.",
 							&bulkops_receipt_retention_s, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	/* server-wide: every backend must put a job in the same generation */
+	DefineCustomIntVariable("bulkops.partition_interval",
+							"Span of time whose jobs share a partition of bulkops.batches.",
+							"Retention gives a partition's space back once all its jobs "
+							"have expired.",
+							&bulkops_partition_interval_s, 86400, 60, 366 * 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	/* a backend that loads the library late may not define this one */
 	if (process_shared_preload_libraries_in_progress)

@@ -38,6 +38,7 @@ extern int	bulkops_poll_interval_ms;
 extern int	bulkops_max_response_size;
 extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
+extern int	bulkops_partition_interval_s;
 extern int	bulkops_workers_per_database;
 extern int	bulkops_max_target_memory_kb;
 extern int	bulkops_user_code_timeout_ms;

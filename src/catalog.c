@@ -43,10 +43,7 @@
 #include "bulkops.h"
 #include "catalog.h"
 #include "exec.h"
-
-static const char *const status_names[] = {
-	"succeeded", "failed", "cancelled", "unknown"
-};
+#include "receipts.h"
 
 /* Run one of the statements below; SPI must be connected. */
 static void
@@ -73,28 +70,48 @@ text_or_null(const char *s, char *null)
 /* ---- the worker: claiming and recovering batches ---- */
 
 /*
+ * The generations (partitions of bulkops.batches) that unfinished jobs'
+ * batches are in, as an int8[].  A statement on batches that names them
+ * as a constant is planned over those partitions only, whatever the
+ * history kept: the claim's cost does not grow with it.
+ */
+static Datum
+active_generations(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	bulkops_exec("SELECT coalesce(array_agg(DISTINCT generation), '{}') "
+				 "FROM bulkops.jobs WHERE state IN ('queued', 'running')",
+				 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	d = getbin(0, 1, &isnull);
+	return PointerGetDatum(DatumGetArrayTypePCopy(d));
+}
+
+/*
  * Runnable batches: a few per target, so that one target's long queue
  * cannot hide another target's work, in job order.  "state <> 'done'" is
  * implied by "state = 'queued'" but spelled out so that the partial index
- * of runnable batches serves it: this runs each time a batch ends, and the
- * table keeps every batch ever sent.
+ * of runnable batches serves it.
  */
 BulkopsCandidate *
 bulkops_catalog_claim_candidates(int *n)
 {
 	BulkopsCandidate *c;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1] = {active_generations()};
 	uint64		i;
 
-	bulkops_exec("SELECT job_id, batch_no, target, concurrency FROM ("
-				 " SELECT b.job_id, b.batch_no, j.target,"
+	bulkops_exec("SELECT job_id, batch_no, generation, target, concurrency FROM ("
+				 " SELECT b.job_id, b.batch_no, b.generation, j.target,"
 				 "  coalesce((j.options->>'concurrency')::int, 0) AS concurrency,"
 				 "  row_number() OVER (PARTITION BY j.target"
 				 "                     ORDER BY b.job_id, b.batch_no) AS n"
 				 " FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id"
-				 " WHERE b.state <> 'done' AND b.state = 'queued'"
-				 "  AND b.next_attempt_at <= now()) c "
+				 " WHERE b.generation = ANY ($1) AND b.state <> 'done'"
+				 "  AND b.state = 'queued' AND b.next_attempt_at <= now()) c "
 				 "WHERE n <= 64 ORDER BY job_id, batch_no",
-				 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+				 1, types, values, NULL, true, SPI_OK_SELECT);
 	*n = (int) SPI_processed;
 	c = palloc(sizeof(BulkopsCandidate) * Max(*n, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -103,8 +120,9 @@ bulkops_catalog_claim_candidates(int *n)
 
 		c[i].job_id = DatumGetInt64(getbin(i, 1, &isnull));
 		c[i].batch_no = DatumGetInt32(getbin(i, 2, &isnull));
-		c[i].target = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
-		c[i].concurrency = DatumGetInt32(getbin(i, 4, &isnull));
+		c[i].generation = DatumGetInt64(getbin(i, 3, &isnull));
+		c[i].target = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
+		c[i].concurrency = DatumGetInt32(getbin(i, 5, &isnull));
 	}
 	return c;
 }
@@ -135,41 +153,43 @@ bulkops_catalog_lock_job(int64 job_id, bool skip_locked)
 
 /* What a claimed batch's Work is made of (batch.c reads it by name). */
 #define CLAIMED_COLUMNS \
-	"b.first_row, b.row_count, b.step, b.remote_id, b.attempts, b.keys, " \
-	"b.offsets, b.body, b.step_data, b.progress, b.maybe_applied, " \
-	"j.operation, j.options, j.cancel_requested, j.timed_out, j.target, " \
-	"j.prologue, j.key_column, j.created_by, j.destination, " \
-	"j.destination_schema, j.destination_table"
+	"b.first_row, b.row_count, b.generation, b.step, b.remote_id, " \
+	"b.attempts, b.keys, b.offsets, b.body, b.step_data, b.progress, " \
+	"b.maybe_applied, j.operation, j.options, j.cancel_requested, " \
+	"j.timed_out, j.target, j.prologue, j.key_column, j.created_by, " \
+	"j.destination, j.destination_schema, j.destination_table, " \
+	BULKOPS_RECEIPT_COLUMNS
 
 /*
- * Take batch (job_id, batch_no) for this worker's lane: mark a queued one
- * active, counting a submit attempt at step 0 (or, with resume, re-own an
- * active one), and return its row with its job's in *row and *desc.  A
- * queued batch another transaction holds (a cancel) is not waited for:
- * false, as for a batch that is no longer queued.
+ * Take batch (job_id, batch_no) of generation for this worker's lane: mark
+ * a queued one active, counting a submit attempt at step 0 (or, with
+ * resume, re-own an active one), and return its row with its job's in
+ * *row and *desc.  A queued batch another transaction holds (a cancel) is
+ * not waited for: false, as for a batch that is no longer queued.
  */
 bool
-bulkops_catalog_take_batch(int64 job_id, int32 batch_no, int lane,
-						   bool resume, HeapTuple *row, TupleDesc *desc)
+bulkops_catalog_take_batch(int64 job_id, int32 batch_no, int64 generation,
+						   int lane, bool resume, HeapTuple *row,
+						   TupleDesc *desc)
 {
-	Oid			types[3] = {INT8OID, INT4OID, INT2OID};
-	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
-	Int16GetDatum(lane)};
+	Oid			types[4] = {INT8OID, INT4OID, INT2OID, INT8OID};
+	Datum		values[4] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+	Int16GetDatum(lane), Int64GetDatum(generation)};
 
 	bulkops_exec(resume
 				 ? "UPDATE bulkops.batches b SET updated_at = now(), lane = $3 "
 				 "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
-				 "AND j.id = b.job_id AND b.state = 'active' "
+				 "AND b.generation = $4 AND j.id = b.job_id AND b.state = 'active' "
 				 "RETURNING " CLAIMED_COLUMNS
 				 : "UPDATE bulkops.batches b SET state = 'active', updated_at = now(), lane = $3, "
 				 "attempts = b.attempts + (b.step = 0)::int "
 				 "FROM bulkops.jobs j WHERE b.job_id = $1 AND b.batch_no = $2 "
-				 "AND j.id = b.job_id AND b.state = 'queued' "
+				 "AND b.generation = $4 AND j.id = b.job_id AND b.state = 'queued' "
 				 "AND (b.job_id, b.batch_no) = (SELECT job_id, batch_no "
 				 " FROM bulkops.batches WHERE job_id = $1 AND batch_no = $2 "
-				 " AND state = 'queued' FOR UPDATE SKIP LOCKED) "
+				 " AND generation = $4 AND state = 'queued' FOR UPDATE SKIP LOCKED) "
 				 "RETURNING " CLAIMED_COLUMNS,
-				 3, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
+				 4, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		return false;
 	*row = SPI_tuptable->vals[0];
@@ -210,29 +230,27 @@ bulkops_catalog_job_running(int64 job_id)
 				 1, types, values, NULL, false, SPI_OK_UPDATE);
 }
 
-/* The rows of a batch that already have a receipt, as job row numbers. */
-int64 *
-bulkops_catalog_settled_rows(int64 job_id, int64 first_row, int nrows,
-							 uint64 *n)
+/*
+ * A batch's receipts as the tables hold them now: its row_count and the
+ * BULKOPS_RECEIPT_COLUMNS, in *row and *desc (false if it is gone).
+ */
+bool
+bulkops_catalog_batch_receipts(int64 job_id, int32 batch_no, int64 generation,
+							   HeapTuple *row, TupleDesc *desc)
 {
-	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		values[3] = {Int64GetDatum(job_id), Int64GetDatum(first_row),
-	Int64GetDatum(first_row + nrows - 1)};
-	int64	   *rows;
-	uint64		i;
+	Oid			types[3] = {INT8OID, INT4OID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+	Int64GetDatum(generation)};
 
-	bulkops_exec("SELECT row_no FROM bulkops.receipts "
-				 "WHERE job_id = $1 AND row_no BETWEEN $2 AND $3",
+	bulkops_exec("SELECT row_count, " BULKOPS_RECEIPT_COLUMNS
+				 " FROM bulkops.batches"
+				 " WHERE job_id = $1 AND batch_no = $2 AND generation = $3",
 				 3, types, values, NULL, true, SPI_OK_SELECT);
-	*n = SPI_processed;
-	rows = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		rows[i] = DatumGetInt64(getbin(i, 1, &isnull));
-	}
-	return rows;
+	if (SPI_processed != 1)
+		return false;
+	*row = SPI_tuptable->vals[0];
+	*desc = SPI_tuptable->tupdesc;
+	return true;
 }
 
 /*
@@ -243,18 +261,19 @@ bulkops_catalog_settled_rows(int64 job_id, int64 first_row, int nrows,
 BulkopsActiveBatch *
 bulkops_catalog_active_batches(int lane, int lanes, int *n)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(lane), Int32GetDatum(lanes)};
+	Oid			types[3] = {INT4OID, INT4OID, INT8ARRAYOID};
+	Datum		values[3] = {Int32GetDatum(lane), Int32GetDatum(lanes),
+	active_generations()};
 	BulkopsActiveBatch *a;
 	uint64		i;
 
 	bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step, "
-				 "b.maybe_applied "
+				 "b.maybe_applied, b.generation "
 				 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
-				 "WHERE b.state <> 'done' AND b.state = 'active' "
+				 "WHERE b.generation = ANY ($3) AND b.state <> 'done' AND b.state = 'active' "
 				 "AND (b.lane = $1 OR ($1 = 0 AND (b.lane IS NULL OR b.lane >= $2))) "
 				 "ORDER BY 1, 2",
-				 2, types, values, NULL, true, SPI_OK_SELECT);
+				 3, types, values, NULL, true, SPI_OK_SELECT);
 	*n = (int) SPI_processed;
 	a = palloc(sizeof(BulkopsActiveBatch) * Max(*n, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -269,20 +288,22 @@ bulkops_catalog_active_batches(int lane, int lanes, int *n)
 		a[i].op = bulkops_op_from_name(SPI_getvalue(t, td, 4));
 		a[i].step = DatumGetInt32(getbin(i, 5, &isnull));
 		a[i].maybe_applied = DatumGetBool(getbin(i, 6, &isnull));
+		a[i].generation = DatumGetInt64(getbin(i, 7, &isnull));
 	}
 	return a;
 }
 
 /* Put an active batch back in the queue, to be claimed again at once. */
 void
-bulkops_catalog_requeue_batch(int64 job_id, int32 batch_no)
+bulkops_catalog_requeue_batch(int64 job_id, int32 batch_no, int64 generation)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(job_id), Int32GetDatum(batch_no)};
+	Oid			types[3] = {INT8OID, INT4OID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+	Int64GetDatum(generation)};
 
 	bulkops_exec("UPDATE bulkops.batches SET state = 'queued', next_attempt_at = now() "
-				 "WHERE job_id = $1 AND batch_no = $2",
-				 2, types, values, NULL, false, SPI_OK_UPDATE);
+				 "WHERE job_id = $1 AND batch_no = $2 AND generation = $3",
+				 3, types, values, NULL, false, SPI_OK_UPDATE);
 }
 
 /*
@@ -340,190 +361,16 @@ bulkops_catalog_cancelled_jobs(int *n)
  * submit is about to leave (see worker.c).
  */
 void
-bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no)
+bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no,
+								   int64 generation)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(job_id), Int32GetDatum(batch_no)};
+	Oid			types[3] = {INT8OID, INT4OID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+	Int64GetDatum(generation)};
 
 	bulkops_exec("UPDATE bulkops.batches SET maybe_applied = true "
-				 "WHERE job_id = $1 AND batch_no = $2",
-				 2, types, values, NULL, false, SPI_OK_UPDATE);
-}
-
-/* Column numbers of bulkops.receipts, looked up by name once per call. */
-typedef struct ReceiptCols
-{
-	int			job_id,
-				row_no,
-				key,
-				status,
-				remote_id,
-				created,
-				http_status,
-				error_code,
-				error_message,
-				attempts,
-				updated_at;
-} ReceiptCols;
-
-#define RECEIPT_CHUNK 1000
-
-static int
-col(Relation rel, const char *name)
-{
-	AttrNumber	n = attnameAttNum(rel, name, false);
-
-	if (n <= 0)
-		elog(ERROR, "bulkops.receipts has no column \"%s\"", name);
-	return n - 1;
-}
-
-static void
-slot_text(TupleTableSlot *slot, int col, const char *s)
-{
-	char		null;
-
-	slot->tts_values[col] = text_or_null(s, &null);
-	slot->tts_isnull[col] = (null == 'n');
-}
-
-/* The receipt of one row, in slot. */
-static void
-fill_slot(TupleTableSlot *slot, const ReceiptCols *c, int64 job_id,
-		  int64 first_row, char **keys, int attempts, BulkopsOutcome *o,
-		  int http_status, Datum now, ResultRelInfo *rri, EState *estate)
-{
-	Datum	   *v = slot->tts_values;
-	bool	   *n = slot->tts_isnull;
-	const char *key = keys[o->row];
-
-	ExecClearTuple(slot);
-	memset(n, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	v[c->job_id] = Int64GetDatum(job_id);
-	n[c->job_id] = false;
-	v[c->row_no] = Int64GetDatum(first_row + o->row);
-	n[c->row_no] = false;
-	if (key)
-	{
-		v[c->key] = CStringGetTextDatum(key);
-		n[c->key] = false;
-	}
-	v[c->status] = CStringGetTextDatum(status_names[o->status]);
-	n[c->status] = false;
-	slot_text(slot, c->remote_id, o->remote_id);
-	if (o->created >= 0)
-	{
-		v[c->created] = BoolGetDatum(o->created == 1);
-		n[c->created] = false;
-	}
-	if (http_status > 0)
-	{
-		v[c->http_status] = Int32GetDatum(http_status);
-		n[c->http_status] = false;
-	}
-	slot_text(slot, c->error_code, o->error_code);
-	slot_text(slot, c->error_message, o->error_message);
-	v[c->attempts] = Int32GetDatum(attempts);
-	n[c->attempts] = false;
-	v[c->updated_at] = now;
-	n[c->updated_at] = false;
-	ExecStoreVirtualTuple(slot);
-	if (RelationGetDescr(rri->ri_RelationDesc)->constr)
-		ExecConstraints(rri, slot, estate);
-}
-
-/*
- * Insert the receipts of n outcomes of a batch (row o->row is job row
- * first_row + o->row, its key keys[o->row]) the way COPY does:
- * heap_multi_insert through a bulk insert ring, then the index entries.
- * Compared with INSERT ... unnest() over SPI this skips parsing, planning
- * and array (de)construction, writes one WAL record per heap page instead
- * of one per row, and keeps the worker from dragging a million heap pages
- * through its own share of shared_buffers.  The table's only constraint is
- * a CHECK on status, which our fixed vocabulary satisfies; it is still
- * checked, so a hand-edited table cannot be corrupted silently.  The
- * primary key (job_id, row_no) refuses a second receipt for a row.
- */
-void
-bulkops_catalog_insert_receipts(int64 job_id, int64 first_row, char **keys,
-								int attempts, BulkopsOutcome **outcomes,
-								int n, int http_status)
-{
-	Relation	rel;
-	ResultRelInfo *rri;
-	EState	   *estate;
-	BulkInsertState bistate;
-	TupleTableSlot **slots;
-	TupleDesc	desc;
-	ReceiptCols c;
-	CommandId	cid = GetCurrentCommandId(true);
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	Oid			relid;
-	int			nslots;
-	int			done;
-	int			i;
-
-	if (n == 0)
-		return;
-	relid = get_relname_relid("receipts", get_namespace_oid("bulkops", false));
-	rel = table_open(relid, RowExclusiveLock);
-	c.job_id = col(rel, "job_id");
-	c.row_no = col(rel, "row_no");
-	c.key = col(rel, "key");
-	c.status = col(rel, "status");
-	c.remote_id = col(rel, "remote_id");
-	c.created = col(rel, "created");
-	c.http_status = col(rel, "http_status");
-	c.error_code = col(rel, "error_code");
-	c.error_message = col(rel, "error_message");
-	c.attempts = col(rel, "attempts");
-	c.updated_at = col(rel, "updated_at");
-
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	bistate = GetBulkInsertState();
-
-	/*
-	 * As COPY does, a bounded set of slots reused chunk after chunk.  They
-	 * share a private copy of the descriptor: over the relation's own, each
-	 * slot would pin it in the resource owner, and pinning a thousand cost
-	 * more than filling them.
-	 */
-	nslots = Min(n, RECEIPT_CHUNK);
-	desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	slots = palloc(sizeof(TupleTableSlot *) * nslots);
-	for (i = 0; i < nslots; i++)
-		slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
-
-	for (done = 0; done < n; done += nslots)
-	{
-		int			chunk = Min(nslots, n - done);
-
-		for (i = 0; i < chunk; i++)
-			fill_slot(slots[i], &c, job_id, first_row, keys, attempts,
-					  outcomes[done + i], http_status, now, rri, estate);
-		table_multi_insert(rel, slots, chunk, cid, 0, bistate);
-		for (i = 0; i < chunk; i++)
-		{
-			List	   *recheck = ExecInsertIndexTuples(rri, slots[i], estate,
-														false, false, NULL, NIL);
-
-			list_free(recheck);
-			ResetPerTupleExprContext(estate);
-		}
-		bulkops_crash_point("receipts");
-	}
-	for (i = 0; i < nslots; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
-	FreeTupleDesc(desc);
-
-	FreeBulkInsertState(bistate);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
-	CommandCounterIncrement();
+				 "WHERE job_id = $1 AND batch_no = $2 AND generation = $3",
+				 3, types, values, NULL, false, SPI_OK_UPDATE);
 }
 
 /* Add counts (by status: succeeded, failed, cancelled, unknown) to a job. */
@@ -569,81 +416,177 @@ bulkops_catalog_count_page(int64 job_id, uint64 rows, Oid relid)
 
 /* Keep the remote side's counters for a batch (JSON), for job_progress. */
 void
-bulkops_catalog_save_progress(int64 job_id, int32 batch_no, const char *progress)
+bulkops_catalog_save_progress(int64 job_id, int32 batch_no, int64 generation,
+							  const char *progress)
 {
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
-	CStringGetTextDatum(progress)};
+	Oid			types[4] = {INT8OID, INT4OID, INT8OID, TEXTOID};
+	Datum		values[4] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+	Int64GetDatum(generation), CStringGetTextDatum(progress)};
 
-	bulkops_exec("UPDATE bulkops.batches SET progress = $3::jsonb "
-				 "WHERE job_id = $1 AND batch_no = $2",
-				 3, types, values, NULL, false, SPI_OK_UPDATE);
+	bulkops_exec("UPDATE bulkops.batches SET progress = $4::jsonb "
+				 "WHERE job_id = $1 AND batch_no = $2 AND generation = $3",
+				 4, types, values, NULL, false, SPI_OK_UPDATE);
+}
+
+/* Room for a batch's key (3) and the columns an UPDATE of it sets. */
+#define MAX_BATCH_PARAMS (16 + BULKOPS_RECEIPT_NCOLUMNS)
+
+/*
+ * An UPDATE of one batch, built up: "UPDATE bulkops.batches SET ..." with
+ * its parameters, of which $1, $2 and $3 are the batch's job, number and
+ * generation.
+ */
+typedef struct BatchUpdate
+{
+	StringInfoData sql;
+	int			n;
+	Oid			types[MAX_BATCH_PARAMS];
+	Datum		values[MAX_BATCH_PARAMS];
+	char		nulls[MAX_BATCH_PARAMS];
+} BatchUpdate;
+
+static void
+update_start(BatchUpdate *u, int64 job_id, int32 batch_no, int64 generation,
+			 const char *set)
+{
+	initStringInfo(&u->sql);
+	appendStringInfo(&u->sql, "UPDATE bulkops.batches SET %s", set);
+	u->types[0] = INT8OID;
+	u->values[0] = Int64GetDatum(job_id);
+	u->types[1] = INT4OID;
+	u->values[1] = Int32GetDatum(batch_no);
+	u->types[2] = INT8OID;
+	u->values[2] = Int64GetDatum(generation);
+	memset(u->nulls, ' ', sizeof(u->nulls));
+	u->n = 3;
+}
+
+/* ", column = $k" with value (NULL when isnull), of type type. */
+static void
+update_set(BatchUpdate *u, const char *column, Oid type, Datum value,
+		   bool isnull)
+{
+	if (u->n >= MAX_BATCH_PARAMS)
+		elog(ERROR, "bulkops: too many columns in an update of a batch");
+	u->types[u->n] = type;
+	u->values[u->n] = value;
+	u->nulls[u->n] = isnull ? 'n' : ' ';
+	u->n++;
+	appendStringInfo(&u->sql, ", %s = $%d", column, u->n);
+}
+
+/* The batch's receipts, all of them, as set says they are now. */
+static void
+update_set_receipts(BatchUpdate *u, const BulkopsReceiptSet *set)
+{
+	Datum		values[BULKOPS_RECEIPT_NCOLUMNS];
+	bool		nulls[BULKOPS_RECEIPT_NCOLUMNS];
+	int			i;
+
+	bulkops_receipts_datums(set, values, nulls);
+	for (i = 0; i < BULKOPS_RECEIPT_NCOLUMNS; i++)
+		update_set(u, bulkops_receipt_columns[i], bulkops_receipt_types[i],
+				   values[i], nulls[i]);
+}
+
+static void
+update_run(BatchUpdate *u)
+{
+	appendStringInfoString(&u->sql,
+						   " WHERE job_id = $1 AND batch_no = $2 AND generation = $3");
+	bulkops_exec_built(u->sql.data, u->n, u->types, u->values, u->nulls,
+					   false, SPI_OK_UPDATE);
+	if (SPI_processed != 1)
+		elog(ERROR, "bulkops: batch %d of job " INT64_FORMAT " is not in generation " INT64_FORMAT,
+			 DatumGetInt32(u->values[1]), DatumGetInt64(u->values[0]),
+			 DatumGetInt64(u->values[2]));
 }
 
 /*
  * Persist where a batch stands before the worker acts on it: its step and
- * remote id, attempts, the step's note, and whether its pending rows may
- * have been applied (only what earlier attempts left open stays open).
+ * remote id, attempts, the step's note, whether its pending rows may have
+ * been applied (only what earlier attempts left open stays open), and
+ * its receipts if they changed (receipts, or NULL), all in one new version
+ * of its row.
  */
 void
-bulkops_catalog_save_step(int64 job_id, int32 batch_no, int step,
-						  const char *remote_id, int attempts,
+bulkops_catalog_save_step(int64 job_id, int32 batch_no, int64 generation,
+						  int step, const char *remote_id, int attempts,
 						  const char *error, const char *step_data,
-						  bool maybe_applied)
+						  bool maybe_applied,
+						  const BulkopsReceiptSet *receipts)
 {
-	Oid			types[8] = {INT8OID, INT4OID, INT4OID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID, BOOLOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	BatchUpdate u;
+	char		null;
+	Datum		d;
 
-	values[0] = Int64GetDatum(job_id);
-	values[1] = Int32GetDatum(batch_no);
-	values[2] = Int32GetDatum(step);
-	values[3] = remote_id ? CStringGetTextDatum(remote_id) : (Datum) 0;
-	nulls[3] = remote_id ? ' ' : 'n';
-	values[4] = Int32GetDatum(attempts);
-	values[5] = text_or_null(error, &nulls[5]);
-	values[6] = step_data ? CStringGetTextDatum(step_data) : (Datum) 0;
-	nulls[6] = step_data ? ' ' : 'n';
-	values[7] = BoolGetDatum(maybe_applied);
-	bulkops_exec("UPDATE bulkops.batches SET step = $3, remote_id = $4, "
-				 "attempts = $5, last_error = coalesce($6, last_error), "
-				 "step_data = $7, maybe_applied = $8, "
-				 "updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-				 8, types, values, nulls, false, SPI_OK_UPDATE);
+	update_start(&u, job_id, batch_no, generation, "updated_at = now()");
+	update_set(&u, "step", INT4OID, Int32GetDatum(step), false);
+	update_set(&u, "remote_id", TEXTOID,
+			   remote_id ? CStringGetTextDatum(remote_id) : (Datum) 0,
+			   remote_id == NULL);
+	update_set(&u, "attempts", INT4OID, Int32GetDatum(attempts), false);
+	d = text_or_null(error, &null);
+	if (null != 'n')
+		update_set(&u, "last_error", TEXTOID, d, false);
+	update_set(&u, "step_data", TEXTOID,
+			   step_data ? CStringGetTextDatum(step_data) : (Datum) 0,
+			   step_data == NULL);
+	update_set(&u, "maybe_applied", BOOLOID, BoolGetDatum(maybe_applied), false);
+	if (receipts)
+		update_set_receipts(&u, receipts);
+	update_run(&u);
+	if (receipts)
+		bulkops_crash_point("receipts");
 }
 
-/* Mark a batch done and count it on its job. */
+/*
+ * Mark a batch done, with its last receipts (receipts, or NULL if they did
+ * not change), and count it on its job.  A done batch makes no request
+ * again: its rows' wire form (body, offsets) and its step's note (a link)
+ * go.  An export's batch keeps its body, the remote query.
+ */
 void
-bulkops_catalog_close_batch(int64 job_id, int32 batch_no,
-							const char *last_error, int http_status)
+bulkops_catalog_close_batch(int64 job_id, int32 batch_no, int64 generation,
+							const char *last_error, int http_status,
+							const BulkopsReceiptSet *receipts)
 {
-	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	BatchUpdate u;
 
 	values[0] = Int64GetDatum(job_id);
-	values[1] = Int32GetDatum(batch_no);
-	values[2] = text_or_null(last_error, &nulls[2]);
-	values[3] = Int32GetDatum(http_status);
-	nulls[3] = http_status > 0 ? ' ' : 'n';
+	values[1] = text_or_null(last_error, &nulls[1]);
+	values[2] = Int32GetDatum(http_status);
+	nulls[2] = http_status > 0 ? ' ' : 'n';
+
+	update_start(&u, job_id, batch_no, generation,
+				 "state = 'done', updated_at = now(), step_data = NULL, "
+				 "offsets = CASE WHEN row_count > 0 THEN NULL ELSE offsets END, "
+				 "body = CASE WHEN row_count > 0 THEN NULL ELSE body END");
+	update_set(&u, "last_error", TEXTOID, values[1], nulls[1] == 'n');
+	if (http_status > 0)
+		update_set(&u, "http_status", INT4OID, values[2], false);
+	if (receipts)
+		update_set_receipts(&u, receipts);
 
 	SPI_connect();
-	/* a done batch makes no next request: its step note (a link) goes */
-	run("UPDATE bulkops.batches SET state = 'done', last_error = $3, "
-		"http_status = coalesce($4, http_status), step_data = NULL, "
-		"updated_at = now() WHERE job_id = $1 AND batch_no = $2",
-		4, types, values, nulls, SPI_OK_UPDATE);
+	update_run(&u);
+	if (receipts)
+		bulkops_crash_point("receipts");
 	run("UPDATE bulkops.jobs SET batches_done = batches_done + 1, "
-		"last_error = coalesce($3, last_error) WHERE id = $1 AND $2 IS NOT NULL",
-		3, types, values, nulls, SPI_OK_UPDATE);
+		"last_error = coalesce($2, last_error) WHERE id = $1",
+		2, types, values, nulls, SPI_OK_UPDATE);
 	SPI_finish();
 }
 
 /*
  * Delete up to limit jobs that finished more than retention_s ago, with
- * their batches and receipts, skipping any another transaction holds;
- * returns how many.
+ * their batches, skipping any another transaction holds; returns how many.
+ * A batch row holds all its rows' receipts, so this deletes a few rows per
+ * job, not one per row; the space a whole generation took goes back at
+ * once when its partition is truncated (bulkops_catalog_empty_generation).
  */
 int
 bulkops_catalog_purge_expired(int retention_s, int limit)
@@ -653,11 +596,12 @@ bulkops_catalog_purge_expired(int retention_s, int limit)
 	bool		isnull;
 
 	bulkops_exec("WITH j AS ("
-				 " SELECT id FROM bulkops.jobs"
+				 " SELECT id, generation FROM bulkops.jobs"
 				 " WHERE finished_at < now() - make_interval(secs => $1)"
 				 " AND state NOT IN ('queued', 'running')"
 				 " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
-				 "r AS (DELETE FROM bulkops.receipts WHERE job_id IN (SELECT id FROM j)),"
+				 "b AS (DELETE FROM bulkops.batches b USING j"
+				 " WHERE b.job_id = j.id AND b.generation = j.generation),"
 				 "d AS (DELETE FROM bulkops.jobs WHERE id IN (SELECT id FROM j) RETURNING 1)"
 				 "SELECT count(*)::int4 FROM d",
 				 2, types, values, NULL, false, SPI_OK_SELECT);
@@ -704,13 +648,22 @@ bulkops_catalog_finish_job(int64 job_id)
 	return ended;
 }
 
+/* A queued batch a cancel settles, with its receipts so far. */
+typedef struct QueuedBatch
+{
+	int32		batch_no;
+	int			attempts;
+	bool		maybe_applied;
+	BulkopsReceiptSet *receipts;
+} QueuedBatch;
+
 /*
  * Mark job cancelled (or timed out) and settle its batches that were never
- * sent: their rows become cancelled, or unknown where an earlier submit
- * may have been applied.  Batches already in a worker's hands are its to
- * settle, since a remote task may be applying them.  Returns false,
- * changing nothing, when the job has already ended (perhaps while the
- * caller was looking at it).
+ * sent: their rows that have no receipt yet become cancelled, or unknown
+ * where an earlier submit may have been applied.  Batches already in a
+ * worker's hands are its to settle, since a remote task may be applying
+ * them.  Returns false, changing nothing, when the job has already ended
+ * (perhaps while the caller was looking at it).
  *
  * The job's row is locked first, then its queued batches by number: the
  * order every writer of a job's batches keeps (see the top of this file).
@@ -718,47 +671,84 @@ bulkops_catalog_finish_job(int64 job_id)
 bool
 bulkops_catalog_cancel_queued(int64 job_id, bool timed_out)
 {
-	Oid			btypes[2] = {INT8OID, BOOLOID};
-	Datum		bvalues[2] = {Int64GetDatum(job_id), BoolGetDatum(timed_out)};
+	Oid			jtypes[1] = {INT8OID};
+	Datum		jvalues[1] = {Int64GetDatum(job_id)};
 	Oid			types[5] = {INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID};
 	Datum		values[5];
+	int64		counts[4] = {0};
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	QueuedBatch *queued;
+	int64		generation;
+	int			nqueued;
 	bool		isnull;
 	bool		stopped;
+	int			i;
 
 	(void) bulkops_catalog_lock_job(job_id, false);
 	SPI_connect();
-	run("SELECT 1 FROM bulkops.batches WHERE job_id = $1 AND state = 'queued' AND step = 0"
-		" ORDER BY batch_no FOR UPDATE",
-		1, btypes, bvalues, NULL, SPI_OK_SELECT);
-	run("WITH b AS ("
-		" UPDATE bulkops.batches SET state = 'done', updated_at = now(),"
-		"  last_error = CASE WHEN $2 THEN 'the job''s deadline passed before it was sent'"
-		"   ELSE 'cancelled before it was sent' END"
-		"   || CASE WHEN maybe_applied THEN ' again' ELSE '' END"
-		" WHERE job_id = $1 AND state = 'queued' AND step = 0"
-		" RETURNING first_row, keys, attempts, maybe_applied),"
-		"ins AS ("
-		" INSERT INTO bulkops.receipts (job_id, row_no, key, status, error_message, attempts)"
-		" SELECT $1, b.first_row + i - 1, b.keys[i],"
-		"  CASE WHEN b.maybe_applied THEN 'unknown' ELSE 'cancelled' END,"
-		"  CASE WHEN b.maybe_applied THEN"
-		"    CASE WHEN $2 THEN 'the job''s deadline passed' ELSE 'the job was cancelled' END"
-		"    || ' before this row was sent again; an earlier attempt may have been applied'"
-		"   WHEN $2 THEN 'the job''s deadline passed before this row was sent'"
-		"   ELSE 'cancelled by bulkops.cancel()' END,"
-		"  b.attempts"
-		" FROM b, generate_subscripts(b.keys, 1) AS i"
-		" WHERE NOT EXISTS (SELECT 1 FROM bulkops.receipts r"
-		"  WHERE r.job_id = $1 AND r.row_no = b.first_row + i - 1)"
-		" RETURNING status)"
-		"SELECT (SELECT count(*) FROM ins WHERE status = 'cancelled'), (SELECT count(*) FROM b),"
-		" (SELECT count(*) FROM ins WHERE status = 'unknown')",
-		2, btypes, bvalues, NULL, SPI_OK_SELECT);
+	run("SELECT generation FROM bulkops.jobs WHERE id = $1",
+		1, jtypes, jvalues, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+	{
+		SPI_finish();
+		return false;
+	}
+	generation = DatumGetInt64(getbin(0, 1, &isnull));
+	{
+		Oid			btypes[2] = {INT8OID, INT8OID};
+		Datum		bvalues[2] = {Int64GetDatum(job_id), Int64GetDatum(generation)};
+
+		run("SELECT batch_no, attempts, maybe_applied, row_count, "
+			BULKOPS_RECEIPT_COLUMNS " FROM bulkops.batches"
+			" WHERE job_id = $1 AND generation = $2 AND state = 'queued' AND step = 0"
+			" ORDER BY batch_no FOR UPDATE",
+			2, btypes, bvalues, NULL, SPI_OK_SELECT);
+	}
+	nqueued = (int) SPI_processed;
+	queued = palloc(sizeof(QueuedBatch) * Max(nqueued, 1));
+	for (i = 0; i < nqueued; i++)
+	{
+		queued[i].batch_no = DatumGetInt32(getbin(i, 1, &isnull));
+		queued[i].attempts = DatumGetInt32(getbin(i, 2, &isnull));
+		queued[i].maybe_applied = DatumGetBool(getbin(i, 3, &isnull));
+		queued[i].receipts =
+			bulkops_receipts_from_row(DatumGetInt32(getbin(i, 4, &isnull)),
+									  SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	}
+	for (i = 0; i < nqueued; i++)
+	{
+		QueuedBatch *q = &queued[i];
+		BatchUpdate u;
+		const char *why;
+
+		if (q->maybe_applied)
+			why = timed_out
+				? "the job's deadline passed before this row was sent again; an earlier attempt may have been applied"
+				: "the job was cancelled before this row was sent again; an earlier attempt may have been applied";
+		else
+			why = timed_out ? "the job's deadline passed before this row was sent"
+				: "cancelled by bulkops.cancel()";
+		bulkops_receipts_settle_all(q->receipts,
+									q->maybe_applied ? BULKOPS_ROW_UNKNOWN
+									: BULKOPS_ROW_CANCELLED,
+									why, q->attempts, now, counts);
+		update_start(&u, job_id, q->batch_no, generation,
+					 "state = 'done', updated_at = now(), offsets = NULL, body = NULL");
+		update_set(&u, "last_error", TEXTOID,
+				   CStringGetTextDatum(psprintf("%s%s",
+												timed_out
+												? "the job's deadline passed before it was sent"
+												: "cancelled before it was sent",
+												q->maybe_applied ? " again" : "")),
+				   false);
+		update_set_receipts(&u, q->receipts);
+		update_run(&u);
+	}
 	values[0] = Int64GetDatum(job_id);
-	values[1] = getbin(0, 1, &isnull);
-	values[2] = getbin(0, 2, &isnull);
+	values[1] = Int64GetDatum(counts[BULKOPS_ROW_CANCELLED]);
+	values[2] = Int64GetDatum(nqueued);
 	values[3] = BoolGetDatum(timed_out);
-	values[4] = getbin(0, 3, &isnull);
+	values[4] = Int64GetDatum(counts[BULKOPS_ROW_UNKNOWN]);
 
 	/*
 	 * A job that ended meanwhile had no queued batch left to settle above; it

@@ -23,6 +23,7 @@
 #include "utils/jsonb.h"
 
 #include "dialect.h"
+#include "receipts.h"
 
 /* ---- the worker: claiming and recovering batches ---- */
 
@@ -31,6 +32,7 @@ typedef struct BulkopsCandidate
 {
 	int64		job_id;
 	int32		batch_no;
+	int64		generation;
 	char	   *target;
 	int			concurrency;	/* the job's, or 0 for the setting's */
 } BulkopsCandidate;
@@ -40,6 +42,7 @@ typedef struct BulkopsActiveBatch
 {
 	int64		job_id;
 	int32		batch_no;
+	int64		generation;
 	char	   *dialect;
 	BulkopsOp	op;
 	int			step;
@@ -55,39 +58,64 @@ typedef struct BulkopsStoppedJob
 
 extern BulkopsCandidate *bulkops_catalog_claim_candidates(int *n);
 extern bool bulkops_catalog_lock_job(int64 job_id, bool skip_locked);
-extern bool bulkops_catalog_take_batch(int64 job_id, int32 batch_no, int lane,
+extern bool bulkops_catalog_take_batch(int64 job_id, int32 batch_no,
+									   int64 generation, int lane,
 									   bool resume, HeapTuple *row,
 									   TupleDesc *desc);
 extern bool bulkops_catalog_target_now(const char *target, HeapTuple *row,
 									   TupleDesc *desc);
 extern void bulkops_catalog_job_running(int64 job_id);
-extern int64 *bulkops_catalog_settled_rows(int64 job_id, int64 first_row,
-										   int nrows, uint64 *n);
+extern bool bulkops_catalog_batch_receipts(int64 job_id, int32 batch_no,
+										   int64 generation, HeapTuple *row,
+										   TupleDesc *desc);
 extern BulkopsActiveBatch *bulkops_catalog_active_batches(int lane, int lanes,
 														  int *n);
-extern void bulkops_catalog_requeue_batch(int64 job_id, int32 batch_no);
+extern void bulkops_catalog_requeue_batch(int64 job_id, int32 batch_no,
+										  int64 generation);
 extern int64 *bulkops_catalog_expired_jobs(int *n);
 extern BulkopsStoppedJob *bulkops_catalog_cancelled_jobs(int *n);
 
 /* ---- the worker: storing what an answer meant ---- */
 
-extern void bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no);
-extern void bulkops_catalog_insert_receipts(int64 job_id, int64 first_row,
-											char **keys, int attempts,
-											BulkopsOutcome **outcomes, int n,
-											int http_status);
+extern void bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no,
+											   int64 generation);
 extern void bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts);
 extern void bulkops_catalog_count_page(int64 job_id, uint64 rows, Oid relid);
 extern void bulkops_catalog_save_progress(int64 job_id, int32 batch_no,
+										  int64 generation,
 										  const char *progress);
-extern void bulkops_catalog_save_step(int64 job_id, int32 batch_no, int step,
+extern void bulkops_catalog_save_step(int64 job_id, int32 batch_no,
+									  int64 generation, int step,
 									  const char *remote_id, int attempts,
 									  const char *error, const char *step_data,
-									  bool maybe_applied);
+									  bool maybe_applied,
+									  const BulkopsReceiptSet *receipts);
 extern void bulkops_catalog_close_batch(int64 job_id, int32 batch_no,
+										int64 generation,
 										const char *last_error,
-										int http_status);
+										int http_status,
+										const BulkopsReceiptSet *receipts);
 extern int	bulkops_catalog_purge_expired(int retention_s, int limit);
+
+/* ---- the worker: the partitions of bulkops.batches (catalog_partitions.c) ---- */
+
+/* A partition of bulkops.batches. */
+typedef struct BulkopsPartition
+{
+	char	   *name;			/* in schema bulkops */
+	bool		is_default;
+	int64		generation;		/* of a partition that is not the default */
+	bool		has_jobs;		/* jobs of its generation remain */
+	bool		has_live_jobs;	/* ... some not expired */
+	int64		bytes;			/* with its TOAST table and indexes */
+} BulkopsPartition;
+
+extern int64 bulkops_generation_at(TimestampTz t);
+extern BulkopsPartition *bulkops_catalog_partitions(int retention_s, int *n);
+extern void bulkops_catalog_create_partition(int64 generation);
+extern bool bulkops_catalog_empty_partition(const BulkopsPartition *p,
+											int retention_s);
+extern void bulkops_catalog_drop_partition(const BulkopsPartition *p);
 
 /* ---- jobs: both sides ---- */
 

@@ -90,9 +90,10 @@ int64
 bulkops_catalog_insert_job(const char *target, const char *dialect,
 						   BulkopsOp op, const char *key, Jsonb *options)
 {
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID,
+	INT8OID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 	BulkopsSection s;
 	bool		isnull;
 	int64		id;
@@ -105,12 +106,14 @@ bulkops_catalog_insert_job(const char *target, const char *dialect,
 	nulls[3] = key ? ' ' : 'n';
 	values[4] = JsonbPGetDatum(options);
 	values[5] = ObjectIdGetDatum(GetUserId());
+	values[6] = Int64GetDatum(bulkops_generation_at(GetCurrentTransactionStartTimestamp()));
 	SPI_connect();
 	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("INSERT INTO bulkops.jobs "
-							   "(target, dialect, operation, key_column, options, created_by) "
-							   "VALUES ($1, $2, $3, $4, $5, $6::regrole) RETURNING id",
-							   6, types, values, nulls, false, 1);
+							   "(target, dialect, operation, key_column, options, created_by, "
+							   "generation) "
+							   "VALUES ($1, $2, $3, $4, $5, $6::regrole, $7) RETURNING id",
+							   7, types, values, nulls, false, 1);
 	bulkops_leave(&s);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not create job: %s", SPI_result_code_string(rc));
@@ -121,10 +124,10 @@ bulkops_catalog_insert_job(const char *target, const char *dialect,
 }
 
 /*
- * Write one batch of a job being enqueued.  Called from inside the
- * executor of the caller's source query, hence its own (nested) SPI
- * connection; the statement is parsed once per backend, in an owner
- * section, and kept.
+ * Write one batch of a job being enqueued, in its job's generation.
+ * Called from inside the executor of the caller's source query, hence its
+ * own (nested) SPI connection; the statement is parsed once per backend,
+ * in an owner section, and kept.
  */
 void
 bulkops_catalog_insert_batch(int64 job_id, int32 batch_no, int64 first_row,
@@ -144,8 +147,11 @@ bulkops_catalog_insert_batch(int64 job_id, int32 batch_no, int64 first_row,
 		Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT4OID,
 		TEXTARRAYOID, INT4ARRAYOID, BYTEAOID};
 		SPIPlanPtr	p = SPI_prepare("INSERT INTO bulkops.batches "
-									"(job_id, batch_no, first_row, row_count, keys, offsets, body) "
-									"VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+									"(job_id, batch_no, first_row, row_count, keys, offsets, body, "
+									"generation) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7, "
+									"(SELECT generation FROM bulkops.jobs WHERE id = $1))",
+									7, types);
 
 		if (p == NULL)
 			elog(ERROR, "could not prepare batch insert: %s",
@@ -214,8 +220,10 @@ bulkops_catalog_insert_export(int64 job_id, Oid relid, const char *schema,
 	SPI_connect();
 	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("WITH b AS (INSERT INTO bulkops.batches "
-							   "(job_id, batch_no, first_row, row_count, keys, offsets, body) "
-							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3)) "
+							   "(job_id, batch_no, first_row, row_count, keys, offsets, body, "
+							   "generation) "
+							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3, "
+							   "(SELECT generation FROM bulkops.jobs WHERE id = $1))) "
 							   "UPDATE bulkops.jobs SET destination = $2::regclass, "
 							   "destination_schema = $4, destination_table = $5, "
 							   "batches_total = 1, bytes_total = octet_length($3) "

@@ -41,20 +41,19 @@
  * to take.
  */
 static Work *
-take_batch(int64 job_id, int32 batch_no, bool resume)
+take_batch(int64 job_id, int32 batch_no, int64 generation, bool resume)
 {
 	HeapTuple	row;
 	TupleDesc	desc;
 	Work	   *w;
 
-	if (!bulkops_catalog_take_batch(job_id, batch_no, bulkops_lane, resume,
-									&row, &desc))
+	if (!bulkops_catalog_take_batch(job_id, batch_no, generation, bulkops_lane,
+									resume, &row, &desc))
 		return NULL;
 	w = bulkops_work_new(job_id, batch_no, row, desc);
 	if (!bulkops_catalog_target_now(w->target, &row, &desc))
 		row = NULL;
 	bulkops_work_set_target(w, row, desc);
-	bulkops_work_reload_pending(w);
 	bulkops_catalog_job_running(job_id);
 	return w;
 }
@@ -128,6 +127,7 @@ typedef struct ClaimRound
 {
 	int64	   *jobs;
 	int32	   *nos;
+	int64	   *generations;
 	char	  **targets;
 	int		   *limits;
 	uint64		from;
@@ -154,7 +154,7 @@ claim_job(void *arg)
 
 		if (slots_taken(r->targets[i], r->limits[i], r->taken) >= r->limits[i])
 			continue;
-		w = take_batch(r->jobs[i], r->nos[i], false);
+		w = take_batch(r->jobs[i], r->nos[i], r->generations[i], false);
 		if (w)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -189,12 +189,14 @@ bulkops_claim(void)
 		n = (uint64) ncands;
 		r->jobs = palloc(sizeof(int64) * Max(n, 1));
 		r->nos = palloc(sizeof(int32) * Max(n, 1));
+		r->generations = palloc(sizeof(int64) * Max(n, 1));
 		r->targets = palloc(sizeof(char *) * Max(n, 1));
 		r->limits = palloc(sizeof(int) * Max(n, 1));
 		for (i = 0; i < n; i++)
 		{
 			r->jobs[i] = cands[i].job_id;
 			r->nos[i] = cands[i].batch_no;
+			r->generations[i] = cands[i].generation;
 			r->targets[i] = cands[i].target;
 			r->limits[i] = cands[i].concurrency;
 			if (r->limits[i] <= 0)
@@ -300,7 +302,8 @@ bulkops_recover(void)
 			if (a->step == 0 && a->maybe_applied && d != NULL &&
 				!d->idempotent[a->op] && !d->submit_is_safe)
 			{
-				Work	   *w = take_batch(a->job_id, a->batch_no, true);
+				Work	   *w = take_batch(a->job_id, a->batch_no, a->generation,
+										   true);
 
 				if (w)
 				{
@@ -309,7 +312,8 @@ bulkops_recover(void)
 				}
 			}
 			else
-				bulkops_catalog_requeue_batch(a->job_id, a->batch_no);
+				bulkops_catalog_requeue_batch(a->job_id, a->batch_no,
+											  a->generation);
 		}
 		bulkops_crash_point("recover");
 		bulkops_commit_tx();

@@ -55,7 +55,7 @@ static const char *const crash_points[] = {
 	"fetch",					/* part of a later step's answer has arrived */
 	"poll_answered",			/* a later step's answer arrived, nothing
 								 * recorded */
-	"receipts",					/* some receipts inserted, transaction open */
+	"receipts",					/* receipts written, transaction open */
 	"finish_job",				/* the job was made final, transaction open */
 	"batch_done",				/* a finished batch committed, still held */
 	NULL

@@ -164,3 +164,21 @@ bulkops_exec(const char *sql, int nargs, Oid *types, Datum *values,
 			 SPI_result_code_string(rc));
 	return rc;
 }
+
+/*
+ * Run a statement built at run time (its text in memory that will be
+ * reused, so never kept by address as above): parsed and planned each
+ * time, its parameters' values known to the planner.
+ */
+int
+bulkops_exec_built(const char *sql, int nargs, Oid *types, Datum *values,
+				   const char *nulls, bool read_only, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   read_only, 0);
+
+	if (expect != 0 && rc != expect)
+		elog(ERROR, "bulkops: could not run \"%.40s...\": %s", sql,
+			 SPI_result_code_string(rc));
+	return rc;
+}

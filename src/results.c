@@ -31,7 +31,8 @@
  * the transaction that records the locator after it, so none is lost or
  * written twice); a submit is repeated where that is safe, and otherwise
  * its rows become unknown.  No receipt of the deferred result exists to
- * be written twice, and the primary key (job_id, row_no) would refuse it.
+ * be written twice, and a row's one slot in its batch's receipts
+ * (receipts.c) could not take a second one.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,42 +66,46 @@ write_page(Work *w, const char *page, size_t len)
 }
 
 /*
- * Store the outcomes a dialect reported for w's rows and count them on the
- * job.  Outcomes for rows already settled (or out of range) are ignored: a
- * row gets exactly one receipt.
+ * Give w's rows the outcomes a dialect reported for them, in w's receipts
+ * (w->receipts_dirty says they changed), and count them on the job.
+ * Outcomes for rows already settled (or out of range) are ignored: a row
+ * gets exactly one receipt.  The receipts reach the table with the
+ * batch's next state (close_batch, or save_step in apply_result), in one
+ * new version of its row.
  */
 static void
-write_outcomes(Work *w, List *outcomes, int http_status)
+write_outcomes(Work *w, List *outcomes, int http_status, bool *dirty)
 {
 	BulkopsOutcome **outs = palloc(sizeof(BulkopsOutcome *) * Max(list_length(outcomes), 1));
 	int64		counts[4] = {0};
+	MemoryContext old;
 	int			m = 0;
+	int			settled;
 	ListCell   *lc;
 
 	foreach(lc, outcomes)
-	{
-		BulkopsOutcome *o = lfirst(lc);
-
-		if (o->row < 0 || o->row >= w->batch.nrows || !w->pending[o->row])
-			continue;
-		w->pending[o->row] = false;
-		w->batch.npending--;
-		counts[o->status]++;
-		outs[m++] = o;
-	}
+		outs[m++] = lfirst(lc);
 	if (m == 0)
 		return;
-	bulkops_catalog_insert_receipts(w->batch.job_id, w->batch.first_row, w->keys,
-									w->attempts, outs, m, http_status);
+	old = MemoryContextSwitchTo(w->receipts_cxt);
+	settled = bulkops_receipts_add(w->receipts, (const char *const *) w->keys,
+								   outs, m, http_status, w->attempts,
+								   GetCurrentTransactionStartTimestamp(), counts);
+	MemoryContextSwitchTo(old);
+	if (settled == 0)
+		return;
+	bulkops_work_settled(w);
 	bulkops_catalog_count_outcomes(w->batch.job_id, counts);
+	*dirty = true;
 }
 
 /* Mark w's batch done and end its job if it was the last one. */
 static void
-close_batch(Work *w, const char *last_error, int http_status)
+close_batch(Work *w, const char *last_error, int http_status, bool dirty)
 {
-	bulkops_catalog_close_batch(w->batch.job_id, w->batch.batch_no, last_error,
-								http_status);
+	bulkops_catalog_close_batch(w->batch.job_id, w->batch.batch_no,
+								w->generation, last_error, http_status,
+								dirty ? w->receipts : NULL);
 	(void) bulkops_catalog_finish_job(w->batch.job_id);
 }
 
@@ -127,14 +132,15 @@ static bool
 apply_result(Work *w, BulkopsResult *res)
 {
 	bool		finished = false;
+	bool		dirty = false;
 	int			status = (int) w->last_status;
 
-	write_outcomes(w, res->outcomes, status);
+	write_outcomes(w, res->outcomes, status, &dirty);
 	if (res->page && w->is_export)
 		write_page(w, res->page, res->page_len);
 	if (res->progress)
 		bulkops_catalog_save_progress(w->batch.job_id, w->batch.batch_no,
-									  res->progress);
+									  w->generation, res->progress);
 
 	switch (res->next)
 	{
@@ -145,7 +151,7 @@ apply_result(Work *w, BulkopsResult *res)
 
 				bulkops_result_settle_rest(&w->batch, &rest, BULKOPS_ROW_UNKNOWN,
 										   "the remote answer did not mention this row");
-				write_outcomes(w, rest.outcomes, status);
+				write_outcomes(w, rest.outcomes, status, &dirty);
 			}
 			finished = true;
 			break;
@@ -164,7 +170,7 @@ apply_result(Work *w, BulkopsResult *res)
 					foreach(lc, rest.outcomes)
 						((BulkopsOutcome *) lfirst(lc))->error_code = res->error_code;
 				}
-				write_outcomes(w, rest.outcomes, status);
+				write_outcomes(w, rest.outcomes, status, &dirty);
 				finished = true;
 			}
 			break;
@@ -180,14 +186,15 @@ apply_result(Work *w, BulkopsResult *res)
 	if (finished)
 	{
 		/* a DONE with an error: every row has its outcome, yet not as asked */
-		close_batch(w, res->error, status);
+		close_batch(w, res->error, status, dirty);
 		return true;
 	}
 
 	/* persist where the batch stands before acting on it */
-	bulkops_catalog_save_step(w->batch.job_id, w->batch.batch_no, w->batch.step,
-							  w->batch.remote_id, w->attempts, res->error,
-							  w->batch.step_data, w->maybe_applied);
+	bulkops_catalog_save_step(w->batch.job_id, w->batch.batch_no, w->generation,
+							  w->batch.step, w->batch.remote_id, w->attempts,
+							  res->error, w->batch.step_data, w->maybe_applied,
+							  dirty ? w->receipts : NULL);
 	return false;
 }
 
@@ -212,8 +219,8 @@ typedef enum StoreStatus
  * One transaction that stores res for w.  A retry first asks, without
  * waiting, whether another transaction still holds the job's row, which
  * the store would wait for: it is not tried while that is so.  Every
- * failure leaves w->pending as the failed write changed it in memory:
- * it is reloaded from the receipts, in the transaction of the next try.
+ * failure leaves w's receipts as the failed write changed them in memory:
+ * they are reloaded from the table, in the transaction of the next try.
  */
 static StoreStatus
 try_store(Work *w, BulkopsResult *res, bool retry, bool *finished,
@@ -409,7 +416,7 @@ store(Work *w, BulkopsResult *res, bool retry)
 	}
 	if (st == STORE_ERROR)
 	{
-		/* what is pending is reloaded from the table: the failed write changed it */
+		/* the failed write changed w's receipts: they are read back first */
 		BulkopsResult rest = {0};
 
 		rest.next = BULKOPS_NEXT_FAIL;

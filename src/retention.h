@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * retention.h
- *	  Forgetting finished jobs (retention.c).
+ *	  The space bulkops' history takes: partitions ahead, expired jobs
+ *	  forgotten (retention.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -9,6 +10,6 @@
 #define BULKOPS_RETENTION_H
 
 
-extern void bulkops_purge_expired(void);
+extern void bulkops_retention_tick(void);
 
 #endif							/* BULKOPS_RETENTION_H */

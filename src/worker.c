@@ -41,7 +41,7 @@
  * memory context under TopMemoryContext, deleted when the batch is done),
  * catalog.c every statement on bulkops' tables, exec.c transactions,
  * http.c libcurl, oauth_cache.c tokens, ratelimit.c pacing, retention.c
- * the purge.
+ * partitions and the purge.
  *
  *-------------------------------------------------------------------------
  */
@@ -187,7 +187,7 @@ bulkops_worker_main(Datum arg)
 				recovered = bulkops_recover();
 			skipped = bulkops_claim();
 			if (bulkops_lane == 0)
-				bulkops_purge_expired();
+				bulkops_retention_tick();
 			claim_retried = skipped && !claim_retried;
 			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 claim_retried
@@ -453,7 +453,8 @@ mark_maybe_applied(Work *w)
 	PG_TRY();
 	{
 		bulkops_begin_tx("marking a submit");
-		bulkops_catalog_mark_maybe_applied(w->batch.job_id, w->batch.batch_no);
+		bulkops_catalog_mark_maybe_applied(w->batch.job_id, w->batch.batch_no,
+										   w->generation);
 		bulkops_commit_tx();
 	}
 	PG_CATCH();

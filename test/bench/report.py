@@ -15,11 +15,16 @@ import sys
 
 MB = 1024 * 1024
 
-# Targets: (description, test on the value)
-TARGET_ENQUEUE_RATIO = 0.5      # enqueue rows/s >= 0.5 x baseline rows/s
-TARGET_E2E_RATIO = 3.0          # end-to-end time <= 3 x enqueue time
+# Targets
+TARGET_ENQUEUE_RATIO = 1.5      # enqueue rows/s >= 1.5 x baseline rows/s
+TARGET_E2E_RATIO = 2.0          # end-to-end time <= 2 x enqueue time
 TARGET_WORKER_RSS_MB = 200      # worker VmHWM < 200 MB
+TARGET_WORKER_ANON_MB = 100     # worker private memory (RssAnon) <= 100 MB
 TARGET_CSV_RATIO = 0.7          # CSV dialects: enqueue rows/s >= 0.7 x COPY csv rows/s
+TARGET_DISK_BYTES_PER_ROW = 48  # database growth per pushed row, steady state
+TARGET_WAL_BYTES_PER_ROW = 64   # WAL the worker writes per row
+TARGET_SCALE_WORSE = 0.10       # per-row cost of the --scale-rows job vs the rounds'
+TARGET_JOIN_RATIO = 2.0         # receipts join / plain table join
 
 
 def load(path):
@@ -113,7 +118,16 @@ def main(path):
             receipts_ok = False
             problems.append("%s: state %s, rows_total/receipts/succeeded/keyed = %s (want %d)"
                             % (k, state, "/".join(map(str, counts)), rows))
-    expected_ops = rows * len(job_keys)
+    scale_rows = int(res.get("scale_rows", "0"))
+    if scale_rows:
+        state = res.get("job.scale.state")
+        counts = [int(res.get("job.scale." + c) or -1)
+                  for c in ("rows_total", "receipts", "receipts_succeeded", "receipts_keyed")]
+        if state != "succeeded" or any(c != scale_rows for c in counts):
+            receipts_ok = False
+            problems.append("job.scale: state %s, rows_total/receipts/succeeded/keyed = %s "
+                            "(want %d)" % (state, "/".join(map(str, counts)), scale_rows))
+    expected_ops = rows * len(job_keys) + scale_rows
     mock_ops = num(res.get("mock_operations"))
     if mock_ops != expected_ops:
         problems.append("the mock saw %s operations, expected %d" % (res.get("mock_operations"),
@@ -157,7 +171,38 @@ def main(path):
         ("worker peak RSS (VmHWM)", "%.0f MB" % vmhwm_mb,
          "< %d MB" % TARGET_WORKER_RSS_MB, verdict(vmhwm_mb < TARGET_WORKER_RSS_MB)),
         ("  of which private (peak RssAnon)", "%.0f MB" % anon_mb,
-         "< %d MB" % TARGET_WORKER_RSS_MB, verdict(anon_mb < TARGET_WORKER_RSS_MB)),
+         "<= %d MB" % TARGET_WORKER_ANON_MB, verdict(anon_mb <= TARGET_WORKER_ANON_MB)),
+    ]
+    # steady state: from the second round on, a job reuses what the one
+    # before it freed
+    growth = [(a - b) / rows for a, b in zip(per_round(res, "db_bytes_after"),
+                                            per_round(res, "db_bytes_before"))]
+    steady = growth[1:] if len(growth) > 1 else growth
+    if steady:
+        disk = median(steady)
+        summary.append(("on disk per pushed row, steady state (database growth)",
+                        "%.1f B" % disk, "<= %d B" % TARGET_DISK_BYTES_PER_ROW,
+                        verdict(disk <= TARGET_DISK_BYTES_PER_ROW)))
+    wal_row = median(per_round(res, "wal_worker_bytes")) / rows
+    summary.append(("WAL written by the worker per row", "%.1f B" % wal_row,
+                    "<= %d B" % TARGET_WAL_BYTES_PER_ROW,
+                    verdict(wal_row <= TARGET_WAL_BYTES_PER_ROW)))
+    if scale_rows:
+        per_row = median([x / rows for x in e2e_s])
+        scale_per_row = num(res["scale_e2e_s"]) / scale_rows
+        worse = scale_per_row / per_row - 1
+        summary.append(("end to end per row, %s rows vs %s rows" % (grouped(scale_rows),
+                                                                    grouped(rows)),
+                        "%+.1f%%" % (100 * worse), "<= +%.0f%%" % (100 * TARGET_SCALE_WORSE),
+                        verdict(worse <= TARGET_SCALE_WORSE)))
+    join_r = per_round(res, "join_ms.receipts")
+    join_p = per_round(res, "join_ms.plain_receipts")
+    if join_r and join_p:
+        jr = median(join_r) / median(join_p)
+        summary.append(("join a job's receipts to t by key / same join on a plain table",
+                        "%.2f (%.0f ms / %.0f ms)" % (jr, median(join_r), median(join_p)),
+                        "<= %.1f" % TARGET_JOIN_RATIO, verdict(jr <= TARGET_JOIN_RATIO)))
+    summary += [
         ("receipts written (per job, all succeeded)",
          "%s x %d jobs" % (grouped(rows), len(job_keys)) if receipts_ok else "INVALID",
          "= rows", "PASS" if receipts_ok else "FAIL"),
@@ -198,6 +243,19 @@ def main(path):
                         "%.2f (%.2f) / %.2f" % (num(res["contended_enqueue_s"]),
                                                 num(res["contended_enqueue_cpu_s"]),
                                                 num(res["contended_e2e_s"]))))
+    if steady:
+        details.append(("database growth per row, round by round (round 1 includes what "
+                         "the first job creates once)",
+                        ", ".join("%.1f B" % g for g in growth)))
+    if scale_rows:
+        details.append(("--scale-rows job: enqueue s / end to end s / worker WAL per row",
+                        "%.2f / %.2f / %.1f B" % (num(res["scale_enqueue_s"]),
+                                                  num(res["scale_e2e_s"]),
+                                                  num(res["scale_wal_worker_bytes"])
+                                                  / scale_rows)))
+    if "join_plan" in res:
+        details.append(("plan of the receipts join", res["join_plan"].strip(";")
+                        .replace(";", " / ")))
     details.append(("mock operations received / expected",
                     "%s / %s" % (grouped(mock_ops or 0), grouped(expected_ops))))
     details.append(("CPU used by other processes on the machine, rounds 1-%d" % nrounds,

@@ -9,7 +9,8 @@
 #
 #   test/bench/run.sh [--rows N] [--dialect NAME (default clinia)] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C] [--workers N]
-#                     [--no-contended] [--statements] [--hold]
+#                     [--no-contended] [--no-join] [--scale-rows M]
+#                     [--statements] [--hold]
 #
 # What it does:
 #   * a throwaway cluster tuned for bulk loading (settings printed with the
@@ -24,7 +25,15 @@
 #   * one more pair of jobs back to back, the second enqueued while the worker
 #     sends the first: enqueue under contention (--no-contended skips it);
 #   * every job verified: one receipt per row, all succeeded, keys matching t;
-#   * the worker's peak RSS (VmHWM) and its private/shared split.
+#   * the worker's peak RSS (VmHWM) and its private/shared split;
+#   * what each job leaves on disk: pg_database_size before and after it,
+#     both after VACUUM, so that from the second round on it is the steady
+#     state (a job's growth, its space freed by the one before reused), and
+#     the WAL written from its COMMIT until it is final (the worker's);
+#   * joining a job's receipts to t by key, against the same join on a plain
+#     table of (job_id, key) with the same rows (--no-join skips it);
+#   * with --scale-rows M, one more job of M rows (a table t_scale made the
+#     same way), whose per-row cost is compared with the rounds'.
 #
 # NAME is any dialect of bulkops.dialects() that has a mock module: where
 # its target points, its credentials and options come from the module
@@ -43,7 +52,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 
-usage() { sed -n '10,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '10,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 rows=1000000
 dialect=clinia
@@ -52,6 +61,8 @@ batch_size=10000
 concurrency=
 workers=1
 contended=1
+join=1
+scale_rows=0
 statements=0
 hold=0
 while [ $# -gt 0 ]; do
@@ -69,6 +80,9 @@ while [ $# -gt 0 ]; do
 		--workers) workers=${2:?}; shift 2 ;;
 		--workers=*) workers=${1#*=}; shift ;;
 		--no-contended) contended=0; shift ;;
+		--no-join) join=0; shift ;;
+		--scale-rows) scale_rows=${2:?}; shift 2 ;;
+		--scale-rows=*) scale_rows=${1#*=}; shift ;;
 		--statements) statements=1; shift ;;
 		--hold) hold=1; shift ;;
 		-h|--help) usage; exit 0 ;;
@@ -76,6 +90,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 rows=${rows//[,_]/}
+scale_rows=${scale_rows//[,_]/}
+case "$scale_rows" in ''|*[!0-9]*) echo "--scale-rows must be a number" >&2; exit 2 ;; esac
 for v in rows runs batch_size workers ${concurrency:+concurrency}; do
 	case "${!v}" in
 		''|*[!0-9]*|0) echo "--${v/_/-} must be a positive integer" >&2; exit 2 ;;
@@ -112,7 +128,7 @@ dialect_target http://127.0.0.1:1 || exit 2	# refuse an unknown dialect before b
 . "$top/test/lib.sh"
 bulkops_root_prelude "$top" test/bench/run.sh --rows "$rows" --dialect "$dialect" \
 	--runs "$runs" --batch-size "$batch_size" ${concurrency:+--concurrency "$concurrency"} \
-	--workers "$workers" \
+	--workers "$workers" --scale-rows "$scale_rows" $([ "$join" = 1 ] || echo --no-join) \
 	$([ "$contended" = 1 ] || echo --no-contended) $([ "$statements" = 0 ] || echo --statements) \
 	$([ "$hold" = 0 ] || echo --hold)
 
@@ -206,17 +222,17 @@ CREATE EXTENSION pg_prewarm;
 SELECT bulkops.create_target('bench', :'dialect', :'url', resource => :'resource',
                              auth => nullif(:'auth', '')::jsonb, options => :'topts') \gset
 
-CREATE TABLE t (
-    id       bigint PRIMARY KEY,
+-- The benchmark's rows: 8 columns of mixed types.
+CREATE FUNCTION bench_rows(n bigint) RETURNS TABLE (
+    id       bigint,
     name     text,
     email    text,
     balance  numeric(12,2),
     active   boolean,
     score    double precision,
     attrs    jsonb,
-    created  date
-);
-INSERT INTO t
+    created  date)
+LANGUAGE sql AS $$
 SELECT i,
        'Customer ' || i,
        'customer.' || i || '@example.com',
@@ -226,7 +242,10 @@ SELECT i,
        jsonb_build_object('tier', i % 4, 'region', (ARRAY['eu', 'us', 'ap'])[i % 3 + 1],
                           'vip', i % 10 = 0),
        date '2020-01-01' + (i % 1500)::int
-FROM generate_series(1::bigint, :rows) AS i;
+FROM generate_series(1::bigint, n) AS i
+$$;
+CREATE TABLE t AS SELECT * FROM bench_rows(:rows);
+ALTER TABLE t ADD PRIMARY KEY (id);
 VACUUM (ANALYZE) t;
 SELECT pg_prewarm('t') \gset
 SELECT count(*) FROM t \gset
@@ -303,8 +322,14 @@ deadline="$(( rows / 1000 + 600 )) seconds"
 # Untimed housekeeping between measurements, so that neither autovacuum nor a
 # checkpoint lands inside one.
 settle() {
-	sql -c "VACUUM (ANALYZE) bulkops.jobs, bulkops.batches, bulkops.receipts" -c "CHECKPOINT"
+	sql <<'SQL'
+SELECT 'VACUUM (ANALYZE) ' || string_agg(c.oid::regclass::text, ', ')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'bulkops' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \gexec
+CHECKPOINT;
+SQL
 }
+db_size() { sql -c "SELECT pg_database_size(current_database())"; }
 
 baseline() {
 	sql <<'SQL'
@@ -335,13 +360,13 @@ SQL
 # job|start|seconds until COMMIT returned|seconds in bulk_upsert()|backend CPU ticks|backend pid|
 # WAL position before|after
 enqueue() {
-	sql -v jobopts="$jobopts" <<'SQL'
+	sql -v jobopts="$jobopts" -v src="${1:-t}" <<'SQL'
 SELECT pg_backend_pid() AS bpid \gset
 \set c0 `awk '{print $14 + $15}' /proc/:bpid/stat`
 SELECT pg_current_wal_insert_lsn() AS l0 \gset
 SELECT clock_timestamp() AS t0 \gset
 BEGIN;
-SELECT bulkops.bulk_upsert('bench', 't', key => 'id', options => :'jobopts') AS job \gset
+SELECT bulkops.bulk_upsert('bench', :'src', key => 'id', options => :'jobopts') AS job \gset
 SELECT clock_timestamp() AS tf \gset
 COMMIT;
 SELECT clock_timestamp() AS t1 \gset
@@ -360,13 +385,13 @@ wait_job() {
 
 # job|state|rows_total|rows_succeeded|receipts|receipts succeeded|receipts keyed to t|body bytes|stored bytes|batches
 verify_job() {
-	sql -v job="$1" <<'SQL'
+	sql -v job="$1" -v src="${2:-t}" <<'SQL'
 SELECT j.id, j.state, j.rows_total, j.rows_succeeded,
        r.n, r.ok, r.keyed, b.bytes, b.stored, b.n
 FROM bulkops.jobs j,
      LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE status = 'succeeded') AS ok,
-                     count(t.id) AS keyed
-              FROM bulkops.receipts rc LEFT JOIN t ON rc.key = t.id::text
+                     count(s.id) AS keyed
+              FROM bulkops.receipts rc LEFT JOIN :"src" s ON rc.key = s.id::text
               WHERE rc.job_id = j.id) r,
      LATERAL (SELECT coalesce(sum(octet_length(body)), 0) AS bytes,
                      coalesce(sum(pg_column_size(body)), 0) AS stored, count(*) AS n
@@ -375,9 +400,9 @@ WHERE j.id = :job;
 SQL
 }
 
-record_job() {		# key job
+record_job() {		# key job [source table]
 	local id state total ok n nok keyed bytes stored nb
-	IFS='|' read -r id state total ok n nok keyed bytes stored nb <<<"$(verify_job "$2")"
+	IFS='|' read -r id state total ok n nok keyed bytes stored nb <<<"$(verify_job "$2" "${3:-t}")"
 	put "$1.state" "$state"
 	put "$1.rows_total" "$total"
 	put "$1.receipts" "$n"
@@ -405,6 +430,7 @@ for r in $(seq "$runs"); do
 	fi
 
 	settle
+	put "db_bytes_before.$r" "$(db_size)"
 	log "round $r: enqueue"
 	w0=$(cpu_ticks $wpids); m0=$(cpu_ticks "$MOCK_PID")
 	IFS='|' read -r job t0 secs fsecs ticks bpid l0 l1 <<<"$(enqueue)"
@@ -425,7 +451,58 @@ for r in $(seq "$runs"); do
 	put "round_s.$r" "$(( $(date +%s%N) / 1000000 - r0 ))e-3"
 	log "round $r: end to end ${e2e}s"
 	record_job "job.$r" "$job"
+	settle
+	put "db_bytes_after.$r" "$(db_size)"
+	last_job=$job
 done
+
+# ---- joining a job's receipts to the source by key ----
+# The receipts of the last round's job against a plain table holding the
+# same (job_id, key) pairs, indexed as a user would, each join run three
+# times (medians), with every round's receipts in the history.
+if [ "$join" = 1 ]; then
+	log "join: receipts of job $last_job to t by key, and the same on a plain table"
+	sql -v job="$last_job" <<'SQL'
+CREATE TABLE plain_receipts AS
+    SELECT job_id, key FROM bulkops.receipts WHERE job_id = :job;
+CREATE INDEX ON plain_receipts (job_id, key);
+VACUUM (ANALYZE) plain_receipts;
+SQL
+	for i in 1 2 3; do
+		for rel in bulkops.receipts plain_receipts; do
+			ms=$(sql -v job="$last_job" -v rel="$rel" <<'SQL'
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(*) AS n FROM t JOIN :rel r ON r.key = t.id::text AND r.job_id = :job \gset
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000, 1), :n;
+SQL
+)
+			IFS='|' read -r ms n <<<"$ms"
+			[ "$n" = "$rows" ] || { echo "the join on $rel counted $n rows, not $rows" >&2; exit 1; }
+			put "join_ms.${rel#bulkops.}.$i" "$ms"
+		done
+	done
+	put join_plan "$(sql -v job="$last_job" -c "EXPLAIN (COSTS OFF) SELECT count(*) FROM t
+		JOIN bulkops.receipts r ON r.key = t.id::text AND r.job_id = $last_job" | tr '\n' ';')"
+fi
+
+# ---- a larger job: does the cost per row hold? ----
+if [ "$scale_rows" -gt 0 ]; then
+	log "scale: creating t_scale with $scale_rows rows"
+	sql -v n="$scale_rows" <<'SQL'
+CREATE TABLE t_scale AS SELECT * FROM bench_rows(:n);
+ALTER TABLE t_scale ADD PRIMARY KEY (id);
+VACUUM (ANALYZE) t_scale;
+SELECT pg_prewarm('t_scale') \gset
+SQL
+	settle
+	log "scale: one job of $scale_rows rows"
+	IFS='|' read -r job t0 secs _ _ _ l0 l1 <<<"$(enqueue t_scale)"
+	put scale_rows "$scale_rows"
+	put scale_enqueue_s "$secs"
+	put scale_e2e_s "$(wait_job "$job" "$t0")"
+	put scale_wal_worker_bytes "$(sql -v l1="$l1" -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$l1')")"
+	record_job "job.scale" "$job" t_scale
+fi
 
 if [ "$contended" = 1 ]; then
 	settle

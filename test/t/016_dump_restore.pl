@@ -1,17 +1,21 @@
 # 016_dump_restore.pl - pg_dump keeps what bulkops holds; a restored database
-# sends, and a database named in bulkops.database_name gets its worker soon
-# after it is created.
+# sends, a database named in bulkops.database_name gets its worker soon after
+# it is created, and the partitions of batches the worker created come along
+# and are dropped by retention like any other.
 #
 # Proves that a database dumped with pg_dump and restored with pg_restore
 # into a new database keeps its targets (with their credentials), grants,
 # jobs (their creators by role, an export's destination by table), batches
-# still to send, receipts and the job id sequence; that the restored
+# still to send, receipts, the partitions the worker created for batches
+# (with the batches in them) and the job id sequence; that the restored
 # database's worker, started within a few seconds of CREATE DATABASE although
 # the database was missing for much longer (no backoff), sends the queued job
-# through the restored target with the restored credentials; and that a
-# role granted push on the source's target pushes through the restored one.
-# Counts are read through bulkops' relations (whatever they are: tables or
-# views), so the test holds when their storage changes.
+# through the restored target with the restored credentials; that a role
+# granted push on the source's target pushes through the restored one; and
+# that retention empties and drops a restored partition once its jobs have
+# expired and its generation has passed.  Counts are read through bulkops'
+# relations (whatever they are: tables or views), so the test holds when
+# their storage changes.
 use strict;
 use warnings;
 
@@ -28,13 +32,15 @@ mock_post('/_control/reset');
 mock_post('/_control/config', { clinia => { bearer => $token } });
 
 # "restored" does not exist yet; the launcher's default naptime (1 s) as in
-# production
-my $node = bulkops_node('dump', "bulkops.database_name = 'postgres, restored'",
-	"bulkops.launcher_naptime = '1s'");
+# production; partitions of a minute, so that one's generation passes soon
+my $node = bulkops_node('dump', "bulkops.database_name = 'postgres, source, restored'",
+	"bulkops.launcher_naptime = '1s'", "bulkops.partition_interval = '1min'");
 my $t0 = time;
 
-# The source: a database no worker serves, so its second job stays queued
-# with its batches unsent, as a database dumped while busy would have them.
+# The source: served at first, so that its worker creates the partitions of
+# batches and a job is sent into one; then no worker serves it, so that its
+# next job stays queued with its batches unsent, as a database dumped while
+# busy would have them.
 $node->safe_psql('postgres', 'CREATE EXTENSION bulkops');
 $node->safe_psql('postgres', 'CREATE DATABASE source');
 my $url = mock_url('/clinia/sources/dumped/v1');
@@ -49,6 +55,27 @@ $node->safe_psql('source', qq{
 	GRANT SELECT ON src TO dump_pusher;
 	CREATE TABLE exported ("Id" text, "Name" text);
 });
+ok( query_until_db($node, 'source',
+		"SELECT count(*) >= 3 FROM pg_inherits WHERE inhparent = 'bulkops.batches'::regclass"),
+	'the worker created the partitions of this generation and the next');
+my $sent = $node->safe_psql('source', q{
+	SET ROLE dump_pusher;
+	SELECT bulkops.bulk_upsert('dumped', 'SELECT * FROM src WHERE id <= 300', key => 'id');
+});
+ok( query_until_db($node, 'source',
+		"SELECT state = 'succeeded' FROM bulkops.jobs WHERE id = $sent"),
+	'a job sent while the source was served');
+my $partition = $node->safe_psql('source',
+	"SELECT DISTINCT tableoid::regclass FROM bulkops.batches WHERE job_id = $sent");
+like($partition, qr/^bulkops\.batches_\d{8}_\d{4}$/,
+	"its batches are in the worker's partition $partition");
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET bulkops.database_name = 'postgres, restored'; SELECT pg_reload_conf()");
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'bulkops worker' "
+		  . "AND datname = 'source'"),
+	'then no worker serves the source');
+
 $node->safe_psql('source', "SELECT bulkops.create_target('sfq', 'salesforce', '"
 	  . mock_url('/salesforce') . "', 'Account')");
 my $export = $node->safe_psql('source',
@@ -57,10 +84,14 @@ my $queued = $node->safe_psql('source', q{
 	SET ROLE dump_pusher;
 	SELECT bulkops.bulk_upsert('dumped', 'src', key => 'id');
 });
-# receipts as a worker would have written them, so that some are dumped
+# a receipt as a worker would have written it, before a crash, so that
+# the queued job has one to dump
 $node->safe_psql('source', qq{
-	INSERT INTO bulkops.receipts (job_id, row_no, key, status)
-	VALUES ($queued, 1, '1', 'succeeded');
+	UPDATE bulkops.batches
+	SET outcomes = set_byte(decode(repeat('00', row_count), 'hex'), 0, 1),
+	    answer_of = decode(repeat('0000', row_count), 'hex'),
+	    answer_http = '{200}', answer_attempts = '{1}', answer_at = ARRAY[now()]
+	WHERE job_id = $queued AND batch_no = 1;
 	UPDATE bulkops.jobs SET rows_succeeded = 1 WHERE id = $queued;
 });
 my %before;
@@ -76,6 +107,7 @@ foreach my $q (
 	$before{ $q->[0] } = $node->safe_psql('source', $q->[1]);
 }
 is($before{batches}, 11, 'the source holds a job of 10 batches to send, and an export');
+is($before{receipts}, 301, 'and the receipts of the job it sent, and one of the queued job');
 
 my $dump = PostgreSQL::Test::Utils::tempdir() . '/source.dump';
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('source'), '-f', $dump ],
@@ -109,6 +141,13 @@ foreach my $k (sort keys %before)
 is( $node->safe_psql('restored',
 		"SELECT status FROM bulkops.receipts WHERE job_id = $queued AND row_no = 1"),
 	'succeeded', 'restored: the receipt the source had');
+is( $node->safe_psql('restored',
+		"SELECT DISTINCT tableoid::regclass FROM bulkops.batches WHERE job_id = $sent"),
+	$partition, "restored: the partition $partition, with the sent job's batches");
+is( $node->safe_psql('restored',
+		"SELECT count(*), count(DISTINCT row_no) FROM bulkops.receipts "
+		  . "WHERE job_id = $sent AND status = 'succeeded'"),
+	'300|300', 'restored: the sent job\'s receipts');
 is($node->safe_psql('restored', q{SELECT auth->>'token' FROM bulkops.targets WHERE name = 'dumped'}),
 	$token, 'restored: the target\'s credentials');
 is( $node->safe_psql('restored',
@@ -153,6 +192,15 @@ ok(query_until_db($node, 'restored',
 		"SELECT state = 'succeeded' FROM bulkops.jobs WHERE id = $next"),
 	'a push by the granted role through the restored target succeeds');
 
+# retention: every job expires; the restored partition is emptied and, its
+# minute past, dropped, its jobs with it
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET bulkops.receipt_retention = '1s'; SELECT pg_reload_conf()");
+ok( query_until_db($node, 'restored',
+		"SELECT to_regclass('$partition') IS NULL AND NOT EXISTS "
+		  . "(SELECT FROM bulkops.jobs WHERE id IN ($sent, $queued))"),
+	"retention dropped the restored partition $partition with its jobs");
+
 $node->stop;
 done_testing();
 
@@ -160,7 +208,7 @@ done_testing();
 sub query_until_db
 {
 	my ($node, $db, $sql) = @_;
-	foreach (1 .. 600)
+	foreach (1 .. 1200)
 	{
 		my ($rc, $out) = $node->psql($db, $sql);
 		return 1 if $rc == 0 && $out eq 't';
