@@ -234,7 +234,7 @@ CREATE FUNCTION @extschema@._receipts(
     OUT row_no bigint, OUT key text, OUT status text, OUT remote_id text,
     OUT created boolean, OUT http_status integer, OUT error_code text,
     OUT error_message text, OUT attempts integer, OUT updated_at timestamptz)
-RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 5000
+RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 1000
     AS 'MODULE_PATHNAME', 'bulkops_receipts_sql';
 
 -- One row per source row that has its outcome, as the table it replaces

@@ -44,6 +44,32 @@ FROM bulkops.receipts WHERE job_id = :job GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 3;
 SELECT count(*) AS joined, count(*) FILTER (WHERE s._fail IS NOT NULL AND r.status = 'failed')
        AS failed_where_asked
 FROM rc_src s JOIN bulkops.receipts r ON r.key = s.id::text AND r.job_id = :job;
+-- joined by key, a job's receipts are hashed: the planner knows key unique
+-- within a batch (src/receipts_stats.c); the same rows read through a
+-- function scan it does not recognise (WITH ORDINALITY) are sorted and
+-- merged, as any function's output would be
+ANALYZE rc_src;
+CREATE FUNCTION pg_temp.join_method(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        plan := plan || line || E'\n';
+    END LOOP;
+    RETURN CASE WHEN plan ~ 'Merge Join' THEN 'sorted and merged'
+                WHEN plan ~ 'Hash Join' THEN 'hashed' ELSE plan END;
+END
+$$;
+SELECT pg_temp.join_method(format($$SELECT count(*) FROM rc_src s
+    JOIN bulkops.receipts r ON r.key = s.id::text AND r.job_id = %s$$, :job)) AS through_the_view;
+SELECT pg_temp.join_method(format($$SELECT count(*) FROM rc_src s
+    JOIN (SELECT b.job_id, r.* FROM bulkops.batches b,
+          LATERAL bulkops._receipts(b.first_row, b.keys, b.outcomes, b.answer_of, b.remote_ids,
+                                    b.error_codes, b.error_messages, b.answer_http,
+                                    b.answer_attempts, b.answer_at, b.answer_codes,
+                                    b.answer_messages) WITH ORDINALITY r) r
+    ON r.key = s.id::text AND r.job_id = %s$$, :job)) AS unrecognised;
 -- a done batch keeps its keys and receipts, not its rows' wire form; one
 -- slot per row; remote ids are not stored where they are the key, errors
 -- only where a row has its own

@@ -78,6 +78,8 @@ void
 _PG_init(void)
 {
 	define_settings();
+	/* estimates only: right wherever the library is loaded */
+	bulkops_install_receipts_stats();
 
 	/*
 	 * Loaded by CREATE EXTENSION in a backend rather than at server start:

@@ -39,6 +39,9 @@ extern int	bulkops_max_response_size;
 extern int	bulkops_launcher_naptime_ms;
 extern int	bulkops_receipt_retention_s;
 extern int	bulkops_partition_interval_s;
+
+/* receipts_stats.c */
+extern void bulkops_install_receipts_stats(void);
 extern int	bulkops_workers_per_database;
 extern int	bulkops_max_target_memory_kb;
 extern int	bulkops_user_code_timeout_ms;

@@ -96,7 +96,6 @@ def main(path):
     job_keys = ["job.%d" % r for r in range(1, nrounds + 1)]
     job_keys += [k for k in ("job.cx", "job.cy") if k + ".state" in res]
     job_bytes = [num(res["job.%d.bytes" % r]) for r in range(1, nrounds + 1)]
-    job_stored = [num(res["job.%d.stored_bytes" % r]) for r in range(1, nrounds + 1)]
 
     base_bytes = num(res["baseline_bytes"])
     m_base, m_enq, m_e2e = median(base_s), median(enq_s), median(e2e_s)
@@ -215,9 +214,6 @@ def main(path):
     details = [
         ("t as row_to_json / as batch bodies (per job)",
          "%.1f MB / %.1f MB" % (base_bytes / MB, m_bytes / MB)),
-        ("batch bodies stored (lz4 TOAST, pg_column_size)",
-         "%.1f MB (%.0f%% of raw)" % (median(job_stored) / MB,
-                                      100 * median(job_stored) / m_bytes)),
         ("baseline: seconds / backend CPU seconds", "%.2f / %.2f" % (m_base, median(base_cpu))),
     ]
     if csv_s:

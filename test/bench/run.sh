@@ -383,33 +383,30 @@ wait_job() {
 		SELECT extract(epoch FROM bench_wait(:job, :'deadline') - :'t0'::timestamptz)"
 }
 
-# job|state|rows_total|rows_succeeded|receipts|receipts succeeded|receipts keyed to t|body bytes|stored bytes|batches
+# job|state|rows_total|rows_succeeded|receipts|receipts succeeded|receipts keyed to t|body bytes|batches
 verify_job() {
 	sql -v job="$1" -v src="${2:-t}" <<'SQL'
 SELECT j.id, j.state, j.rows_total, j.rows_succeeded,
-       r.n, r.ok, r.keyed, b.bytes, b.stored, b.n
+       r.n, r.ok, r.keyed, j.bytes_total, b.n
 FROM bulkops.jobs j,
      LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE status = 'succeeded') AS ok,
                      count(s.id) AS keyed
               FROM bulkops.receipts rc LEFT JOIN :"src" s ON rc.key = s.id::text
               WHERE rc.job_id = j.id) r,
-     LATERAL (SELECT coalesce(sum(octet_length(body)), 0) AS bytes,
-                     coalesce(sum(pg_column_size(body)), 0) AS stored, count(*) AS n
-              FROM bulkops.batches WHERE job_id = j.id) b
+     LATERAL (SELECT count(*) AS n FROM bulkops.batches WHERE job_id = j.id) b
 WHERE j.id = :job;
 SQL
 }
 
 record_job() {		# key job [source table]
-	local id state total ok n nok keyed bytes stored nb
-	IFS='|' read -r id state total ok n nok keyed bytes stored nb <<<"$(verify_job "$2" "${3:-t}")"
+	local id state total ok n nok keyed bytes nb
+	IFS='|' read -r id state total ok n nok keyed bytes nb <<<"$(verify_job "$2" "${3:-t}")"
 	put "$1.state" "$state"
 	put "$1.rows_total" "$total"
 	put "$1.receipts" "$n"
 	put "$1.receipts_succeeded" "$nok"
 	put "$1.receipts_keyed" "$keyed"
 	put "$1.bytes" "$bytes"
-	put "$1.stored_bytes" "$stored"
 	put "$1.batches" "$nb"
 	log "  job $id: $state, $n receipts ($nok succeeded, $keyed keyed to t), $nb batches, $bytes bytes"
 }
