@@ -151,6 +151,13 @@ struct BulkopsOptionDef
 	const int  *dflt_setting;
 	const char *dflt_text;
 	const char *safe_text;		/* BULKOPS_JOB_TARGET_OR_SAFE strings */
+
+	/*
+	 * Another name of the same option, kept for the targets that use it: a
+	 * job's value is compared with the target's under either name.  The
+	 * reader of the option decides what both together mean.
+	 */
+	const char *alias;
 };
 
 /* batch_bytes when neither target nor job sets it */
