@@ -3,8 +3,9 @@
  * catalog.h
  *	  Every statement on bulkops' own tables, named by what it does
  *	  (catalog.c: the worker's, on jobs, batches and receipts;
- *	  catalog_jobs.c: the backends' on jobs and batches; catalog_targets.c:
- *	  targets and their grants).
+ *	  catalog_jobs.c: the backends' on jobs and batches; catalog_exports.c:
+ *	  the worker's on an export's counters, rejects and staged pages;
+ *	  catalog_targets.c: targets and their grants).
  *
  * The worker's functions run inside its transaction (exec.c), with the
  * worker session's fixed settings; what they return lives in SPI's
@@ -77,7 +78,6 @@ extern void bulkops_catalog_insert_receipts(int64 job_id, int64 first_row,
 											BulkopsOutcome **outcomes, int n,
 											int http_status);
 extern void bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts);
-extern void bulkops_catalog_count_page(int64 job_id, uint64 rows, Oid relid);
 extern void bulkops_catalog_save_progress(int64 job_id, int32 batch_no,
 										  const char *progress);
 extern void bulkops_catalog_save_step(int64 job_id, int32 batch_no, int step,
@@ -88,6 +88,22 @@ extern void bulkops_catalog_close_batch(int64 job_id, int32 batch_no,
 										const char *last_error,
 										int http_status);
 extern int	bulkops_catalog_purge_expired(int retention_s, int limit);
+
+/* ---- the worker: what an export keeps (catalog_exports.c) ---- */
+
+extern void bulkops_catalog_count_export(int64 job_id, int64 total,
+										 int64 stored, int64 rejected,
+										 Oid relid);
+extern int64 bulkops_catalog_export_received(int64 job_id);
+extern bool bulkops_catalog_export_stopped(int64 job_id);
+extern void bulkops_catalog_insert_rejects(int64 job_id, Datum row_nos,
+										   Datum lines, Datum columns,
+										   Datum sqlstates, Datum reasons);
+extern void bulkops_catalog_stage_page(int64 job_id, int64 first_row,
+									   bytea *body);
+extern bytea *bulkops_catalog_next_staged_page(int64 job_id, int64 after,
+											   int64 *first_row);
+extern void bulkops_catalog_drop_staged_pages(int64 job_id);
 
 /* ---- jobs: both sides ---- */
 

@@ -88,6 +88,8 @@ static const BulkopsOptionDef sf_options[] = {
 	.dflt = 0,.alias = "query_all"},
 	{"query_all", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
 	.dflt = 0,.alias = "include_deleted"},
+	/* what bulk_query does with its table */
+	BULKOPS_EXPORT_OPTIONS,
 	{NULL}
 };
 
@@ -117,6 +119,7 @@ sf_check_options(Jsonb *options)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("salesforce option \"nulls\" must be \"set_null\" or \"keep\"")));
+	bulkops_check_export_options(options);
 }
 
 static void
