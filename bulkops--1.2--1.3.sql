@@ -369,3 +369,41 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.jobs_id_seq', '');
 -- dumped here, and the partitions the worker creates are dumped as any
 -- table that is not the extension's is.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.batches_default', '');
+
+-- Exports into typed tables (bulk_query).  A record the destination
+-- refuses (a value its column cannot take, a constraint) is kept here with
+-- the reason instead of failing the export, written by the worker in the
+-- transaction of its page.  Whoever may see the job sees its rejects; only
+-- bulkops writes them.  They go with their job (retention).
+CREATE TABLE @extschema@.export_rejects (
+    job_id      bigint NOT NULL REFERENCES @extschema@.jobs (id) ON DELETE CASCADE,
+    row_no      bigint NOT NULL,    -- 1-based position in the export
+    line        text,               -- the record as received (its first 8 kB)
+    column_name text,               -- the column whose value failed, if known
+    sqlstate    text NOT NULL,
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (job_id, row_no)
+);
+ALTER TABLE @extschema@.export_rejects ENABLE ROW LEVEL SECURITY;
+CREATE POLICY export_rejects_visible ON @extschema@.export_rejects
+    USING (job_id IN (SELECT j.id FROM @extschema@.jobs j));
+GRANT SELECT ON @extschema@.export_rejects TO PUBLIC;
+
+-- The pages of an export in mode "replace", as received, until the
+-- transaction that ends the job loads them all into the destination in
+-- place of its rows (or drops them, when the export does not complete).
+-- Each is written with the locator of the page after it, so an export
+-- resumes after a crash with what it had.  Only bulkops reads them: they
+-- hold the creator's data.
+CREATE TABLE @extschema@.export_pages (
+    job_id      bigint NOT NULL REFERENCES @extschema@.jobs (id) ON DELETE CASCADE,
+    first_row   bigint NOT NULL,    -- row_no of the page's first record
+    body        bytea NOT NULL,     -- its CSV, header line included
+    PRIMARY KEY (job_id, first_row)
+);
+
+-- pg_dump keeps them too: a job restored in the middle of a replace needs
+-- the pages it had.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.export_rejects', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.export_pages', '');

@@ -1,8 +1,9 @@
 -- bulk_query: a Salesforce query job's pages, followed by Sforce-Locator,
 -- land in a local table as the caller: created with text columns when
 -- absent, cast to the columns' types (matched by name) when present.  Bad
--- destinations are refused before anything is sent; a failed remote query
--- or a page the table cannot take fails the job with a clear last_error.
+-- destinations are refused before anything is sent; a failed remote query,
+-- or with strict a page the table cannot take, fails the job with a clear
+-- last_error.
 SET client_min_messages = warning;
 SELECT current_setting('test.mock_url') || '/salesforce' AS url \gset
 SELECT bulkops.create_target('sfq', 'salesforce', :'url', 'Account', NULL,
@@ -48,9 +49,12 @@ FROM staging.typed;
 SELECT "Name" FROM staging.typed WHERE "Id" = '001000000007QRY';
 SELECT remote_progress FROM bulkops.job_progress WHERE id = :job;
 
--- 3. a typed column the remote text does not fit: the job fails and says why
+-- 3. a typed column the remote text does not fit, with strict: the job
+--    fails and says why (without it such records are set aside as rejects:
+--    bulk_query_typed)
 CREATE TABLE q_int ("Name" integer);
-SELECT bulkops.bulk_query('sfq', 'SELECT Name FROM Account', 'q_int') AS job \gset
+SELECT bulkops.bulk_query('sfq', 'SELECT Name FROM Account', 'q_int',
+                          '{"strict": true}') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_succeeded, last_error FROM bulkops.jobs WHERE id = :job;
 SELECT count(*) AS rows_kept FROM q_int;

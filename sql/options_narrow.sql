@@ -133,6 +133,14 @@ SELECT pg_temp.export('nar_sf', '{"query_all": true}') AS query_all_turned_on;
 SELECT pg_temp.export('nar_sf', '{"concurrency": 5}') AS concurrency_raised;
 SELECT pg_temp.export('nar_sf', '{"nulls": "drop"}') AS dialect_checks_the_merged;
 SELECT pg_temp.export('nar_sf', '{"max_records": 10, "query_all": false}') AS narrowed;
+-- include_deleted is query_all's newer name: the same rule under either
+-- name, and a target's older query_all counts for a job's include_deleted
+SELECT pg_temp.export('nar_sf', '{"include_deleted": true}') AS include_deleted_turned_on;
+SELECT pg_temp.export('nar_sf', '{"include_deleted": false}') AS include_deleted_off;
+SELECT bulkops.alter_target('nar_sf', options => '{"max_records": 1000, "limit_backoff": 5,
+                                                   "query_all": true}');
+SELECT pg_temp.export('nar_sf', '{"include_deleted": true}') AS include_deleted_as_target_has;
+SELECT bulkops.alter_target('nar_sf', options => '{"max_records": 1000, "limit_backoff": 5}');
 -- the attack: an api_version that turns a query's request into another one
 SELECT pg_temp.export('nar_sf',
        '{"api_version": "60.0/sobjects/Account/001000000000001AAA?_HttpMethod=DELETE#"}') AS api_version_path;

@@ -109,6 +109,17 @@ SELECT has_table_privilege('up_admin', 'bulkops.targets', 'UPDATE') AS admin_upd
 SELECT c.relname AS dumped FROM pg_extension e, unnest(e.extconfig) AS cfg(oid)
 JOIN pg_class c ON c.oid = cfg.oid
 WHERE e.extname = 'bulkops' ORDER BY 1;
+-- 1.3: an export's rejects, readable as its job is (row-level security),
+-- and the staged pages of a replace, readable by bulkops alone; both go
+-- with their job
+SELECT c.relname, c.relrowsecurity,
+       has_table_privilege('public', c.oid, 'SELECT') AS public_reads,
+       has_table_privilege('bulkops_admin', c.oid, 'INSERT') AS admin_writes,
+       (SELECT string_agg(confdeltype::text, ',') FROM pg_constraint
+        WHERE conrelid = c.oid AND contype = 'f') AS on_job_delete
+FROM pg_class c WHERE c.relnamespace = 'bulkops'::regnamespace
+  AND c.relname IN ('export_rejects', 'export_pages') ORDER BY 1;
+SELECT polname FROM pg_policy WHERE polrelid = 'bulkops.export_rejects'::regclass;
 -- 1.3 lists the dialects, with a function of the extension
 SELECT count(*) > 0 AS dialects_listed FROM bulkops.dialects();
 SELECT count(*) AS dialects_in_extension FROM pg_depend

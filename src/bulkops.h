@@ -155,6 +155,13 @@ struct BulkopsOptionDef
 	const int  *dflt_setting;
 	const char *dflt_text;
 	const char *safe_text;		/* BULKOPS_JOB_TARGET_OR_SAFE strings */
+
+	/*
+	 * Another name of the same option, kept for the targets that use it: a
+	 * job's value is compared with the target's under either name.  The
+	 * reader of the option decides what both together mean.
+	 */
+	const char *alias;
 };
 
 /* batch_bytes when neither target nor job sets it */
@@ -210,7 +217,35 @@ typedef struct BulkopsSinkDest
 	char	   *table;
 } BulkopsSinkDest;
 
-extern uint64 bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner,
-								const char *page, size_t len, Oid *relid_out);
+/* What writing a page, or ending an export, adds to the job's counters. */
+typedef struct BulkopsSinkCounts
+{
+	int64		total;			/* records received: rows_total */
+	int64		stored;			/* handed to the table: rows_succeeded */
+	int64		rejected;		/* in bulkops.export_rejects: rows_failed */
+} BulkopsSinkCounts;
+
+/*
+ * The options of an export's destination, which every dialect with a query
+ * operation lists among its own and checks, in validate_target, with
+ * bulkops_check_export_options.  They concern only the local table, which
+ * the job's creator must have the rights for (checked at bulk_query time):
+ * a job may choose any of them.
+ */
+#define BULKOPS_EXPORT_OPTIONS \
+	{"mode", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,.dflt_text = "append"}, \
+	{"merge_key", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY}, \
+	{"empty_as_null", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 0}, \
+	{"strict", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 0}
+
+extern void bulkops_check_export_options(Jsonb *options);
+extern void bulkops_sink_check_destination(Oid relid, Jsonb *options);
+extern void bulkops_sink_page(const BulkopsSinkDest *dest, Oid owner,
+							  int64 job_id, Jsonb *options,
+							  const char *page, size_t len, Oid *relid_out,
+							  BulkopsSinkCounts *counts);
+extern void bulkops_sink_finish(const BulkopsSinkDest *dest, Oid owner,
+								int64 job_id, Jsonb *options, bool completed,
+								BulkopsSinkCounts *counts);
 
 #endif							/* BULKOPS_H */

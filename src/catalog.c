@@ -3,8 +3,8 @@
  * catalog.c
  *	  Every statement the worker runs on bulkops' jobs, batches and
  *	  receipts, named by what it does (what backends run on them when they
- *	  enqueue or cancel: catalog_jobs.c; targets and grants:
- *	  catalog_targets.c).
+ *	  enqueue or cancel: catalog_jobs.c; on an export's own tables:
+ *	  catalog_exports.c; targets and grants: catalog_targets.c).
  *
  * One place to audit for locking, privileges and names.  Every statement
  * names its tables with their schema and runs with search_path =
@@ -391,27 +391,6 @@ bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts)
 		"rows_unknown = rows_unknown + $5 WHERE id = $1",
 		5, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
-}
-
-/*
- * Count rows a page of an export wrote; a table the export created (relid,
- * or InvalidOid) is named by its OID from now on.
- */
-void
-bulkops_catalog_count_page(int64 job_id, uint64 rows, Oid relid)
-{
-	Oid			types[3] = {INT8OID, INT8OID, OIDOID};
-	Datum		values[3] = {Int64GetDatum(job_id), Int64GetDatum((int64) rows),
-	ObjectIdGetDatum(relid)};
-	char		nulls[3] = {' ', ' ', OidIsValid(relid) ? ' ' : 'n'};
-
-	bulkops_exec("UPDATE bulkops.jobs SET rows_total = rows_total + $2, "
-				 "rows_succeeded = rows_succeeded + $2, "
-				 "destination = coalesce(destination, $3::regclass), "
-				 "destination_schema = CASE WHEN $3 IS NULL THEN destination_schema END, "
-				 "destination_table = CASE WHEN $3 IS NULL THEN destination_table END "
-				 "WHERE id = $1",
-				 3, types, values, nulls, false, SPI_OK_UPDATE);
 }
 
 /* Keep the remote side's counters for a batch (JSON), for job_progress. */

@@ -3,8 +3,9 @@
  * catalog.h
  *	  Every statement on bulkops' own tables, named by what it does
  *	  (catalog.c: the worker's, on jobs, batches and receipts;
- *	  catalog_jobs.c: the backends' on jobs and batches; catalog_targets.c:
- *	  targets and their grants).
+ *	  catalog_jobs.c: the backends' on jobs and batches; catalog_exports.c:
+ *	  the worker's on an export's counters, rejects and staged pages;
+ *	  catalog_targets.c: targets and their grants).
  *
  * The worker's functions run inside its transaction (exec.c), with the
  * worker session's fixed settings; what they return lives in SPI's
@@ -80,7 +81,6 @@ extern BulkopsStoppedJob *bulkops_catalog_cancelled_jobs(int *n);
 extern void bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no,
 											   int64 generation);
 extern void bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts);
-extern void bulkops_catalog_count_page(int64 job_id, uint64 rows, Oid relid);
 extern void bulkops_catalog_save_progress(int64 job_id, int32 batch_no,
 										  int64 generation,
 										  const char *progress);
@@ -116,6 +116,22 @@ extern void bulkops_catalog_create_partition(int64 generation);
 extern bool bulkops_catalog_empty_partition(const BulkopsPartition *p,
 											int retention_s);
 extern void bulkops_catalog_drop_partition(const BulkopsPartition *p);
+
+/* ---- the worker: what an export keeps (catalog_exports.c) ---- */
+
+extern void bulkops_catalog_count_export(int64 job_id, int64 total,
+										 int64 stored, int64 rejected,
+										 Oid relid);
+extern int64 bulkops_catalog_export_received(int64 job_id);
+extern bool bulkops_catalog_export_stopped(int64 job_id);
+extern void bulkops_catalog_insert_rejects(int64 job_id, Datum row_nos,
+										   Datum lines, Datum columns,
+										   Datum sqlstates, Datum reasons);
+extern void bulkops_catalog_stage_page(int64 job_id, int64 first_row,
+									   bytea *body);
+extern bytea *bulkops_catalog_next_staged_page(int64 job_id, int64 after,
+											   int64 *first_row);
+extern void bulkops_catalog_drop_staged_pages(int64 job_id);
 
 /* ---- jobs: both sides ---- */
 

@@ -584,10 +584,11 @@ typedef struct Destination
 /*
  * Check where a query job's rows will go, now, with the caller's rights
  * (and the caller's search_path, since the name is the caller's), so that
- * a job that could never write is refused before anything is sent.
+ * a job that could never write is refused before anything is sent.  What
+ * the job's mode (option "mode") needs besides INSERT is sink.c's to say.
  */
 static Destination
-check_destination(const char *into)
+check_destination(const char *into, Jsonb *options)
 {
 	Destination dest = {InvalidOid, NULL, NULL};
 	List	   *names;
@@ -601,6 +602,15 @@ check_destination(const char *into)
 	relid = RangeVarGetRelid(rv, NoLock, true);
 	if (!OidIsValid(relid))
 	{
+		char	   *mode = bulkops_opt_string(options, "mode", "append");
+
+		/* only appending fills a table from nothing */
+		if (strcmp(mode, "append") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation \"%s\" does not exist", into),
+					 errdetail("Option \"mode\" \"%s\" needs an existing table.", mode),
+					 errhint("Create the table first, or export with mode \"append\", which creates it.")));
 		/* created by the worker as the caller: CREATE on the schema */
 		nsp = RangeVarGetCreationNamespace(rv);
 		if (pg_namespace_aclcheck(nsp, userid, ACL_CREATE) != ACLCHECK_OK)
@@ -631,6 +641,7 @@ check_destination(const char *into)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("bulk_query cannot write into table \"%s\", which has row-level security enabled",
 						get_rel_name(relid))));
+	bulkops_sink_check_destination(relid, options);
 	dest.relid = relid;
 	return dest;
 }
@@ -659,7 +670,7 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 				 errmsg("query must not be empty")));
 	options = bulkops_job_options(target, ti.options, job_options, ti.dialect,
 								  ti.url, ti.resource);
-	dest = check_destination(into);
+	dest = check_destination(into, options);
 
 	job_id = bulkops_catalog_insert_job(target, ti.dialect->name,
 										BULKOPS_OP_QUERY, NULL, options);

@@ -168,7 +168,7 @@ number_of(JsonbValue *v)
 
 /*
  * The value def has on a target whose options are target_options: its
- * own, else the default.  False when it has none (a string or object the
+ * own (under its alias, if the target uses that name), else the default.  False when it has none (a string or object the
  * target does not set, and that has no default).
  */
 static bool
@@ -177,6 +177,8 @@ target_value(const BulkopsOptionDef *def, Jsonb *target_options,
 {
 	JsonbValue *own = bulkops_jsonb_get(target_options, def->name);
 
+	if (own == NULL && def->alias)
+		own = bulkops_jsonb_get(target_options, def->alias);
 	*is_default = (own == NULL);
 	if (own != NULL)
 	{

@@ -51,18 +51,38 @@
 #include "results.h"
 
 /*
- * Append a page of a query job's rows to its table and count them on the
- * job, in the transaction that also stores where the remote query stands.
+ * Write a page of a query job's rows into its table (sink.c) and count
+ * them on the job, in the transaction that also stores where the remote
+ * query stands.
  */
 static void
 write_page(Work *w, const char *page, size_t len)
 {
+	BulkopsSinkCounts c;
 	Oid			relid;
-	uint64		n = bulkops_sink_page(&w->destination, w->created_by, page, len,
-									  &relid);
 
+	bulkops_sink_page(&w->destination, w->created_by, w->batch.job_id,
+					  w->batch.options, page, len, &relid, &c);
 	/* the worker's memory keeps the names, which find the same table */
-	bulkops_catalog_count_page(w->batch.job_id, n, relid);
+	bulkops_catalog_count_export(w->batch.job_id, c.total, c.stored,
+								 c.rejected, relid);
+}
+
+/*
+ * A query job's batch ends, completed or not, in the transaction that
+ * closes it: what its mode does then (replace: the table's rows replaced,
+ * or left alone) happens with the job's end.
+ */
+static void
+end_export(Work *w, bool completed)
+{
+	BulkopsSinkCounts c;
+
+	bulkops_sink_finish(&w->destination, w->created_by, w->batch.job_id,
+						w->batch.options, completed, &c);
+	if (c.total != 0 || c.stored != 0 || c.rejected != 0)
+		bulkops_catalog_count_export(w->batch.job_id, c.total, c.stored,
+									 c.rejected, InvalidOid);
 }
 
 /*
@@ -185,6 +205,8 @@ apply_result(Work *w, BulkopsResult *res)
 
 	if (finished)
 	{
+		if (w->is_export)
+			end_export(w, res->next == BULKOPS_NEXT_DONE);
 		/* a DONE with an error: every row has its outcome, yet not as asked */
 		close_batch(w, res->error, status, dirty);
 		return true;

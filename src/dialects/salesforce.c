@@ -78,8 +78,18 @@ static const BulkopsOptionDef sf_options[] = {
 	/* records per page of a query export, each page held in memory */
 	{"max_records", BULKOPS_OPT_INT, 1, 1000000, BULKOPS_JOB_AT_MOST,
 	.dflt = SF_DEFAULT_MAX_RECORDS},
-	/* exports deleted and archived records too */
-	{"query_all", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,.dflt = 0},
+
+	/*
+	 * exports deleted and archived records too (queryAll): more than the
+	 * target's owner may have meant to let out.  query_all is its older name;
+	 * either one false turns it off (see sf_include_deleted).
+	 */
+	{"include_deleted", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
+	.dflt = 0,.alias = "query_all"},
+	{"query_all", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
+	.dflt = 0,.alias = "include_deleted"},
+	/* what bulk_query does with its table */
+	BULKOPS_EXPORT_OPTIONS,
 	{NULL}
 };
 
@@ -109,6 +119,7 @@ sf_check_options(Jsonb *options)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("salesforce option \"nulls\" must be \"set_null\" or \"keep\"")));
+	bulkops_check_export_options(options);
 }
 
 static void

@@ -91,6 +91,7 @@ extern void sf_handle_result_file(const BulkopsBatch *batch, const BulkopsRespon
 
 /* salesforce_query.c */
 extern char *sf_query_jobs_url(const BulkopsBatch *batch);
+extern bool sf_include_deleted(Jsonb *options);
 extern void sf_query_build_request(const BulkopsBatch *batch, BulkopsRequest *req);
 extern void sf_query_handle_response(const BulkopsBatch *batch,
 									 const BulkopsResponse *resp,

@@ -20,7 +20,7 @@
  * A query job's one batch carries the SOQL query as its body and goes
  * through these steps (remote_id is the query job's id from step 1 on):
  *
- *	 0 create the query job (POST jobs/query)
+ *	 0 create the query job (POST jobs/query: queryAll with include_deleted)
  *	 1 poll it until JobComplete; Failed or Aborted end the job
  *	 2 fetch a page of results; the next page's Sforce-Locator is kept as
  *	   the step's note, so a restart resumes at the page that was not yet
@@ -59,6 +59,34 @@ page_data(void *arg, const char *data, size_t len)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Does the export ask for queryAll?  include_deleted, or its older name
+ * query_all: on when either is on and neither is off, so that a job that
+ * turns it off under either name (over a target that has it on under the
+ * other) gets query.
+ */
+bool
+sf_include_deleted(Jsonb *options)
+{
+	JsonbValue *a = bulkops_jsonb_get(options, "include_deleted");
+	JsonbValue *b = bulkops_jsonb_get(options, "query_all");
+	bool		on = false;
+
+	if (a && a->type == jbvBool)
+	{
+		if (!a->val.boolean)
+			return false;
+		on = true;
+	}
+	if (b && b->type == jbvBool)
+	{
+		if (!b->val.boolean)
+			return false;
+		on = true;
+	}
+	return on;
+}
+
 char *
 sf_query_jobs_url(const BulkopsBatch *batch)
 {
@@ -77,7 +105,7 @@ sf_query_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 				StringInfo	body = makeStringInfo();
 
 				appendStringInfo(body, "{\"operation\":\"%s\",\"query\":",
-								 bulkops_opt_bool(batch->options, "query_all", false)
+								 sf_include_deleted(batch->options)
 								 ? "queryAll" : "query");
 				/* the body is the query, NUL-terminated, with no rows in it */
 				bulkops_json_string(body, batch->body, strlen(batch->body));

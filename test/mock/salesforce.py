@@ -16,7 +16,8 @@ http://127.0.0.1:PORT/salesforce and the API base is {url}/services/data/v62.0:
   GET   {base}/jobs/ingest/<id>/unprocessedrecords/  <columns>
   (each path also without its trailing slash)
 
-  POST  {base}/jobs/query                        {"operation": "query", "query": SOQL}
+  POST  {base}/jobs/query                        {"operation": "query" | "queryAll",
+                                                  "query": SOQL}
   GET   {base}/jobs/query/<id>                   JobInfo: UploadComplete, InProgress, then
                                                  JobComplete (or Failed, see fail_query)
   PATCH {base}/jobs/query/<id>                   {"state": "Aborted"}
@@ -25,12 +26,16 @@ http://127.0.0.1:PORT/salesforce and the API base is {url}/services/data/v62.0:
                                                  the next page ("null" ends),
                                                  Sforce-NumberOfRecords its record count
 
-and its test hooks under /_control/salesforce: store, applied, jobs.
+and its test hooks under /_control/salesforce: store, applied, jobs, queries.
 
 Query jobs understand "SELECT f1, f2, ... FROM Object" and nothing more (no WHERE, no
-relationships): the rows are the object's records in the store, in Id order, followed
-by query_rows (config) made-up records whose fields hold commas, quotes and line breaks
-every seventh record.  A field a record lacks is empty (null).
+relationships): the rows are the object's records in the store, in Id order, then the
+query_records (config) given in Salesforce's own notation, then query_rows (config)
+made-up records whose fields hold commas, quotes and line breaks every seventh record.
+A field a record lacks is empty (""), as Salesforce writes nulls.  queryAll also returns
+deleted records: those a delete (not hardDelete) put in the recycle bin, after the
+store's, and the query_records whose IsDeleted is "true"; the field IsDeleted is
+"false" for the others.
 
 Records are applied to an in-memory store per object when the job completes: insert makes
 a new Id, update needs an existing Id, upsert matches the externalIdFieldName column,
@@ -57,7 +62,11 @@ Configuration (POST /_control/config {"salesforce": {...}}), all optional:
                             after N records; the rest are unprocessed
   request_limit_exceeded    N: the next N ingest requests get 403 REQUEST_LIMIT_EXCEEDED
   objects                   list of known object names (default: any name)
-  query_rows (0)            made-up records every query returns after the store's
+  query_records ([])        records ({field: text}) every query returns after the
+                            store's, as written (so in Salesforce's notation: "23.0",
+                            "", "2024-05-01T12:34:56.000+0000", "true"); one with
+                            IsDeleted "true" only to queryAll
+  query_rows (0)            made-up records every query returns after those
   fail_query                {"message": "..."}: the next query job ends Failed
 
 Assumed where the vendor's pages are silent (kept here, in one place; see
@@ -71,7 +80,9 @@ docs/protocols/salesforce.md):
     and leaves the rest unprocessed; aborting an Open job leaves its upload unprocessed;
   * a record with more or fewer fields than the header fails with INVALID_FIELD;
   * update of an Id not in the store fails with INVALID_CROSS_REFERENCE_KEY, delete of
-    one with ENTITY_IS_DELETED.
+    one with ENTITY_IS_DELETED;
+  * a deleted (not hard-deleted) record stays in the recycle bin for good, and queryAll
+    returns it with IsDeleted "true", after the live records.
 """
 
 import collections
@@ -293,6 +304,7 @@ class Dialect(MockDialect):
     def reset(self):
         super().reset()
         self.store = collections.defaultdict(dict)     # object -> Id -> fields
+        self.recycled = collections.defaultdict(dict)  # deleted, not hardDeleted
         self.applied = collections.Counter()            # (object, Id) -> times
         self.lock_seen = collections.Counter()          # record values -> times
         self.jobs = {}
@@ -326,7 +338,8 @@ class Dialect(MockDialect):
     def control_routes(self):
         return [("GET", "/store", self.ctl_store),
                 ("GET", "/applied", self.ctl_applied),
-                ("GET", "/jobs", self.ctl_jobs)]
+                ("GET", "/jobs", self.ctl_jobs),
+                ("GET", "/queries", self.ctl_queries)]
 
     def stats(self):
         return dict(super().stats(), store_size=sum(len(v) for v in self.store.values()))
@@ -583,6 +596,8 @@ class Dialect(MockDialect):
             if rid not in store:
                 self.fail(job, rid, "ENTITY_IS_DELETED:entity is deleted", fields)
                 return
+            if op == "delete":
+                self.recycled[job.object][rid] = store[rid]
             del store[rid]
         self.applied[(job.object, rid)] += 1
         self.counts["applied"] += 1
@@ -663,6 +678,7 @@ class Dialect(MockDialect):
         obj = words[at + 1]
         fail = self.config.get("fail_query")
         job = {"id": "750%012dQQQ" % self.next_job, "object": obj, "fields": fields,
+               "operation": spec["operation"], "query": soql,
                "state": "UploadComplete", "polls": 0,
                "in_progress_polls": int(self.config.get("in_progress_polls", 1)),
                "fail": fail.get("message", "INVALID_FIELD: No such column") if fail else None,
@@ -676,9 +692,20 @@ class Dialect(MockDialect):
 
     def query_rows(self, job):
         out = []
-        for rid, rec in sorted(self.store.get(job["object"], {}).items()):
-            rec = dict(rec, Id=rid)
+        every = job["operation"] == "queryAll"
+        stored = [(rid, rec, "false") for rid, rec in
+                  sorted(self.store.get(job["object"], {}).items())]
+        if every:
+            stored += [(rid, rec, "true") for rid, rec in
+                       sorted(self.recycled.get(job["object"], {}).items())]
+        for rid, rec, deleted in stored:
+            rec = dict(rec, Id=rid, IsDeleted=deleted)
             out.append(["" if rec.get(f) is None else str(rec.get(f)) for f in job["fields"]])
+        for rec in self.config.get("query_records") or []:
+            if rec.get("IsDeleted") == "true" and not every:
+                continue
+            rec = dict({"IsDeleted": "false"}, **rec)
+            out.append([str(rec.get(f, "")) for f in job["fields"]])
         for i in range(1, int(self.config.get("query_rows", 0)) + 1):
             row = []
             for f in job["fields"]:
@@ -694,7 +721,7 @@ class Dialect(MockDialect):
         return out
 
     def query_info(self, job):
-        out = {"id": job["id"], "operation": "query", "object": job["object"],
+        out = {"id": job["id"], "operation": job["operation"], "object": job["object"],
                "state": job["state"], "numberRecordsProcessed":
                len(job["rows"]) if job["rows"] is not None else 0}
         if job["state"] == "Failed":
@@ -765,6 +792,12 @@ class Dialect(MockDialect):
         obj = req.query.get("object", "Account")
         return json_response(200, {rid: n for (o, rid), n in self.applied.items()
                                    if o == obj})
+
+    def ctl_queries(self, req, params):
+        return json_response(200, {q["id"]: {"operation": q["operation"], "query": q["query"],
+                                             "object": q["object"], "state": q["state"],
+                                             "pages": q["pages"]}
+                                   for q in self.queries.values()})
 
     def ctl_jobs(self, req, params):
         return json_response(200, {j.id: {"object": j.object, "operation": j.operation,

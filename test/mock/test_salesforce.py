@@ -295,3 +295,35 @@ class TestSalesforceQuery(SalesforceCase):
         status, info = self.call("PATCH", "%s/%s" % (QBASE, job), {"state": "Aborted"})
         self.assertEqual((status, info["state"]), (200, "Aborted"))
         self.assertEqual(self.raw("GET", "%s/%s/results" % (QBASE, job))[0], 409)
+
+
+class TestSalesforceQueryAll(SalesforceCase):
+    """queryAll returns what query does plus the recycle bin (records a delete
+    removed, not a hardDelete) and query_records marked deleted, with IsDeleted;
+    query_records come back in the notation given; /queries says which operation
+    each query job had."""
+
+    def test_query_all_and_records(self):
+        self.configure(in_progress_polls=0, query_records=[
+            {"Name": "Typed", "NumberOfEmployees": "23.0"},
+            {"Name": "Gone", "NumberOfEmployees": "", "IsDeleted": "true"}])
+        self.run_job("Name\nc1\nc2\nc3\n", obj="Contact")
+        ids = sorted(self.ctl("GET", "/salesforce/store?object=Contact"))
+        self.run_job("Id\n%s\n" % ids[0], "delete", obj="Contact")
+        self.run_job("Id\n%s\n" % ids[1], "hardDelete", obj="Contact")
+        soql = "SELECT Id, Name, NumberOfEmployees, IsDeleted FROM Contact"
+        found = {}
+        for op in ("query", "queryAll"):
+            status, info = self.call("POST", QBASE, {"operation": op, "query": soql})
+            self.assertEqual((status, info["operation"]), (200, op))
+            self.call("GET", "%s/%s" % (QBASE, info["id"]))
+            status, _, body = self.raw("GET", "%s/%s/results" % (QBASE, info["id"]))
+            self.assertEqual(status, 200, body)
+            found[op] = {(r[0] if r[0] else r[1]): r[3] for r in rows_of(body)[1:]}
+            self.assertIn(["", "Typed", "23.0", "false"], rows_of(body)[1:])
+        self.assertEqual(found["query"], {ids[2]: "false", "Typed": "false"})
+        self.assertEqual(found["queryAll"], {ids[2]: "false", ids[0]: "true",
+                                             "Typed": "false", "Gone": "true"})
+        queries = self.call("GET", "/_control/salesforce/queries")[1]
+        self.assertEqual(sorted(q["operation"] for q in queries.values()),
+                         ["query", "queryAll"])

@@ -30,7 +30,8 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
   clinia_target mock_faults mock_requests wait_requests make_rsa_key
-  query_until log_says counters_agree dialects fill_name missing);
+  query_until log_says counters_agree dialects fill_name missing export_node
+  export_pages_fetched);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -172,6 +173,55 @@ sub mock_faults
 	my @rules = @_;
 	mock_delete('/_control/faults');
 	mock_post('/_control/faults', { rules => \@rules }) if @rules;
+	return;
+}
+
+=pod
+
+=item export_node($name, $records, $page)
+
+For the tests that kill the worker during an export: the mock reset to
+answer every query with $records made-up records, each page (of $page
+records, the target's max_records) 0.05 s late so that a kill lands in the
+middle of the paging, and a started node (restart_after_crash on) with
+bulkops and a salesforce target "sf" on the mock.
+
+=cut
+
+sub export_node
+{
+	my ($name, $records, $page) = @_;
+	mock_post('/_control/reset');
+	mock_post('/_control/config',
+		{ salesforce => { query_rows => $records, in_progress_polls => 1 } });
+	mock_faults({ action => 'delay', seconds => 0.05, method => 'GET',
+			path => '/jobs/query/[^/]+/results', times => -1 });
+	my $node = bulkops_node($name, 'restart_after_crash = on');
+	my $url  = mock_url('/salesforce');
+	$node->safe_psql('postgres', qq{
+		CREATE EXTENSION bulkops;
+		SELECT bulkops.create_target('sf', 'salesforce', '$url', 'Account', NULL,
+		                             '{"poll_interval": 0.05, "max_records": $page}');
+	});
+	return $node;
+}
+
+=pod
+
+=item export_pages_fetched($records, $page)
+
+Tests that every page of an export_node() export of $records records was
+fetched, and at most the one in flight at each of two kills again.
+
+=cut
+
+sub export_pages_fetched
+{
+	my ($records, $page) = @_;
+	my $pages = mock_get('/_control/stats')->{salesforce}{query_pages};
+	cmp_ok($pages, '>=', $records / $page, 'every page was fetched');
+	cmp_ok($pages, '<=', $records / $page + 2,
+		'at most the page in flight at each kill was fetched again');
 	return;
 }
 

@@ -17,21 +17,7 @@ my $RECORDS = 30000;
 my $PAGE    = 500;
 
 start_mock();
-mock_post('/_control/reset');
-mock_post('/_control/config',
-	{ salesforce => { query_rows => $RECORDS, in_progress_polls => 1 } });
-# each page takes a while, so the kill lands in the middle of the paging
-mock_post('/_control/faults',
-	{ rules => [ { action => 'delay', seconds => 0.05, method => 'GET',
-				path => '/jobs/query/[^/]+/results', times => -1 } ] });
-
-my $node = bulkops_node('query_restart', 'restart_after_crash = on');
-my $url  = mock_url('/salesforce');
-$node->safe_psql('postgres', qq{
-	CREATE EXTENSION bulkops;
-	SELECT bulkops.create_target('sf', 'salesforce', '$url', 'Account', NULL,
-	                             '{"poll_interval": 0.05, "max_records": $PAGE}');
-});
+my $node = export_node('query_restart', $RECORDS, $PAGE);
 my $job = $node->safe_psql('postgres',
 	"SELECT bulkops.bulk_query('sf', 'SELECT Id, Name FROM Account', 'exported')");
 
@@ -62,10 +48,7 @@ my ($rows, $distinct, $total) = split /\|/, $node->safe_psql('postgres', qq{
 is($rows,     $RECORDS, 'every remote record is in the table');
 is($distinct, $RECORDS, 'none of them twice');
 is($total,    $RECORDS, 'the job counted each row once');
-my $pages = mock_get('/_control/stats')->{salesforce}{query_pages};
-cmp_ok($pages, '>=', $RECORDS / $PAGE, 'every page was fetched');
-cmp_ok($pages, '<=', $RECORDS / $PAGE + 2,
-	'at most the page in flight at each kill was fetched again');
+export_pages_fetched($RECORDS, $PAGE);
 unlike(slurp_file($node->logfile), qr/PANIC/, 'no PANIC in the server log');
 
 $node->stop;
