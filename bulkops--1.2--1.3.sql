@@ -133,6 +133,9 @@ CREATE TABLE @extschema@.batches_new (
     answer_at       timestamptz[],
     answer_codes    text[],
     answer_messages text[],
+    operation       text NOT NULL,  -- what its rows are sent for
+    prologue        bytea,          -- what its requests start with, if not its job's
+    hashes          bytea,          -- a sync's: each row's content hash, 8 bytes
     -- one slot per row: a row cannot have two receipts
     CONSTRAINT batches_one_outcome_per_row
         CHECK (outcomes IS NULL OR pg_catalog.octet_length(outcomes) = row_count),
@@ -146,7 +149,7 @@ ALTER TABLE @extschema@.batches_new
     ALTER COLUMN offsets SET COMPRESSION lz4, ALTER COLUMN outcomes SET COMPRESSION lz4,
     ALTER COLUMN answer_of SET COMPRESSION lz4, ALTER COLUMN remote_ids SET COMPRESSION lz4,
     ALTER COLUMN error_codes SET COMPRESSION lz4,
-    ALTER COLUMN error_messages SET COMPRESSION lz4;
+    ALTER COLUMN error_messages SET COMPRESSION lz4, ALTER COLUMN hashes SET COMPRESSION lz4;
 -- Each partition has its own indexes, not the parent: pg_dump restores a
 -- partition the worker created by attaching it to the parent the extension
 -- script made, and an index on that parent would be made for the partition
@@ -166,13 +169,14 @@ INSERT INTO @extschema@.batches_new
      next_attempt_at, http_status, last_error, updated_at, keys, offsets, body,
      progress, step_data, maybe_applied, lane, generation,
      outcomes, answer_of, remote_ids, error_codes, error_messages,
-     answer_http, answer_attempts, answer_at)
+     answer_http, answer_attempts, answer_at, operation)
 SELECT b.job_id, b.batch_no, b.state, b.first_row, b.row_count, b.step, b.remote_id,
        b.attempts, b.next_attempt_at, b.http_status, b.last_error, b.updated_at,
        b.keys, b.offsets, b.body, b.progress, b.step_data, b.maybe_applied, b.lane, 0,
        p.outcomes, p.answer_of, p.remote_ids, p.error_codes, p.error_messages,
-       a.answer_http, a.answer_attempts, a.answer_at
+       a.answer_http, a.answer_attempts, a.answer_at, j.operation
 FROM @extschema@.batches b
+JOIN @extschema@.jobs j ON j.id = b.job_id
 CROSS JOIN LATERAL (
     SELECT pg_catalog.array_agg(x.http_status ORDER BY x.n) AS answer_http,
            pg_catalog.array_agg(x.attempts ORDER BY x.n) AS answer_attempts,
@@ -241,7 +245,8 @@ RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 1000
 -- had.  Row-level security on batches decides whose a role sees.
 CREATE VIEW @extschema@.receipts WITH (security_invoker = true) AS
 SELECT b.job_id, r.row_no, r.key, r.status, r.remote_id, r.created,
-       r.http_status, r.error_code, r.error_message, r.attempts, r.updated_at
+       r.http_status, r.error_code, r.error_message, r.attempts, r.updated_at,
+       b.operation
 FROM @extschema@.batches b,
      LATERAL @extschema@._receipts(b.first_row, b.keys, b.outcomes, b.answer_of,
                                    b.remote_ids, b.error_codes, b.error_messages,
@@ -253,7 +258,7 @@ FROM @extschema@.batches b,
 -- rather than scanning it whole on a large history.
 CREATE VIEW @extschema@.latest_receipts WITH (security_invoker = true) AS
 SELECT DISTINCT ON (j.target, r.key)
-       j.target, r.key, r.job_id, r.row_no, j.operation, r.status, r.remote_id,
+       j.target, r.key, r.job_id, r.row_no, r.operation, r.status, r.remote_id,
        r.created, r.http_status, r.error_code, r.error_message, r.attempts,
        r.updated_at
 FROM @extschema@.receipts r JOIN @extschema@.jobs j ON j.id = r.job_id
@@ -407,3 +412,87 @@ CREATE TABLE @extschema@.export_pages (
 -- the pages it had.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.export_rejects', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.export_pages', '');
+
+-- Syncs: a source pushed again and again, sending each time only what
+-- changed since the last successful push of each key (see src/sync.c).
+-- A sync is owned by its creator; running it needs the target privileges
+-- of the operations it may send, and reads the source with the runner's
+-- rights.
+CREATE TABLE @extschema@.syncs (
+    id              serial PRIMARY KEY,
+    name            text NOT NULL UNIQUE,
+    target          text NOT NULL REFERENCES @extschema@.targets (name),
+    mode            text NOT NULL CHECK (mode IN ('upsert', 'mirror', 'insert')),
+    source          text NOT NULL,
+    key             text NOT NULL,
+    options         jsonb NOT NULL DEFAULT '{}',
+    owner           regrole NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_job        bigint,
+    last_run_at     timestamptz,
+    last_new        bigint,
+    last_changed    bigint,
+    last_retry      bigint,
+    last_deleted    bigint,
+    last_unchanged  bigint,
+    -- its jobs up to this id are in sync_state; retention keeps the later
+    -- ones, whose receipts the next run reads
+    folded_through  bigint NOT NULL DEFAULT 0,
+    state_keys      bigint NOT NULL DEFAULT 0
+);
+ALTER TABLE @extschema@.syncs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY syncs_visible ON @extschema@.syncs
+    USING (pg_catalog.pg_has_role(owner, 'USAGE')
+           OR target IN (SELECT t.name FROM @extschema@.targets t
+                         WHERE pg_catalog.pg_has_role(t.owner, 'USAGE')));
+GRANT SELECT ON @extschema@.syncs TO PUBLIC;
+
+-- What a sync knows of each key it pushed successfully: the hash of what
+-- it sent last (of the encoded row, as the dialect wrote it) and whether
+-- its last push of the key did not succeed, in chunks of keys, so that a
+-- key costs about 20 bytes and the key's text.  Only bulkops reads it.
+CREATE TABLE @extschema@.sync_state (
+    sync_id     integer NOT NULL REFERENCES @extschema@.syncs (id) ON DELETE CASCADE,
+    chunk       integer NOT NULL,
+    keys        text[] NOT NULL,
+    hashes      bytea NOT NULL,     -- 8 bytes per key
+    flags       bytea NOT NULL,     -- 1 byte per key: 1, send it again
+    PRIMARY KEY (sync_id, chunk),
+    CHECK (pg_catalog.octet_length(hashes) = 8 * pg_catalog.cardinality(keys)),
+    CHECK (pg_catalog.octet_length(flags) = pg_catalog.cardinality(keys))
+);
+ALTER TABLE @extschema@.sync_state
+    ALTER COLUMN keys SET COMPRESSION lz4, ALTER COLUMN hashes SET COMPRESSION lz4,
+    ALTER COLUMN flags SET COMPRESSION lz4;
+
+-- The sync a job was run for.
+ALTER TABLE @extschema@.jobs ADD COLUMN sync_id integer
+    REFERENCES @extschema@.syncs (id) ON DELETE SET NULL;
+
+CREATE FUNCTION @extschema@.create_sync(name text, target text, source text, key text,
+                                        mode text DEFAULT 'upsert',
+                                        options jsonb DEFAULT '{}')
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_create_sync';
+CREATE FUNCTION @extschema@.alter_sync(name text, source text DEFAULT NULL,
+                                       key text DEFAULT NULL, mode text DEFAULT NULL,
+                                       options jsonb DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_alter_sync';
+CREATE FUNCTION @extschema@.drop_sync(name text)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_drop_sync';
+CREATE FUNCTION @extschema@.run_sync(name text)
+RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_run_sync';
+CREATE FUNCTION @extschema@.preview_sync(name text)
+RETURNS TABLE (change text, key text, body text)
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_preview_sync';
+CREATE FUNCTION @extschema@.preview(target text, source text, key text DEFAULT NULL,
+                                    operation text DEFAULT 'upsert',
+                                    options jsonb DEFAULT '{}')
+RETURNS TABLE (row_no bigint, key text, body text)
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_preview';
+CREATE FUNCTION @extschema@.retry(job bigint, statuses text[] DEFAULT '{failed,unknown}')
+RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_retry';
+
+REVOKE ALL ON @extschema@.syncs, @extschema@.sync_state FROM bulkops_admin;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.syncs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.syncs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.sync_state', '');

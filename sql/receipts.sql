@@ -70,9 +70,10 @@ SELECT pg_temp.join_method(format($$SELECT count(*) FROM rc_src s
                                     b.answer_attempts, b.answer_at, b.answer_codes,
                                     b.answer_messages) WITH ORDINALITY r) r
     ON r.key = s.id::text AND r.job_id = %s$$, :job)) AS unrecognised;
--- a done batch keeps its keys and receipts, not its rows' wire form; one
--- slot per row; remote ids are not stored where they are the key, errors
--- only where a row has its own
+-- a done batch keeps its keys and receipts, and its rows' wire form only
+-- while one of them did not succeed (for bulkops.retry()); one slot per
+-- row; remote ids are not stored where they are the key, errors only where
+-- a row has its own
 SELECT batch_no, row_count, state, body IS NULL AS body_dropped,
        offsets IS NULL AS offsets_dropped, octet_length(outcomes) AS slots,
        remote_ids IS NULL AS no_remote_ids,

@@ -34,9 +34,11 @@ SELECT bulkops.wait(:job3, '60 s');
 DO $$
 BEGIN
     FOR i IN 1 .. 100 LOOP
-        EXIT WHEN NOT EXISTS (SELECT FROM bulkops.jobs
+        EXIT WHEN NOT EXISTS (SELECT FROM bulkops.jobs j
                               WHERE finished_at < now() - interval '3 s'
-                                AND id <> currval('bulkops.jobs_id_seq'));
+                                AND id <> currval('bulkops.jobs_id_seq')
+                                AND NOT coalesce(id > (SELECT folded_through FROM bulkops.syncs s
+                                                       WHERE s.id = j.sync_id), false));
         PERFORM pg_sleep(0.1);
     END LOOP;
 END
@@ -47,5 +49,12 @@ FROM bulkops.jobs;
 SELECT count(*) AS old_receipts FROM bulkops.receipts WHERE job_id IN (:job1, :job2);
 SELECT count(*) AS old_batches FROM bulkops.batches WHERE job_id IN (:job1, :job2);
 SELECT count(*) AS young_receipts FROM bulkops.receipts WHERE job_id = :job3;
+-- the jobs a sync has not stored in its state yet stay, whatever their age
+-- (the syncs the sync suite left), with their receipts; the others went
+SELECT count(*) FILTER (WHERE j.id > s.folded_through) > 0 AS unstored_sync_jobs_kept,
+       count(*) FILTER (WHERE j.id <= s.folded_through) AS stored_sync_jobs_kept,
+       bool_and(j.id > s.folded_through AND EXISTS (SELECT FROM bulkops.receipts r
+                                                   WHERE r.job_id = j.id)) AS with_receipts
+FROM bulkops.jobs j JOIN bulkops.syncs s ON s.id = j.sync_id;
 ALTER SYSTEM RESET bulkops.receipt_retention;
 SELECT pg_reload_conf();

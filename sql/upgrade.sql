@@ -73,11 +73,17 @@ WHERE attrelid = 'bulkops.batches'::regclass AND attname = 'lane';
 SELECT relkind, pg_get_partkeydef(oid) FROM pg_class WHERE oid = 'bulkops.batches'::regclass;
 SELECT relkind FROM pg_class WHERE oid = 'bulkops.receipts'::regclass;
 SELECT count(*) AS receipts_kept FROM bulkops.receipts;
-(SELECT 'only in 1.3' AS what, * FROM bulkops.receipts
+-- the same receipts, column for column; 1.3 adds each row's operation,
+-- the job's before
+(SELECT 'only in 1.3' AS what, job_id, row_no, key, status, remote_id, created,
+        http_status, error_code, error_message, attempts, updated_at FROM bulkops.receipts
  EXCEPT SELECT 'only in 1.3', * FROM receipts_1_2)
 UNION ALL
 (SELECT 'only in 1.2', * FROM receipts_1_2
- EXCEPT SELECT 'only in 1.2', * FROM bulkops.receipts);
+ EXCEPT SELECT 'only in 1.2', job_id, row_no, key, status, remote_id, created,
+        http_status, error_code, error_message, attempts, updated_at FROM bulkops.receipts);
+SELECT r.operation, j.operation AS jobs_operation, count(*)
+FROM bulkops.receipts r JOIN bulkops.jobs j ON j.id = r.job_id GROUP BY 1, 2;
 SELECT batch_no, generation, encode(outcomes, 'hex') AS outcomes,
        encode(answer_of, 'hex') AS answer_of, remote_ids, error_codes, error_messages,
        answer_http, answer_attempts

@@ -204,6 +204,7 @@ extern int64 bulkops_enqueue(const char *target, BulkopsOp op,
 							 text *source, const char *key, Jsonb *options);
 extern int64 bulkops_enqueue_query(const char *target, const char *query,
 								   const char *into, Jsonb *job_options);
+extern void bulkops_check_source(const char *source, const char *key);
 
 /* remote_text.c: what the remote side sent, made fit to store */
 extern const char *bulkops_clean_text(const char *s, int maxlen);

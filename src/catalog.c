@@ -155,8 +155,9 @@ bulkops_catalog_lock_job(int64 job_id, bool skip_locked)
 #define CLAIMED_COLUMNS \
 	"b.first_row, b.row_count, b.generation, b.step, b.remote_id, " \
 	"b.attempts, b.keys, b.offsets, b.body, b.step_data, b.progress, " \
-	"b.maybe_applied, j.operation, j.options, j.cancel_requested, " \
-	"j.timed_out, j.target, j.prologue, j.key_column, j.created_by, " \
+	"b.maybe_applied, b.operation, j.options, j.cancel_requested, " \
+	"j.timed_out, j.target, coalesce(b.prologue, j.prologue) AS prologue, " \
+	"j.key_column, j.created_by, " \
 	"j.destination, j.destination_schema, j.destination_table, " \
 	BULKOPS_RECEIPT_COLUMNS
 
@@ -267,7 +268,7 @@ bulkops_catalog_active_batches(int lane, int lanes, int *n)
 	BulkopsActiveBatch *a;
 	uint64		i;
 
-	bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, j.operation, b.step, "
+	bulkops_exec("SELECT b.job_id, b.batch_no, j.dialect, b.operation, b.step, "
 				 "b.maybe_applied, b.generation "
 				 "FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id "
 				 "WHERE b.generation = ANY ($3) AND b.state <> 'done' AND b.state = 'active' "
@@ -522,13 +523,16 @@ bulkops_catalog_save_step(int64 job_id, int32 batch_no, int64 generation,
 /*
  * Mark a batch done, with its last receipts (receipts, or NULL if they did
  * not change), and count it on its job.  A done batch makes no request
- * again: its rows' wire form (body, offsets) and its step's note (a link)
- * go.  An export's batch keeps its body, the remote query.
+ * again: its step's note (a link) goes, and so do its rows' wire form
+ * (body, offsets) once every row succeeded.  Rows that did not are kept as
+ * they were sent, for bulkops.retry(); an export's batch keeps its body,
+ * the remote query.
  */
 void
 bulkops_catalog_close_batch(int64 job_id, int32 batch_no, int64 generation,
 							const char *last_error, int http_status,
-							const BulkopsReceiptSet *receipts)
+							const BulkopsReceiptSet *receipts,
+							bool all_succeeded)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
 	Datum		values[3];
@@ -541,9 +545,12 @@ bulkops_catalog_close_batch(int64 job_id, int32 batch_no, int64 generation,
 	nulls[2] = http_status > 0 ? ' ' : 'n';
 
 	update_start(&u, job_id, batch_no, generation,
-				 "state = 'done', updated_at = now(), step_data = NULL, "
-				 "offsets = CASE WHEN row_count > 0 THEN NULL ELSE offsets END, "
-				 "body = CASE WHEN row_count > 0 THEN NULL ELSE body END");
+				 "state = 'done', updated_at = now(), step_data = NULL");
+	if (all_succeeded)
+	{
+		update_set(&u, "offsets", INT4ARRAYOID, (Datum) 0, true);
+		update_set(&u, "body", BYTEAOID, (Datum) 0, true);
+	}
 	update_set(&u, "last_error", TEXTOID, values[1], nulls[1] == 'n');
 	if (http_status > 0)
 		update_set(&u, "http_status", INT4OID, values[2], false);
@@ -562,7 +569,8 @@ bulkops_catalog_close_batch(int64 job_id, int32 batch_no, int64 generation,
 
 /*
  * Delete up to limit jobs that finished more than retention_s ago, with
- * their batches, skipping any another transaction holds; returns how many.
+ * their batches, skipping any another transaction holds and those a sync
+ * has not stored in its state yet; returns how many.
  * A batch row holds all its rows' receipts, so this deletes a few rows per
  * job, not one per row; the space a whole generation took goes back at
  * once when its partition is truncated (bulkops_catalog_empty_generation).
@@ -575,10 +583,11 @@ bulkops_catalog_purge_expired(int retention_s, int limit)
 	bool		isnull;
 
 	bulkops_exec("WITH j AS ("
-				 " SELECT id, generation FROM bulkops.jobs"
+				 " SELECT id, generation FROM bulkops.jobs j"
 				 " WHERE finished_at < now() - make_interval(secs => $1)"
 				 " AND state NOT IN ('queued', 'running')"
-				 " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
+				 " AND NOT " BULKOPS_SQL_UNFOLDED
+				 " ORDER BY finished_at LIMIT $2 FOR UPDATE OF j SKIP LOCKED),"
 				 "b AS (DELETE FROM bulkops.batches b USING j"
 				 " WHERE b.job_id = j.id AND b.generation = j.generation),"
 				 "d AS (DELETE FROM bulkops.jobs WHERE id IN (SELECT id FROM j) RETURNING 1)"
@@ -711,8 +720,9 @@ bulkops_catalog_cancel_queued(int64 job_id, bool timed_out)
 									q->maybe_applied ? BULKOPS_ROW_UNKNOWN
 									: BULKOPS_ROW_CANCELLED,
 									why, q->attempts, now, counts);
+		/* its rows are kept as they are, for bulkops.retry() */
 		update_start(&u, job_id, q->batch_no, generation,
-					 "state = 'done', updated_at = now(), offsets = NULL, body = NULL");
+					 "state = 'done', updated_at = now()");
 		update_set(&u, "last_error", TEXTOID,
 				   CStringGetTextDatum(psprintf("%s%s",
 												timed_out

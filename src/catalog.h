@@ -94,7 +94,8 @@ extern void bulkops_catalog_close_batch(int64 job_id, int32 batch_no,
 										int64 generation,
 										const char *last_error,
 										int http_status,
-										const BulkopsReceiptSet *receipts);
+										const BulkopsReceiptSet *receipts,
+										bool all_succeeded);
 extern int	bulkops_catalog_purge_expired(int retention_s, int limit);
 
 /* ---- the worker: the partitions of bulkops.batches (catalog_partitions.c) ---- */
@@ -154,11 +155,13 @@ extern BulkopsJobStatus bulkops_catalog_read_job(int64 job_id);
 extern bool bulkops_catalog_cancel_job(int64 job_id);
 extern int64 bulkops_catalog_insert_job(const char *target,
 										const char *dialect, BulkopsOp op,
-										const char *key, Jsonb *options);
+										const char *key, Jsonb *options,
+										int32 sync_id);
 extern void bulkops_catalog_insert_batch(int64 job_id, int32 batch_no,
 										 int64 first_row, int nrows,
 										 Datum keys, Datum offsets,
-										 Datum body);
+										 Datum body, BulkopsOp op,
+										 bytea *prologue, Datum hashes);
 extern void bulkops_catalog_close_job(int64 job_id, int64 rows,
 									  int32 batches, int64 bytes,
 									  bytea *prologue);
@@ -167,6 +170,10 @@ extern void bulkops_catalog_insert_export(int64 job_id, Oid relid,
 										  const char *table, bytea *query);
 
 /* ---- backends: targets and grants (catalog_targets.c) ---- */
+
+extern uint64 bulkops_catalog_run_as_owner(const char *sql, int nargs,
+										   Oid *types, Datum *values,
+										   const char *nulls, int expect);
 
 /* A target's row, as much of it as the caller asked for. */
 typedef struct BulkopsTargetRow
@@ -196,5 +203,72 @@ extern List *bulkops_catalog_granted(const char *target, Oid role);
 extern void bulkops_catalog_grant(const char *target, Oid grantee,
 								  const char *privilege, Oid grantor,
 								  bool grant);
+
+/* ---- backends: syncs, their state, and jobs read back (catalog_syncs.c) ---- */
+
+typedef struct BulkopsSyncRow
+{
+	int32		id;
+	char	   *name;
+	char	   *target;
+	char	   *mode;
+	char	   *source;
+	char	   *key;
+	Jsonb	   *options;
+	Oid			owner;
+	int64		folded_through;
+} BulkopsSyncRow;
+
+struct SyncState;
+
+extern bool bulkops_catalog_read_sync(const char *name, bool for_update,
+									  BulkopsSyncRow *row);
+extern void bulkops_catalog_insert_sync(const char *name, const char *target,
+										const char *mode, const char *source,
+										const char *key, Jsonb *options,
+										Oid owner);
+extern void bulkops_catalog_update_sync(int32 id, const char *source,
+										const char *key, const char *mode,
+										Jsonb *options, bool forget_state);
+extern void bulkops_catalog_delete_sync(int32 id);
+extern int64 bulkops_catalog_sync_busy(int32 id);
+extern void bulkops_catalog_sync_ran(int32 id, int64 job_id,
+									 const int64 *counts);
+extern void bulkops_catalog_load_sync_state(int32 id, struct SyncState *s);
+extern void bulkops_catalog_save_sync_state(int32 id, struct SyncState *s,
+											int64 folded_through);
+extern int64 *bulkops_catalog_sync_jobs_to_fold(int32 id, int64 folded_through,
+												int *n, int64 **generations);
+
+/*
+ * A condition on job j (an alias of bulkops.jobs): it is a sync's, and its
+ * receipts are not in the sync's stored state yet, so retention keeps it.
+ */
+#define BULKOPS_SQL_UNFOLDED \
+	"(j.sync_id IS NOT NULL AND j.id > (SELECT s.folded_through" \
+	" FROM bulkops.syncs s WHERE s.id = j.sync_id))"
+
+/* A job read back for bulkops.retry() (the caller may see it: checked). */
+typedef struct BulkopsJobRow
+{
+	int64		id;
+	char	   *state;
+	char	   *target;
+	char	   *dialect;
+	BulkopsOp	op;
+	char	   *key;
+	Jsonb	   *options;
+	bytea	   *prologue;		/* NULL: none */
+	int64		generation;
+	int32		sync_id;		/* 0: none */
+	int			ops;			/* its batches' operations, 1 << op each */
+} BulkopsJobRow;
+
+extern void bulkops_catalog_job_row(int64 job_id, BulkopsJobRow *row);
+extern void bulkops_catalog_each_batch(int64 job_id, int64 generation,
+									   const char *columns,
+									   void (*fn) (void *arg, HeapTuple tup,
+												   TupleDesc desc),
+									   void *arg);
 
 #endif							/* BULKOPS_CATALOG_H */

@@ -88,12 +88,13 @@ bulkops_catalog_read_job(int64 job_id)
 /* Create a job for the current user (its row, before its batches). */
 int64
 bulkops_catalog_insert_job(const char *target, const char *dialect,
-						   BulkopsOp op, const char *key, Jsonb *options)
+						   BulkopsOp op, const char *key, Jsonb *options,
+						   int32 sync_id)
 {
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID,
-	INT8OID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID,
+	INT8OID, INT4OID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 	BulkopsSection s;
 	bool		isnull;
 	int64		id;
@@ -107,13 +108,15 @@ bulkops_catalog_insert_job(const char *target, const char *dialect,
 	values[4] = JsonbPGetDatum(options);
 	values[5] = ObjectIdGetDatum(GetUserId());
 	values[6] = Int64GetDatum(bulkops_generation_at(GetCurrentTransactionStartTimestamp()));
+	values[7] = Int32GetDatum(sync_id);
+	nulls[7] = sync_id ? ' ' : 'n';
 	SPI_connect();
 	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("INSERT INTO bulkops.jobs "
 							   "(target, dialect, operation, key_column, options, created_by, "
-							   "generation) "
-							   "VALUES ($1, $2, $3, $4, $5, $6::regrole, $7) RETURNING id",
-							   7, types, values, nulls, false, 1);
+							   "generation, sync_id) "
+							   "VALUES ($1, $2, $3, $4, $5, $6::regrole, $7, $8) RETURNING id",
+							   8, types, values, nulls, false, 1);
 	bulkops_leave(&s);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not create job: %s", SPI_result_code_string(rc));
@@ -131,11 +134,16 @@ bulkops_catalog_insert_job(const char *target, const char *dialect,
  */
 void
 bulkops_catalog_insert_batch(int64 job_id, int32 batch_no, int64 first_row,
-							 int nrows, Datum keys, Datum offsets, Datum body)
+							 int nrows, Datum keys, Datum offsets, Datum body,
+							 BulkopsOp op, bytea *prologue, Datum hashes)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[7] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
-	Int64GetDatum(first_row), Int32GetDatum(nrows), keys, offsets, body};
+	Datum		values[10] = {Int64GetDatum(job_id), Int32GetDatum(batch_no),
+		Int64GetDatum(first_row), Int32GetDatum(nrows), keys, offsets, body,
+		CStringGetTextDatum(bulkops_op_name(op)), PointerGetDatum(prologue),
+	hashes};
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+	prologue ? ' ' : 'n', hashes ? ' ' : 'n'};
 	BulkopsSection s;
 	int			rc;
 
@@ -144,14 +152,15 @@ bulkops_catalog_insert_batch(int64 job_id, int32 batch_no, int64 first_row,
 	bulkops_enter_owner(&s);
 	if (plan == NULL)
 	{
-		Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT4OID,
-		TEXTARRAYOID, INT4ARRAYOID, BYTEAOID};
+		Oid			types[10] = {INT8OID, INT4OID, INT8OID, INT4OID,
+			TEXTARRAYOID, INT4ARRAYOID, BYTEAOID, TEXTOID, BYTEAOID,
+		BYTEAOID};
 		SPIPlanPtr	p = SPI_prepare("INSERT INTO bulkops.batches "
 									"(job_id, batch_no, first_row, row_count, keys, offsets, body, "
-									"generation) "
-									"VALUES ($1, $2, $3, $4, $5, $6, $7, "
+									"operation, prologue, hashes, generation) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
 									"(SELECT generation FROM bulkops.jobs WHERE id = $1))",
-									7, types);
+									10, types);
 
 		if (p == NULL)
 			elog(ERROR, "could not prepare batch insert: %s",
@@ -159,7 +168,7 @@ bulkops_catalog_insert_batch(int64 job_id, int32 batch_no, int64 first_row,
 		SPI_keepplan(p);
 		plan = p;
 	}
-	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	bulkops_leave(&s);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write batch: %s", SPI_result_code_string(rc));
@@ -221,8 +230,8 @@ bulkops_catalog_insert_export(int64 job_id, Oid relid, const char *schema,
 	bulkops_enter_owner(&s);
 	rc = SPI_execute_with_args("WITH b AS (INSERT INTO bulkops.batches "
 							   "(job_id, batch_no, first_row, row_count, keys, offsets, body, "
-							   "generation) "
-							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3, "
+							   "operation, generation) "
+							   "VALUES ($1, 1, 1, 0, '{}', '{0}', $3, 'query', "
 							   "(SELECT generation FROM bulkops.jobs WHERE id = $1))) "
 							   "UPDATE bulkops.jobs SET destination = $2::regclass, "
 							   "destination_schema = $4, destination_table = $5, "

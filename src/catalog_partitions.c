@@ -97,7 +97,8 @@ bulkops_catalog_partitions(int retention_s, int *n)
 				 " EXISTS (SELECT 1 FROM bulkops.jobs j"
 				 "  WHERE j.generation = g.generation"
 				 "  AND (j.state IN ('queued', 'running') OR $1 <= 0"
-				 "   OR j.finished_at >= now() - make_interval(secs => $1))),"
+				 "   OR j.finished_at >= now() - make_interval(secs => $1)"
+				 "   OR " BULKOPS_SQL_UNFOLDED ")),"
 				 " pg_total_relation_size(c.oid) "
 				 "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid,"
 				 " LATERAL (SELECT CASE WHEN pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'"
@@ -197,7 +198,8 @@ generation_has_jobs(int64 generation, int retention_s, bool live_only)
 
 	bulkops_exec("SELECT EXISTS (SELECT 1 FROM bulkops.jobs j WHERE j.generation = $1"
 				 " AND (NOT $3 OR j.state IN ('queued', 'running') OR $2 <= 0"
-				 "  OR j.finished_at >= now() - make_interval(secs => $2)))",
+				 "  OR j.finished_at >= now() - make_interval(secs => $2)"
+				 "  OR " BULKOPS_SQL_UNFOLDED "))",
 				 3, types, values, NULL, true, SPI_OK_SELECT);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));

@@ -26,11 +26,11 @@
 
 /*
  * Run one statement in an owner section; SPI must be connected.  Returns
- * SPI_processed.
+ * SPI_processed.  (The other catalog files of backends use it too.)
  */
-static uint64
-run_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
-			 const char *nulls, int expect)
+uint64
+bulkops_catalog_run_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, int expect)
 {
 	BulkopsSection s;
 	int			rc;
@@ -60,7 +60,7 @@ any_row(const char *sql, const char *name)
 	bool		found;
 
 	SPI_connect();
-	found = run_as_owner(sql, 1, types, values, NULL, SPI_OK_SELECT) > 0;
+	found = bulkops_catalog_run_as_owner(sql, 1, types, values, NULL, SPI_OK_SELECT) > 0;
 	SPI_finish();
 	return found;
 }
@@ -87,12 +87,12 @@ bulkops_catalog_read_target(const char *name, bool for_update,
 
 	memset(row, 0, sizeof(*row));
 	SPI_connect();
-	found = run_as_owner(for_update
-						 ? "SELECT dialect, url, resource, options, owner, auth "
-						 "FROM bulkops.targets WHERE name = $1 FOR UPDATE"
-						 : "SELECT dialect, url, resource, options, owner, NULL::jsonb AS auth "
-						 "FROM bulkops.targets WHERE name = $1",
-						 1, types, values, NULL, SPI_OK_SELECT) > 0;
+	found = bulkops_catalog_run_as_owner(for_update
+										 ? "SELECT dialect, url, resource, options, owner, auth "
+										 "FROM bulkops.targets WHERE name = $1 FOR UPDATE"
+										 : "SELECT dialect, url, resource, options, owner, NULL::jsonb AS auth "
+										 "FROM bulkops.targets WHERE name = $1",
+										 1, types, values, NULL, SPI_OK_SELECT) > 0;
 	if (found)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -133,11 +133,11 @@ bulkops_catalog_insert_target(const char *name, const char *dialect,
 	values[5] = JsonbPGetDatum(options);
 	values[6] = ObjectIdGetDatum(owner);
 	SPI_connect();
-	(void) run_as_owner("INSERT INTO bulkops.targets "
-						"(name, dialect, url, resource, auth, options, owner, auth_set_by) "
-						"VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, "
-						"CASE WHEN $5 IS NOT NULL THEN $7::regrole END)",
-						7, types, values, nulls, SPI_OK_INSERT);
+	(void) bulkops_catalog_run_as_owner("INSERT INTO bulkops.targets "
+										"(name, dialect, url, resource, auth, options, owner, auth_set_by) "
+										"VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, "
+										"CASE WHEN $5 IS NOT NULL THEN $7::regrole END)",
+										7, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 }
 
@@ -164,11 +164,11 @@ bulkops_catalog_update_target(const char *name, const char *url,
 	values[5] = ObjectIdGetDatum(auth_set_by);
 	nulls[5] = OidIsValid(auth_set_by) ? ' ' : 'n';
 	SPI_connect();
-	(void) run_as_owner("UPDATE bulkops.targets SET url = $2, resource = $3, auth = $4, "
-						"options = $5, auth_set_by = CASE WHEN $4 IS NULL THEN NULL "
-						"ELSE coalesce($6::regrole, auth_set_by) END, "
-						"updated_at = now() WHERE name = $1",
-						6, types, values, nulls, SPI_OK_UPDATE);
+	(void) bulkops_catalog_run_as_owner("UPDATE bulkops.targets SET url = $2, resource = $3, auth = $4, "
+										"options = $5, auth_set_by = CASE WHEN $4 IS NULL THEN NULL "
+										"ELSE coalesce($6::regrole, auth_set_by) END, "
+										"updated_at = now() WHERE name = $1",
+										6, types, values, nulls, SPI_OK_UPDATE);
 	SPI_finish();
 }
 
@@ -188,8 +188,8 @@ bulkops_catalog_delete_target(const char *name)
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
 	SPI_connect();
-	(void) run_as_owner("DELETE FROM bulkops.targets WHERE name = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
+	(void) bulkops_catalog_run_as_owner("DELETE FROM bulkops.targets WHERE name = $1",
+										1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
 }
 
@@ -208,10 +208,10 @@ bulkops_catalog_granted(const char *target, Oid role)
 	uint64		n;
 
 	SPI_connect();
-	n = run_as_owner("SELECT privilege FROM bulkops.target_privileges "
-					 "WHERE target = $1 AND (grantee::oid = 0 "
-					 "OR pg_has_role($2, grantee::oid, 'USAGE'))",
-					 2, types, values, NULL, SPI_OK_SELECT);
+	n = bulkops_catalog_run_as_owner("SELECT privilege FROM bulkops.target_privileges "
+									 "WHERE target = $1 AND (grantee::oid = 0 "
+									 "OR pg_has_role($2, grantee::oid, 'USAGE'))",
+									 2, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < n; i++)
 	{
 		char	   *p = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -239,14 +239,14 @@ bulkops_catalog_grant(const char *target, Oid grantee, const char *privilege,
 
 	SPI_connect();
 	if (grant)
-		(void) run_as_owner("INSERT INTO bulkops.target_privileges "
-							"(target, grantee, privilege, grantor) "
-							"VALUES ($1, $2::regrole, $3, $4::regrole) "
-							"ON CONFLICT DO NOTHING",
-							4, types, values, NULL, SPI_OK_INSERT);
+		(void) bulkops_catalog_run_as_owner("INSERT INTO bulkops.target_privileges "
+											"(target, grantee, privilege, grantor) "
+											"VALUES ($1, $2::regrole, $3, $4::regrole) "
+											"ON CONFLICT DO NOTHING",
+											4, types, values, NULL, SPI_OK_INSERT);
 	else
-		(void) run_as_owner("DELETE FROM bulkops.target_privileges "
-							"WHERE target = $1 AND grantee::oid = $2 AND privilege = $3",
-							3, types, values, NULL, SPI_OK_DELETE);
+		(void) bulkops_catalog_run_as_owner("DELETE FROM bulkops.target_privileges "
+											"WHERE target = $1 AND grantee::oid = $2 AND privilege = $3",
+											3, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
 }

@@ -3,15 +3,23 @@
  * enqueue.c
  *	  Turn a source (table, view or query) into a job: run it with the
  *	  caller's rights, encode each row once in the dialect's wire encoding,
- *	  cut the rows into batches and write job and batches.
+ *	  and hand the rows to a batch writer (batch_writer.c), which cuts them
+ *	  into batches and writes them with their job.
  *
  * Runs in the caller's backend and transaction, so a rollback leaves no
  * job.  The source streams through a DestReceiver: rows are encoded as the
- * executor produces them and a batch is written as soon as it is full, so
- * memory holds one batch whatever the size of the source.  Row memory lives
- * in a per-batch context reset after each flush.  Writes to bulkops' tables
- * run in owner sections (owner.c), after the caller's privilege on the
- * target was checked (privileges.c).
+ * executor produces them, straight into the writer's buffer, and a batch is
+ * written as soon as it is full, so memory holds one batch whatever the
+ * size of the source.  Writes to bulkops' tables run in owner sections
+ * (owner.c), after the caller's privilege on the target was checked
+ * (privileges.c).
+ *
+ * A caller that sends only some rows (a sync, sync.c) passes a filter,
+ * which sees each row's key and encoding and says whether to send it;
+ * rows it adds after the source (a mirror's deletes) are encoded from
+ * their key alone.  A preview hands each row to a sink and writes nothing.
+ * The job is created with its first batch: a run that sends nothing
+ * leaves no job.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,38 +44,33 @@
 #include "utils/rls.h"
 #include "utils/varlena.h"
 
+#include "batch_writer.h"
 #include "bulkops.h"
 #include "catalog.h"
+#include "enqueue.h"
 
-typedef struct EnqueueState
+struct BulkopsEnqueue
 {
 	DestReceiver pub;			/* must be first */
 
+	const BulkopsEnqueueSpec *spec;
 	const BulkopsDialect *dialect;
 	BulkopsEncodeTarget target;
 	BulkopsEncoder *enc;
 	const char *key;
-	int64		job_id;
-	int			batch_size;
-	int			batch_bytes;
-	int			max_bytes;		/* the dialect's hard cap on a batch's rows,
-								 * or 0 */
-	MemoryContext job_cxt;		/* encoder, kept plan, batch buffers */
-	MemoryContext batch_cxt;	/* one batch's keys and temporaries, reset per
-								 * flush */
+	Jsonb	   *options;		/* the job's, merged over its target's */
+	int64		job_id;			/* 0 until its first batch is written */
+	BulkopsBatchWriter *writer;
+	MemoryContext job_cxt;		/* encoder, writer */
+	MemoryContext row_cxt;		/* one row's temporaries */
+	int64		source_rows;	/* rows the source gave */
 
-	/* the batch being filled */
-	StringInfoData body;		/* starts with room for a varlena header */
-	int32	   *offsets;
-	Datum	   *keys;
-	bool	   *key_nulls;
-	int			nrows;
+	/* rows encoded from their key alone (bulkops_enqueue_key_row) */
+	BulkopsEncodeTarget key_target;
+	BulkopsEncoder *key_enc;
+};
 
-	/* totals */
-	int64		rows;
-	int64		bytes;
-	int32		batches;
-} EnqueueState;
+typedef struct BulkopsEnqueue EnqueueState;
 
 /* ---- the source ---- */
 
@@ -150,139 +153,21 @@ refuse:
 			 errhint("Move data changes out of the source query.")));
 }
 
-/* ---- batches ---- */
-
-/*
- * Start an empty batch.  The body and the per-row arrays outlive batches:
- * freeing and growing megabytes again for every batch costs more in page
- * faults than the encoding of its rows.
- */
-static void
-batch_reset(EnqueueState *st)
-{
-	MemoryContext old;
-
-	MemoryContextReset(st->batch_cxt);
-	if (st->offsets == NULL)
-	{
-		old = MemoryContextSwitchTo(st->job_cxt);
-		initStringInfo(&st->body);
-		st->offsets = palloc(sizeof(int32) * (st->batch_size + 1));
-		st->keys = palloc(sizeof(Datum) * st->batch_size);
-		st->key_nulls = palloc(sizeof(bool) * st->batch_size);
-		MemoryContextSwitchTo(old);
-	}
-	resetStringInfo(&st->body);
-	appendStringInfoSpaces(&st->body, VARHDRSZ);
-	st->nrows = 0;
-}
-
-/*
- * Write the batch being filled (from inside the executor of the source
- * query: catalog.c opens a nested SPI connection for it).
- */
-static void
-batch_flush(EnqueueState *st)
-{
-	Datum		keys;
-	Datum		offsets;
-	int			dims[1];
-	int			lbs[1] = {1};
-	bytea	   *body;
-	MemoryContext old;
-
-	if (st->nrows == 0)
-		return;
-	old = MemoryContextSwitchTo(st->batch_cxt);
-
-	/* body was built with its varlena header in front: no copy needed */
-	body = (bytea *) st->body.data;
-	SET_VARSIZE(body, st->body.len);
-	dims[0] = st->nrows;
-
-	keys = PointerGetDatum(construct_md_array(st->keys, st->key_nulls, 1,
-											  dims, lbs, TEXTOID, -1,
-											  false, TYPALIGN_INT));
-	{
-		Datum	   *od = palloc(sizeof(Datum) * (st->nrows + 1));
-		int			i;
-
-		for (i = 0; i <= st->nrows; i++)
-			od[i] = Int32GetDatum(st->offsets[i]);
-		offsets = PointerGetDatum(construct_array(od, st->nrows + 1, INT4OID,
-												  4, true, TYPALIGN_INT));
-	}
-	bulkops_catalog_insert_batch(st->job_id, st->batches + 1,
-								 st->rows - st->nrows + 1, st->nrows, keys,
-								 offsets, PointerGetDatum(body));
-	MemoryContextSwitchTo(old);
-
-	st->bytes += st->body.len - VARHDRSZ;
-	st->batches++;
-	batch_reset(st);
-	bulkops_crash_point("enqueue");
-}
-
-/*
- * The last row took the batch past the dialect's hard cap: write the batch
- * without it, and start the next batch with it.
- */
-static void
-carry_last_row(EnqueueState *st)
-{
-	int			last = st->nrows - 1;
-	int			start = st->offsets[last];
-	int			len = st->offsets[st->nrows] - start;
-	char	   *row;
-	char	   *key = NULL;
-	MemoryContext old;
-
-	if (st->nrows == 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("row " INT64_FORMAT " of the source is too large for one request of dialect \"%s\"",
-						st->rows, st->dialect->name),
-				 errdetail("Its encoding takes %d bytes; at most %d fit.", len, st->max_bytes)));
-
-	old = MemoryContextSwitchTo(st->job_cxt);
-	row = palloc(len);
-	memcpy(row, st->body.data + VARHDRSZ + start, len);
-	if (!st->key_nulls[last])
-		key = TextDatumGetCString(st->keys[last]);
-	MemoryContextSwitchTo(old);
-
-	st->nrows--;
-	st->body.len = VARHDRSZ + start;
-	st->rows--;
-	batch_flush(st);
-	st->rows++;
-
-	old = MemoryContextSwitchTo(st->batch_cxt);
-	appendBinaryStringInfo(&st->body, row, len);
-	st->offsets[0] = 0;
-	st->offsets[1] = len;
-	st->keys[0] = key ? CStringGetTextDatum(key) : (Datum) 0;
-	st->key_nulls[0] = (key == NULL);
-	st->nrows = 1;
-	MemoryContextSwitchTo(old);
-	pfree(row);
-	if (key)
-		pfree(key);
-}
-
 /* ---- the DestReceiver that sees every source row ---- */
 
 static bool
 enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	EnqueueState *st = (EnqueueState *) self;
+	const BulkopsRowFilter *filter = st->spec->filter;
 	MemoryContext old;
-	int			row;
+	StringInfo	buf;
+	uint64		hash = 0;
 
 	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(st->batch_cxt);
-	row = st->nrows;
-	st->rows++;
+	MemoryContextReset(st->row_cxt);
+	old = MemoryContextSwitchTo(st->row_cxt);
+	st->source_rows++;
 
 	if (st->target.key_att >= 0)
 	{
@@ -292,46 +177,33 @@ enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("key column \"%s\" is null in row " INT64_FORMAT " of the source",
-							st->key, st->rows),
+							st->key, st->source_rows),
 					 errhint("Every row needs a key; filter out rows whose key is null.")));
 		/* converted once: the receipt's key and the dialect share it */
 		st->target.key_text = bulkops_encode_text(st->enc, k, slot->tts_values[k]);
-		st->keys[row] = CStringGetTextDatum(st->target.key_text);
-		st->key_nulls[row] = false;
 	}
 	else
-	{
 		st->target.key_text = NULL;
-		st->keys[row] = (Datum) 0;
-		st->key_nulls[row] = true;
-	}
 
-	st->offsets[row] = st->body.len - VARHDRSZ;
+	buf = bulkops_writer_row_begin(st->writer);
 	st->dialect->encode_row(&st->target, st->enc, slot->tts_values,
-							slot->tts_isnull, &st->body);
-	st->nrows++;
-	st->offsets[st->nrows] = st->body.len - VARHDRSZ;
-	MemoryContextSwitchTo(old);
+							slot->tts_isnull, buf);
+	if (filter)
+	{
+		int			len;
+		const char *data = bulkops_writer_row_data(st->writer, &len);
 
-	/*
-	 * A batch ends with the row that fills it, so it holds less than
-	 * batch_bytes plus one row.  A row larger than batch_bytes would be a
-	 * batch of its own of any size, up to a gigabyte, and the bound on what
-	 * the worker holds (batch_bytes times concurrency, kept within
-	 * bulkops.max_target_memory) would mean nothing.
-	 */
-	if (st->offsets[st->nrows] - st->offsets[row] > st->batch_bytes)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("row " INT64_FORMAT " of the source is larger than batch_bytes",
-						st->rows),
-				 errdetail("Its encoding takes %d bytes; batch_bytes is %d.",
-						   st->offsets[st->nrows] - st->offsets[row], st->batch_bytes),
-				 errhint("Raise batch_bytes (a job only within its target's limit), or leave the large values out of the source.")));
-	if (st->max_bytes > 0 && st->body.len - VARHDRSZ > st->max_bytes)
-		carry_last_row(st);
-	if (st->nrows >= st->batch_size || st->body.len >= st->batch_bytes)
-		batch_flush(st);
+		if (!filter->row(filter->arg, st->target.key_text, data, len,
+						 st->source_rows, &hash))
+		{
+			bulkops_writer_row_drop(st->writer);
+			MemoryContextSwitchTo(old);
+			return true;
+		}
+	}
+	bulkops_writer_row_end(st->writer, st->target.key_text, hash,
+						   st->source_rows);
+	MemoryContextSwitchTo(old);
 	return true;
 }
 
@@ -372,39 +244,32 @@ static void
 enqueue_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
 	EnqueueState *st = (EnqueueState *) self;
+	MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
 
 	st->enc = bulkops_encoder_create(typeinfo, st->job_cxt);
 	check_columns(st);
 	if (st->dialect->begin_encode)
 	{
-		MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
-
 		st->target.prologue = makeStringInfo();
 		st->dialect->begin_encode(&st->target, st->enc);
-		MemoryContextSwitchTo(old);
 	}
-	if (st->dialect->max_batch_bytes > 0)
-	{
-		/* every request carries the prologue in front of the rows */
-		st->max_bytes = st->dialect->max_batch_bytes -
-			(st->target.prologue ? st->target.prologue->len : 0);
-		if (st->max_bytes <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("the source's header is too large for one request of dialect \"%s\"",
-							st->dialect->name)));
-	}
-	batch_reset(st);
+	/* the job's own operation: its prologue is the job's */
+	bulkops_writer_set_op(st->writer, st->target.op, st->target.prologue, false);
+	MemoryContextSwitchTo(old);
 }
 
 static void
 enqueue_shutdown(DestReceiver *self)
 {
 	EnqueueState *st = (EnqueueState *) self;
+	const BulkopsRowFilter *filter = st->spec->filter;
 
-	batch_flush(st);
+	if (filter && filter->after)
+		filter->after(filter->arg, st);
+	bulkops_writer_finish(st->writer);
 	if (st->dialect->end_encode)
-		st->dialect->end_encode(&st->target, st->rows, st->batches);
+		st->dialect->end_encode(&st->target, bulkops_writer_rows(st->writer),
+								bulkops_writer_batches(st->writer));
 }
 
 static void
@@ -449,6 +314,7 @@ read_target(const char *name, BulkopsOp op)
 	return ti;
 }
 
+/* Record the job's totals and prologue; a job with no batch ends here. */
 static void
 close_job(EnqueueState *st)
 {
@@ -460,7 +326,21 @@ close_job(EnqueueState *st)
 		SET_VARSIZE(p, VARHDRSZ + st->target.prologue->len);
 		memcpy(VARDATA(p), st->target.prologue->data, st->target.prologue->len);
 	}
-	bulkops_catalog_close_job(st->job_id, st->rows, st->batches, st->bytes, p);
+	bulkops_catalog_close_job(st->job_id, bulkops_writer_rows(st->writer),
+							  bulkops_writer_batches(st->writer),
+							  bulkops_writer_bytes(st->writer), p);
+}
+
+/* Create the job, as its first batch is about to be written. */
+static int64
+make_job(void *arg)
+{
+	EnqueueState *st = arg;
+
+	st->job_id = bulkops_catalog_insert_job(st->spec->target, st->dialect->name,
+											st->spec->op, st->key, st->options,
+											st->spec->sync_id);
+	return st->job_id;
 }
 
 /*
@@ -500,13 +380,16 @@ check_op(const BulkopsDialect *d, BulkopsOp op, const char *key)
 				 errhint("Pass key => 'column', naming the source column that identifies each row remotely.")));
 }
 
+/*
+ * Run spec's source and make its job (see the top of this file).  Returns
+ * the job's id, or 0 when no row was sent (with a filter) or for a
+ * preview.  *sent, if not NULL, is set to the number of rows sent.
+ */
 int64
-bulkops_enqueue(const char *target, BulkopsOp op, text *source,
-				const char *key, Jsonb *job_options)
+bulkops_enqueue_run(const BulkopsEnqueueSpec *spec, int64 *sent)
 {
 	EnqueueState st;
 	TargetInfo	ti;
-	Jsonb	   *options;
 	SPIPlanPtr	plan;
 	SPIExecuteOptions xopts;
 	char	   *query;
@@ -516,40 +399,51 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 
-	ti = read_target(target, op);
-	check_op(ti.dialect, op, key);
-	options = bulkops_job_options(target, ti.options, job_options, ti.dialect,
-								  ti.url, ti.resource);
+	ti = read_target(spec->target, spec->op);
+	check_op(ti.dialect, spec->op, spec->key);
+	st.options = bulkops_job_options(spec->target, ti.options, spec->options,
+									 ti.dialect, ti.url, ti.resource);
 
-	query = source_query(text_to_cstring(source));
+	query = source_query(spec->source);
 	plan = SPI_prepare(query, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare source: %s",
 			 SPI_result_code_string(SPI_result));
 	check_read_only(plan);
 
+	st.spec = spec;
 	st.job_cxt = AllocSetContextCreate(CurrentMemoryContext, "bulkops enqueue",
 									   ALLOCSET_DEFAULT_SIZES);
-	st.batch_cxt = AllocSetContextCreate(st.job_cxt, "bulkops batch",
-										 ALLOCSET_DEFAULT_SIZES);
+	st.row_cxt = AllocSetContextCreate(st.job_cxt, "bulkops row",
+									   ALLOCSET_SMALL_SIZES);
 	st.pub.receiveSlot = enqueue_receive;
 	st.pub.rStartup = enqueue_startup;
 	st.pub.rShutdown = enqueue_shutdown;
 	st.pub.rDestroy = enqueue_destroy;
 	st.pub.mydest = DestNone;
 	st.dialect = ti.dialect;
-	st.key = key;
+	st.key = spec->key;
 	st.target.resource = ti.resource;
-	st.target.op = op;
-	st.target.key = key;
-	st.target.options = options;
-	st.batch_size = batch_limit(options, "batch_size", bulkops_batch_size,
-								ti.dialect->max_batch_rows, ti.dialect);
-	st.batch_bytes = batch_limit(options, "batch_bytes",
-								 BULKOPS_DEFAULT_BATCH_BYTES,
-								 ti.dialect->max_batch_bytes, ti.dialect);
-	st.job_id = bulkops_catalog_insert_job(target, ti.dialect->name, op, key,
-										   options);
+	st.target.op = spec->op;
+	st.target.key = spec->key;
+	st.target.options = st.options;
+	st.writer = bulkops_enqueue_writer(ti.dialect, st.options, st.job_cxt);
+	if (spec->sink)
+		bulkops_writer_emit_to(st.writer, spec->sink, spec->sink_arg);
+	else
+	{
+		bulkops_writer_on_first_batch(st.writer, make_job, &st);
+		if (spec->filter)
+			bulkops_writer_keep_hashes(st.writer);
+		else
+		{
+			/* every push is a job, an empty source's too: it ends at once */
+			(void) make_job(&st);
+			bulkops_writer_set_job(st.writer, st.job_id);
+		}
+	}
+	if (spec->filter && spec->filter->begin)
+		spec->filter->begin(spec->filter->arg, ti.dialect, st.options);
 
 	memset(&xopts, 0, sizeof(xopts));
 	xopts.read_only = true;
@@ -559,12 +453,124 @@ bulkops_enqueue(const char *target, BulkopsOp op, text *source,
 	if (rc != SPI_OK_SELECT && rc != SPI_OK_UTILITY)
 		elog(ERROR, "could not run source: %s", SPI_result_code_string(rc));
 
-	close_job(&st);
+	if (st.job_id != 0)
+		close_job(&st);
+	if (sent)
+		*sent = bulkops_writer_rows(st.writer);
 	MemoryContextDelete(st.job_cxt);
 	SPI_finish();
 
-	bulkops_wake_worker_at_commit();
+	if (st.job_id != 0)
+		bulkops_wake_worker_at_commit();
 	return st.job_id;
+}
+
+/*
+ * A writer for a job of dialect d with options (its batch_size and
+ * batch_bytes, within the dialect's limits), in cxt.
+ */
+BulkopsBatchWriter *
+bulkops_enqueue_writer(const BulkopsDialect *d, Jsonb *options,
+					   MemoryContext cxt)
+{
+	return bulkops_writer_create(0, d,
+								 batch_limit(options, "batch_size",
+											 bulkops_batch_size,
+											 d->max_batch_rows, d),
+								 batch_limit(options, "batch_bytes",
+											 BULKOPS_DEFAULT_BATCH_BYTES,
+											 d->max_batch_bytes, d),
+								 cxt);
+}
+
+/*
+ * Check a source for later (a sync's): it must parse, as the caller, be
+ * read-only, and have the key column.
+ */
+void
+bulkops_check_source(const char *source, const char *key)
+{
+	SPIPlanPtr	plan;
+	CachedPlanSource *ps;
+	TupleDesc	desc;
+	int			i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	plan = SPI_prepare(source_query(source), 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare source: %s",
+			 SPI_result_code_string(SPI_result));
+	check_read_only(plan);
+	ps = linitial(SPI_plan_get_plan_sources(plan));
+	desc = ps->resultDesc;
+	for (i = 0; desc && i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), key) == 0)
+			break;
+	if (desc == NULL || i == desc->natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("key column \"%s\" is not in the source", key)));
+	SPI_finish();
+}
+
+/* bulk_insert() and the others: every row of source, as op. */
+int64
+bulkops_enqueue(const char *target, BulkopsOp op, text *source,
+				const char *key, Jsonb *job_options)
+{
+	BulkopsEnqueueSpec spec = {0};
+
+	spec.target = target;
+	spec.op = op;
+	spec.source = text_to_cstring(source);
+	spec.key = key;
+	spec.options = job_options;
+	return bulkops_enqueue_run(&spec, NULL);
+}
+
+/*
+ * Add a row made of its key alone, for op (a mirror's delete of a key no
+ * longer in the source), after the source's rows: encoded as the dialect
+ * encodes a source with that one column, in batches of their own, which
+ * carry the prologue that encoding needs.
+ */
+void
+bulkops_enqueue_key_row(BulkopsEnqueue *st, BulkopsOp op, const char *key,
+						uint64 hash)
+{
+	MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
+	Datum		value;
+	bool		isnull = false;
+	StringInfo	buf;
+
+	if (st->key_enc == NULL || st->key_target.op != op)
+	{
+		TupleDesc	desc = CreateTemplateTupleDesc(1);
+
+		TupleDescInitEntry(desc, 1, st->key, TEXTOID, -1, 0);
+		st->key_enc = bulkops_encoder_create(desc, st->job_cxt);
+		st->key_target = st->target;
+		st->key_target.op = op;
+		st->key_target.key_att = 0;
+		st->key_target.private = NULL;
+		st->key_target.prologue = NULL;
+		if (st->dialect->begin_encode)
+		{
+			st->key_target.prologue = makeStringInfo();
+			st->dialect->begin_encode(&st->key_target, st->key_enc);
+		}
+		bulkops_writer_set_op(st->writer, op, st->key_target.prologue, true);
+	}
+	MemoryContextReset(st->row_cxt);
+	MemoryContextSwitchTo(st->row_cxt);
+	value = CStringGetTextDatum(key);
+	st->key_target.key_text = key;
+	buf = bulkops_writer_row_begin(st->writer);
+	st->dialect->encode_row(&st->key_target, st->key_enc, &value, &isnull, buf);
+	bulkops_writer_row_end(st->writer, key, hash, 0);
+	MemoryContextSwitchTo(old);
 }
 
 /* ---- query jobs ---- */
@@ -673,7 +679,7 @@ bulkops_enqueue_query(const char *target, const char *query, const char *into,
 	dest = check_destination(into, options);
 
 	job_id = bulkops_catalog_insert_job(target, ti.dialect->name,
-										BULKOPS_OP_QUERY, NULL, options);
+										BULKOPS_OP_QUERY, NULL, options, 0);
 	body = palloc(VARHDRSZ + qlen);
 	SET_VARSIZE(body, VARHDRSZ + qlen);
 	memcpy(VARDATA(body), query, qlen);

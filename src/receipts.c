@@ -88,6 +88,18 @@ bulkops_receipts_pending(const BulkopsReceiptSet *set, int row)
 	return set->flags[row] == 0;
 }
 
+/* Has every row a receipt that says it succeeded? */
+bool
+bulkops_receipts_all_succeeded(const BulkopsReceiptSet *set)
+{
+	int			i;
+
+	for (i = 0; i < set->nrows; i++)
+		if ((set->flags[i] & FLAG_STATUS_MASK) != BULKOPS_ROW_SUCCEEDED + 1)
+			return false;
+	return true;
+}
+
 /* ---- reading the arrays ---- */
 
 /* A text[] as C strings (NULL elements as NULL), or NULL for SQL NULL. */

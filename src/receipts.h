@@ -23,6 +23,12 @@
 	"outcomes, answer_of, remote_ids, error_codes, error_messages, " \
 	"answer_http, answer_attempts, answer_at, answer_codes, answer_messages"
 #define BULKOPS_RECEIPT_NCOLUMNS 10
+/*
+ * The status one byte of bulkops.batches.outcomes says (a
+ * BulkopsRowStatus), or -1 when the row has no receipt yet.
+ */
+#define BULKOPS_RECEIPT_STATUS(flags) ((int) ((flags) & 0x07) - 1)
+
 extern const char *const bulkops_receipt_columns[BULKOPS_RECEIPT_NCOLUMNS];
 extern const Oid bulkops_receipt_types[BULKOPS_RECEIPT_NCOLUMNS];
 
@@ -66,5 +72,6 @@ extern void bulkops_receipts_settle_all(BulkopsReceiptSet *set,
 extern void bulkops_receipts_datums(const BulkopsReceiptSet *set,
 									Datum *values, bool *nulls);
 extern bool bulkops_receipts_pending(const BulkopsReceiptSet *set, int row);
+extern bool bulkops_receipts_all_succeeded(const BulkopsReceiptSet *set);
 
 #endif							/* BULKOPS_RECEIPTS_H */

@@ -125,7 +125,9 @@ close_batch(Work *w, const char *last_error, int http_status, bool dirty)
 {
 	bulkops_catalog_close_batch(w->batch.job_id, w->batch.batch_no,
 								w->generation, last_error, http_status,
-								dirty ? w->receipts : NULL);
+								dirty ? w->receipts : NULL,
+								w->batch.nrows > 0 &&
+								bulkops_receipts_all_succeeded(w->receipts));
 	(void) bulkops_catalog_finish_job(w->batch.job_id);
 }
 
