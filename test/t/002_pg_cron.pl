@@ -8,6 +8,10 @@
 # receipt per source row, and that cron.unschedule() stops it.  pg_cron 1.5+ runs
 # the push every second; older versions (Debian 12 ships 1.4) only know minutes,
 # so the test then schedules '* * * * *' and waits for the next minute.
+# Also the nightly recipe of the README's Sync section with overlapping
+# schedules: two cron jobs run bulkops.run_sync() on one sync at the same
+# moment, every time; both runs succeed and exactly one job is enqueued (the
+# other run finds it open, or later finds nothing changed, and returns NULL).
 use strict;
 use warnings;
 
@@ -37,6 +41,7 @@ $node->safe_psql(
 	CREATE TABLE t AS SELECT i AS id, 'row ' || i AS name FROM generate_series(1, $ROWS) AS i;
 	SELECT bulkops.create_target('t', 'clinia', '$url', resource => 'Row',
 	                             options => '{"batch_size": 100}');
+	SELECT bulkops.create_sync('crm-rows', 't', 't', 'id', 'mirror');
 });
 
 my $version = $node->safe_psql('postgres',
@@ -52,6 +57,11 @@ my $cronjob = $node->safe_psql(
 	SELECT cron.schedule('push', '} . $schedule . q{',
 	    $$SELECT bulkops.bulk_upsert('t', 'SELECT id, name FROM t', key => 'id')$$)});
 like($cronjob, qr/^\d+$/, "push scheduled as cron job $cronjob");
+my @synccron = map {
+	$node->safe_psql('postgres',
+		qq{SELECT cron.schedule('sync-$_', '$schedule', \$\$SELECT bulkops.run_sync('crm-rows')\$\$)})
+} ('a', 'b');
+like("@synccron", qr/^\d+ \d+$/, "two overlapping schedules of one sync: @synccron");
 
 {
 	local $PostgreSQL::Test::Utils::timeout_default = $wait;
@@ -97,6 +107,47 @@ is( $node->safe_psql(
 my $applied = mock_get('/_control/clinia/applied?src=cron&type=Row');
 is(scalar(grep { $applied->{$_} } 1 .. $ROWS), $ROWS,
 	'the remote side received every row');
+
+# the two schedules of the sync: both ran (at least once), one job
+ok( $node->poll_query_until(
+		'postgres', qq{
+		SELECT count(DISTINCT jobid) = 2 FROM cron.job_run_details
+		WHERE jobid IN ($synccron[0], $synccron[1]) AND status = 'succeeded'}
+	),
+	'both schedules of the sync ran and succeeded');
+is( $node->safe_psql(
+		'postgres', qq{
+		SELECT count(*) FROM cron.job_run_details
+		WHERE jobid IN ($synccron[0], $synccron[1]) AND status <> 'succeeded'}),
+	'0',
+	'no run of the sync failed');
+for my $name ('sync-a', 'sync-b')
+{
+	is($node->safe_psql('postgres', "SELECT cron.unschedule('$name')"),
+		't', "$name unscheduled");
+}
+my $syncjobs = $node->safe_psql('postgres',
+	"SELECT count(*) || '|' || min(j.id) FROM bulkops.jobs j JOIN bulkops.syncs s ON s.id = j.sync_id");
+my ($nsync, $syncjob) = split /\|/, $syncjobs;
+is($nsync, '1', 'overlapping runs of the sync enqueued exactly one job');
+is(wait_for_job($node, $syncjob), 'succeeded', "the sync's job $syncjob succeeded");
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FILTER (WHERE status = 'succeeded') FROM bulkops.receipts WHERE job_id = $syncjob"),
+	$ROWS,
+	"the sync's job: a succeeded receipt per row");
+my ($out, $err);
+$node->psql('postgres', "SELECT bulkops.run_sync('crm-rows') IS NULL",
+	stdout => \$out, stderr => \$err);
+is($out, 't', 'a run after it: nothing to send');
+like($err, qr/NOTICE:  sync "crm-rows": nothing to send \($ROWS keys unchanged\)/,
+	'and a NOTICE that says so');
+$node->psql('postgres', "BEGIN; SELECT bulkops.run_sync('crm-rows'); "
+	  . "UPDATE t SET name = 'x' WHERE id = 1; SELECT bulkops.run_sync('crm-rows'); "
+	  . "SELECT bulkops.run_sync('crm-rows'); ROLLBACK",
+	stdout => \$out, stderr => \$err);
+like($err, qr/NOTICE:  sync "crm-rows" still has job \d+ queued or running: nothing enqueued/,
+	'a run while its job is open: a NOTICE that names the job');
 
 is($node->safe_psql('postgres', "SELECT cron.unschedule('push')"),
 	't', 'push unscheduled');
