@@ -23,7 +23,10 @@ TARGET_WORKER_ANON_MB = 100     # worker private memory (RssAnon) <= 100 MB
 TARGET_CSV_RATIO = 0.7          # CSV dialects: enqueue rows/s >= 0.7 x COPY csv rows/s
 TARGET_DISK_BYTES_PER_ROW = 48  # database growth per pushed row, steady state
 TARGET_WAL_BYTES_PER_ROW = 64   # WAL the worker writes per row
-TARGET_SCALE_WORSE = 0.10       # per-row cost of the --scale-rows job vs the rounds'
+TARGET_SCALE_WORSE = 0.10
+TARGET_SYNC_ONE = 1.5           # run_sync with 1% changed, x the baseline
+TARGET_SYNC_NONE = 1.2          # run_sync with nothing changed, x the baseline
+TARGET_SYNC_STATE = 64          # the stored state's bytes per key, its text left out       # per-row cost of the --scale-rows job vs the rounds'
 TARGET_JOIN_RATIO = 2.0         # receipts join / plain table join
 
 
@@ -126,7 +129,7 @@ def main(path):
             receipts_ok = False
             problems.append("job.scale: state %s, rows_total/receipts/succeeded/keyed = %s "
                             "(want %d)" % (state, "/".join(map(str, counts)), scale_rows))
-    expected_ops = rows * len(job_keys) + scale_rows
+    expected_ops = rows * len(job_keys) + scale_rows + int(res.get("sync_sent_rows", "0"))
     mock_ops = num(res.get("mock_operations"))
     if mock_ops != expected_ops:
         problems.append("the mock saw %s operations, expected %d" % (res.get("mock_operations"),
@@ -243,6 +246,35 @@ def main(path):
         details.append(("database growth per row, round by round (round 1 includes what "
                          "the first job creates once)",
                         ", ".join("%.1f B" % g for g in growth)))
+    sync_rows = []
+    if "sync_all_s" in res:
+        sync_base = median(base_s + [num(res["sync_baseline_s"])])
+        for key, what, target in (("all", "run_sync, every key new (100% changed)", None),
+                                  ("fold", "run_sync, 0% changed, folding the first job in",
+                                   None),
+                                  ("none", "run_sync, 0% changed", TARGET_SYNC_NONE),
+                                  ("one", "run_sync, 1% changed", TARGET_SYNC_ONE)):
+            x = num(res["sync_%s_s" % key]) / sync_base
+            sync_rows.append((what, "%.2f s" % num(res["sync_%s_s" % key]),
+                              grouped(int(res["sync_%s_rows" % key])), "%.2f" % x,
+                              "<= %.1f" % target if target else "",
+                              verdict(x <= target) if target else ""))
+        size, keys, text = (num(v) for v in res["sync_state"].split("|"))
+        per_key = (size - text) / keys if keys else float("nan")
+        sync_rows.append(("state on disk per key, its text left out",
+                          "%.1f B" % per_key, grouped(int(keys)), "", "<= %d B" % TARGET_SYNC_STATE,
+                          verdict(per_key <= TARGET_SYNC_STATE)))
+        sync_rows.insert(0, ("baseline COPY (SELECT row_to_json(t) FROM t) TO '/dev/null'",
+                             "%.2f s" % sync_base, grouped(rows), "1.00", "", ""))
+        want_one = int(res.get("sync_one_expected", "0"))
+        if int(res["sync_one_rows"]) != want_one or int(res["sync_none_rows"]) != 0 \
+                or int(res["sync_fold_rows"]) != 0 or int(res["sync_all_rows"]) != rows:
+            problems.append("sync: enqueued %s/%s/%s/%s rows (100%%/fold/0%%/1%%), want %d/0/0/%d"
+                            % (res["sync_all_rows"], res["sync_fold_rows"],
+                               res["sync_none_rows"], res["sync_one_rows"], rows, want_one))
+        for k in ("all", "one"):
+            if "job.sync_%s.state" % k in res and res["job.sync_%s.state" % k] != "succeeded":
+                problems.append("sync job %s: %s" % (k, res["job.sync_%s.state" % k]))
     if scale_rows:
         details.append(("--scale-rows job: enqueue s / end to end s / worker WAL per row",
                         "%.2f / %.2f / %.1f B" % (num(res["scale_enqueue_s"]),
@@ -261,6 +293,9 @@ def main(path):
     details.append(("checkpoints by time or WAL during the run",
                     res.get("checkpoints_timed_or_requested", "?")))
     table(details, ("detail", "value"))
+    if sync_rows:
+        print()
+        table(sync_rows, ("sync of t", "time", "rows enqueued", "x baseline", "target", ""))
 
     print()
     raw = []

@@ -9,7 +9,7 @@
 #
 #   test/bench/run.sh [--rows N] [--dialect NAME (default clinia)] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C] [--workers N]
-#                     [--no-contended] [--no-join] [--scale-rows M]
+#                     [--no-contended] [--no-join] [--no-sync] [--scale-rows M]
 #                     [--statements] [--hold]
 #
 # What it does:
@@ -33,7 +33,13 @@
 #   * joining a job's receipts to t by key, against the same join on a plain
 #     table of (job_id, key) with the same rows (--no-join skips it);
 #   * with --scale-rows M, one more job of M rows (a table t_scale made the
-#     same way), whose per-row cost is compared with the rounds'.
+#     same way), whose per-row cost is compared with the rounds';
+#   * a sync of t (--no-sync skips it): run_sync timed until COMMIT returns
+#     when every key is new (100% changed), on the first run after that (0%
+#     changed, folding the first job's receipts into the state and storing
+#     it), on the next (0% changed, steady), and after 1% of t's rows
+#     changed (checking that exactly those are enqueued); and the stored
+#     state's bytes per key, the keys' own text left out.
 #
 # NAME is any dialect of bulkops.dialects() that has a mock module: where
 # its target points, its credentials and options come from the module
@@ -62,6 +68,7 @@ concurrency=
 workers=1
 contended=1
 join=1
+sync=1
 scale_rows=0
 statements=0
 hold=0
@@ -81,6 +88,7 @@ while [ $# -gt 0 ]; do
 		--workers=*) workers=${1#*=}; shift ;;
 		--no-contended) contended=0; shift ;;
 		--no-join) join=0; shift ;;
+		--no-sync) sync=0; shift ;;
 		--scale-rows) scale_rows=${2:?}; shift 2 ;;
 		--scale-rows=*) scale_rows=${1#*=}; shift ;;
 		--statements) statements=1; shift ;;
@@ -513,6 +521,66 @@ if [ "$contended" = 1 ]; then
 	record_job "job.cx" "$jobx"
 	record_job "job.cy" "$joby"
 fi
+
+# ---- a sync of t ----
+# Prints job (0: none)|seconds until COMMIT returned|backend CPU ticks|start
+run_sync_timed() {
+	sql 2>/dev/null <<'SQL'
+SELECT pg_backend_pid() AS bpid \gset
+\set c0 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+SELECT coalesce(bulkops.run_sync('bench_sync'), 0) AS job \gset
+COMMIT;
+SELECT clock_timestamp() AS t1 \gset
+\set c1 `awk '{print $14 + $15}' /proc/:bpid/stat`
+SELECT :job, extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz), :c1 - :c0, :'t0';
+SQL
+}
+
+sync_step() {		# name: time one run, wait for its job, record its rows
+	local job secs ticks t0 total=0
+	settle
+	IFS='|' read -r job secs ticks t0 <<<"$(run_sync_timed)"
+	put "sync_$1_s" "$secs"
+	put "sync_$1_cpu_s" "$(secs "$ticks")"
+	if [ "$job" != 0 ]; then
+		wait_job "$job" "$t0" >/dev/null
+		total=$(sql -c "SELECT rows_total FROM bulkops.jobs WHERE id = $job")
+		record_job "job.sync_$1" "$job"
+		sync_sent=$(( sync_sent + total ))
+	fi
+	put "sync_$1_rows" "$total"
+	log "sync: $1: run_sync ${secs}s, $total rows enqueued"
+}
+
+sync_sent=0
+if [ "$sync" = 1 ]; then
+	log "sync: of t, in mode upsert"
+	sql -v jobopts="$jobopts" <<'SQL' >/dev/null
+SELECT bulkops.create_sync('bench_sync', 'bench', 't', 'id', 'upsert', :'jobopts');
+SQL
+	sync_step all
+	sync_step fold
+	sync_step none
+	put sync_state "$(sql <<'SQL'
+SELECT pg_total_relation_size('bulkops.sync_state'),
+       (SELECT sum(cardinality(keys)) FROM bulkops.sync_state),
+       (SELECT sum(octet_length(k)) FROM bulkops.sync_state, unnest(keys) AS k)
+SQL
+)"
+	sql <<'SQL' >/dev/null
+UPDATE t SET score = score + 1 WHERE id % 100 = 0;
+VACUUM (ANALYZE) t;
+SELECT pg_prewarm('t');
+SQL
+	log "sync: 1% of t changed; baseline again"
+	IFS='|' read -r secs _ <<<"$(baseline)"
+	put sync_baseline_s "$secs"
+	sync_step one
+	put sync_one_expected "$(sql -c "SELECT count(*) FROM t WHERE id % 100 = 0")"
+fi
+put sync_sent_rows "$sync_sent"
 
 # ---- after the runs ----
 [ "$(worker_pids)" = "$wpids" ] || put worker_restarted 1
