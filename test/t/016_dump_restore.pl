@@ -13,7 +13,8 @@
 # through the restored target with the restored credentials; that a role
 # granted push on the source's target pushes through the restored one; and
 # that retention empties and drops a restored partition once its jobs have
-# expired and its generation has passed.  Counts are read through bulkops'
+# expired and its generation has passed; and that a sync and its state come
+# along, so that the restored sync sends only what changed since.  Counts are read through bulkops'
 # relations (whatever they are: tables or views), so the test holds when
 # their storage changes.
 use strict;
@@ -65,6 +66,17 @@ my $sent = $node->safe_psql('source', q{
 ok( query_until_db($node, 'source',
 		"SELECT state = 'succeeded' FROM bulkops.jobs WHERE id = $sent"),
 	'a job sent while the source was served');
+# a sync that pushed 50 rows, and stored its state in the run after
+my $syncjob = $node->safe_psql('source', q{
+	SELECT bulkops.create_sync('dsync', 'dumped', 'SELECT * FROM src WHERE id <= 50', 'id');
+	SELECT bulkops.run_sync('dsync');
+});
+ok( query_until_db($node, 'source',
+		"SELECT state = 'succeeded' FROM bulkops.jobs WHERE id = $syncjob"),
+	"the sync's first job was sent");
+is($node->safe_psql('source',
+		"SELECT bulkops.run_sync('dsync') IS NULL; SELECT state_keys FROM bulkops.syncs"),
+	"t\n50", 'its next run sent nothing and stored the state of its 50 keys');
 my $partition = $node->safe_psql('source',
 	"SELECT DISTINCT tableoid::regclass FROM bulkops.batches WHERE job_id = $sent");
 like($partition, qr/^bulkops\.batches_\d{8}_\d{4}$/,
@@ -102,12 +114,15 @@ foreach my $q (
 	['batches', "SELECT count(*) FROM bulkops.batches WHERE state <> 'done'"],
 	['receipts', 'SELECT count(*) FROM bulkops.receipts'],
 	['creator', "SELECT created_by FROM bulkops.jobs WHERE id = $queued"],
-	['next id', "SELECT last_value FROM bulkops.jobs_id_seq"])
+	['next id', "SELECT last_value FROM bulkops.jobs_id_seq"],
+	['syncs', "SELECT string_agg(name || ' ' || state_keys, ',') FROM bulkops.syncs"],
+	['sync state', "SELECT sum(cardinality(keys)) FROM bulkops.sync_state"])
 {
 	$before{ $q->[0] } = $node->safe_psql('source', $q->[1]);
 }
+is($before{'sync state'}, 50, 'the sync state holds 50 keys');
 is($before{batches}, 11, 'the source holds a job of 10 batches to send, and an export');
-is($before{receipts}, 301, 'and the receipts of the job it sent, and one of the queued job');
+is($before{receipts}, 351, 'and the receipts of the jobs it sent (300 rows, the sync 50), and one of the queued job');
 
 my $dump = PostgreSQL::Test::Utils::tempdir() . '/source.dump';
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('source'), '-f', $dump ],
@@ -132,7 +147,9 @@ foreach my $k (sort keys %before)
 		batches => "SELECT count(*) FROM bulkops.batches WHERE state <> 'done'",
 		receipts => 'SELECT count(*) FROM bulkops.receipts',
 		creator => "SELECT created_by FROM bulkops.jobs WHERE id = $queued",
-		'next id' => 'SELECT last_value FROM bulkops.jobs_id_seq' }->{$k};
+		'next id' => 'SELECT last_value FROM bulkops.jobs_id_seq',
+		syncs => "SELECT string_agg(name || ' ' || state_keys, ',') FROM bulkops.syncs",
+		'sync state' => 'SELECT sum(cardinality(keys)) FROM bulkops.sync_state' }->{$k};
 	# the queued job may already be under way: its batches and receipts
 	# are looked at below
 	next if $k eq 'batches' || $k eq 'receipts';
@@ -191,6 +208,24 @@ ok($next > $before{'next id'}, "a new job's id ($next) follows the dumped ones")
 ok(query_until_db($node, 'restored',
 		"SELECT state = 'succeeded' FROM bulkops.jobs WHERE id = $next"),
 	'a push by the granted role through the restored target succeeds');
+
+# the sync came along with its state: nothing to send, then just what changed
+is($node->safe_psql('restored', "SELECT bulkops.run_sync('dsync') IS NULL"),
+	't', 'the restored sync has nothing to send');
+my $changed = $node->safe_psql('restored', q{
+	UPDATE src SET name = 'changed' WHERE id = 7;
+	SELECT bulkops.run_sync('dsync');
+});
+ok(query_until_db($node, 'restored',
+		"SELECT state = 'succeeded' FROM bulkops.jobs WHERE id = $changed"),
+	'its run after a change succeeds');
+is($node->safe_psql('restored',
+		"SELECT string_agg(key || ' ' || operation, ',') FROM bulkops.receipts WHERE job_id = $changed"),
+	'7 upsert', 'and sent the changed row alone');
+
+# (retention keeps a sync's jobs until its state holds them: dropped, the
+# sync lets them go)
+$node->safe_psql('restored', "SELECT bulkops.drop_sync('dsync')");
 
 # retention: every job expires; the restored partition is emptied and, its
 # minute past, dropped, its jobs with it
