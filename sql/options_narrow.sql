@@ -77,9 +77,13 @@ SELECT pg_temp.push('nar', '{"deadline": 61}') AS deadline_extended;
 SELECT pg_temp.push('nar_dflt', '{"max_attempts": 6}') AS max_attempts_over_default;
 SELECT pg_temp.push('nar_dflt', '{"batch_bytes": 8388609}') AS batch_bytes_over_default;
 SELECT pg_temp.push('nar_dflt', '{"deadline": 31536000}') AS deadline_where_none;
--- 3. at least the target's: poll_interval (the default here is 50 ms)
+-- 3. at least the target's: poll_interval (the default here is 50 ms),
+-- retry_after_max (the default is an hour, at most a day)
 SELECT pg_temp.push('nar', '{"poll_interval": 0.5}') AS poll_interval_lowered;
 SELECT pg_temp.push('nar_dflt', '{"poll_interval": 0.01}') AS poll_interval_under_default;
+SELECT pg_temp.push('nar_dflt', '{"retry_after_max": 60}') AS retry_after_max_lowered;
+SELECT pg_temp.push('nar_dflt', '{"retry_after_max": 7200}') AS retry_after_max_raised;
+SELECT pg_temp.push('nar_dflt', '{"retry_after_max": 86401}') AS retry_after_max_over_a_day;
 -- 4. rate_limit: at most the target's, and never 0 (no limit) when it has one
 SELECT pg_temp.push('nar', '{"rate_limit": 0}') AS rate_limit_unlimited;
 SELECT pg_temp.push('nar', '{"rate_limit": 6}') AS rate_limit_raised;

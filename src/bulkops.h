@@ -167,6 +167,14 @@ struct BulkopsOptionDef
 /* batch_bytes when neither target nor job sets it */
 #define BULKOPS_DEFAULT_BATCH_BYTES (8 * 1024 * 1024)
 
+/*
+ * The longest Retry-After the worker keeps (http.c), in seconds: a day; the
+ * largest retry_after_max, the option that caps it further, whose default
+ * is an hour.
+ */
+#define BULKOPS_RETRY_AFTER_LIMIT_S 86400
+#define BULKOPS_RETRY_AFTER_MAX_DEFAULT 3600
+
 extern void bulkops_validate_options(Jsonb *options,
 									 const BulkopsDialect *dialect,
 									 const char *what);

@@ -176,6 +176,55 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return taken;
 }
 
+/*
+ * A Retry-After header (RFC 9110 10.2.3): delay-seconds, or an HTTP-date,
+ * which curl_getdate() reads in each of the three forms HTTP has known.
+ * What the remote side asks for is kept up to BULKOPS_RETRY_AFTER_LIMIT_S;
+ * the option retry_after_max caps it further where it is used.  A date in
+ * the past means "now"; a value that is neither form is ignored, so the
+ * usual backoff applies rather than a guess.
+ */
+static void
+read_retry_after(BulkopsHttpCall *call, const char *value)
+{
+	const char *p = value;
+	int64		secs;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p >= '0' && *p <= '9')
+	{
+		const char *q = p;
+
+		secs = 0;
+		while (*q >= '0' && *q <= '9')
+		{
+			if (secs < BULKOPS_RETRY_AFTER_LIMIT_S)
+				secs = secs * 10 + (*q - '0');
+			q++;
+		}
+		q += strspn(q, " \t");
+		if (*q != '\0')
+			return;				/* "120 seconds": not a form HTTP has */
+		call->retry_after_ms = Min(secs, BULKOPS_RETRY_AFTER_LIMIT_S) * 1000;
+	}
+	else
+	{
+		time_t		date = curl_getdate(p, NULL);
+		int64		now_ms;
+		int64		ms;
+
+		if (date == -1)
+			return;
+		/* to the millisecond: a date is an instant, not a delay */
+		now_ms = GetCurrentTimestamp() / 1000 +
+			(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+		ms = (int64) date * 1000 - now_ms;
+		call->retry_after_ms = (long) Max(Min(ms, (int64) BULKOPS_RETRY_AFTER_LIMIT_S * 1000), 0);
+	}
+	call->has_retry_after = true;
+}
+
 static size_t
 header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -208,17 +257,7 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 		call->resp_headers = lappend(call->resp_headers, h);
 
 		if (strcmp(h->name, "retry-after") == 0)
-		{
-			char	   *end;
-			long		secs = strtol(h->value, &end, 10);
-
-			/* delta-seconds, capped; the rare HTTP-date form means "a while" */
-			if (end == h->value || secs < 0)
-				call->retry_after_ms = 30000;
-			else
-				call->retry_after_ms = Min(secs, 3600) * 1000;
-			call->has_retry_after = true;
-		}
+			read_retry_after(call, h->value);
 		else if (strcmp(h->name, "content-type") == 0)
 			call->content_type = (char *) h->value;
 		else if (strcmp(h->name, "location") == 0)

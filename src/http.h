@@ -53,7 +53,7 @@ typedef struct BulkopsHttpCall
 	char	   *content_type;
 	List	   *resp_headers;	/* of BulkopsHeader *, names lower-cased */
 	char	   *location;		/* a redirect's target, query removed */
-	long		retry_after_ms; /* 0 if absent */
+	long		retry_after_ms; /* Retry-After, up to a day; 0 if absent */
 	bool		has_retry_after;
 } BulkopsHttpCall;
 

@@ -57,6 +57,13 @@ static const BulkopsOptionDef generic_options[] = {
 	/* seconds from the job's creation, up to a year: a job may end sooner */
 	{"deadline", BULKOPS_OPT_REAL, 0.01, 366 * 86400, BULKOPS_JOB_AT_MOST,
 	.dflt = INFINITY},
+
+	/*
+	 * The longest Retry-After honoured, in seconds.  A job may only wait
+	 * longer: a shorter cap sends sooner than the remote side asked.
+	 */
+	{"retry_after_max", BULKOPS_OPT_INT, 1, BULKOPS_RETRY_AFTER_LIMIT_S,
+	BULKOPS_JOB_AT_LEAST,.dflt = BULKOPS_RETRY_AFTER_MAX_DEFAULT},
 	{NULL}
 };
 

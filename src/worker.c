@@ -623,8 +623,10 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		MemoryContextSwitchTo(o);
 	}
 
-	plan_next(w, &res, not_applied,
-			  call->has_retry_after ? call->retry_after_ms : -1);
+	plan_next(w, &res, not_applied, !call->has_retry_after ? -1
+			  : Min(call->retry_after_ms,
+					1000L * bulkops_opt_int(w->batch.options, "retry_after_max",
+											BULKOPS_RETRY_AFTER_MAX_DEFAULT)));
 	new_step = res.next == BULKOPS_NEXT_STEP &&
 		(w->batch.step != old_step ||
 		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
