@@ -496,3 +496,20 @@ REVOKE ALL ON @extschema@.syncs, @extschema@.sync_state FROM bulkops_admin;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.syncs', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.syncs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.sync_state', '');
+
+-- ---- rate limits: targets held across a restart (issue 13) ----
+
+-- Until when a target's requests are held, after it refused one for a rate
+-- or usage limit (429, 503, a dialect's limit): the worker holds them in
+-- shared memory, for every worker of the database, and writes the time
+-- here when a hold begins or grows, so that a restarted server does not
+-- send before it.  One row per target that was ever held; a past time
+-- holds nothing.  Not dumped: a restored database starts afresh.
+CREATE TABLE @extschema@.target_state (
+    target          text PRIMARY KEY
+                    REFERENCES @extschema@.targets (name) ON DELETE CASCADE,
+    next_request_at timestamptz NOT NULL,
+    http_status     integer,
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+GRANT SELECT ON @extschema@.target_state TO PUBLIC;

@@ -130,6 +130,16 @@ SELECT polname FROM pg_policy WHERE polrelid = 'bulkops.export_rejects'::regclas
 SELECT count(*) > 0 AS dialects_listed FROM bulkops.dialects();
 SELECT count(*) AS dialects_in_extension FROM pg_depend
 WHERE objid = 'bulkops.dialects()'::regprocedure AND deptype = 'e';
+-- 1.3: when each target may be sent to again, after a rate limit: readable
+-- by all, written by the worker only, gone with its target, never dumped
+SELECT attname, atttypid::regtype, attnotnull FROM pg_attribute
+WHERE attrelid = 'bulkops.target_state'::regclass AND attnum > 0 ORDER BY attnum;
+SELECT has_table_privilege('up_user', 'bulkops.target_state', 'SELECT') AS public_reads_holds,
+       has_table_privilege('bulkops_admin', 'bulkops.target_state', 'INSERT') AS admin_writes_holds;
+INSERT INTO bulkops.target_state (target, next_request_at, http_status)
+VALUES ('up_t', now() + interval '1 hour', 429);
+DELETE FROM bulkops.targets WHERE name = 'up_t';
+SELECT count(*) AS holds_of_dropped_target FROM bulkops.target_state;
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
 DROP ROLE up_admin, up_user;

@@ -92,16 +92,19 @@ SELECT bulkops.wait(:job, '60 s');
 SELECT state, rows_unknown FROM bulkops.jobs WHERE id = :job;
 SELECT DISTINCT status, error_message FROM bulkops.receipts WHERE job_id = :job;
 
--- 8. a remote side that stays unavailable: rows fail after max_attempts
+-- 8. a remote side that stays unavailable (503, without Retry-After): the
+-- rows wait, using up no attempt, until the job's deadline; the target (one
+-- of its own: the others' requests must not wait) is held, and the hold saved
 SELECT test.mock('POST', '/_control/reset');
 SELECT test.mock('POST', '/_control/faults', '{"rules": [
-    {"method": "POST", "path": "/bulk$", "times": -1, "action": "status", "status": 503,
-     "headers": {"Retry-After": "0"}}]}');
-SELECT bulkops.bulk_upsert('w', 'SELECT id, name FROM people WHERE id <= 4', key => 'id',
-                           options => '{"max_attempts": 2}') AS job \gset
+    {"method": "POST", "path": "/bulk$", "times": -1, "action": "status", "status": 503}]}');
+SELECT bulkops.create_target('w_down', 'clinia', :'url', 'Person');
+SELECT bulkops.bulk_upsert('w_down', 'SELECT id, name FROM people WHERE id <= 4', key => 'id',
+                           options => '{"max_attempts": 2, "deadline": 2}') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
-SELECT state, rows_failed, last_error FROM bulkops.jobs WHERE id = :job;
+SELECT state, rows_failed, rows_cancelled, last_error FROM bulkops.jobs WHERE id = :job;
 SELECT DISTINCT status, attempts, http_status, error_message FROM bulkops.receipts WHERE job_id = :job;
+SELECT target, http_status FROM bulkops.target_state ORDER BY target;
 
 -- 9. a task that fails as a whole: every row failed with the remote error
 SELECT test.mock('POST', '/_control/reset');

@@ -7,7 +7,9 @@
  * Shared memory holds one small table: which process serves which lane of
  * which database.  Backends read it at commit to set the latches of that
  * database's workers; tests read it to know a worker is up.  A spinlock guards it: every
- * critical section is a few loads and stores.
+ * critical section is a few loads and stores.  What the workers share
+ * about each target (a backoff, an OAuth token) is target_state.c's, in
+ * shared memory requested here.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +27,7 @@
 
 #include "bulkops.h"
 #include "netpolicy.h"
+#include "target_state.h"
 
 PG_MODULE_MAGIC;
 
@@ -200,6 +203,8 @@ bulkops_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(BulkopsShared)));
+	RequestAddinShmemSpace(bulkops_target_state_shmem_size());
+	bulkops_target_state_shmem_request();
 }
 
 static void
@@ -217,6 +222,7 @@ bulkops_shmem_startup(void)
 		memset(bulkops_shared, 0, sizeof(BulkopsShared));
 		SpinLockInit(&bulkops_shared->mutex);
 	}
+	bulkops_target_state_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

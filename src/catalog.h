@@ -21,6 +21,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 #include "dialect.h"
@@ -133,6 +134,21 @@ extern void bulkops_catalog_stage_page(int64 job_id, int64 first_row,
 extern bytea *bulkops_catalog_next_staged_page(int64 job_id, int64 after,
 											   int64 *first_row);
 extern void bulkops_catalog_drop_staged_pages(int64 job_id);
+
+/* ---- the worker: targets held for a limit (catalog_target_state.c) ---- */
+
+/* A hold saved in bulkops.target_state. */
+typedef struct BulkopsSavedHold
+{
+	char	   *target;
+	TimestampTz until;
+	int			http_status;
+} BulkopsSavedHold;
+
+extern void bulkops_catalog_save_target_hold(const char *target,
+											 TimestampTz until,
+											 int http_status);
+extern BulkopsSavedHold *bulkops_catalog_target_holds(int *n);
 
 /* ---- jobs: both sides ---- */
 

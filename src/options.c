@@ -60,7 +60,9 @@ static const BulkopsOptionDef generic_options[] = {
 
 	/*
 	 * The longest Retry-After honoured, in seconds.  A job may only wait
-	 * longer: a shorter cap sends sooner than the remote side asked.
+	 * longer: a shorter cap sends sooner than the remote side asked, and the
+	 * wait holds the whole target, every job's requests, so the cap of one
+	 * job would cut it for all.  Its deadline bounds how long a job waits.
 	 */
 	{"retry_after_max", BULKOPS_OPT_INT, 1, BULKOPS_RETRY_AFTER_LIMIT_S,
 	BULKOPS_JOB_AT_LEAST,.dflt = BULKOPS_RETRY_AFTER_MAX_DEFAULT},

@@ -25,6 +25,11 @@
  * - At most this lane's share of `concurrency` batches per target are
  *	 held, so memory is bounded by targets x concurrency x batch size;
  *	 twice that while results wait to be stored, at most one per batch.
+ * - A rate or usage limit (429, 503, a dialect's) holds the whole target,
+ *	 for every worker of the database (ratelimit.c), and uses up no
+ *	 attempt: its batches wait, and the worker drives the other targets
+ *	 meanwhile.  A hold is saved (bulkops.target_state) when it begins or
+ *	 grows, and read back when the worker starts.
  * - An error while handling one batch is reported and settles that batch;
  *	 it never stops the worker or other jobs.
  * - No statement waits long for a lock (LOCK_TIMEOUT_MS), and none waits at
@@ -89,6 +94,7 @@ static TimestampTz next_claim = 0;
 
 static void worker_exit(int code, Datum arg);
 static bool extension_ready(void);
+static void restore_holds(void);
 static long next_wait_ms(void);
 static void start_due(void);
 static void send_request(Work *w, bool abort);
@@ -101,6 +107,9 @@ static void handle_answer(Work *w, BulkopsHttpCall *call);
 static void abort_answered(Work *w, BulkopsHttpCall *call);
 static void dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res);
 static bool same_text(const char *a, const char *b);
+static void hold_target(Work *w, long status, BulkopsResult *res,
+						long retry_after_ms);
+static void save_hold(const char *target, TimestampTz until, int status);
 static void plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms);
 static long poll_delay_ms(Work *w);
 static void set_memo(Work *w, void *memo);
@@ -156,6 +165,7 @@ bulkops_worker_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "bulkops worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(loop_cxt);
+	restore_holds();
 	recovered = bulkops_recover();
 
 	for (;;)
@@ -242,6 +252,36 @@ extension_ready(void)
 	return ok;
 }
 
+/*
+ * The holds saved before this worker started: a restart must not send to
+ * a target before the time it asked for.  Without them (an error, said in
+ * the log) the worker only risks more refusals.
+ */
+static void
+restore_holds(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		BulkopsSavedHold *holds;
+		int			n;
+		int			i;
+
+		bulkops_begin_tx("reading targets' holds");
+		holds = bulkops_catalog_target_holds(&n);
+		for (i = 0; i < n; i++)
+			bulkops_target_restore_hold(holds[i].target, holds[i].until,
+										holds[i].http_status);
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		bulkops_abort_tx(cxt);
+	}
+	PG_END_TRY();
+}
+
 static long
 next_wait_ms(void)
 {
@@ -319,10 +359,18 @@ start_due(void)
 				send_request(w, true);
 			if (w->call == NULL && w->due <= now)
 			{
+				/* a target that asked to be left alone, by any worker */
+				TimestampTz held = bulkops_target_held_until(w->target);
 				double		rate = bulkops_opt_real(w->batch.options, "rate_limit", 0) *
 				Max(bulkops_lane_share(w->concurrency), 1) / w->concurrency;
-				long		wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
+				long		wait_ms;
 
+				if (held > now)
+				{
+					w->due = held;
+					continue;
+				}
+				wait_ms = rate > 0 ? bulkops_rate_take(w->target, rate) : 0;
 				if (wait_ms > 0)
 					w->due = TimestampTzPlusMilliseconds(now, wait_ms);
 				else
@@ -583,7 +631,9 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	}
 	else if (call->status == 429 || call->status == 503)
 	{
+		/* the remote side's limit, not a failure of the request */
 		res.next = BULKOPS_NEXT_RETRY;
+		res.limited = true;
 		res.error = psprintf("HTTP %ld from the remote side", call->status);
 		not_applied = true;
 	}
@@ -595,6 +645,13 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	else
 		dialect_answer(w, call, &res);
 	MemoryContextSwitchTo(old);
+
+	/* a limit holds the whole target; any other answer may end a hold */
+	if (res.next == BULKOPS_NEXT_RETRY && res.limited)
+		hold_target(w, call->status, &res,
+					call->has_retry_after ? call->retry_after_ms : -1);
+	else if (call->error == NULL)
+		bulkops_target_answered(w->target, (int) call->status);
 
 	/* a remote task still running, as the last poll saw it: nothing to store */
 	if (res.next == BULKOPS_NEXT_STEP && res.step == w->batch.step &&
@@ -704,6 +761,56 @@ same_text(const char *a, const char *b)
 }
 
 /*
+ * w's target refused its request for a rate or usage limit: hold every
+ * request to the target, in every worker, and w until the hold ends.  The
+ * dialect's delay, else Retry-After up to the job's retry_after_max, else
+ * a backoff (ratelimit.c).  A hold that began or grew is saved first, so
+ * that a restart honours it.  The error says until when.
+ */
+static void
+hold_target(Work *w, long status, BulkopsResult *res, long retry_after_ms)
+{
+	long		cap_ms = 1000L * bulkops_opt_int(w->batch.options, "retry_after_max",
+												 BULKOPS_RETRY_AFTER_MAX_DEFAULT);
+	bool		save;
+	TimestampTz until = bulkops_target_limited(w->target, (int) status,
+											   res->delay_ms, retry_after_ms,
+											   cap_ms, &save);
+
+	if (save)
+		save_hold(w->target, until, (int) status);
+	w->due = until;
+	if (res->delay_ms <= 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->step_cxt);
+
+		res->error = psprintf("%s; the target's requests are held until %s",
+							  res->error, timestamptz_to_str(until));
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Write a target's hold in its own short transaction. */
+static void
+save_hold(const char *target, TimestampTz until, int status)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		bulkops_begin_tx("saving a target's hold");
+		bulkops_catalog_save_target_hold(target, until, status);
+		bulkops_commit_tx();
+	}
+	PG_CATCH();
+	{
+		/* the hold stands in shared memory all the same */
+		bulkops_abort_tx(cxt);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Decide the next state in memory (before the transaction that persists
  * it): steps, attempts, and whether a retry is allowed at all.
  */
@@ -759,12 +866,12 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			if (res->limited)
 			{
 				/*
-				 * Refused for a usage limit, nothing applied: waiting is the
-				 * cure, and however long it takes is no fault of the batch,
-				 * so it uses up neither attempts nor poll errors.
+				 * Refused for a rate or usage limit, nothing applied: waiting
+				 * is the cure, and however long it takes is no fault of the
+				 * batch, so it uses up neither attempts nor poll errors.  w
+				 * is due when its target's hold ends (hold_target); the job's
+				 * deadline bounds the wait.
 				 */
-				w->due = TimestampTzPlusMilliseconds(now, res->delay_ms > 0 ? res->delay_ms
-													 : bulkops_backoff_ms(16, retry_after_ms));
 				break;
 			}
 			if (w->batch.step > 0)

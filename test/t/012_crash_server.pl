@@ -7,9 +7,10 @@
 #   (b) an immediate shutdown, then a start;
 # and, for the operations not safe to repeat,
 #   (c) a crash of the worker while a batch waits to retry a submit the remote
-#       side refused with 429 (Retry-After: an hour): that batch was never
-#       applied, so after the restart it must be sent (once) and succeed,
-#       not be written off as 'unknown'.
+#       side refused with 429 (Retry-After: 10 s, which holds the whole
+#       target, and is honoured again after the restart): that batch was
+#       never applied, so after the restart it must be sent (once) and
+#       succeed, not be written off as 'unknown'.
 # Then, for an upsert (clinia), what a crash leaves open must survive it:
 #   (d) a submit in flight at a crash may have been applied; the batch is
 #       sent again after the restart, and if the job is cancelled before that
@@ -117,7 +118,7 @@ for my $d (crash_dialects($node))
 						action  => 'status',
 						status  => 429,
 						path    => "^\Q$prefix\E",
-						headers => { 'Retry-After' => '3600' },
+						headers => { 'Retry-After' => '10' },
 						times   => 1
 					}
 				]
@@ -125,11 +126,16 @@ for my $d (crash_dialects($node))
 		my $jobs = start_jobs($node, \%once, $tag);
 		job_ids($node, $jobs);
 		my $ids = join ',', map { $_->{id} } @$jobs;
+		# the hold keeps every other batch of the target from being sent:
+		# once the answers in flight are in, no submit is in doubt
 		ok( $node->poll_query_until(
 				'postgres', qq{
-				SELECT count(*) = 1 AND bool_and(last_error LIKE '%429%' AND step = 0)
+				SELECT count(*) FILTER (WHERE last_error LIKE '%429%' AND step = 0) = 1
+				       AND count(*) FILTER (WHERE state = 'active' AND step = 0
+				                            AND maybe_applied) = 0
 				FROM bulkops.batches WHERE job_id IN ($ids) AND state <> 'done'}),
-			"$case: all but the refused batch are done, it waits to retry");
+			"$case: the refused batch waits to retry, no submit is in flight");
+		usleep(300_000);
 		my $pid = worker_pid($node);
 		is(kill('KILL', $pid), 1, "$case: SIGKILL sent to the worker ($pid)");
 		check_jobs($node, $jobs, $case, max_unknown => 0);
