@@ -3,7 +3,7 @@
  * oauth.h
  *	  OAuth 2.0 auth kinds (client credentials, RS256 JWT bearer): their
  *	  validation and token requests (oauth.c), and the worker's per-target
- *	  token cache (oauth_cache.c).
+ *	  tokens, shared by the database's workers (oauth_cache.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -21,7 +21,9 @@ typedef struct BulkopsOAuthUse
 {
 	char	   *target_url;		/* the target's own url; batch.url may have
 								 * become the token's instance_url */
-	char	   *token;			/* the token the last request carried */
+	uint8		key[32];		/* its token's shared slot, once has_key */
+	bool		has_key;
+	uint64		serial;			/* the token the last request carried, or 0 */
 	bool		replayed;		/* that request replays one answered 401 */
 	bool		waiting;		/* for a token fetch to end */
 	uint32		wait_gen;		/* the fetch generation it waits on */
@@ -57,10 +59,11 @@ extern void bulkops_oauth_read_answer(const char *body, size_t len,
 extern char *bulkops_oauth_error_message(const char *body, size_t len,
 										 long status);
 
-/* oauth_cache.c: in the worker */
+/* oauth_cache.c: in the worker, tokens shared with the database's others */
 extern BulkopsOAuthState bulkops_oauth_prepare(struct Work *w,
 											   List **headers, char **error);
 extern bool bulkops_oauth_replay(struct Work *w, long status);
 extern bool bulkops_oauth_call_done(BulkopsHttpCall *call);
+extern void bulkops_oauth_forget_fetches(void);
 
 #endif							/* BULKOPS_OAUTH_H */

@@ -3,20 +3,30 @@
  * target_state.c
  *	  What the workers of a database share about each target, in shared
  *	  memory: until when its requests are held (the remote side asked to be
- *	  left alone: a rate or usage limit).
+ *	  left alone: a rate or usage limit), and its OAuth token.
  *
- * A fixed-size table under an LWLock.  Every critical section is a scan of
- * a few hundred slots and some copies: nothing under the lock allocates,
- * raises an error or waits for anything else.  What the slots mean is
- * decided above: ratelimit.c holds and releases targets.  A slot belongs
- * to a database (targets are rows of each database's bulkops.targets), and
- * the table is sized for all databases together: BULKOPS_HOLD_SLOTS.  A
- * hold that finds no free slot is not kept (the caller then holds only
- * the batch that was refused, and says so).
+ * Two fixed-size tables under one LWLock.  Every critical section is a
+ * scan of a few hundred slots and some copies: nothing under the lock
+ * allocates, raises an error or waits for anything else.  What the slots
+ * mean is decided above: ratelimit.c holds and releases targets,
+ * oauth_cache.c fetches, shares and drops tokens.  A slot belongs to a
+ * database (targets are rows of each database's bulkops.targets), and the
+ * tables are sized for all databases together: BULKOPS_HOLD_SLOTS and
+ * BULKOPS_TOKEN_SLOTS.  A hold that finds no free slot is not kept (the
+ * caller then holds only the batch that was refused, and says so); a
+ * token that finds none takes the slot used least recently whose fetch is
+ * not under way.
  *
  * Shared memory is reset by a crash of any server process, so a hold is
  * also saved in bulkops.target_state (worker.c) and read back when a
- * worker starts.
+ * worker starts; a token is simply fetched again.
+ *
+ * Secrets: a token here is as sensitive as the process memory that held
+ * it before tokens were shared (each worker's own cache), and no more
+ * exposed: shared memory belongs to the server's processes, like their
+ * private memory, and is readable by the same operating system user only.
+ * A token is wiped (explicit_bzero, the whole buffer) when it is dropped,
+ * replaced, expires or its slot is taken for another.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,7 +51,9 @@ typedef struct HoldSlot
 typedef struct TargetState
 {
 	LWLock	   *lock;
+	uint64		last_serial;	/* of the last token stored */
 	HoldSlot	holds[BULKOPS_HOLD_SLOTS];
+	BulkopsTokenSlot tokens[BULKOPS_TOKEN_SLOTS];
 } TargetState;
 
 static TargetState *state = NULL;
@@ -242,4 +254,103 @@ bulkops_hold_end(const char *target, TimestampTz now, BulkopsHold *was)
 	}
 	bulkops_target_state_unlock();
 	return ended;
+}
+
+/* ---- tokens (the caller holds the lock) ---- */
+
+/* Wipe slot's token, every byte of its buffer. */
+void
+bulkops_token_wipe(BulkopsTokenSlot *slot)
+{
+	explicit_bzero(slot->token, sizeof(slot->token));
+	slot->instance_url[0] = '\0';
+	slot->expires_at = 0;
+}
+
+/* A serial number for a new token, under the exclusive lock. */
+uint64
+bulkops_token_next_serial(void)
+{
+	return ++state->last_serial;
+}
+
+/*
+ * The token slot of key in this database.  With create (and the exclusive
+ * lock), one is made when there is none: a free slot, else the one used
+ * least recently whose fetch is not under way (its token wiped); NULL when
+ * every slot is being fetched.  Tokens past their expiry are wiped on the
+ * way.
+ */
+BulkopsTokenSlot *
+bulkops_token_slot(const uint8 *key, TimestampTz now, bool create)
+{
+	BulkopsTokenSlot *free_slot = NULL;
+	BulkopsTokenSlot *oldest = NULL;
+	BulkopsTokenSlot *best;
+	int			i;
+
+	for (i = 0; i < BULKOPS_TOKEN_SLOTS; i++)
+	{
+		BulkopsTokenSlot *s = &state->tokens[i];
+
+		if (s->dboid == MyDatabaseId && memcmp(s->key, key, BULKOPS_TOKEN_KEY_LEN) == 0)
+			return s;
+	}
+	if (!create)
+		return NULL;
+
+	for (i = 0; i < BULKOPS_TOKEN_SLOTS; i++)
+	{
+		BulkopsTokenSlot *s = &state->tokens[i];
+
+		if (s->token[0] != '\0' && s->expires_at != 0 && now >= s->expires_at)
+			bulkops_token_wipe(s);
+		if (s->dboid == InvalidOid)
+		{
+			if (free_slot == NULL)
+				free_slot = s;
+		}
+		else if ((s->fetcher == 0 || now >= s->fetch_deadline) &&
+				 (oldest == NULL || s->last_used < oldest->last_used))
+			oldest = s;
+	}
+	best = free_slot ? free_slot : oldest;
+	if (best)
+	{
+		bulkops_token_wipe(best);
+		memset(best, 0, sizeof(BulkopsTokenSlot));
+		best->dboid = MyDatabaseId;
+		memcpy(best->key, key, BULKOPS_TOKEN_KEY_LEN);
+		/* any start: a batch's wait_gen from an earlier slot must not match */
+		best->gen = (uint32) ++state->last_serial;
+		best->last_used = now;
+	}
+	return best;
+}
+
+/*
+ * Process pid is going away: its fetches will not end, so others may
+ * start theirs at once.
+ */
+void
+bulkops_token_fetches_end(int pid)
+{
+	int			i;
+
+	if (state == NULL)
+		return;
+	if (LWLockHeldByMe(state->lock))
+		LWLockRelease(state->lock);
+	bulkops_target_state_lock(LW_EXCLUSIVE);
+	for (i = 0; i < BULKOPS_TOKEN_SLOTS; i++)
+	{
+		BulkopsTokenSlot *s = &state->tokens[i];
+
+		if (s->fetcher == pid)
+		{
+			s->fetcher = 0;
+			s->gen++;
+		}
+	}
+	bulkops_target_state_unlock();
 }

@@ -119,6 +119,8 @@ static void set_memo(Work *w, void *memo);
 static void
 worker_exit(int code, Datum arg)
 {
+	/* the token fetches this worker started will never end */
+	bulkops_oauth_forget_fetches();
 	bulkops_worker_unregister_self();
 }
 
