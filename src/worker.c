@@ -107,6 +107,7 @@ static void handle_answer(Work *w, BulkopsHttpCall *call);
 static void abort_answered(Work *w, BulkopsHttpCall *call);
 static void dialect_answer(Work *w, BulkopsHttpCall *call, BulkopsResult *res);
 static bool same_text(const char *a, const char *b);
+static long retry_after_max_ms(Work *w);
 static void hold_target(Work *w, long status, BulkopsResult *res,
 						long retry_after_ms);
 static void save_hold(const char *target, TimestampTz until, int status);
@@ -683,9 +684,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	}
 
 	plan_next(w, &res, not_applied, !call->has_retry_after ? -1
-			  : Min(call->retry_after_ms,
-					1000L * bulkops_opt_int(w->batch.options, "retry_after_max",
-											BULKOPS_RETRY_AFTER_MAX_DEFAULT)));
+			  : Min(call->retry_after_ms, retry_after_max_ms(w)));
 	new_step = res.next == BULKOPS_NEXT_STEP &&
 		(w->batch.step != old_step ||
 		 (w->batch.remote_id == NULL) != (old_remote_id == NULL) ||
@@ -762,6 +761,14 @@ same_text(const char *a, const char *b)
 	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
+/* The longest Retry-After w's job honours (option retry_after_max). */
+static long
+retry_after_max_ms(Work *w)
+{
+	return 1000L * bulkops_opt_int(w->batch.options, "retry_after_max",
+								   BULKOPS_RETRY_AFTER_MAX_DEFAULT);
+}
+
 /*
  * w's target refused its request for a rate or usage limit: hold every
  * request to the target, in every worker, and w until the hold ends.  The
@@ -772,12 +779,10 @@ same_text(const char *a, const char *b)
 static void
 hold_target(Work *w, long status, BulkopsResult *res, long retry_after_ms)
 {
-	long		cap_ms = 1000L * bulkops_opt_int(w->batch.options, "retry_after_max",
-												 BULKOPS_RETRY_AFTER_MAX_DEFAULT);
 	bool		save;
 	TimestampTz until = bulkops_target_limited(w->target, (int) status,
 											   res->delay_ms, retry_after_ms,
-											   cap_ms, &save);
+											   retry_after_max_ms(w), &save);
 
 	if (save)
 		save_hold(w->target, until, (int) status);
