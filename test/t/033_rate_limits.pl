@@ -1,4 +1,4 @@
-# 019_rate_limits.pl - a rate limit holds the target, for every worker, and
+# 033_rate_limits.pl - a rate limit holds the target, for every worker, and
 # fails no row.
 #
 # Proves, with two workers serving the database (bulkops.workers_per_database
@@ -18,8 +18,9 @@
 #     bulkops.target_state, and nothing is sent before its time after the
 #     restart either (a batch taken again after the restart counts a submit
 #     attempt, as any batch a restart interrupts does);
+#   * a job waiting on a hold is running;
 #   * a job stuck behind a Retry-After of an hour ends timed_out at its
-#     deadline, its rows cancelled.
+#     deadline, with exactly one receipt per row, each cancelled.
 #
 # Times come from the mock's request log (its clock is the server's): a
 # request the worker had sent before the 429 reached it may arrive a moment
@@ -172,6 +173,8 @@ sub quiet_between
 	my $job = upsert('hold', 'id <= 400');
 	ok( poll_until(sub { mock_get('/_control/faults')->{rules}[0]{fired} == 1 }),
 		"$case: the 429 was answered");
+	is(query("SELECT state FROM bulkops.jobs WHERE id = $job"),
+		'running', "$case: the job is running while its target is held");
 	is( query(
 			"SELECT count(DISTINCT lane) FROM bulkops.batches WHERE job_id = $job AND state = 'active'"),
 		'2',
@@ -242,12 +245,22 @@ sub quiet_between
 	clinia_target($node, 'late', '{"batch_size": 10, "concurrency": 2}');
 	answer_429('late', '3600', times => -1);
 	my $job = upsert('late', 'id <= 50', '{"deadline": 3}');
+	ok( poll_until(sub { mock_get('/_control/faults')->{rules}[0]{fired} >= 1 }),
+		"$case: the 429 was answered");
+	is( query(
+			"SELECT state || ' ' || (now() < created_at + interval '3 s') FROM bulkops.jobs WHERE id = $job"),
+		'running true', "$case: before its deadline the held job is running");
 	is(wait_for_job($node, $job, 60), 'timed_out', "$case: the job ends timed_out");
 	is( query(
-			"SELECT string_agg(DISTINCT status || ': ' || error_message, '; ') || ' | ' || count(*) "
+			"SELECT string_agg(DISTINCT status || ': ' || error_message, '; ') || ' | ' "
+			  . "|| count(*) || ' | ' || count(DISTINCT row_no) "
 			  . "FROM bulkops.receipts WHERE job_id = $job"),
-		"cancelled: the job's deadline passed before this row was sent | 50",
-		"$case: its rows are cancelled, none failed");
+		"cancelled: the job's deadline passed before this row was sent | 50 | 50",
+		"$case: exactly one receipt per row, each cancelled, none failed");
+	is( query(
+			"SELECT rows_total || ' ' || rows_cancelled || ' ' || rows_failed "
+			  . "|| ' ' || batches_done || '/' || batches_total FROM bulkops.jobs WHERE id = $job"),
+		'50 50 0 5/5', "$case: the job's counters agree");
 	my @times = request_times('late');
 	cmp_ok(scalar @times, '<=', 2,
 		"$case: nothing but the first requests reached the target");

@@ -1,4 +1,4 @@
-# 020_oauth_lanes.pl - one OAuth token per target, shared by the workers of
+# 034_oauth_lanes.pl - one OAuth token per target, shared by the workers of
 # the database.
 #
 # Proves, with two workers serving the database (bulkops.workers_per_database
