@@ -20,9 +20,12 @@
  *
  * Token endpoint failures: transport errors, 408, 429 and 5xx are retried
  * with backoff, up to a batch's max_attempts consecutive failures; any
- * other answer is permanent and fails the batches that waited for it.  The
- * failures, the time of the next try and the error are shared too: the
- * workers together fetch as one would.
+ * other answer is permanent and fails the batches that waited for it, and
+ * for FAILURE_STANDS_MS every batch of any worker that asks for the token
+ * (a batch another worker took a moment later must not fetch again, and
+ * a secret fixed in its file is seen soon after).  The failures, the time
+ * of the next try and the error are shared too: the workers together
+ * fetch as one would.
  *
  * Secrets: a token lives in its shared slot (as sensitive as the process
  * memory that held it before tokens were shared, see target_state.c) and,
@@ -62,6 +65,9 @@
 
 /* a fetch not ended this long after its time limit is taken over */
 #define FETCH_GRACE_MS		10000
+
+/* a permanent failure fails every batch that asks this long after it */
+#define FAILURE_STANDS_MS	10000
 
 StaticAssertDecl(sizeof(((BulkopsOAuthUse *) 0)->key) == BULKOPS_TOKEN_KEY_LEN,
 				 "a batch's token key has the length of a slot's");
@@ -234,6 +240,12 @@ bulkops_oauth_prepare(Work *w, List **headers, char **error)
 		else if (s->fetcher != 0 && now < s->fetch_deadline)
 			verdict = s->fetcher == MyProcPid ? SLOT_FETCHING_HERE
 				: SLOT_FETCHING_ELSEWHERE;
+		/* a fetch failed for good a moment ago: so would this batch's */
+		else if (s->error[0] != '\0' && s->permanent && now < s->retry_at)
+		{
+			verdict = SLOT_FAILED;
+			strlcpy(failed, s->error, sizeof(failed));
+		}
 		/* the fetch this batch waited for failed: give up, or try again */
 		else if (s->error[0] != '\0' && w->oauth.waiting && w->oauth.wait_gen != s->gen &&
 				 (s->permanent || s->failures >= w->max_attempts))
@@ -319,7 +331,7 @@ bulkops_oauth_prepare(Work *w, List **headers, char **error)
 				s->fetcher = 0;
 			copy_error(s->error, failure);
 			s->permanent = true;
-			s->retry_at = 0;
+			s->retry_at = TimestampTzPlusMilliseconds(now, FAILURE_STANDS_MS);
 			s->gen++;
 		}
 		bulkops_target_state_unlock();
@@ -485,7 +497,7 @@ bulkops_oauth_call_done(BulkopsHttpCall *call)
 			copy_error(s->error, out.error);
 			s->permanent = out.permanent;
 			if (out.permanent)
-				s->retry_at = 0;
+				s->retry_at = TimestampTzPlusMilliseconds(now, FAILURE_STANDS_MS);
 			else
 			{
 				s->failures++;

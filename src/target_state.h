@@ -78,7 +78,8 @@ typedef struct BulkopsTokenSlot
 	TimestampTz fetch_deadline; /* after then, another may take over */
 	uint32		gen;			/* fetches ended so far */
 	int			failures;		/* consecutive transient failures */
-	TimestampTz retry_at;		/* no fetch before then */
+	TimestampTz retry_at;		/* no fetch before then (after a permanent
+								 * failure, a batch that asks fails) */
 	bool		permanent;		/* error: retrying would not help */
 	char		error[BULKOPS_TOKEN_ERROR_MAX]; /* the last failure, or "" */
 } BulkopsTokenSlot;

@@ -12,7 +12,9 @@
 #   * a 503 from the token endpoint is retried once, for both workers: one
 #     refused fetch, one that worked;
 #   * a token longer than bulkops shares fails the rows with a message that
-#     says so (and no piece of it);
+#     says so (and no piece of it), after one token request, and so does a
+#     job right after it, with no other request (a batch one worker takes
+#     a moment after the other's fetch failed must not fetch again);
 #   * no secret or token appears in the server log or in bulkops' tables.
 use strict;
 use warnings;
@@ -146,6 +148,10 @@ is( query("SELECT string_agg(DISTINCT error_message, '; ') FROM bulkops.receipts
 	  . 'bulkops shares tokens of at most 8191 bytes between its workers',
 	'... saying why');
 is(token_posts() - $t0, 1, '... after one token request: retrying would not help');
+# the failure stands for a while (10 s) for every batch, in either worker
+($job, $state) = run_job(20);
+is($state, 'failed', 'a job right after it fails alike');
+is(token_posts() - $t0, 1, '... without another token request');
 mock_faults();
 
 # 6. no secret or token anywhere
