@@ -72,6 +72,14 @@ SELECT bulkops.alter_target('t1', options => '{"batch_size": 100}');
 SELECT bulkops.alter_target('t1', resource => 'Location');
 SELECT name, resource, options FROM bulkops.targets WHERE name = 't1';
 SELECT bulkops.alter_target('t1', options => '{"batch_size": -1}');
+-- retry_after_max: whole seconds, 1 to 86400 (a day); the default is 3600
+SELECT bulkops.alter_target('t1', options => '{"retry_after_max": 0}');
+SELECT bulkops.alter_target('t1', options => '{"retry_after_max": 86401}');
+SELECT bulkops.alter_target('t1', options => '{"retry_after_max": 1.5}');
+SELECT bulkops.alter_target('t1', options => '{"retry_after_max": "1h"}');
+SELECT bulkops.alter_target('t1', options => '{"batch_size": 100, "retry_after_max": 86400}');
+SELECT options FROM bulkops.targets WHERE name = 't1';
+SELECT bulkops.alter_target('t1', options => '{"batch_size": 100}');
 SELECT bulkops.alter_target('t1', url => 'gopher://x');
 SELECT bulkops.alter_target('nosuch', resource => 'x');
 SELECT name, resource, options FROM bulkops.targets WHERE name = 't1';
