@@ -66,6 +66,12 @@ typedef struct BulkopsOutcome
 	char	   *remote_id;		/* may be NULL */
 	char	   *error_code;		/* may be NULL */
 	char	   *error_message;	/* may be NULL */
+	char	   *remote_version; /* may be NULL: the version the remote object
+								 * has after this write, as the answer gave it
+								 * (SAP FSM's lastChanged), for a later push's
+								 * optimistic locking */
+	char	   *error_fields;	/* may be NULL: the fields the error is about,
+								 * separated by commas */
 } BulkopsOutcome;
 
 /*
@@ -83,6 +89,7 @@ typedef struct BulkopsEncodeTarget
 								 * each encode_row; NULL without a key */
 	StringInfo	prologue;		/* begin_encode may append what every request
 								 * body of the job starts with (a CSV header) */
+
 } BulkopsEncodeTarget;
 
 /*

@@ -331,6 +331,8 @@ copy_result(const BulkopsResult *res, MemoryContext cxt)
 		o->remote_id = dup_or_null(o->remote_id);
 		o->error_code = dup_or_null(o->error_code);
 		o->error_message = dup_or_null(o->error_message);
+		o->remote_version = dup_or_null(o->remote_version);
+		o->error_fields = dup_or_null(o->error_fields);
 		c->outcomes = lappend(c->outcomes, o);
 	}
 	c->remote_id = dup_or_null(res->remote_id);
