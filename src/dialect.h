@@ -90,6 +90,14 @@ typedef struct BulkopsEncodeTarget
 	StringInfo	prologue;		/* begin_encode may append what every request
 								 * body of the job starts with (a CSV header) */
 
+	/*
+	 * begin_encode sets want_versions to be told, before each encode_row, the
+	 * remote_version of the current row's key: the one recorded by the newest
+	 * succeeded receipt of the same key and target among those the caller may
+	 * see (enqueue.c), or NULL when there is none.
+	 */
+	bool		want_versions;
+	const char *remote_version;
 } BulkopsEncodeTarget;
 
 /*
@@ -118,7 +126,9 @@ typedef struct BulkopsBatch
 	int			step;
 	const char *remote_id;		/* NULL at step 0 */
 	const char *step_data;		/* the dialect's note kept with (step,
-								 * remote_id), see BulkopsResult; or NULL */
+								 * remote_id), see BulkopsResult; or NULL. At
+								 * step 0, what the last NEXT_RESUBMIT left
+								 * for the next submit, or NULL */
 	bool		stopping;		/* the job was cancelled or timed out: see
 								 * build_abort */
 	const char *progress;		/* the batch's counters as last recorded (see
@@ -195,7 +205,12 @@ typedef struct BulkopsResult
 	char	   *step_data;		/* for NEXT_STEP, optional: what the next
 								 * request needs beyond remote_id (a result
 								 * file's URL), persisted with the step so a
-								 * resumed batch can make that request */
+								 * resumed batch can make that request; for
+								 * NEXT_RESUBMIT, optional: a note the next
+								 * submits (step 0) see, kept through their
+								 * retries until the next NEXT_STEP or
+								 * NEXT_RESUBMIT (how many rows a request may
+								 * carry after a 413) */
 	int			delay_ms;		/* for NEXT_STEP and NEXT_RETRY; 0 = default */
 	bool		counts_attempt; /* NEXT_RESUBMIT: does the resend use up an
 								 * attempt? */
