@@ -357,6 +357,20 @@ def fuzz_seeds(mock):
     mock.control("/config", {"sap_fsm": {"omit_external_ids": ["r2"],
                                          "extra_external_ids": ["r7"]}})
     yield "upsert-odd-elements", seed_header(UPSERT, 3), [fsm_call(mock, UPSERT, ok)]
+    # a 413 for more than one item: halves (4, 2), then one at a time
+    mock.control("/reset")
+    mock.control("/config", {"sap_fsm": {"max_items": 1}})
+    four = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3, 4)]
+    yield "upsert-413-split", seed_header(UPSERT, 4), [
+        fsm_call(mock, UPSERT, four), fsm_call(mock, UPSERT, four[:2]),
+        fsm_call(mock, UPSERT, four[:1]), fsm_call(mock, UPSERT, four[1:2]),
+        fsm_call(mock, UPSERT, four[2:3]), fsm_call(mock, UPSERT, four[3:])]
+    # a row too large alone fails by itself; the next goes on
+    mock.control("/config", {"sap_fsm": {"max_items": None,
+                                         "too_large_external_ids": ["r1"]}})
+    yield "upsert-413-alone", seed_header(UPSERT, 2), [
+        fsm_call(mock, UPSERT, ok[:2]), fsm_call(mock, UPSERT, ok[:1]),
+        fsm_call(mock, UPSERT, ok[1:2])]
     mock.control("/reset")
     yield "upsert-bad-request", seed_header(UPSERT, 1), [
         fsm_call(mock, UPSERT, ok[:1], headers={"X-Client-ID": "bulkops"})]
