@@ -48,14 +48,16 @@ extern char *bulkops_encode_text(BulkopsEncoder *enc, int att, Datum value);
 #define BULKOPS_CSV_NOT_UTF8	2	/* a bytea that is not UTF-8 text */
 
 /*
- * Append one CSV record (RFC 4180, UTF-8, ended by LF) of the columns
- * cols[0..ncols), in that order; NULLs are written as null_text.  Returns
+ * Append one CSV record (RFC 4180, UTF-8, its fields separated by delim and
+ * ended by eol) of the columns cols[0..ncols), in that order; NULLs are
+ * written as null_text.  Returns
  * -1, or the column whose value could not be written (*problem says why;
  * out then holds part of the record).  See encode.c for each type's form.
  */
 extern int	bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values,
 									  bool *nulls, const int *cols, int ncols,
-									  const char *null_text, StringInfo out,
+									  const char *null_text, char delim,
+									  const char *eol, StringInfo out,
 									  int *problem);
 
 #endif							/* BULKOPS_ENCODE_H */

@@ -43,7 +43,7 @@ csv_text(BulkopsEncoder *enc, const char *s, int len, StringInfo out)
 			len = strlen(c);
 		}
 	}
-	return bulkops_csv_field(out, s, len);
+	return bulkops_csv_field_delim(out, s, len, enc->csv_delim);
 }
 
 static void
@@ -202,7 +202,7 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 				if (!quote)
 					bulkops_append_bytes(out, s, len);
 				else
-					(void) bulkops_csv_field(out, s, len);
+					(void) bulkops_csv_field_delim(out, s, len, enc->csv_delim);
 				return 0;
 			}
 		default:
@@ -249,11 +249,13 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 int
 bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 						  const int *cols, int ncols, const char *null_text,
-						  StringInfo out, int *problem)
+						  char delim, const char *eol, StringInfo out,
+						  int *problem)
 {
 	int			null_len = strlen(null_text);
 	int			i;
 
+	enc->csv_delim = delim;
 	for (i = 0; i < ncols; i++)
 	{
 		int			att = cols[i];
@@ -261,7 +263,7 @@ bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 
 		Assert(att >= 0 && att < enc->natts && enc->cols[att].name != NULL);
 		if (i > 0)
-			bulkops_append_char(out, ',');
+			bulkops_append_char(out, delim);
 		if (nulls[att])
 		{
 			bulkops_append_bytes(out, null_text, null_len);
@@ -274,6 +276,6 @@ bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 			return att;
 		}
 	}
-	bulkops_append_char(out, '\n');
+	appendStringInfoString(out, eol);
 	return -1;
 }

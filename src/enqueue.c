@@ -556,7 +556,7 @@ bulkops_enqueue_writer(const BulkopsDialect *d, Jsonb *options,
 {
 	return bulkops_writer_create(0, d,
 								 batch_limit(options, "batch_size",
-											 bulkops_batch_size,
+											 (int) bulkops_opt_default(d, "batch_size"),
 											 d->max_batch_rows, d),
 								 batch_limit(options, "batch_bytes",
 											 BULKOPS_DEFAULT_BATCH_BYTES,
