@@ -236,6 +236,9 @@ typedef struct BulkopsResult
 								 * numeric counters for this batch (records
 								 * processed, ...); shown summed over the
 								 * job's batches in bulkops.job_progress */
+	char	   *notify;			/* optional: a payload (under 8,000 bytes) to
+								 * NOTIFY on BULKOPS_FEEDBACK_CHANNEL when
+								 * this result is stored */
 	bool		limited;		/* NEXT_RETRY: the remote side refused the
 								 * request for a rate or usage limit and
 								 * applied nothing; repeat it after delay_ms
@@ -247,6 +250,9 @@ typedef struct BulkopsResult
 } BulkopsResult;
 
 typedef struct BulkopsOptionDef BulkopsOptionDef;
+
+/* where BulkopsResult.notify goes: LISTEN bulkops_feedback */
+#define BULKOPS_FEEDBACK_CHANNEL "bulkops_feedback"
 
 typedef struct BulkopsDialect
 {

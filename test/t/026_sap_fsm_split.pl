@@ -1,4 +1,4 @@
-# 020_sap_fsm_split.pl - a sap_fsm batch split after a 413 survives a crash of
+# 026_sap_fsm_split.pl - a sap_fsm batch split after a 413 survives a crash of
 # its worker in the middle of the split.
 #
 # Proves: after a 413 the limit on rows per request (the batch's step-0 note,
