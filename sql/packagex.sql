@@ -306,5 +306,41 @@ SET client_min_messages = warning;
 SELECT bulkops.wait(:job, '60 s');
 SELECT px_keys('contact') AS stored;
 
+-- 10. created vs updated: the stats count per batch, so a row's created is said
+-- only when every succeeded row of its batch was created, or every one updated
+-- (an overwrite's carried rows too); a mixed batch, failed rows and deletes say
+-- nothing
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+CREATE FUNCTION px_created(job bigint) RETURNS TABLE (status text, created boolean, n bigint)
+LANGUAGE sql AS $$
+    SELECT status, created, count(*) FROM bulkops.receipts WHERE job_id = job
+    GROUP BY 1, 2 ORDER BY 1, 2
+$$;
+SELECT bulkops.bulk_upsert('px', 'SELECT i AS ref, ''n'' || i AS name FROM generate_series(1, 4) i',
+                           key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+SELECT bulkops.bulk_upsert('px', 'SELECT i AS ref, ''m'' || i AS name FROM generate_series(1, 4) i',
+                           key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+-- new and existing in one batch, and a row that fails: nothing said of either
+SELECT bulkops.bulk_upsert('px', $q$SELECT i AS ref, CASE WHEN i = 6 THEN 'bad' END AS _fail
+                                    FROM generate_series(3, 6) i$q$, key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+-- per batch: 8 and 7 (new) are created, 6 (new) and 5 (existing) say nothing
+SELECT bulkops.bulk_upsert('px', 'SELECT i AS ref FROM generate_series(5, 8) i ORDER BY i DESC',
+                           key => 'ref', options => '{"batch_size": 2}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, created FROM bulkops.receipts WHERE job_id = :job ORDER BY key::int;
+SELECT bulkops.bulk_overwrite('px', 'SELECT i AS ref FROM generate_series(1, 8) i', key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+SELECT bulkops.bulk_delete('px', 'SELECT i AS ref FROM generate_series(1, 2) i', key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+
 -- every job of this suite is final
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');
