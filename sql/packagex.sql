@@ -342,5 +342,50 @@ SELECT bulkops.bulk_delete('px', 'SELECT i AS ref FROM generate_series(1, 2) i',
 SELECT bulkops.wait(:job, '60 s');
 SELECT * FROM px_created(:job);
 
+-- 11. upload csv: the same items as a CSV file in a data URL (the API's file
+-- upload), "id" first, NULL as an empty field; the errors file and its id check,
+-- the stats and every action work as with JSON; nested values are refused
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+CREATE FUNCTION px_csv_sent() RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT convert_from(decode(substr(b->>'data', length('data:text/csv;base64,') + 1), 'base64'), 'UTF8')
+    FROM px_submits() AS b WHERE b->>'data' LIKE 'data:text/csv;base64,%'
+$$;
+SELECT bulkops.bulk_upsert('px', $q$SELECT i AS ref, 'n, "' || i || '"' AS name,
+                                           CASE WHEN i <> 2 THEN i * 1.5 END AS score,
+                                           CASE WHEN i = 3 THEN 'bad' END AS _fail
+                                    FROM generate_series(1, 4) i$q$,
+                           key => 'ref', options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT px_csv_sent() AS csv_sent;
+SELECT * FROM px_receipts(:job);
+SELECT * FROM px_created(:job);
+SELECT test.mock('GET', '/_control/packagex/store?resource=contact') AS stored;
+SELECT value->>'via' AS via, value->>'items' AS items
+FROM jsonb_each(test.mock('GET', '/_control/packagex/batches'));
+-- an errors file naming other ids than the CSV's: nothing guessed
+SELECT test.mock('POST', '/_control/config',
+       '{"packagex": {"api_key": "px-secret", "wrong_error_ids": true}}');
+SELECT bulkops.bulk_upsert('px', $q$SELECT i AS ref, CASE WHEN i = 1 THEN 'bad' END AS _fail
+                                    FROM generate_series(1, 2) i$q$,
+                           key => 'ref', options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT DISTINCT status FROM bulkops.receipts WHERE job_id = :job;
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+-- overwrite and delete as CSV
+SELECT bulkops.bulk_overwrite('px', 'SELECT i AS ref FROM generate_series(2, 5) i', key => 'ref',
+                              options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT px_keys('contact') AS after_overwrite;
+SELECT bulkops.bulk_delete('px', 'SELECT i AS ref FROM generate_series(4, 5) i', key => 'ref',
+                           options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT px_keys('contact') AS after_delete;
+SELECT (array_agg(c ORDER BY c DESC))[1] AS last_csv_sent FROM px_csv_sent() AS c WHERE c LIKE E'id\n4%';
+SELECT test.try($$SELECT bulkops.bulk_upsert('px', 'SELECT 1 AS ref, ARRAY[1, 2] AS tags', key => 'ref',
+                  options => '{"upload": "csv"}')$$);
+SELECT test.try($$SELECT bulkops.bulk_upsert('px', 'SELECT 1 AS ref', key => 'ref',
+                  options => '{"upload": "xml"}')$$);
+
 -- every job of this suite is final
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');

@@ -25,6 +25,12 @@ extern BulkopsEncoder *bulkops_encoder_create(TupleDesc tupdesc,
 extern int	bulkops_encoder_natts(BulkopsEncoder *enc);
 extern const char *bulkops_encoder_attname(BulkopsEncoder *enc, int att);
 
+/*
+ * Whether a column's values are one plain value each (not an array, json,
+ * a composite or bytea): text, a number, a boolean, a date or a timestamp.
+ */
+extern bool bulkops_encoder_is_flat(BulkopsEncoder *enc, int att);
+
 /* index of a (non-dropped) column by exact name, or -1 */
 extern int	bulkops_encoder_find(BulkopsEncoder *enc, const char *name);
 
@@ -59,5 +65,12 @@ extern int	bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values,
 									  const char *null_text, char delim,
 									  const char *eol, StringInfo out,
 									  int *problem);
+
+/*
+ * Raise the ERROR for source row number row whose column att could not be
+ * written as CSV (problem: what bulkops_encode_csv_record found).
+ */
+extern void bulkops_csv_refuse_row(BulkopsEncoder *enc, int64 row, int att,
+								   int problem) pg_attribute_noreturn();
 
 #endif							/* BULKOPS_ENCODE_H */

@@ -246,6 +246,19 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 	return 0;
 }
 
+void
+bulkops_csv_refuse_row(BulkopsEncoder *enc, int64 row, int att, int problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+			 errmsg("row " INT64_FORMAT " of the source cannot be sent as CSV", row),
+			 errdetail("Column \"%s\" holds %s.", bulkops_encoder_attname(enc, att),
+					   problem == BULKOPS_CSV_NUL ? "a NUL byte"
+					   : "bytes that are not valid UTF-8"),
+			 errhint("Remove or replace those bytes in the source query.")));
+	pg_unreachable();
+}
+
 int
 bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 						  const int *cols, int ncols, const char *null_text,

@@ -44,7 +44,8 @@
 #define PX_STEP_POLL	1
 #define PX_STEP_ERRORS	2
 
-/* packagex.c: members of a batch's step_data */
+/* packagex.c: option upload, members of a batch's step_data */
+extern bool px_upload_csv(Jsonb *options);
 extern JsonbValue *px_note(const BulkopsBatch *batch, const char *name);
 extern int	px_note_refetch(const BulkopsBatch *batch);
 

@@ -13,6 +13,7 @@
 #include "utils/jsonb.h"
 
 #include "bulkops.h"
+#include "csv.h"
 #include "dialect.h"
 #include "packagex.h"
 
@@ -196,19 +197,32 @@ px_final(const char *status)
 		strcmp(status, "timed_out") == 0 || strcmp(status, "expired") == 0;
 }
 
-/* Was row sent with this id?  Compared as encoded, so exactly. */
+/*
+ * Was row sent with this id?  Compared as encoded, so exactly: the item's
+ * first member, or with upload csv its record's first field.
+ */
 static bool
 px_row_has_id(const BulkopsBatch *batch, int row, const char *id)
 {
 	StringInfoData want;
 	const char *enc = batch->body + batch->offsets[row];
 	int			len = batch->offsets[row + 1] - batch->offsets[row];
+	bool		csv = px_upload_csv(batch->options);
 
 	initStringInfo(&want);
-	appendStringInfoString(&want, "{\"id\":");
-	bulkops_json_string(&want, id, strlen(id));
+	if (csv)
+	{
+		if (!bulkops_csv_field(&want, id, strlen(id)))
+			return false;
+	}
+	else
+	{
+		appendStringInfoString(&want, "{\"id\":");
+		bulkops_json_string(&want, id, strlen(id));
+	}
 	return len > want.len && memcmp(enc, want.data, want.len) == 0 &&
-		(enc[want.len] == ',' || enc[want.len] == '}');
+		(csv ? (enc[want.len] == ',' || enc[want.len] == '\n')
+		 : (enc[want.len] == ',' || enc[want.len] == '}'));
 }
 
 static void

@@ -290,13 +290,7 @@ sf_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
 									st->null_text, st->delim, st->eol, out,
 									&problem);
 	if (unlikely(bad >= 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("row " INT64_FORMAT " of the source cannot be sent as CSV", st->row),
-				 errdetail("Column \"%s\" holds %s.", bulkops_encoder_attname(enc, bad),
-						   problem == BULKOPS_CSV_NUL ? "a NUL byte"
-						   : "bytes that are not valid UTF-8"),
-				 errhint("Remove or replace those bytes in the source query.")));
+		bulkops_csv_refuse_row(enc, st->row, bad, problem);
 }
 
 /* ---- requests ---- */
