@@ -382,6 +382,23 @@ SELECT bulkops.bulk_delete('px', 'SELECT i AS ref FROM generate_series(4, 5) i',
 SELECT bulkops.wait(:job, '60 s');
 SELECT px_keys('contact') AS after_delete;
 SELECT (array_agg(c ORDER BY c DESC))[1] AS last_csv_sent FROM px_csv_sent() AS c WHERE c LIKE E'id\n4%';
+-- the request sizes for 100 rows of eight named columns of short values: the CSV
+-- file, base64 and all, is the smaller request
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+CREATE TABLE px_wide AS
+SELECT i AS ref, 'a' || i AS first_name, 'b' || i AS last_name, 'c' || i AS company_name,
+       'd' || i AS street_address, 'e' || i AS postal_code, 'f' || i AS city_name,
+       'g' || i AS country_code, 'h' || i AS phone_number
+FROM generate_series(1, 100) i;
+SELECT bulkops.bulk_upsert('px', 'px_wide', key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT bulkops.bulk_upsert('px', 'px_wide', key => 'ref', options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT CASE WHEN r->>'body' LIKE '%data:text/csv%' THEN 'csv' ELSE 'json' END AS upload,
+       (r->>'body_len')::int AS request_bytes
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) AS r
+WHERE r->>'method' = 'POST' ORDER BY 2;
 SELECT test.try($$SELECT bulkops.bulk_upsert('px', 'SELECT 1 AS ref, ARRAY[1, 2] AS tags', key => 'ref',
                   options => '{"upload": "csv"}')$$);
 SELECT test.try($$SELECT bulkops.bulk_upsert('px', 'SELECT 1 AS ref', key => 'ref',
