@@ -136,6 +136,8 @@ CREATE TABLE @extschema@.batches_new (
     operation       text NOT NULL,  -- what its rows are sent for
     prologue        bytea,          -- what its requests start with, if not its job's
     hashes          bytea,          -- a sync's: each row's content hash, 8 bytes
+    remote_versions text[],
+    error_fields    text[],
     -- one slot per row: a row cannot have two receipts
     CONSTRAINT batches_one_outcome_per_row
         CHECK (outcomes IS NULL OR pg_catalog.octet_length(outcomes) = row_count),
@@ -149,7 +151,9 @@ ALTER TABLE @extschema@.batches_new
     ALTER COLUMN offsets SET COMPRESSION lz4, ALTER COLUMN outcomes SET COMPRESSION lz4,
     ALTER COLUMN answer_of SET COMPRESSION lz4, ALTER COLUMN remote_ids SET COMPRESSION lz4,
     ALTER COLUMN error_codes SET COMPRESSION lz4,
-    ALTER COLUMN error_messages SET COMPRESSION lz4, ALTER COLUMN hashes SET COMPRESSION lz4;
+    ALTER COLUMN error_messages SET COMPRESSION lz4, ALTER COLUMN hashes SET COMPRESSION lz4,
+    ALTER COLUMN remote_versions SET COMPRESSION lz4,
+    ALTER COLUMN error_fields SET COMPRESSION lz4;
 -- Each partition has its own indexes, not the parent: pg_dump restores a
 -- partition the worker created by attaching it to the parent the extension
 -- script made, and an index on that parent would be made for the partition
@@ -235,23 +239,29 @@ CREATE FUNCTION @extschema@._receipts(
     remote_ids text[], error_codes text[], error_messages text[],
     answer_http integer[], answer_attempts integer[], answer_at timestamptz[],
     answer_codes text[], answer_messages text[],
+    remote_versions text[] DEFAULT NULL, error_fields text[] DEFAULT NULL,
     OUT row_no bigint, OUT key text, OUT status text, OUT remote_id text,
     OUT created boolean, OUT http_status integer, OUT error_code text,
-    OUT error_message text, OUT attempts integer, OUT updated_at timestamptz)
+    OUT error_message text, OUT attempts integer, OUT updated_at timestamptz,
+    OUT remote_version text, OUT error_fields text[])
 RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 1000
     AS 'MODULE_PATHNAME', 'bulkops_receipts_sql';
 
 -- One row per source row that has its outcome, as the table it replaces
--- had.  Row-level security on batches decides whose a role sees.
+-- had, and after those columns what some answers say of a row besides:
+-- the version of the remote object after the write (remote_version, SAP
+-- FSM's lastChanged) and the fields an error is about (error_fields).
+-- Row-level security on batches decides whose a role sees.
 CREATE VIEW @extschema@.receipts WITH (security_invoker = true) AS
 SELECT b.job_id, r.row_no, r.key, r.status, r.remote_id, r.created,
        r.http_status, r.error_code, r.error_message, r.attempts, r.updated_at,
-       b.operation
+       r.remote_version, r.error_fields, b.operation
 FROM @extschema@.batches b,
      LATERAL @extschema@._receipts(b.first_row, b.keys, b.outcomes, b.answer_of,
                                    b.remote_ids, b.error_codes, b.error_messages,
                                    b.answer_http, b.answer_attempts, b.answer_at,
-                                   b.answer_codes, b.answer_messages) r;
+                                   b.answer_codes, b.answer_messages,
+                                   b.remote_versions, b.error_fields) r;
 
 -- The last word on each key of each target, whichever job said it.  It
 -- reads every receipt kept: join it to a few keys, or to one target's,
@@ -260,7 +270,7 @@ CREATE VIEW @extschema@.latest_receipts WITH (security_invoker = true) AS
 SELECT DISTINCT ON (j.target, r.key)
        j.target, r.key, r.job_id, r.row_no, r.operation, r.status, r.remote_id,
        r.created, r.http_status, r.error_code, r.error_message, r.attempts,
-       r.updated_at
+       r.updated_at, r.remote_version, r.error_fields
 FROM @extschema@.receipts r JOIN @extschema@.jobs j ON j.id = r.job_id
 WHERE r.key IS NOT NULL
 ORDER BY j.target, r.key, r.updated_at DESC, r.job_id DESC, r.row_no DESC;

@@ -10,7 +10,8 @@
 -- rows without an element are unknown; a 413 resends the entries beyond the
 -- first 1,000 and leaves unlisted ones among those in doubt; 429 and 503
 -- are retried, other 4xx fail the batch with the remote message; option
--- feedback sums each answer's counts on job_progress and logs them; OAuth
+-- feedback sums each answer's counts on job_progress and logs them (its
+-- NOTIFY is TAP 027's); property_strategies sends a strategy per column; OAuth
 -- client credentials find the token endpoint under the target's url.
 \set VERBOSITY default
 SET client_min_messages = warning;  -- wait()'s progress NOTICEs depend on timing
@@ -359,5 +360,34 @@ SELECT bulkops.wait(:job, '60 s');
 SELECT status, replace(error_message, :'url', 'URL') AS error_message FROM bulkops.receipts WHERE job_id = :job;
 SELECT count(*) AS secret_shown FROM bulkops.receipts r JOIN bulkops.batches b USING (job_id)
 WHERE r.error_message ~ 'bc-(secret|wrong)' OR b.last_error ~ 'bc-(secret|wrong)';
+
+-- per-property strategies (option property_strategies): each named column's
+-- property is sent with its strategy, the others with SET; the store shows what
+-- each did.  INCREMENT (not safe to send twice), unknown strategies and columns
+-- the source does not send are refused
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"blueconic": {"bearer": "bc-token"}}');
+SELECT bulkops.bulk_upsert('bc', $$SELECT 'S-1' AS id, ARRAY['a'] AS tags, 'first' AS label,
+                                          ARRAY['x', 'y'] AS dropped, 'n1' AS note$$,
+                           key => 'id') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT bulkops.bulk_upsert('bc', $$SELECT 'S-1' AS id, ARRAY['b', 'a'] AS tags, 'second' AS label,
+                                          ARRAY['x'] AS dropped, 'n2' AS note$$,
+       key => 'id',
+       options => '{"property_strategies": {"tags": "ADD", "label": "SET_IF_EMPTY", "dropped": "REMOVE"}}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT p->>'id' AS property, p->'values' AS sent, p->>'strategy' AS strategy
+FROM bc_sent() AS b, jsonb_array_elements(b->0->'properties') AS p ORDER BY 1;
+SELECT bc_group('S-1') AS stored;
+SELECT bulkops.bulk_upsert('bc', 'SELECT 1 AS id, 2 AS n', key => 'id',
+                           options => '{"property_strategies": {"n": "INCREMENT"}}');
+SELECT bulkops.bulk_upsert('bc', 'SELECT 1 AS id, 2 AS n', key => 'id',
+                           options => '{"property_strategies": {"n": "APPEND"}}');
+SELECT bulkops.bulk_upsert('bc', 'SELECT 1 AS id, 2 AS n', key => 'id',
+                           options => '{"property_strategies": {"m": "ADD"}}');
+SELECT bulkops.bulk_upsert('bc', 'SELECT 1 AS id, 2 AS n', key => 'id',
+                           options => '{"property_strategies": {"id": "ADD"}}');
+SELECT bulkops.create_target('bc_bad', 'blueconic', :'url', 'groups', NULL,
+                             '{"group_type_id": "company", "property_strategies": {"n": 1}}');
 
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');

@@ -306,5 +306,103 @@ SET client_min_messages = warning;
 SELECT bulkops.wait(:job, '60 s');
 SELECT px_keys('contact') AS stored;
 
+-- 10. created vs updated: the stats count per batch, so a row's created is said
+-- only when every succeeded row of its batch was created, or every one updated
+-- (an overwrite's carried rows too); a mixed batch, failed rows and deletes say
+-- nothing
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+CREATE FUNCTION px_created(job bigint) RETURNS TABLE (status text, created boolean, n bigint)
+LANGUAGE sql AS $$
+    SELECT status, created, count(*) FROM bulkops.receipts WHERE job_id = job
+    GROUP BY 1, 2 ORDER BY 1, 2
+$$;
+SELECT bulkops.bulk_upsert('px', 'SELECT i AS ref, ''n'' || i AS name FROM generate_series(1, 4) i',
+                           key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+SELECT bulkops.bulk_upsert('px', 'SELECT i AS ref, ''m'' || i AS name FROM generate_series(1, 4) i',
+                           key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+-- new and existing in one batch, and a row that fails: nothing said of either
+SELECT bulkops.bulk_upsert('px', $q$SELECT i AS ref, CASE WHEN i = 6 THEN 'bad' END AS _fail
+                                    FROM generate_series(3, 6) i$q$, key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+-- per batch: 8 and 7 (new) are created, 6 (new) and 5 (existing) say nothing
+SELECT bulkops.bulk_upsert('px', 'SELECT i AS ref FROM generate_series(5, 8) i ORDER BY i DESC',
+                           key => 'ref', options => '{"batch_size": 2}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, created FROM bulkops.receipts WHERE job_id = :job ORDER BY key::int;
+SELECT bulkops.bulk_overwrite('px', 'SELECT i AS ref FROM generate_series(1, 8) i', key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+SELECT bulkops.bulk_delete('px', 'SELECT i AS ref FROM generate_series(1, 2) i', key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT * FROM px_created(:job);
+
+-- 11. upload csv: the same items as a CSV file in a data URL (the API's file
+-- upload), "id" first, NULL as an empty field; the errors file and its id check,
+-- the stats and every action work as with JSON; nested values are refused
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+CREATE FUNCTION px_csv_sent() RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT convert_from(decode(substr(b->>'data', length('data:text/csv;base64,') + 1), 'base64'), 'UTF8')
+    FROM px_submits() AS b WHERE b->>'data' LIKE 'data:text/csv;base64,%'
+$$;
+SELECT bulkops.bulk_upsert('px', $q$SELECT i AS ref, 'n, "' || i || '"' AS name,
+                                           CASE WHEN i <> 2 THEN i * 1.5 END AS score,
+                                           CASE WHEN i = 3 THEN 'bad' END AS _fail
+                                    FROM generate_series(1, 4) i$q$,
+                           key => 'ref', options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT px_csv_sent() AS csv_sent;
+SELECT * FROM px_receipts(:job);
+SELECT * FROM px_created(:job);
+SELECT test.mock('GET', '/_control/packagex/store?resource=contact') AS stored;
+SELECT value->>'via' AS via, value->>'items' AS items
+FROM jsonb_each(test.mock('GET', '/_control/packagex/batches'));
+-- an errors file naming other ids than the CSV's: nothing guessed
+SELECT test.mock('POST', '/_control/config',
+       '{"packagex": {"api_key": "px-secret", "wrong_error_ids": true}}');
+SELECT bulkops.bulk_upsert('px', $q$SELECT i AS ref, CASE WHEN i = 1 THEN 'bad' END AS _fail
+                                    FROM generate_series(1, 2) i$q$,
+                           key => 'ref', options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT DISTINCT status FROM bulkops.receipts WHERE job_id = :job;
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+-- overwrite and delete as CSV
+SELECT bulkops.bulk_overwrite('px', 'SELECT i AS ref FROM generate_series(2, 5) i', key => 'ref',
+                              options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT px_keys('contact') AS after_overwrite;
+SELECT bulkops.bulk_delete('px', 'SELECT i AS ref FROM generate_series(4, 5) i', key => 'ref',
+                           options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT px_keys('contact') AS after_delete;
+SELECT (array_agg(c ORDER BY c DESC))[1] AS last_csv_sent FROM px_csv_sent() AS c WHERE c LIKE E'id\n4%';
+-- the request sizes for 100 rows of eight named columns of short values: the CSV
+-- file, base64 and all, is the smaller request
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"packagex": {"api_key": "px-secret"}}');
+CREATE TABLE px_wide AS
+SELECT i AS ref, 'a' || i AS first_name, 'b' || i AS last_name, 'c' || i AS company_name,
+       'd' || i AS street_address, 'e' || i AS postal_code, 'f' || i AS city_name,
+       'g' || i AS country_code, 'h' || i AS phone_number
+FROM generate_series(1, 100) i;
+SELECT bulkops.bulk_upsert('px', 'px_wide', key => 'ref') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT bulkops.bulk_upsert('px', 'px_wide', key => 'ref', options => '{"upload": "csv"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT CASE WHEN r->>'body' LIKE '%data:text/csv%' THEN 'csv' ELSE 'json' END AS upload,
+       (r->>'body_len')::int AS request_bytes
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) AS r
+WHERE r->>'method' = 'POST' ORDER BY 2;
+SELECT test.try($$SELECT bulkops.bulk_upsert('px', 'SELECT 1 AS ref, ARRAY[1, 2] AS tags', key => 'ref',
+                  options => '{"upload": "csv"}')$$);
+SELECT test.try($$SELECT bulkops.bulk_upsert('px', 'SELECT 1 AS ref', key => 'ref',
+                  options => '{"upload": "xml"}')$$);
+
 -- every job of this suite is final
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');

@@ -19,6 +19,17 @@ SELECT * FROM bulkops._receipts(
     answer_http => '{200,207,NULL}', answer_attempts => '{1,2,3}',
     answer_at => '{2026-01-01 00:00:00+00,2026-01-01 00:01:00+00,2026-01-01 00:02:00+00}',
     answer_codes => NULL, answer_messages => '{NULL,NULL,timeout}');
+-- after those columns, what some answers say besides: b's version after its
+-- write, c's error fields (stored "a,b", shown as a text[])
+SELECT row_no, key, remote_version, error_fields FROM bulkops._receipts(
+    first_row => 10, keys => '{a,b,c,d,e}',
+    outcomes => '\x2911020400', answer_of => '\x00000000010002000000',
+    remote_ids => NULL, error_codes => NULL, error_messages => NULL,
+    answer_http => '{200,207,NULL}', answer_attempts => '{1,2,3}',
+    answer_at => '{2026-01-01 00:00:00+00,2026-01-01 00:01:00+00,2026-01-01 00:02:00+00}',
+    answer_codes => NULL, answer_messages => NULL,
+    remote_versions => '{NULL,1550571215726,NULL,NULL,NULL}',
+    error_fields => '{NULL,NULL,"Name,Email__c",NULL,NULL}');
 -- nothing stored yet: no rows
 SELECT count(*) AS before_any_answer FROM bulkops._receipts(1, '{a}', NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL);

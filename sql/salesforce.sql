@@ -3,7 +3,8 @@
 -- request; the CSV encoding (header, quoting, #N/A or empty for NULL, booleans,
 -- dates, timestamps with zone, arrays, UTF-8) and its NUL-byte error; results
 -- matched by key or whole record whatever their order (shuffled, reversed); per-row
--- failures split into error_code and error_message; jobs split by batch_size;
+-- failures split into error_code, error_message and error_fields; jobs split by
+-- batch_size, 10,000 rows unless set; column_delimiter and line_ending;
 -- 403 REQUEST_LIMIT_EXCEEDED waited out without using attempts; UNABLE_TO_LOCK_ROW
 -- rows sent again in a new job up to max_attempts; a Failed job's unprocessed rows;
 -- rows no result file mentions; cancel aborting the remote job; progress published
@@ -350,6 +351,70 @@ SELECT test.try($$SELECT bulkops.bulk_update('sf', 'SELECT 1 AS sf_id, 2 AS "ID"
 SELECT test.try($$SELECT bulkops.bulk_overwrite('sf', 'SELECT 1 AS "Id"', key => 'Id')$$);
 SELECT test.try($$SELECT bulkops.bulk_insert('sf', 'SELECT 1 AS a', options => '{"nulls": 1}')$$);
 SELECT test.try($$SELECT bulkops.bulk_insert('sf', 'SELECT 1 AS a', options => '{"nulls": "never"}')$$);
+
+-- 17. sf__Error "CODE:message:fields --": the fields go to error_fields, apart from
+-- the message; an error naming none, or without that ending, keeps its message whole
+SELECT test.mock('POST', '/_control/reset');
+CREATE TABLE sf_errs (ext text, _fail text);
+INSERT INTO sf_errs VALUES
+    ('E1', 'REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --'),
+    ('E2', 'FIELD_INTEGRITY_EXCEPTION:bad values: a, b:Phone, Email__c,Account.Name --'),
+    ('E3', 'DUPLICATE_VALUE:duplicate value found: Ext__c duplicates value on record with id: 001:--'),
+    ('E4', 'CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY:trigger failed: line 3, column 1'),
+    ('E5', 'not even a code -- at all --');
+SELECT bulkops.bulk_upsert('sf', $$SELECT ext AS "Ext__c", _fail FROM sf_errs$$,
+                           key => 'Ext__c') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status, error_code, error_message, error_fields
+FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
+
+-- 18. column_delimiter and line_ending: the header, the records and the job request
+-- use them (a field holding the delimiter is quoted), and the result files, written
+-- the same way, are matched as before: by key, and for insert by the whole record
+SELECT test.mock('POST', '/_control/reset');
+SELECT bulkops.create_target('sf_pipe', 'salesforce', :'url', 'Account', NULL,
+                             '{"column_delimiter": "PIPE", "line_ending": "CRLF", "poll_interval": 0.05}');
+CREATE TABLE sf_delims (ext text, name text, _fail text);
+INSERT INTO sf_delims VALUES ('D1', 'a|b', NULL), ('D2', 'c,d;e', NULL), ('D3', 'tab	here "q"', NULL),
+    ('D4', NULL, 'REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --');
+SELECT bulkops.bulk_upsert('sf_pipe', $$SELECT ext AS "Ext__c", name AS "Name", _fail FROM sf_delims$$,
+                           key => 'Ext__c') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT replace(sf_last_upload(), E'\r\n', '<CRLF>') AS uploaded_csv;
+SELECT (r->>'body')::jsonb->>'columnDelimiter' AS delimiter, (r->>'body')::jsonb->>'lineEnding' AS line_ending
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) AS r
+WHERE r->>'method' = 'POST' AND r->>'path' LIKE '%/jobs/ingest';
+SELECT key, status, error_code, error_fields, remote_id IS NOT NULL AS has_id
+FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
+SELECT s.value->>'Ext__c' AS ext, s.value->>'Name' AS stored_name
+FROM jsonb_each(test.mock('GET', '/_control/salesforce/store?object=Account')) AS s
+ORDER BY 1;
+-- insert matches by every uploaded column, read back with the job's delimiter: TAB
+SELECT bulkops.bulk_insert('sf_pipe', $$SELECT name AS "Name", ext AS "Ext__c" FROM sf_delims WHERE _fail IS NULL$$,
+                           options => '{"column_delimiter": "TAB", "line_ending": "LF"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT replace(sf_last_upload(), E'\t', '<TAB>') AS uploaded_csv;
+SELECT status, count(*), count(DISTINCT remote_id) AS ids, bool_and(created) AS created
+FROM bulkops.receipts WHERE job_id = :job GROUP BY status;
+SELECT test.try($$SELECT bulkops.create_target('x', 'salesforce', 'https://a.example.com', 'Account',
+                  options => '{"column_delimiter": "COLON"}')$$);
+SELECT test.try($$SELECT bulkops.bulk_insert('sf', 'SELECT 1 AS a', options => '{"line_ending": "CR"}')$$);
+
+-- 19. batch_size defaults to 10,000 rows for salesforce (one job, one of the org's
+-- daily batches per 10,000 records): a job may narrow that, not go past it
+SELECT test.mock('POST', '/_control/reset');
+SELECT bulkops.bulk_upsert('sf_pipe', $$SELECT 'B' || i AS "Ext__c" FROM generate_series(1, 10001) AS i$$,
+                           key => 'Ext__c') AS job \gset
+SELECT bulkops.wait(:job, '120 s');
+SELECT state, rows_succeeded, batches_total FROM bulkops.jobs WHERE id = :job;
+SELECT records FROM sf_jobs() ORDER BY records DESC;
+SELECT test.try($$SELECT bulkops.bulk_upsert('sf_pipe', 'SELECT 1 AS "Ext__c"', key => 'Ext__c',
+                  options => '{"batch_size": 10001}')$$);
+SELECT bulkops.bulk_upsert('sf_pipe', $$SELECT 'B' || i AS "Ext__c" FROM generate_series(1, 6000) AS i$$,
+                           key => 'Ext__c', options => '{"batch_size": 5000}') AS job \gset
+SELECT bulkops.wait(:job, '120 s');
+SELECT state, rows_succeeded, batches_total FROM bulkops.jobs WHERE id = :job;
+SELECT bulkops.drop_target('sf_pipe');
 
 -- every job of this suite is final, and no batch is left open
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');

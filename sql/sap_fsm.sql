@@ -203,7 +203,7 @@ SELECT bulkops.bulk_delete('fsm_noacct', 'SELECT ext FROM activities WHERE ext =
                            key => 'ext') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT DISTINCT status, http_status, error_code, error_message FROM bulkops.receipts WHERE job_id = :job;
--- a 413 says what to change
+-- a 413 for a single row fails it alone, with the remote code
 SELECT test.mock('POST', '/_control/faults', '{"rules": [
     {"path": "/externalId/bulk$", "action": "status", "status": 413,
      "body": "{\"error\": \"CA-413\", \"message\": \"too many items\"}"}]}');
@@ -218,5 +218,123 @@ SELECT bulkops.bulk_upsert('fsm', 'SELECT ext FROM activities WHERE ext = ''A-1'
 SELECT bulkops.wait(:job, '60 s');
 SELECT status, attempts, http_status, error_message FROM bulkops.receipts WHERE job_id = :job;
 SELECT test.mock('DELETE', '/_control/faults');
+
+-- 12. several DTO versions in one request: option dto_versions adds the
+-- versions of the DTOs the objects embed or refer to to dtos, checked like
+-- dto_version
+SELECT bulkops.create_target('fsm_bad', 'sap_fsm', :'url', 'Activity', NULL,
+                             '{"dto_version": 43, "dto_versions": {"Address": "22"}}');
+SELECT bulkops.create_target('fsm_bad', 'sap_fsm', :'url', 'Activity', NULL,
+                             '{"dto_version": 43, "dto_versions": {"Address;x": 22}}');
+SELECT bulkops.create_target('fsm_bad', 'sap_fsm', :'url', 'Activity', NULL,
+                             '{"dto_version": 43, "dto_versions": {"Activity": 44}}');
+SELECT bulkops.create_target('fsm_bad', 'sap_fsm', :'url', 'Activity', NULL,
+                             '{"dto_version": 43, "dto_versions": [22]}');
+SELECT bulkops.create_target('fsm_dtos', 'sap_fsm', :'url', 'Activity',
+       '{"type": "bearer", "token": "fsm-token"}',
+       '{"dto_version": 43, "dto_versions": {"Address": 22, "UdfValue": 13},
+         "account_id": "1234", "company_id": "5678"}');
+SELECT bulkops.bulk_upsert('fsm_dtos', 'SELECT 1 AS id', key => 'id',
+                           options => '{"dto_versions": {"Address": 23}}');
+SELECT bulkops.bulk_upsert('fsm_dtos', $$SELECT 'T-1' AS ext, json_build_object('city', 'Bern') AS address$$,
+                           key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT status, created FROM bulkops.receipts WHERE job_id = :job;
+SELECT r->'query'->>'dtos' AS dtos FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
+
+-- 13. remote_version: each upsert's receipt keeps the lastChanged its 207
+-- element gave (deletes and failures none), as the store has it now
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config', '{"sap_fsm": {"bearer": "fsm-token"}}');
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'V-' || i AS ext, 'first' AS subject,
+        CASE WHEN i = 4 THEN 'no' END AS _fail FROM generate_series(1, 5) AS i$$,
+                           key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT r.key, r.status, r.remote_version = (s.value->>'lastChanged') AS is_stored_version,
+       r.remote_version IS NULL AS no_version
+FROM bulkops.receipts r
+LEFT JOIN jsonb_each(test.mock('GET', '/_control/sap_fsm/store?resource=Activity')) AS s ON s.key = r.key
+WHERE r.job_id = :job ORDER BY r.key;
+SELECT bulkops.bulk_delete('fsm', $$SELECT 'V-5' AS ext$$, key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status, remote_version FROM bulkops.receipts WHERE job_id = :job;
+SELECT key, job_id = :job AS from_the_delete, remote_version IS NULL AS no_version
+FROM bulkops.latest_receipts WHERE target = 'fsm' AND key = 'V-5';
+
+-- 14. last_changed = from_receipts: each key's last successful upsert through
+-- the target gives the lastChanged sent, so a write made elsewhere since (V-2,
+-- through another target) is a 409, the others pass without force; a key
+-- without one (V-4 failed, V-5 deleted, V-6 new) sends none; a source column
+-- that is not null wins (V-3)
+SELECT bulkops.create_target('fsm_bad', 'sap_fsm', :'url', 'Activity', NULL,
+                             '{"dto_version": 43, "last_changed": "latest"}');
+SELECT bulkops.bulk_upsert('fsm_force', $$SELECT 'V-2' AS ext, 'elsewhere' AS subject$$,
+                           key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'V-' || i AS ext, 'second' AS subject,
+        CASE WHEN i = 3 THEN 1 END AS "lastChanged" FROM generate_series(1, 6) AS i$$,
+                           key => 'ext', options => '{"last_changed": "from_receipts"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status, error_code, remote_version IS NOT NULL AS has_version
+FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
+SELECT e->>'externalId' AS ext, e->'lastChanged' AS sent
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r,
+     jsonb_array_elements((r->>'body')::jsonb) AS e ORDER BY 1;
+-- and again: the versions the job just recorded pass in turn (V-1), the
+-- conflict stays until it is resolved (V-2)
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'V-' || i AS ext, 'third' AS subject FROM generate_series(1, 2) AS i$$,
+                           key => 'ext', options => '{"last_changed": "from_receipts"}') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status, error_code FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
+-- without the option nothing is sent: the last write wins
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'V-2' AS ext, 'fourth' AS subject$$, key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status FROM bulkops.receipts WHERE job_id = :job;
+SELECT (r->>'body')::jsonb->0 ? 'lastChanged' AS sent
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
+-- the versions are read with the caller's rights: a role that may push through
+-- the target but not see its owner's receipts finds none, and sends none
+CREATE ROLE fsm_pusher;
+SELECT bulkops.grant_target('fsm', 'fsm_pusher', 'push');
+SET ROLE fsm_pusher;
+SELECT count(*) AS receipts_it_sees FROM bulkops.receipts r JOIN bulkops.jobs j ON j.id = r.job_id
+WHERE j.target = 'fsm';
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'V-1' AS ext, 'fifth' AS subject$$, key => 'ext',
+                           options => '{"last_changed": "from_receipts"}') AS job \gset
+RESET ROLE;
+SELECT bulkops.wait(:job, '60 s');
+SELECT key, status FROM bulkops.receipts WHERE job_id = :job;
+SELECT (r->>'body')::jsonb->0 ? 'lastChanged' AS sent
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests?last=1')) AS r;
+
+-- 15. 413: the request's rows go again half at a time, not counted as
+-- attempts, the limit doubling back after each 207; a row too large alone
+-- fails by itself and the rest go on
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config',
+                 '{"sap_fsm": {"bearer": "fsm-token", "max_items": 3, "shuffle": false}}');
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'S-' || i AS ext, i AS n FROM generate_series(1, 10) AS i$$,
+                           key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT state, rows_succeeded, rows_failed, last_error FROM bulkops.jobs WHERE id = :job;
+SELECT status, attempts, count(*) FROM bulkops.receipts WHERE job_id = :job GROUP BY 1, 2;
+SELECT n, jsonb_array_length((r->>'body')::jsonb) AS items
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) WITH ORDINALITY AS e(r, n)
+ORDER BY n;
+SELECT (s->'sap_fsm'->>'too_large')::int AS answered_413,
+       s->'sap_fsm'->'max_applications_per_id' AS max_applied
+FROM test.mock('GET', '/_control/stats') AS s;
+SELECT test.mock('POST', '/_control/reset');
+SELECT test.mock('POST', '/_control/config',
+                 '{"sap_fsm": {"bearer": "fsm-token", "too_large_external_ids": ["L-3"]}}');
+SELECT bulkops.bulk_upsert('fsm', $$SELECT 'L-' || i AS ext, i AS n FROM generate_series(1, 6) AS i$$,
+                           key => 'ext') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT state, rows_succeeded, rows_failed FROM bulkops.jobs WHERE id = :job;
+SELECT key, status, attempts, http_status, error_code, error_message
+FROM bulkops.receipts WHERE job_id = :job ORDER BY key;
+SELECT n, jsonb_path_query_array((r->>'body')::jsonb, '$[*].externalId') AS items
+FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) WITH ORDINALITY AS e(r, n)
+ORDER BY n;
 
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');

@@ -84,6 +84,10 @@ UNION ALL
         http_status, error_code, error_message, attempts, updated_at FROM bulkops.receipts);
 SELECT r.operation, j.operation AS jobs_operation, count(*)
 FROM bulkops.receipts r JOIN bulkops.jobs j ON j.id = r.job_id GROUP BY 1, 2;
+-- the columns 1.3 adds before operation are empty for what 1.2 recorded
+SELECT count(*) FILTER (WHERE remote_version IS NOT NULL OR error_fields IS NOT NULL)
+       AS with_new_columns
+FROM bulkops.receipts;
 SELECT batch_no, generation, encode(outcomes, 'hex') AS outcomes,
        encode(answer_of, 'hex') AS answer_of, remote_ids, error_codes, error_messages,
        answer_http, answer_attempts

@@ -24,7 +24,7 @@
 typedef struct AuthKind
 {
 	const char *type;
-	const char *members[3];		/* required secret-or-string members */
+	const char *members[4];		/* required secret-or-string members */
 } AuthKind;
 
 static const AuthKind auth_kinds[] = {
@@ -33,6 +33,8 @@ static const AuthKind auth_kinds[] = {
 	{"header", {"name", "value"}},
 	{"oauth2_client_credentials", {"client_id", "client_secret"}},
 	{"oauth2_jwt", {"client_id", "username"}},
+	{"oauth2_refresh_token", {"client_id", "refresh_token"}},
+	{"oauth2_password", {"client_id", "client_secret", "username", "password"}},
 	{NULL}
 };
 
@@ -46,14 +48,14 @@ find_kind(Jsonb *auth)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("auth must have a \"type\" member"),
-				 errhint("Use one of: bearer, basic, header, oauth2_client_credentials, oauth2_jwt.")));
+				 errhint("Use one of: bearer, basic, header, oauth2_client_credentials, oauth2_jwt, oauth2_refresh_token, oauth2_password.")));
 	for (k = auth_kinds; k->type; k++)
 		if (strcmp(k->type, type) == 0)
 			return k;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unrecognized auth type \"%s\"", type),
-			 errhint("Use one of: bearer, basic, header, oauth2_client_credentials, oauth2_jwt.")));
+			 errhint("Use one of: bearer, basic, header, oauth2_client_credentials, oauth2_jwt, oauth2_refresh_token, oauth2_password.")));
 	return NULL;				/* keep compiler quiet */
 }
 

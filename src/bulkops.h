@@ -184,6 +184,8 @@ extern Jsonb *bulkops_job_options(const char *target, Jsonb *target_options,
 								  const char *url, const char *resource);
 extern Jsonb *bulkops_merge_options(Jsonb *base, Jsonb *over);
 extern int	bulkops_opt_int(Jsonb *options, const char *name, int dflt);
+extern double bulkops_opt_default(const BulkopsDialect *dialect,
+								  const char *name);
 extern double bulkops_opt_real(Jsonb *options, const char *name, double dflt);
 extern bool bulkops_opt_bool(Jsonb *options, const char *name, bool dflt);
 extern char *bulkops_opt_string(Jsonb *options, const char *name,

@@ -184,6 +184,10 @@ extern void bulkops_catalog_close_job(int64 job_id, int64 rows,
 extern void bulkops_catalog_insert_export(int64 job_id, Oid relid,
 										  const char *schema,
 										  const char *table, bytea *query);
+typedef void (*BulkopsVersionFn) (void *arg, const char *key,
+								  const char *version);
+extern void bulkops_catalog_remote_versions(const char *target,
+											BulkopsVersionFn fn, void *arg);
 
 /* ---- backends: targets and grants (catalog_targets.c) ---- */
 

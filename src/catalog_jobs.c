@@ -2,8 +2,9 @@
  *
  * catalog_jobs.c
  *	  Every statement backends run on bulkops' jobs and batches: enqueueing
- *	  a job, reading one as the caller, cancelling one (the worker's are in
- *	  catalog.c, targets and grants in catalog_targets.c).
+ *	  a job, reading one or earlier receipts as the caller, cancelling one
+ *	  (the worker's are in catalog.c, targets and grants in
+ *	  catalog_targets.c).
  *
  * These run in the caller's transaction, after the caller's right to make
  * the change was checked (privileges.c): a statement that writes runs in
@@ -241,5 +242,66 @@ bulkops_catalog_insert_export(int64 job_id, Oid relid, const char *schema,
 	bulkops_leave(&s);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not create query job: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+/* rows fetched at a time from the receipts' cursor */
+#define VERSIONS_FETCH 10000
+
+/*
+ * For a job whose dialect asks for the remote versions of its keys
+ * (BulkopsEncodeTarget.want_versions): call fn for each key of target
+ * whose newest succeeded receipt recorded a remote_version.  Read through
+ * the view bulkops.receipts as the caller, in a safe section: row-level
+ * security decides whose jobs count, and no name resolves through the
+ * caller's search_path.  A key whose newest success recorded none (a
+ * delete) has no version.  Every receipt the target has kept is read once,
+ * as a cursor, so memory holds a fetch at a time besides what fn keeps.
+ */
+void
+bulkops_catalog_remote_versions(const char *target, BulkopsVersionFn fn,
+								void *arg)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	BulkopsSection s;
+	Portal		portal;
+
+	values[0] = CStringGetTextDatum(target);
+	SPI_connect();
+	bulkops_enter_safe(&s);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT key, remote_version FROM ("
+									   "SELECT DISTINCT ON (r.key) r.key, r.remote_version"
+									   " FROM bulkops.receipts r"
+									   " JOIN bulkops.jobs j ON j.id = r.job_id"
+									   " WHERE j.target = $1 AND r.status = 'succeeded'"
+									   " AND r.key IS NOT NULL"
+									   " ORDER BY r.key, r.updated_at DESC, r.job_id DESC,"
+									   " r.row_no DESC) s"
+									   " WHERE remote_version IS NOT NULL",
+									   1, types, values, NULL, true, 0);
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, VERSIONS_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			char	   *key = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
+			char	   *version = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+
+			/* fn copies what it keeps */
+			fn(arg, key, version);
+			pfree(key);
+			pfree(version);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	bulkops_leave(&s);
 	SPI_finish();
 }

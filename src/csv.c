@@ -9,7 +9,8 @@
  * largest record (max_record bytes, max_fields fields), whatever the size
  * of the file.  Records end
  * with LF, CRLF or a bare CR; quoted fields may hold any of them.  A line
- * with nothing on it is skipped.
+ * with nothing on it is skipped.  Fields are separated by a comma, or by
+ * another one-byte delimiter, given or learnt from the first record.
  *
  * Pure functions on the caller's memory (buffers are allocated in the
  * context current at bulkops_csv_reader_init); no catalog access, usable
@@ -40,6 +41,12 @@ static const bool csv_special[256] = {
 bool
 bulkops_csv_field(StringInfo out, const char *s, int len)
 {
+	return bulkops_csv_field_delim(out, s, len, ',');
+}
+
+bool
+bulkops_csv_field_delim(StringInfo out, const char *s, int len, char delim)
+{
 	const unsigned char *p = (const unsigned char *) s;
 	const unsigned char *end = p + len;
 	const char *q;
@@ -56,7 +63,8 @@ bulkops_csv_field(StringInfo out, const char *s, int len)
 	}
 	while (p < end && !csv_special[*p])
 		p++;
-	if (p == end)
+	/* another delimiter than a comma needs quoting too */
+	if (p == end && (delim == ',' || memchr(s, delim, len) == NULL))
 	{
 		bulkops_append_bytes(out, s, len);
 		return true;
@@ -84,7 +92,7 @@ bulkops_csv_field(StringInfo out, const char *s, int len)
 typedef enum CsvState
 {
 	CSV_RECORD_START,			/* nothing of a record read yet */
-	CSV_FIELD_START,			/* after a comma, or at a record's start */
+	CSV_FIELD_START,			/* after a delimiter, or at a record's start */
 	CSV_UNQUOTED,
 	CSV_QUOTED,
 	CSV_QUOTE,					/* a quote inside a quoted field: its end, or
@@ -92,10 +100,19 @@ typedef enum CsvState
 	CSV_AFTER_CR				/* a record ended at CR; an LF may follow */
 } CsvState;
 
-/* what ends a run of plain bytes in an unquoted field */
-static const bool unquoted_stop[256] = {
-	[','] = true,['"'] = true,['\n'] = true,['\r'] = true
-};
+/* What ends a run of plain bytes in an unquoted field of r. */
+static void
+set_stops(BulkopsCsvReader *r)
+{
+	const char *c;
+
+	memset(r->stop, 0, sizeof(r->stop));
+	r->stop['"'] = r->stop['\n'] = r->stop['\r'] = true;
+	r->stop[(unsigned char) r->delim] = true;
+	if (r->sniff)
+		for (c = BULKOPS_CSV_DELIMITERS; *c; c++)
+			r->stop[(unsigned char) *c] = true;
+}
 
 void
 bulkops_csv_reader_init(BulkopsCsvReader *r, BulkopsCsvRecordFn on_record,
@@ -106,12 +123,23 @@ bulkops_csv_reader_init(BulkopsCsvReader *r, BulkopsCsvRecordFn on_record,
 	r->arg = arg;
 	r->max_record = max_record;
 	r->max_fields = max_fields;
+	r->delim = ',';
+	set_stops(r);
 	r->state = CSV_RECORD_START;
 	initStringInfo(&r->buf);
 	r->maxfields = 16;
 	r->starts = palloc(sizeof(int) * (r->maxfields + 1));
 	r->fields = palloc(sizeof(char *) * r->maxfields);
 	r->lens = palloc(sizeof(int) * r->maxfields);
+}
+
+void
+bulkops_csv_reader_delimiter(BulkopsCsvReader *r, char delim, bool sniff)
+{
+	Assert(delim != '\0' && strchr(BULKOPS_CSV_DELIMITERS, delim) != NULL);
+	r->delim = delim;
+	r->sniff = sniff;
+	set_stops(r);
 }
 
 static void
@@ -165,6 +193,12 @@ end_record(BulkopsCsvReader *r)
 	int			i;
 
 	r->state = CSV_RECORD_START;
+	if (r->sniff)
+	{
+		/* one field only: no delimiter to learn */
+		r->sniff = false;
+		set_stops(r);
+	}
 	/* a line with nothing on it is no record */
 	if (r->nfields == 1 && r->lens[0] == 0 && !r->quoted)
 		return;
@@ -174,16 +208,28 @@ end_record(BulkopsCsvReader *r)
 	r->on_record(r->arg, r->nfields, r->fields, r->lens);
 }
 
-/* A field ends at c if it is a comma, LF or CR; false for any other byte. */
+/*
+ * A field ends at c if it is the delimiter (while sniffing, any of them),
+ * LF or CR; false for any other byte.
+ */
 static bool
 end_at(BulkopsCsvReader *r, char c)
 {
+	if (c == r->delim ||
+		(r->sniff && c != '\0' && strchr(BULKOPS_CSV_DELIMITERS, c) != NULL))
+	{
+		if (r->sniff)
+		{
+			r->delim = c;
+			r->sniff = false;
+			set_stops(r);
+		}
+		end_field(r);
+		r->state = CSV_FIELD_START;
+		return true;
+	}
 	switch (c)
 	{
-		case ',':
-			end_field(r);
-			r->state = CSV_FIELD_START;
-			return true;
 		case '\n':
 		case '\r':
 			r->lines++;
@@ -237,7 +283,7 @@ bulkops_csv_feed(BulkopsCsvReader *r, const char *data, size_t len)
 				{
 					const char *q = p;
 
-					while (q < end && !unquoted_stop[(unsigned char) *q])
+					while (q < end && !r->stop[(unsigned char) *q])
 						q++;
 					append_checked(r, p, q - p);
 					p = q;
@@ -291,7 +337,7 @@ bulkops_csv_finish(BulkopsCsvReader *r)
 			malformed(r, "a quoted field is not closed at the end of the file");
 			break;
 		case CSV_FIELD_START:
-			/* a comma was the last byte: one more, empty, field */
+			/* a delimiter was the last byte: one more, empty, field */
 			begin_field(r);
 			/* FALLTHROUGH */
 		case CSV_UNQUOTED:

@@ -18,6 +18,13 @@
  */
 extern bool bulkops_csv_field(StringInfo out, const char *s, int len);
 
+/* The same for records whose fields are separated by delim. */
+extern bool bulkops_csv_field_delim(StringInfo out, const char *s, int len,
+									char delim);
+
+/* The column delimiters a reader may be told to look for (Salesforce's). */
+#define BULKOPS_CSV_DELIMITERS	",\t;|^`"
+
 /*
  * Called once per record read; fields[i] is NUL-terminated and lens[i] its
  * length.  Both arrays belong to the reader and change after the call.
@@ -31,6 +38,11 @@ typedef struct BulkopsCsvReader
 	void	   *arg;
 	int			max_record;		/* bytes one record's fields may hold */
 	int			max_fields;		/* fields one record may have */
+	char		delim;			/* the column delimiter, ',' unless set */
+	bool		sniff;			/* the first record's first delimiter sets
+								 * delim */
+	bool		stop[256];		/* what ends a run of plain bytes in an
+								 * unquoted field */
 	int			state;
 	bool		quoted;			/* the current record has seen a quote */
 	StringInfoData buf;			/* the current record's fields, each followed
@@ -54,6 +66,15 @@ typedef struct BulkopsCsvReader
 extern void bulkops_csv_reader_init(BulkopsCsvReader *r,
 									BulkopsCsvRecordFn on_record, void *arg,
 									int max_record, int max_fields);
+
+/*
+ * Fields separated by delim instead of a comma.  With sniff, the first of
+ * the BULKOPS_CSV_DELIMITERS that ends a field of the first record (a
+ * header row, whose names hold none of them) becomes the delimiter; a
+ * first record of one field leaves it delim.
+ */
+extern void bulkops_csv_reader_delimiter(BulkopsCsvReader *r, char delim,
+										 bool sniff);
 
 /* Read data[0..len); raises ERROR on malformed CSV. */
 extern void bulkops_csv_feed(BulkopsCsvReader *r, const char *data,

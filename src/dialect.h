@@ -66,6 +66,12 @@ typedef struct BulkopsOutcome
 	char	   *remote_id;		/* may be NULL */
 	char	   *error_code;		/* may be NULL */
 	char	   *error_message;	/* may be NULL */
+	char	   *remote_version; /* may be NULL: the version the remote object
+								 * has after this write, as the answer gave it
+								 * (SAP FSM's lastChanged), for a later push's
+								 * optimistic locking */
+	char	   *error_fields;	/* may be NULL: the fields the error is about,
+								 * separated by commas */
 } BulkopsOutcome;
 
 /*
@@ -83,6 +89,15 @@ typedef struct BulkopsEncodeTarget
 								 * each encode_row; NULL without a key */
 	StringInfo	prologue;		/* begin_encode may append what every request
 								 * body of the job starts with (a CSV header) */
+
+	/*
+	 * begin_encode sets want_versions to be told, before each encode_row, the
+	 * remote_version of the current row's key: the one recorded by the newest
+	 * succeeded receipt of the same key and target among those the caller may
+	 * see (enqueue.c), or NULL when there is none.
+	 */
+	bool		want_versions;
+	const char *remote_version;
 } BulkopsEncodeTarget;
 
 /*
@@ -111,7 +126,9 @@ typedef struct BulkopsBatch
 	int			step;
 	const char *remote_id;		/* NULL at step 0 */
 	const char *step_data;		/* the dialect's note kept with (step,
-								 * remote_id), see BulkopsResult; or NULL */
+								 * remote_id), see BulkopsResult; or NULL. At
+								 * step 0, what the last NEXT_RESUBMIT left
+								 * for the next submit, or NULL */
 	bool		stopping;		/* the job was cancelled or timed out: see
 								 * build_abort */
 	const char *progress;		/* the batch's counters as last recorded (see
@@ -188,7 +205,12 @@ typedef struct BulkopsResult
 	char	   *step_data;		/* for NEXT_STEP, optional: what the next
 								 * request needs beyond remote_id (a result
 								 * file's URL), persisted with the step so a
-								 * resumed batch can make that request */
+								 * resumed batch can make that request; for
+								 * NEXT_RESUBMIT, optional: a note the next
+								 * submits (step 0) see, kept through their
+								 * retries until the next NEXT_STEP or
+								 * NEXT_RESUBMIT (how many rows a request may
+								 * carry after a 413) */
 	int			delay_ms;		/* for NEXT_STEP and NEXT_RETRY; 0 = default */
 	bool		counts_attempt; /* NEXT_RESUBMIT: does the resend use up an
 								 * attempt? */
@@ -214,6 +236,9 @@ typedef struct BulkopsResult
 								 * numeric counters for this batch (records
 								 * processed, ...); shown summed over the
 								 * job's batches in bulkops.job_progress */
+	char	   *notify;			/* optional: a payload (under 8,000 bytes) to
+								 * NOTIFY on BULKOPS_FEEDBACK_CHANNEL when
+								 * this result is stored */
 	bool		limited;		/* NEXT_RETRY: the remote side refused the
 								 * request for a rate or usage limit and
 								 * applied nothing; repeat it after delay_ms
@@ -225,6 +250,9 @@ typedef struct BulkopsResult
 } BulkopsResult;
 
 typedef struct BulkopsOptionDef BulkopsOptionDef;
+
+/* where BulkopsResult.notify goes: LISTEN bulkops_feedback */
+#define BULKOPS_FEEDBACK_CHANNEL "bulkops_feedback"
 
 typedef struct BulkopsDialect
 {

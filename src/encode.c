@@ -311,6 +311,22 @@ bulkops_encoder_attname(BulkopsEncoder *enc, int att)
 	return enc->cols[att].name;
 }
 
+bool
+bulkops_encoder_is_flat(BulkopsEncoder *enc, int att)
+{
+	switch (enc->cols[att].type.category)
+	{
+		case BJC_JSON:
+		case BJC_JSONB:
+		case BJC_ARRAY:
+		case BJC_COMPOSITE:
+		case BJC_BYTEA:
+			return false;
+		default:
+			return true;
+	}
+}
+
 int
 bulkops_encoder_find(BulkopsEncoder *enc, const char *name)
 {

@@ -25,6 +25,12 @@ extern BulkopsEncoder *bulkops_encoder_create(TupleDesc tupdesc,
 extern int	bulkops_encoder_natts(BulkopsEncoder *enc);
 extern const char *bulkops_encoder_attname(BulkopsEncoder *enc, int att);
 
+/*
+ * Whether a column's values are one plain value each (not an array, json,
+ * a composite or bytea): text, a number, a boolean, a date or a timestamp.
+ */
+extern bool bulkops_encoder_is_flat(BulkopsEncoder *enc, int att);
+
 /* index of a (non-dropped) column by exact name, or -1 */
 extern int	bulkops_encoder_find(BulkopsEncoder *enc, const char *name);
 
@@ -48,14 +54,23 @@ extern char *bulkops_encode_text(BulkopsEncoder *enc, int att, Datum value);
 #define BULKOPS_CSV_NOT_UTF8	2	/* a bytea that is not UTF-8 text */
 
 /*
- * Append one CSV record (RFC 4180, UTF-8, ended by LF) of the columns
- * cols[0..ncols), in that order; NULLs are written as null_text.  Returns
+ * Append one CSV record (RFC 4180, UTF-8, its fields separated by delim and
+ * ended by eol) of the columns cols[0..ncols), in that order; NULLs are
+ * written as null_text.  Returns
  * -1, or the column whose value could not be written (*problem says why;
  * out then holds part of the record).  See encode.c for each type's form.
  */
 extern int	bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values,
 									  bool *nulls, const int *cols, int ncols,
-									  const char *null_text, StringInfo out,
+									  const char *null_text, char delim,
+									  const char *eol, StringInfo out,
 									  int *problem);
+
+/*
+ * Raise the ERROR for source row number row whose column att could not be
+ * written as CSV (problem: what bulkops_encode_csv_record found).
+ */
+extern void bulkops_csv_refuse_row(BulkopsEncoder *enc, int64 row, int att,
+								   int problem) pg_attribute_noreturn();
 
 #endif							/* BULKOPS_ENCODE_H */

@@ -43,7 +43,7 @@ csv_text(BulkopsEncoder *enc, const char *s, int len, StringInfo out)
 			len = strlen(c);
 		}
 	}
-	return bulkops_csv_field(out, s, len);
+	return bulkops_csv_field_delim(out, s, len, enc->csv_delim);
 }
 
 static void
@@ -202,7 +202,7 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 				if (!quote)
 					bulkops_append_bytes(out, s, len);
 				else
-					(void) bulkops_csv_field(out, s, len);
+					(void) bulkops_csv_field_delim(out, s, len, enc->csv_delim);
 				return 0;
 			}
 		default:
@@ -246,14 +246,29 @@ csv_value(BulkopsEncoder *enc, BulkopsTypeInfo *ti, Datum value, bool quote,
 	return 0;
 }
 
+void
+bulkops_csv_refuse_row(BulkopsEncoder *enc, int64 row, int att, int problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+			 errmsg("row " INT64_FORMAT " of the source cannot be sent as CSV", row),
+			 errdetail("Column \"%s\" holds %s.", bulkops_encoder_attname(enc, att),
+					   problem == BULKOPS_CSV_NUL ? "a NUL byte"
+					   : "bytes that are not valid UTF-8"),
+			 errhint("Remove or replace those bytes in the source query.")));
+	pg_unreachable();
+}
+
 int
 bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 						  const int *cols, int ncols, const char *null_text,
-						  StringInfo out, int *problem)
+						  char delim, const char *eol, StringInfo out,
+						  int *problem)
 {
 	int			null_len = strlen(null_text);
 	int			i;
 
+	enc->csv_delim = delim;
 	for (i = 0; i < ncols; i++)
 	{
 		int			att = cols[i];
@@ -261,7 +276,7 @@ bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 
 		Assert(att >= 0 && att < enc->natts && enc->cols[att].name != NULL);
 		if (i > 0)
-			bulkops_append_char(out, ',');
+			bulkops_append_char(out, delim);
 		if (nulls[att])
 		{
 			bulkops_append_bytes(out, null_text, null_len);
@@ -274,6 +289,6 @@ bulkops_encode_csv_record(BulkopsEncoder *enc, Datum *values, bool *nulls,
 			return att;
 		}
 	}
-	bulkops_append_char(out, '\n');
+	appendStringInfoString(out, eol);
 	return -1;
 }

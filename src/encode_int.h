@@ -82,6 +82,7 @@ struct BulkopsEncoder
 	BulkopsColumn *cols;
 	MemoryContext mcxt;
 	bool		to_utf8;		/* CSV text must be converted to UTF-8 */
+	char		csv_delim;		/* the CSV record's column delimiter */
 
 	/*
 	 * Only for the encoder of a nested composite: its row type, the tuple

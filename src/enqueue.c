@@ -21,6 +21,12 @@
  * The job is created with its first batch: a run that sends nothing
  * leaves no job.
  *
+ * A dialect may ask for the remote version of each row's key (SAP FSM's
+ * lastChanged, for optimistic locking across jobs): the versions the
+ * target's earlier receipts recorded, as the caller may see them, are read
+ * once at the job's start into a hash table by key (catalog_jobs.c), whose
+ * size is the target's keys with a version.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -34,7 +40,9 @@
 #include "nodes/parsenodes.h"
 #include "tcop/dest.h"
 #include "utils/array.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -57,7 +65,10 @@ struct BulkopsEnqueue
 	const BulkopsDialect *dialect;
 	BulkopsEncodeTarget target;
 	BulkopsEncoder *enc;
+	const char *target_name;
 	const char *key;
+	HTAB	   *versions;		/* key -> remote version, if the dialect wants
+								 * them */
 	Jsonb	   *options;		/* the job's, merged over its target's */
 	int64		job_id;			/* 0 until its first batch is written */
 	BulkopsBatchWriter *writer;
@@ -153,6 +164,71 @@ refuse:
 			 errhint("Move data changes out of the source query.")));
 }
 
+/* ---- earlier receipts' remote versions, by key ---- */
+
+typedef struct VersionEntry
+{
+	const char *key;			/* the hash key: the pointer, hashed and
+								 * compared as the string it points to */
+	const char *version;
+} VersionEntry;
+
+static uint32
+version_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+version_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
+static void
+add_version(void *arg, const char *key, const char *version)
+{
+	EnqueueState *st = arg;
+	MemoryContext cxt = st->job_cxt;
+	char	   *k = MemoryContextStrdup(cxt, key);
+	VersionEntry *e;
+	bool		found;
+
+	e = hash_search(st->versions, &k, HASH_ENTER, &found);
+	if (!found)
+		e->version = MemoryContextStrdup(cxt, version);
+}
+
+static void
+load_versions(EnqueueState *st)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(VersionEntry);
+	ctl.hash = version_hash;
+	ctl.match = version_match;
+	ctl.hcxt = st->job_cxt;
+	st->versions = hash_create("bulkops remote versions", 1024, &ctl,
+							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+							   HASH_CONTEXT);
+	bulkops_catalog_remote_versions(st->target_name, add_version, st);
+}
+
+static const char *
+version_of(EnqueueState *st, const char *key)
+{
+	VersionEntry *e;
+
+	if (key == NULL || st->versions == NULL)
+		return NULL;
+	e = hash_search(st->versions, &key, HASH_FIND, NULL);
+	return e ? e->version : NULL;
+}
+
 /* ---- the DestReceiver that sees every source row ---- */
 
 static bool
@@ -185,6 +261,8 @@ enqueue_receive(TupleTableSlot *slot, DestReceiver *self)
 	else
 		st->target.key_text = NULL;
 
+	if (st->versions)
+		st->target.remote_version = version_of(st, st->target.key_text);
 	buf = bulkops_writer_row_begin(st->writer);
 	st->dialect->encode_row(&st->target, st->enc, slot->tts_values,
 							slot->tts_isnull, buf);
@@ -253,6 +331,8 @@ enqueue_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		st->target.prologue = makeStringInfo();
 		st->dialect->begin_encode(&st->target, st->enc);
 	}
+	if (st->target.want_versions)
+		load_versions(st);
 	/* the job's own operation: its prologue is the job's */
 	bulkops_writer_set_op(st->writer, st->target.op, st->target.prologue, false);
 	MemoryContextSwitchTo(old);
@@ -423,6 +503,7 @@ bulkops_enqueue_run(const BulkopsEnqueueSpec *spec, int64 *sent)
 	st.pub.mydest = DestNone;
 	st.dialect = ti.dialect;
 	st.key = spec->key;
+	st.target_name = spec->target;
 	st.target.resource = ti.resource;
 	st.target.op = spec->op;
 	st.target.key = spec->key;
@@ -475,7 +556,7 @@ bulkops_enqueue_writer(const BulkopsDialect *d, Jsonb *options,
 {
 	return bulkops_writer_create(0, d,
 								 batch_limit(options, "batch_size",
-											 bulkops_batch_size,
+											 (int) bulkops_opt_default(d, "batch_size"),
 											 d->max_batch_rows, d),
 								 batch_limit(options, "batch_bytes",
 											 BULKOPS_DEFAULT_BATCH_BYTES,
@@ -561,12 +642,15 @@ bulkops_enqueue_key_row(BulkopsEnqueue *st, BulkopsOp op, const char *key,
 			st->key_target.prologue = makeStringInfo();
 			st->dialect->begin_encode(&st->key_target, st->key_enc);
 		}
+		if (st->key_target.want_versions && st->versions == NULL)
+			load_versions(st);
 		bulkops_writer_set_op(st->writer, op, st->key_target.prologue, true);
 	}
 	MemoryContextReset(st->row_cxt);
 	MemoryContextSwitchTo(st->row_cxt);
 	value = CStringGetTextDatum(key);
 	st->key_target.key_text = key;
+	st->key_target.remote_version = version_of(st, key);
 	buf = bulkops_writer_row_begin(st->writer);
 	st->dialect->encode_row(&st->key_target, st->key_enc, &value, &isnull, buf);
 	bulkops_writer_row_end(st->writer, key, hash, 0);

@@ -1,10 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * oauth.c
- *	  OAuth 2.0 grants for targets: the auth kinds oauth2_client_credentials
- *	  and oauth2_jwt (RFC 7523 JWT bearer grant, signed RS256), checked when
- *	  a target is written, the token request they make and the answer it
- *	  gets.  Keeping tokens is oauth_cache.c's.
+ *	  OAuth 2.0 grants for targets: the auth kinds oauth2_client_credentials,
+ *	  oauth2_jwt (RFC 7523 JWT bearer grant, signed RS256),
+ *	  oauth2_refresh_token (a refresh token obtained once by a person, RFC
+ *	  6749 section 6) and oauth2_password (the resource owner's password,
+ *	  RFC 6749 section 4.3), checked when a target is written, the token
+ *	  request they make and the answer it gets.  Keeping tokens is
+ *	  oauth_cache.c's.
+ *
+ * A refresh token is used as it is stored: an answer that carries a new
+ * one (a provider that rotates them) is not kept, since the worker never
+ * writes a target's auth; rotation must be off for such a client.
  *
  * Nothing here keeps state or opens a transaction; allocations go to
  * CurrentMemoryContext.  No message contains a secret, a key or a token:
@@ -46,6 +53,16 @@ static const OAuthKind oauth_kinds[] = {
 		"oauth2_jwt",
 		{"type", "client_id", "username", "key", "key_file", "token_url",
 		"audience", "scope"}
+	},
+	{
+		"oauth2_refresh_token",
+		{"type", "client_id", "client_secret", "refresh_token", "token_url",
+		"scope"}
+	},
+	{
+		"oauth2_password",
+		{"type", "client_id", "client_secret", "username", "password",
+		"token_url", "scope"}
 	},
 	{NULL}
 };
@@ -192,6 +209,11 @@ bulkops_oauth_validate(Jsonb *auth, const char *type, const BulkopsDialect *d,
 				 errdetail("Dialect \"%s\" has no default token endpoint.",
 						   d->name)));
 	bulkops_check_url(token_url, ERROR, NULL);
+
+	/* optional for a refresh token: a client may be set up without one */
+	if (strcmp(type, "oauth2_refresh_token") == 0 &&
+		bulkops_jsonb_get(auth, "client_secret") != NULL)
+		bulkops_validate_secret(auth, type, "client_secret");
 
 	if (strcmp(type, "oauth2_jwt") == 0)
 	{
@@ -365,16 +387,30 @@ make_jwt(Jsonb *auth, const char *token_url, const char *target)
 	return jwt.data;
 }
 
-/* The token request of auth for target, to send to token_url. */
+/* A secret member as a form parameter, wiped from memory once there. */
+static void
+append_secret_param(StringInfo body, Jsonb *auth, const char *member,
+					const char *target)
+{
+	char	   *secret = bulkops_resolve_secret(auth, member, target, false);
+
+	append_form_param(body, member, secret);
+	explicit_bzero(secret, strlen(secret));
+}
+
+/*
+ * The token request of auth for target, to send to token_url.  The body
+ * holds secrets: it is never logged (http.c logs no request body).
+ */
 void
 bulkops_oauth_request(Jsonb *auth, const char *token_url, const char *target,
 					  BulkopsRequest *req)
 {
 	StringInfo	body = makeStringInfo();
+	const char *type = find_oauth_kind(auth)->type;
 	char	   *scope = string_member(auth, "scope");
-	char	   *secret;
 
-	if (strcmp(find_oauth_kind(auth)->type, "oauth2_jwt") == 0)
+	if (strcmp(type, "oauth2_jwt") == 0)
 	{
 		append_form_param(body, "grant_type",
 						  "urn:ietf:params:oauth:grant-type:jwt-bearer");
@@ -382,12 +418,25 @@ bulkops_oauth_request(Jsonb *auth, const char *token_url, const char *target,
 	}
 	else
 	{
-		append_form_param(body, "grant_type", "client_credentials");
+		if (strcmp(type, "oauth2_refresh_token") == 0)
+			append_form_param(body, "grant_type", "refresh_token");
+		else if (strcmp(type, "oauth2_password") == 0)
+			append_form_param(body, "grant_type", "password");
+		else
+			append_form_param(body, "grant_type", "client_credentials");
 		append_form_param(body, "client_id",
 						  bulkops_resolve_secret(auth, "client_id", target, false));
-		secret = bulkops_resolve_secret(auth, "client_secret", target, false);
-		append_form_param(body, "client_secret", secret);
-		explicit_bzero(secret, strlen(secret));
+		if (strcmp(type, "oauth2_refresh_token") != 0 ||
+			bulkops_jsonb_get(auth, "client_secret") != NULL)
+			append_secret_param(body, auth, "client_secret", target);
+		if (strcmp(type, "oauth2_refresh_token") == 0)
+			append_secret_param(body, auth, "refresh_token", target);
+		else if (strcmp(type, "oauth2_password") == 0)
+		{
+			append_form_param(body, "username",
+							  bulkops_resolve_secret(auth, "username", target, false));
+			append_secret_param(body, auth, "password", target);
+		}
 	}
 	if (scope != NULL)
 		append_form_param(body, "scope", scope);

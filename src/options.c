@@ -105,6 +105,21 @@ find_def(const BulkopsOptionDef *defs, const char *name)
 	return NULL;
 }
 
+/*
+ * The definition of option name for dialect (which may be NULL): the
+ * dialect's own, which may redefine a generic option (its own default),
+ * else the generic one; NULL for an unknown name.
+ */
+static const BulkopsOptionDef *
+lookup_def(const BulkopsDialect *dialect, const char *name)
+{
+	const BulkopsOptionDef *def = NULL;
+
+	if (dialect)
+		def = find_def(dialect->options, name);
+	return def ? def : find_def(generic_options, name);
+}
+
 static char *
 known_names(const BulkopsDialect *dialect)
 {
@@ -115,8 +130,22 @@ known_names(const BulkopsDialect *dialect)
 	for (d = generic_options; d->name; d++)
 		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", d->name);
 	for (d = dialect ? dialect->options : NULL; d && d->name; d++)
-		appendStringInfo(&buf, ", %s", d->name);
+		if (find_def(generic_options, d->name) == NULL)
+			appendStringInfo(&buf, ", %s", d->name);
 	return buf.data;
+}
+
+/*
+ * The default of a numeric option for dialect, where neither target nor
+ * job sets it (batch_size: the dialect's own, else bulkops.batch_size).
+ */
+double
+bulkops_opt_default(const BulkopsDialect *dialect, const char *name)
+{
+	const BulkopsOptionDef *def = lookup_def(dialect, name);
+
+	Assert(def != NULL && (def->type == BULKOPS_OPT_INT || def->type == BULKOPS_OPT_REAL));
+	return def->dflt_setting ? *def->dflt_setting * def->dflt : def->dflt;
 }
 
 static void
@@ -397,9 +426,7 @@ check_options(Jsonb *options, const BulkopsDialect *dialect, const char *what,
 			continue;
 		name = pnstrdup(v.val.string.val, v.val.string.len);
 		tok = JsonbIteratorNext(&it, &val, true);
-		def = find_def(generic_options, name);
-		if (def == NULL && dialect)
-			def = find_def(dialect->options, name);
+		def = lookup_def(dialect, name);
 		if (def == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

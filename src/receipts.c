@@ -24,6 +24,11 @@
  *					 one entry per answer: its HTTP status (NULL: none), the
  *					 batch's attempts then, when, and the error code and
  *					 message all its rows share (NULL: none shared)
+ *	 remote_versions text[]: NULL, or one per row: the version the remote
+ *					 object has after the row's write, where the answer
+ *					 gave one (SAP FSM's lastChanged)
+ *	 error_fields	 text[]: NULL, or one per row: the fields its error is
+ *					 about, separated by commas (shown as a text[])
  *
  * A row has exactly one receipt by construction: one slot per row, and a
  * slot is written only while it is 0.  Keys stay in the batch's own keys
@@ -61,12 +66,12 @@ static const char *const status_names[] = {
 const char *const bulkops_receipt_columns[BULKOPS_RECEIPT_NCOLUMNS] = {
 	"outcomes", "answer_of", "remote_ids", "error_codes", "error_messages",
 	"answer_http", "answer_attempts", "answer_at", "answer_codes",
-	"answer_messages"
+	"answer_messages", "remote_versions", "error_fields"
 };
 const Oid	bulkops_receipt_types[BULKOPS_RECEIPT_NCOLUMNS] = {
 	BYTEAOID, BYTEAOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID
 };
 
 static void grow_answers(BulkopsReceiptSet *set, int max);
@@ -206,6 +211,10 @@ bulkops_receipts_from_row(int nrows, HeapTuple row, TupleDesc desc)
 	set->error_codes = row_texts(d, isnull, nrows);
 	d = SPI_getbinval(row, desc, getcol(desc, "error_messages"), &isnull);
 	set->error_messages = row_texts(d, isnull, nrows);
+	d = SPI_getbinval(row, desc, getcol(desc, "remote_versions"), &isnull);
+	set->remote_versions = row_texts(d, isnull, nrows);
+	d = SPI_getbinval(row, desc, getcol(desc, "error_fields"), &isnull);
+	set->error_fields = row_texts(d, isnull, nrows);
 
 	/* every answer has its attempts; its other arrays may be NULL */
 	d = SPI_getbinval(row, desc, getcol(desc, "answer_attempts"), &isnull);
@@ -366,6 +375,16 @@ bulkops_receipts_add(BulkopsReceiptSet *set, const char *const *keys,
 			set->error_messages = row_array(set, set->error_messages);
 			set->error_messages[row] = pstrdup(bulkops_clean_text(o->error_message, 8192));
 		}
+		if (o->remote_version)
+		{
+			set->remote_versions = row_array(set, set->remote_versions);
+			set->remote_versions[row] = pstrdup(bulkops_clean_text(o->remote_version, 8192));
+		}
+		if (o->error_fields)
+		{
+			set->error_fields = row_array(set, set->error_fields);
+			set->error_fields[row] = pstrdup(bulkops_clean_text(o->error_fields, 8192));
+		}
 		set->flags[row] = f;
 		set->answer_of[row] = (uint16) answer;
 		counts[o->status]++;
@@ -473,6 +492,8 @@ bulkops_receipts_datums(const BulkopsReceiptSet *set, Datum *values,
 												8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[8] = text_array_datum(set->answer_codes, set->nanswers, &nulls[8]);
 	values[9] = text_array_datum(set->answer_messages, set->nanswers, &nulls[9]);
+	values[10] = text_array_datum(set->remote_versions, set->nrows, &nulls[10]);
+	values[11] = text_array_datum(set->error_fields, set->nrows, &nulls[11]);
 }
 
 /* ---- bulkops._receipts(): the rows of one batch's receipts ---- */
@@ -484,7 +505,7 @@ arg_texts(FunctionCallInfo fcinfo, int n, Datum **elems, bool **nulls, int *coun
 	*count = 0;
 	*elems = NULL;
 	*nulls = NULL;
-	if (PG_ARGISNULL(n))
+	if (n >= PG_NARGS() || PG_ARGISNULL(n))
 		return;
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(n), TEXTOID, -1, false,
 					  TYPALIGN_INT, elems, nulls, count);
@@ -500,13 +521,34 @@ elem(Datum *elems, bool *nulls, int count, int i, Datum *out)
 	return true;
 }
 
+/* A row's error fields, "a,b" as stored, as the text[] {a,b}. */
+static Datum
+fields_datum(Datum stored)
+{
+	char	   *s = TextDatumGetCString(stored);
+	List	   *names = NIL;
+	Datum	   *elems;
+	ListCell   *lc;
+	char	   *p;
+	int			i = 0;
+
+	for (p = strtok(s, ","); p != NULL; p = strtok(NULL, ","))
+		names = lappend(names, p);
+	elems = palloc(sizeof(Datum) * Max(list_length(names), 1));
+	foreach(lc, names)
+		elems[i++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
 /*
  * bulkops._receipts(first_row, keys, outcomes, answer_of, remote_ids,
  * error_codes, error_messages, answer_http, answer_attempts, answer_at,
- * answer_codes, answer_messages): a row for each of the batch's rows that
- * has a receipt (row_no, key, status, remote_id, created, http_status,
- * error_code, error_message, attempts, updated_at).  The view
- * bulkops.receipts calls it with a batch's columns.
+ * answer_codes, answer_messages, remote_versions, error_fields): a row for
+ * each of the batch's rows that has a receipt (row_no, key, status,
+ * remote_id, created, http_status, error_code, error_message, attempts,
+ * updated_at, remote_version, error_fields).  The view bulkops.receipts
+ * calls it with a batch's columns.
  */
 PG_FUNCTION_INFO_V1(bulkops_receipts_sql);
 Datum
@@ -520,18 +562,24 @@ bulkops_receipts_sql(PG_FUNCTION_ARGS)
 	int			nrows;
 	int			naof = 0;
 	Datum	   *keys,
+			   *vers,
+			   *flds,
 			   *rids,
 			   *codes,
 			   *msgs,
 			   *acodes,
 			   *amsgs;
 	bool	   *keyn,
+			   *vern,
+			   *fldn,
 			   *ridn,
 			   *coden,
 			   *msgn,
 			   *acoden,
 			   *amsgn;
 	int			nkeys,
+				nvers,
+				nflds,
 				nrids,
 				ncodes,
 				nmsgs,
@@ -564,6 +612,8 @@ bulkops_receipts_sql(PG_FUNCTION_ARGS)
 	arg_texts(fcinfo, 6, &msgs, &msgn, &nmsgs);
 	arg_texts(fcinfo, 10, &acodes, &acoden, &nacodes);
 	arg_texts(fcinfo, 11, &amsgs, &amsgn, &namsgs);
+	arg_texts(fcinfo, 12, &vers, &vern, &nvers);
+	arg_texts(fcinfo, 13, &flds, &fldn, &nflds);
 	/* every answer has its attempts */
 	nanswers = PG_ARGISNULL(8) ? 0 :
 		ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(8)),
@@ -579,8 +629,8 @@ bulkops_receipts_sql(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < nrows; i++)
 	{
-		Datum		values[10];
-		bool		nulls[10];
+		Datum		values[12];
+		bool		nulls[12];
 		uint8		f = flags[i];
 		int			status = (f & FLAG_STATUS_MASK);
 		int			a = (i < naof) ? (aof[2 * i] | (aof[2 * i + 1] << 8)) : 0;
@@ -624,6 +674,12 @@ bulkops_receipts_sql(PG_FUNCTION_ARGS)
 		{
 			values[9] = TimestampTzGetDatum(at[a]);
 			nulls[9] = false;
+		}
+		nulls[10] = !elem(vers, vern, nvers, i, &values[10]);
+		if (elem(flds, fldn, nflds, i, &values[11]))
+		{
+			values[11] = fields_datum(values[11]);
+			nulls[11] = false;
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

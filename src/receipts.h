@@ -21,8 +21,9 @@
  */
 #define BULKOPS_RECEIPT_COLUMNS \
 	"outcomes, answer_of, remote_ids, error_codes, error_messages, " \
-	"answer_http, answer_attempts, answer_at, answer_codes, answer_messages"
-#define BULKOPS_RECEIPT_NCOLUMNS 10
+	"answer_http, answer_attempts, answer_at, answer_codes, answer_messages, " \
+	"remote_versions, error_fields"
+#define BULKOPS_RECEIPT_NCOLUMNS 12
 /*
  * The status one byte of bulkops.batches.outcomes says (a
  * BulkopsRowStatus), or -1 when the row has no receipt yet.
@@ -48,6 +49,8 @@ typedef struct BulkopsReceiptSet
 	char	  **remote_ids;		/* NULL, or nrows entries */
 	char	  **error_codes;	/* NULL, or nrows entries */
 	char	  **error_messages; /* NULL, or nrows entries */
+	char	  **remote_versions;	/* NULL, or nrows entries */
+	char	  **error_fields;	/* NULL, or nrows entries */
 	int			nanswers;
 	int			maxanswers;
 	int32	   *answer_http;	/* 0: none */

@@ -40,6 +40,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -163,6 +164,9 @@ apply_result(Work *w, BulkopsResult *res)
 	if (res->progress)
 		bulkops_catalog_save_progress(w->batch.job_id, w->batch.batch_no,
 									  w->generation, res->progress);
+	/* sent at commit, with what it tells of */
+	if (res->notify)
+		Async_Notify(BULKOPS_FEEDBACK_CHANNEL, res->notify);
 
 	switch (res->next)
 	{
@@ -331,6 +335,8 @@ copy_result(const BulkopsResult *res, MemoryContext cxt)
 		o->remote_id = dup_or_null(o->remote_id);
 		o->error_code = dup_or_null(o->error_code);
 		o->error_message = dup_or_null(o->error_message);
+		o->remote_version = dup_or_null(o->remote_version);
+		o->error_fields = dup_or_null(o->error_fields);
 		c->outcomes = lappend(c->outcomes, o);
 	}
 	c->remote_id = dup_or_null(res->remote_id);
@@ -338,6 +344,7 @@ copy_result(const BulkopsResult *res, MemoryContext cxt)
 	c->error = dup_or_null(res->error);
 	c->error_code = dup_or_null(res->error_code);
 	c->progress = dup_or_null(res->progress);
+	c->notify = dup_or_null(res->notify);
 	c->memo = NULL;				/* plan_next took it */
 	MemoryContextSwitchTo(old);
 	return c;

@@ -854,7 +854,8 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 				w->maybe_applied = true;
 			w->batch.step = 0;
 			w->batch.remote_id = NULL;
-			w->batch.step_data = NULL;
+			/* the dialect's note for the submits to come (dialect.h) */
+			w->batch.step_data = res->step_data ? pstrdup(res->step_data) : NULL;
 			set_memo(w, NULL);
 			if (res->counts_attempt)
 			{

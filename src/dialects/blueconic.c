@@ -84,6 +84,7 @@ typedef struct BlueconicEncodeState
 	char	   *head;			/* "groupId": or "profileId": */
 	char	   *tail;			/* ,"groupTypeId":..,"strategy":".." */
 	char	  **prop_head;		/* per column: {"id":"<name>","values": */
+	char	  **prop_tail;		/* per column: ],"strategy":"<strategy>"} */
 	StringInfo	scratch;		/* one column's JSON encoding */
 } BlueconicEncodeState;
 
@@ -94,9 +95,21 @@ static const BulkopsOptionDef blueconic_options[] = {
 	/* creates what does not exist yet, where UPDATE only changes */
 	{"create_missing", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
 	.dflt = 0},
-	/* a LOG line per answer, about the job's own rows */
+	/* a LOG line and a NOTIFY per answer, about the job's own rows */
 	{"feedback", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 0},
+	/* how each column changes its property: no more than sending values */
+	{"property_strategies", BULKOPS_OPT_OBJECT, 0, 0, BULKOPS_JOB_ANY},
 	{NULL}
+};
+
+/*
+ * The property strategies a column may be given (SET the default).  Each
+ * leaves the same state however often an entry is applied, which retries
+ * and resending after a crash rely on; INCREMENT would not (it would count
+ * a row twice), so it is refused.
+ */
+static const char *const blueconic_prop_strategies[] = {
+	"SET", "ADD", "SET_IF_EMPTY", "REMOVE"
 };
 
 /* ---- options, checked at create_target, alter_target and enqueue ---- */
@@ -105,6 +118,49 @@ static bool
 is_groups(const char *resource)
 {
 	return strcmp(resource, "groups") == 0;
+}
+
+/* Option property_strategies: {"column": "ADD", ...}. */
+static void
+check_strategies(Jsonb *options)
+{
+	JsonbValue *opt = bulkops_jsonb_get(options, "property_strategies");
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (opt == NULL)
+		return;
+	it = JsonbIteratorInit(opt->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *column;
+		char	   *strategy;
+		int			i;
+
+		if (tok != WJB_KEY)
+			continue;
+		column = pnstrdup(v.val.string.val, v.val.string.len);
+		(void) JsonbIteratorNext(&it, &v, true);
+		strategy = v.type == jbvString
+			? pnstrdup(v.val.string.val, v.val.string.len) : "";
+		for (i = 0; i < lengthof(blueconic_prop_strategies); i++)
+			if (strcmp(strategy, blueconic_prop_strategies[i]) == 0)
+				break;
+		if (strcmp(strategy, "INCREMENT") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("blueconic property strategy INCREMENT is not supported (column \"%s\")",
+							column),
+					 errdetail("A request whose answer is lost, or that a crash interrupts, is sent again, and INCREMENT would then count its rows twice."),
+					 errhint("Compute the total in the source query and send it with SET.")));
+		if (i == lengthof(blueconic_prop_strategies))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("blueconic option \"property_strategies\" gives column \"%s\" an unknown strategy",
+							column),
+					 errhint("Use SET, ADD, SET_IF_EMPTY or REMOVE.")));
+	}
 }
 
 static void
@@ -130,6 +186,7 @@ check_target(const char *resource, Jsonb *options)
 				 errmsg("blueconic option \"group_type_id\" applies to resource \"groups\" only")));
 	if (type != NULL)
 		bulkops_check_identifier("blueconic", "group_type_id", type);
+	check_strategies(options);
 }
 
 static void
@@ -148,11 +205,52 @@ strategy_name(BulkopsOp op, Jsonb *options)
 	return bulkops_opt_bool(options, "create_missing", false) ? "UPSERT" : "UPDATE";
 }
 
+/*
+ * Every column property_strategies names must be a property the job sends:
+ * a misspelt name would otherwise quietly leave its column on SET.
+ */
+static void
+check_strategy_columns(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
+					   Jsonb *strategies)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (strategies == NULL)
+		return;
+	it = JsonbIteratorInit(&strategies->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *column;
+		int			i;
+
+		if (tok != WJB_KEY)
+			continue;
+		column = pnstrdup(v.val.string.val, v.val.string.len);
+		for (i = 0; i < bulkops_encoder_natts(enc); i++)
+		{
+			const char *name = bulkops_encoder_attname(enc, i);
+
+			if (name != NULL && i != target->key_att && strcmp(name, column) == 0)
+				break;
+		}
+		if (i == bulkops_encoder_natts(enc) && target->op != BULKOPS_OP_DELETE)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("blueconic option \"property_strategies\" names \"%s\", which is not a property the source sends",
+							column),
+					 errhint("Name a source column other than the key.")));
+	}
+}
+
 static void
 blueconic_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 {
 	BlueconicEncodeState *st = palloc0(sizeof(BlueconicEncodeState));
 	int			natts = bulkops_encoder_natts(enc);
+	JsonbValue *opt = bulkops_jsonb_get(target->options, "property_strategies");
+	Jsonb	   *strategies = opt ? JsonbValueToJsonb(opt) : NULL;
 	StringInfoData buf;
 	int			i;
 
@@ -171,6 +269,7 @@ blueconic_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	st->tail = buf.data;
 
 	st->prop_head = palloc0(sizeof(char *) * Max(natts, 1));
+	st->prop_tail = palloc0(sizeof(char *) * Max(natts, 1));
 	for (i = 0; i < natts; i++)
 	{
 		const char *name = bulkops_encoder_attname(enc, i);
@@ -182,7 +281,10 @@ blueconic_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 		bulkops_json_string(&buf, name, strlen(name));
 		appendStringInfoString(&buf, ",\"values\":");
 		st->prop_head[i] = buf.data;
+		st->prop_tail[i] = psprintf("],\"strategy\":\"%s\"}",
+									bulkops_opt_string(strategies, name, "SET"));
 	}
+	check_strategy_columns(target, enc, strategies);
 	st->scratch = makeStringInfo();
 	target->private = st;
 }
@@ -255,7 +357,7 @@ append_values(StringInfo out, const char *p, const char *end, bool *first)
 		return Min(p + 1, end);
 	}
 	if (*p == 'n')
-		return Min(p + 4, end);	/* null: no value */
+		return Min(p + 4, end); /* null: no value */
 
 	if (!*first)
 		appendStringInfoChar(out, ',');
@@ -317,7 +419,7 @@ blueconic_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
 				append_values(out, st->scratch->data,
 							  st->scratch->data + st->scratch->len, &first);
 			}
-			appendStringInfoString(out, "],\"strategy\":\"SET\"}");
+			appendStringInfoString(out, st->prop_tail[i]);
 		}
 		appendStringInfoChar(out, ']');
 	}
@@ -477,8 +579,8 @@ static char *
 counts_json(BlueconicAnswer *a)
 {
 	Jsonb	   *before = a->batch->progress
-		? bulkops_json_try_parse(a->batch->progress, strlen(a->batch->progress))
-		: NULL;
+	? bulkops_json_try_parse(a->batch->progress, strlen(a->batch->progress))
+	: NULL;
 	StringInfoData buf;
 	int			s;
 
@@ -495,6 +597,34 @@ counts_json(BlueconicAnswer *a)
 							 name, total);
 	}
 	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/*
+ * Option "feedback": this answer's counts as a NOTIFY payload (the SDK's
+ * per-request callback), {"job_id", "batch_no", "status", "entries",
+ * "counts": {state: n}}, a few hundred bytes at most.
+ */
+static char *
+feedback_payload(BlueconicAnswer *a, long status)
+{
+	StringInfoData buf;
+	int			s;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"job_id\":" INT64_FORMAT ",\"batch_no\":%d,\"status\":%ld,"
+					 "\"entries\":%d,\"counts\":{",
+					 a->batch->job_id, a->batch->batch_no, status, a->nanswered);
+	for (s = 0; s <= BLUECONIC_NSTATES; s++)
+		if (a->counts[s] > 0)
+		{
+			appendStringInfo(&buf, "%s\"%s\":%d", first ? "" : ",",
+							 s < BLUECONIC_NSTATES ? blueconic_states[s].name : "OTHER",
+							 a->counts[s]);
+			first = false;
+		}
+	appendStringInfoString(&buf, "}}");
 	return buf.data;
 }
 
@@ -569,6 +699,7 @@ handle_entries(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	if (bulkops_opt_bool(batch->options, "feedback", false))
 	{
 		result->progress = counts_json(&a);
+		result->notify = feedback_payload(&a, resp->status);
 		log_counts(&a, resp->status);
 	}
 	if (resend)

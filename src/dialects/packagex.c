@@ -5,7 +5,9 @@
  *	  docs/protocols/packagex.md).
  *
  * Steps: 0 submits {"resource", "action", "mode", "duplicate_handling",
- * "data": [...]} for the pending rows and gets the batch back; 1 polls
+ * "data": [...]} for the pending rows (with option upload = csv, "data" is
+ * a header row and the rows' CSV records as a base64 data URL; rows are
+ * encoded at enqueue in the job's form) and gets the batch back; 1 polls
  * GET {url}/batches/{id}?include_errors_json=true until the batch is final;
  * 2 fetches the errors file the final answer names.  Its URL, with the
  * final status and reason, is the step's step_data, so a restarted worker
@@ -32,9 +34,11 @@
  */
 #include "postgres.h"
 
+#include "common/base64.h"
 #include "utils/jsonb.h"
 
 #include "bulkops.h"
+#include "csv.h"
 #include "dialect.h"
 #include "packagex.h"
 
@@ -72,13 +76,26 @@ static const BulkopsOptionDef px_options[] = {
 	.dflt_text = "ignore_all"},
 	/* the actions the target's owner allows on each resource */
 	{"resources", BULKOPS_OPT_OBJECT, 0, 0, BULKOPS_JOB_TARGET_ONLY},
+	/* the same items, as a JSON array or as a CSV file */
+	{"upload", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,.dflt_text = "json"},
 	{NULL}
 };
 
 typedef struct PxEncodeState
 {
 	bool	   *omit;			/* the key column: it is sent as "id" */
+	bool		csv;			/* option upload is csv */
+	int		   *cols;			/* csv: the columns after "id", in order */
+	int			ncols;
+	int64		row;			/* csv: rows encoded so far */
 } PxEncodeState;
+
+/* Whether the batch's items go as a CSV file (option upload). */
+bool
+px_upload_csv(Jsonb *options)
+{
+	return strcmp(bulkops_opt_string(options, "upload", "json"), "csv") == 0;
+}
 
 /* ---- options and resources ---- */
 
@@ -250,6 +267,11 @@ px_check_target(const char *resource, Jsonb *options)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("packagex option \"duplicate_handling\" must be \"ignore_all\" or \"use_first\"")));
+	if (!px_upload_csv(options) &&
+		strcmp(bulkops_opt_string(options, "upload", "json"), "json") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("packagex option \"upload\" must be \"json\" or \"csv\"")));
 	actions = px_resource_actions(options, resource);
 	if (actions < 0)
 		ereport(ERROR,
@@ -267,6 +289,9 @@ px_validate_target(const char *url, const char *resource, Jsonb *options)
 }
 
 /* ---- encoding ---- */
+
+static void px_begin_csv(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
+						 PxEncodeState *st);
 
 static void
 px_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
@@ -298,7 +323,68 @@ px_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	st->omit = palloc0(sizeof(bool) * Max(bulkops_encoder_natts(enc), 1));
 	if (target->key_att >= 0)
 		st->omit[target->key_att] = true;
+	st->csv = px_upload_csv(target->options);
 	target->private = st;
+	if (st->csv)
+		px_begin_csv(target, enc, st);
+}
+
+/*
+ * Option upload = csv: the header row ("id", then the other columns) is the
+ * job's prologue.  PackageX documents no CSV form for nested values, so a
+ * column that is not one plain value per row is refused.
+ */
+static void
+px_begin_csv(BulkopsEncodeTarget *target, BulkopsEncoder *enc, PxEncodeState *st)
+{
+	int			natts = bulkops_encoder_natts(enc);
+	int			i;
+
+	st->cols = palloc(sizeof(int) * Max(natts, 1));
+	appendStringInfoString(target->prologue, "id");
+	for (i = 0; i < natts && target->op != BULKOPS_OP_DELETE; i++)
+	{
+		const char *name = bulkops_encoder_attname(enc, i);
+
+		if (name == NULL || i == target->key_att)
+			continue;
+		if (!bulkops_encoder_is_flat(enc, i))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("packagex option \"upload\" = \"csv\" cannot send column \"%s\"", name),
+					 errdetail("Its values are arrays, json, composites or bytea, and PackageX documents no CSV form for them."),
+					 errhint("Send this job with upload \"json\", or turn the column into text in the source query.")));
+		st->cols[st->ncols++] = i;
+		appendStringInfoChar(target->prologue, ',');
+		(void) bulkops_csv_field(target->prologue, name, strlen(name));
+	}
+	appendStringInfoChar(target->prologue, '\n');
+}
+
+/* id, then the other columns, as one CSV record; NULL is an empty field. */
+static void
+px_encode_csv(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
+			  Datum *values, bool *nulls, StringInfo out)
+{
+	PxEncodeState *st = target->private;
+	int			problem = 0;
+	int			bad;
+
+	st->row++;
+	if (!bulkops_csv_field(out, target->key_text, strlen(target->key_text)))
+	{
+		bad = target->key_att;
+		problem = BULKOPS_CSV_NUL;
+	}
+	else
+	{
+		if (st->ncols > 0)
+			appendStringInfoChar(out, ',');
+		bad = bulkops_encode_csv_record(enc, values, nulls, st->cols, st->ncols,
+										"", ',', "\n", out, &problem);
+	}
+	if (unlikely(bad >= 0))
+		bulkops_csv_refuse_row(enc, st->row, bad, problem);
 }
 
 /* {"id": "<key>", <the other columns>}, or {"id": "<key>"} to delete. */
@@ -309,6 +395,11 @@ px_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
 	PxEncodeState *st = target->private;
 	int			start;
 
+	if (st->csv)
+	{
+		px_encode_csv(target, enc, values, nulls, out);
+		return;
+	}
 	appendStringInfoString(out, "{\"id\":");
 	bulkops_json_string(out, target->key_text, strlen(target->key_text));
 	if (target->op == BULKOPS_OP_DELETE)
@@ -376,6 +467,35 @@ px_note_refetch(const BulkopsBatch *batch)
 	return n ? atoi(n) : 0;
 }
 
+/*
+ * ,"data":"data:text/csv;base64,..."} : the header row and the pending rows
+ * as a CSV file in a data URL, the API's documented file upload.
+ */
+static void
+px_append_csv(const BulkopsBatch *batch, StringInfo body)
+{
+	StringInfoData csv;
+	int			i;
+	int			len;
+
+	initStringInfo(&csv);
+	appendBinaryStringInfo(&csv, batch->prologue, batch->prologue_len);
+	for (i = 0; i < batch->nrows; i++)
+		if (batch->pending[i])
+			appendBinaryStringInfo(&csv, batch->body + batch->offsets[i],
+								   batch->offsets[i + 1] - batch->offsets[i]);
+	appendStringInfoString(body, ",\"data\":\"data:text/csv;base64,");
+	len = pg_b64_enc_len(csv.len);
+	enlargeStringInfo(body, len + 3);
+	len = pg_b64_encode(csv.data, csv.len, body->data + body->len, len);
+	if (len < 0)
+		elog(ERROR, "could not encode a batch as base64");
+	body->len += len;
+	body->data[body->len] = '\0';
+	appendStringInfoString(body, "\"}");
+	pfree(csv.data);
+}
+
 static void
 px_build_submit(const BulkopsBatch *batch, BulkopsRequest *req)
 {
@@ -403,6 +523,11 @@ px_build_submit(const BulkopsBatch *batch, BulkopsRequest *req)
 	appendStringInfo(req->body, ",\"action\":\"%s\",\"mode\":\"%s\",\"duplicate_handling\":",
 					 px_action(batch->op), mode);
 	bulkops_json_string(req->body, dup, strlen(dup));
+	if (px_upload_csv(batch->options))
+	{
+		px_append_csv(batch, req->body);
+		return;
+	}
 	appendStringInfoString(req->body, ",\"data\":[");
 	bulkops_append_pending(batch, req->body);
 	appendStringInfoString(req->body, "]}");

@@ -31,7 +31,10 @@
  * - every item's "id" is the row's key, sent as a JSON string;
  * - the phases' "error" counters add up to the rows the errors file lists:
  *   a final batch whose file lists fewer (or that has none) is incomplete,
- *   and its rows are left unknown rather than taken for successes.
+ *   and its rows are left unknown rather than taken for successes;
+ * - "stats" count the items of this request ("overwritten": the items an
+ *   overwrite carried that replaced existing ones), so counts equal to the
+ *   succeeded rows say whether each was created or updated.
  */
 #define PX_MAX_ITEMS		10000
 #define PX_MAX_REFETCH		3
@@ -41,7 +44,8 @@
 #define PX_STEP_POLL	1
 #define PX_STEP_ERRORS	2
 
-/* packagex.c: members of a batch's step_data */
+/* packagex.c: option upload, members of a batch's step_data */
+extern bool px_upload_csv(Jsonb *options);
 extern JsonbValue *px_note(const BulkopsBatch *batch, const char *name);
 extern int	px_note_refetch(const BulkopsBatch *batch);
 

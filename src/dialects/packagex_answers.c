@@ -13,6 +13,7 @@
 #include "utils/jsonb.h"
 
 #include "bulkops.h"
+#include "csv.h"
 #include "dialect.h"
 #include "packagex.h"
 
@@ -136,6 +137,52 @@ px_failed_count(JsonbContainer *b)
 	return (int) Min(total, PG_INT32_MAX);
 }
 
+/* A count of the batch's stats ("created", "updated"), or -1 if it gives none. */
+static int
+px_stat(JsonbContainer *b, const char *name)
+{
+	JsonbValue *v = bulkops_jget(bulkops_jcontainer(bulkops_jget(b, "stats")), name);
+	long		n;
+
+	if (v == NULL || v->type != jbvNumeric)
+		return -1;
+	n = strtol(bulkops_jtext(v), NULL, 10);
+	return n < 0 ? -1 : (int) Min(n, PG_INT32_MAX);
+}
+
+/*
+ * The rows the batch's stats say it changed that existed: "updated", plus
+ * for an overwrite "overwritten" (an item it carried that replaced one); -1
+ * if it does not say.
+ */
+static int
+px_updated(const BulkopsBatch *batch, JsonbContainer *b)
+{
+	int			updated = px_stat(b, "updated");
+	int			overwritten = px_stat(b, "overwritten");
+
+	if (batch->op != BULKOPS_OP_OVERWRITE || updated < 0)
+		return updated;
+	return overwritten < 0 ? -1 : (int) Min((int64) updated + overwritten, PG_INT32_MAX);
+}
+
+/*
+ * Whether the succeeded rows were created (1), updated (0), or either (-1):
+ * the stats count per batch, not per row, so only a batch whose succeeded
+ * rows were all created, or all updated, says it of each row.
+ */
+static int
+px_created(const BulkopsBatch *batch, int created, int updated, int succeeded)
+{
+	if (batch->op == BULKOPS_OP_DELETE || succeeded <= 0 || created < 0 || updated < 0)
+		return -1;
+	if (created == succeeded && updated == 0)
+		return 1;
+	if (updated == succeeded && created == 0)
+		return 0;
+	return -1;
+}
+
 static bool
 px_in_progress(const char *status)
 {
@@ -150,19 +197,32 @@ px_final(const char *status)
 		strcmp(status, "timed_out") == 0 || strcmp(status, "expired") == 0;
 }
 
-/* Was row sent with this id?  Compared as encoded, so exactly. */
+/*
+ * Was row sent with this id?  Compared as encoded, so exactly: the item's
+ * first member, or with upload csv its record's first field.
+ */
 static bool
 px_row_has_id(const BulkopsBatch *batch, int row, const char *id)
 {
 	StringInfoData want;
 	const char *enc = batch->body + batch->offsets[row];
 	int			len = batch->offsets[row + 1] - batch->offsets[row];
+	bool		csv = px_upload_csv(batch->options);
 
 	initStringInfo(&want);
-	appendStringInfoString(&want, "{\"id\":");
-	bulkops_json_string(&want, id, strlen(id));
+	if (csv)
+	{
+		if (!bulkops_csv_field(&want, id, strlen(id)))
+			return false;
+	}
+	else
+	{
+		appendStringInfoString(&want, "{\"id\":");
+		bulkops_json_string(&want, id, strlen(id));
+	}
 	return len > want.len && memcmp(enc, want.data, want.len) == 0 &&
-		(enc[want.len] == ',' || enc[want.len] == '}');
+		(csv ? (enc[want.len] == ',' || enc[want.len] == '\n')
+		 : (enc[want.len] == ',' || enc[want.len] == '}'));
 }
 
 static void
@@ -238,12 +298,13 @@ px_entry_outcome(BulkopsResult *result, int row, JsonbContainer *e)
 /*
  * The batch is final: rows listed in entries (may be NULL) failed; the rest
  * succeeded if it completed, else are resent where that is safe.  counted
- * is how many rows the batch said failed (-1: it did not say).
+ * is how many rows the batch said failed, created and updated its stats
+ * (-1: it did not say).
  */
 static void
 px_settle(const BulkopsBatch *batch, const char *id, const char *status,
 		  const char *reason, JsonbContainer *entries, int counted,
-		  BulkopsResult *result)
+		  int created, int updated, BulkopsResult *result)
 {
 	int		   *rowof = palloc(sizeof(int) * Max(batch->npending, 1));
 	int			nentries = entries ? bulkops_jarray_size(entries) : 0;
@@ -293,7 +354,13 @@ px_settle(const BulkopsBatch *batch, const char *id, const char *status,
 
 	if (strcmp(status, "completed") == 0)
 	{
+		int			before = list_length(result->outcomes);
+		int			made = px_created(batch, created, updated,
+									  batch->npending - nlisted);
+
 		px_settle_rest(batch, result, BULKOPS_ROW_SUCCEEDED, NULL, NULL);
+		for (i = before; i < list_length(result->outcomes); i++)
+			((BulkopsOutcome *) list_nth(result->outcomes, i))->created = made;
 		result->next = BULKOPS_NEXT_DONE;
 		return;
 	}
@@ -308,7 +375,11 @@ px_settle(const BulkopsBatch *batch, const char *id, const char *status,
 		result->next = BULKOPS_NEXT_DONE;
 		return;
 	}
-	/* whatever the batch did is repeated harmlessly: every action is idempotent */
+
+	/*
+	 * whatever the batch did is repeated harmlessly: every action is
+	 * idempotent
+	 */
 	result->next = BULKOPS_NEXT_RESUBMIT;
 	result->counts_attempt = true;
 	result->maybe_applied = true;
@@ -348,7 +419,8 @@ px_read_batch(const BulkopsBatch *batch, JsonbContainer *b, const char *id,
 	}
 	if (no_errors || (polled && url == NULL && !(has && has->type == jbvBool)))
 	{
-		px_settle(batch, id, status, reason, NULL, px_failed_count(b), result);
+		px_settle(batch, id, status, reason, NULL, px_failed_count(b),
+				  px_stat(b, "created"), px_updated(batch, b), result);
 		return;
 	}
 	if (!polled)
@@ -391,7 +463,8 @@ px_read_batch(const BulkopsBatch *batch, JsonbContainer *b, const char *id,
 	}
 	appendStringInfoString(&note, ",\"url\":");
 	bulkops_json_string(&note, url, strlen(url));
-	appendStringInfo(&note, ",\"failed\":%d,\"refetch\":%d}", px_failed_count(b),
+	appendStringInfo(&note, ",\"failed\":%d,\"created\":%d,\"updated\":%d,\"refetch\":%d}",
+					 px_failed_count(b), px_stat(b, "created"), px_updated(batch, b),
 					 px_note_refetch(batch));
 	result->next = BULKOPS_NEXT_STEP;
 	result->step = PX_STEP_ERRORS;
@@ -468,6 +541,8 @@ px_handle_errors_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	char	   *status = bulkops_jtext(px_note(batch, "status"));
 	int			refetch = px_note_refetch(batch);
 	char	   *failed;
+	char	   *created;
+	char	   *updated;
 
 	if ((resp->status == 403 || resp->status == 404 || resp->status == 410) &&
 		refetch < PX_MAX_REFETCH)
@@ -495,7 +570,10 @@ px_handle_errors_file(const BulkopsBatch *batch, const BulkopsResponse *resp,
 		return;
 	}
 	failed = bulkops_jtext(px_note(batch, "failed"));
+	created = bulkops_jtext(px_note(batch, "created"));
+	updated = bulkops_jtext(px_note(batch, "updated"));
 	px_settle(batch, batch->remote_id, status,
 			  bulkops_jtext(px_note(batch, "reason")), root,
-			  failed ? atoi(failed) : -1, result);
+			  failed ? atoi(failed) : -1, created ? atoi(created) : -1,
+			  updated ? atoi(updated) : -1, result);
 }

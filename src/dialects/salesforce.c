@@ -56,6 +56,8 @@ typedef struct SfEncodeState
 	int		   *cols;			/* the source columns sent, in order */
 	int			ncols;
 	const char *null_text;
+	char		delim;			/* column_delimiter */
+	const char *eol;			/* line_ending */
 	int64		row;			/* rows encoded so far */
 } SfEncodeState;
 
@@ -63,6 +65,13 @@ typedef struct SfEncodeState
 
 /* What a job may do with each option (see BulkopsJobRule), and why. */
 static const BulkopsOptionDef sf_options[] = {
+	/*
+	 * rows per job, and so per item of the org's daily batch allocation,
+	 * which Salesforce counts per 10,000 records of a job (see
+	 * SF_DEFAULT_BATCH_SIZE): the generic option with another default
+	 */
+	{"batch_size", BULKOPS_OPT_INT, 1, 1000000, BULKOPS_JOB_AT_MOST,
+	.dflt = SF_DEFAULT_BATCH_SIZE},
 	/* a segment of every request's path: which API the target speaks */
 	{"api_version", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
 	.dflt_text = SF_DEFAULT_API},
@@ -73,6 +82,10 @@ static const BulkopsOptionDef sf_options[] = {
 	/* minutes before a request refused for the org's limits is made again */
 	{"limit_backoff", BULKOPS_OPT_REAL, 0, 1440, BULKOPS_JOB_AT_LEAST,
 	.dflt = SF_DEFAULT_LIMIT_BACKOFF_MIN},
+	/* how the CSV is written: the same records whatever the choice */
+	{"column_delimiter", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,
+	.dflt_text = "COMMA"},
+	{"line_ending", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,.dflt_text = "LF"},
 	/* the fate of the job's own unprocessed rows, within its max_attempts */
 	{"resubmit_unprocessed", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_ANY,.dflt = 1},
 	/* records per page of a query export, each page held in memory */
@@ -92,6 +105,42 @@ static const BulkopsOptionDef sf_options[] = {
 	BULKOPS_EXPORT_OPTIONS,
 	{NULL}
 };
+
+/* Salesforce's names of the column delimiters it takes (columnDelimiter) */
+static const struct
+{
+	const char *name;
+	char		c;
+}			sf_delimiters[] = {
+	{"COMMA", ','}, {"TAB", '\t'}, {"SEMICOLON", ';'}, {"PIPE", '|'},
+	{"CARET", '^'}, {"BACKQUOTE", '`'}
+};
+
+/* The column delimiter options ask for; 0 for a name Salesforce has not. */
+char
+sf_delimiter(Jsonb *options)
+{
+	char	   *name = bulkops_opt_string(options, "column_delimiter", "COMMA");
+	int			i;
+
+	for (i = 0; i < lengthof(sf_delimiters); i++)
+		if (strcmp(sf_delimiters[i].name, name) == 0)
+			return sf_delimiters[i].c;
+	return '\0';
+}
+
+/* The line ending options ask for: "\n", "\r\n", or NULL for another. */
+const char *
+sf_line_ending(Jsonb *options)
+{
+	char	   *name = bulkops_opt_string(options, "line_ending", "LF");
+
+	if (strcmp(name, "LF") == 0)
+		return "\n";
+	if (strcmp(name, "CRLF") == 0)
+		return "\r\n";
+	return NULL;
+}
 
 bool
 sf_all_chars(const char *s, const char *allowed_first, const char *allowed)
@@ -119,6 +168,14 @@ sf_check_options(Jsonb *options)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("salesforce option \"nulls\" must be \"set_null\" or \"keep\"")));
+	if (sf_delimiter(options) == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("salesforce option \"column_delimiter\" must be one of COMMA, TAB, SEMICOLON, PIPE, CARET, BACKQUOTE")));
+	if (sf_line_ending(options) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("salesforce option \"line_ending\" must be \"LF\" or \"CRLF\"")));
 	bulkops_check_export_options(options);
 }
 
@@ -178,6 +235,8 @@ sf_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 
 	st->null_text = strcmp(bulkops_opt_string(target->options, "nulls", "set_null"),
 						   "keep") == 0 ? "" : SF_SET_NULL;
+	st->delim = sf_delimiter(target->options);
+	st->eol = sf_line_ending(target->options);
 	st->cols = palloc(sizeof(int) * Max(natts, 1));
 	for (i = 0; i < natts; i++)
 	{
@@ -208,13 +267,13 @@ sf_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 	{
 		int			att = st->cols[i];
 		const char *name = (id_key && att == target->key_att)
-			? "Id" : bulkops_encoder_attname(enc, att);
+		? "Id" : bulkops_encoder_attname(enc, att);
 
 		if (i > 0)
-			appendStringInfoChar(target->prologue, ',');
-		(void) bulkops_csv_field(target->prologue, name, strlen(name));
+			appendStringInfoChar(target->prologue, st->delim);
+		(void) bulkops_csv_field_delim(target->prologue, name, strlen(name), st->delim);
 	}
-	appendStringInfoChar(target->prologue, '\n');
+	appendStringInfoString(target->prologue, st->eol);
 	target->private = st;
 }
 
@@ -228,15 +287,10 @@ sf_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
 
 	st->row++;
 	bad = bulkops_encode_csv_record(enc, values, nulls, st->cols, st->ncols,
-									st->null_text, out, &problem);
+									st->null_text, st->delim, st->eol, out,
+									&problem);
 	if (unlikely(bad >= 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("row " INT64_FORMAT " of the source cannot be sent as CSV", st->row),
-				 errdetail("Column \"%s\" holds %s.", bulkops_encoder_attname(enc, bad),
-						   problem == BULKOPS_CSV_NUL ? "a NUL byte"
-						   : "bytes that are not valid UTF-8"),
-				 errhint("Remove or replace those bytes in the source query.")));
+		bulkops_csv_refuse_row(enc, st->row, bad, problem);
 }
 
 /* ---- requests ---- */
@@ -305,8 +359,10 @@ build_create(const BulkopsBatch *batch, BulkopsRequest *req)
 		appendStringInfoString(body, ",\"externalIdFieldName\":");
 		bulkops_json_string(body, batch->key, strlen(batch->key));
 	}
-	appendStringInfoString(body, ",\"contentType\":\"CSV\",\"columnDelimiter\":\"COMMA\","
-						   "\"lineEnding\":\"LF\"}");
+	appendStringInfo(body, ",\"contentType\":\"CSV\",\"columnDelimiter\":\"%s\","
+					 "\"lineEnding\":\"%s\"}",
+					 bulkops_opt_string(batch->options, "column_delimiter", "COMMA"),
+					 bulkops_opt_string(batch->options, "line_ending", "LF"));
 	sf_set_json_body(req, "POST", jobs_url(batch), body);
 }
 
@@ -553,9 +609,8 @@ handle_close(const BulkopsBatch *batch, const BulkopsResponse *resp,
 	}
 
 	/*
-	 * A refusal may mean the job was closed already (an answer lost before
-	 * a restart) or aborted, or will never close: the job's state says
-	 * which.
+	 * A refusal may mean the job was closed already (an answer lost before a
+	 * restart) or aborted, or will never close: the job's state says which.
 	 */
 	sf_next_step(batch, result, SF_STEP_POLL, batch->remote_id);
 	if (resp->status >= 300)

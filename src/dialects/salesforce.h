@@ -50,6 +50,16 @@
  * max_records) of about 2.6 kB each.
  */
 #define SF_MAX_PAGE_BYTES	(128 * 1024 * 1024)
+/*
+ * Rows per job unless the target or job says otherwise.  Salesforce
+ * processes a job in internal batches of 10,000 records, and each counts
+ * against the org's 15,000 batches per 24 hours whether it holds 10,000
+ * records or one: jobs of 1,000 rows would spend the allocation ten times
+ * as fast, on ten times the API calls.  One full internal batch per job
+ * wastes none, and keeps a job's upload (8 MB by batch_bytes) and result
+ * files small.
+ */
+#define SF_DEFAULT_BATCH_SIZE 10000
 #define SF_SET_NULL			"#N/A"
 #define SF_DEFAULT_API		"62.0"
 #define SF_DEFAULT_LIMIT_BACKOFF_MIN 10.0
@@ -77,6 +87,8 @@ typedef struct SfStream SfStream;
 extern bool sf_all_chars(const char *s, const char *allowed_first, const char *allowed);
 extern char *sf_error_text(const BulkopsResponse *resp, const char *what);
 extern bool sf_key_is_id(BulkopsOp op);
+extern char sf_delimiter(Jsonb *options);
+extern const char *sf_line_ending(Jsonb *options);
 extern void sf_next_step(const BulkopsBatch *batch, BulkopsResult *result, int step,
 						 const char *remote_id);
 extern char *sf_progress_json(JsonbContainer *root);

@@ -165,6 +165,7 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 	BulkopsCsvReader own;
 	List	   *names = NIL;
 	int			longest = batch->prologue_len;
+	char		delim = sf_delimiter(batch->options);
 	int			i;
 
 	st->batch = batch;
@@ -176,6 +177,7 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 	/* what to match by: the key column, or every column for insert */
 	bulkops_csv_reader_init(&own, own_header, &names, SF_MAX_JOB_BYTES,
 							MaxTupleAttributeNumber);
+	bulkops_csv_reader_delimiter(&own, delim, false);
 	bulkops_csv_feed(&own, batch->prologue, batch->prologue_len);
 	bulkops_csv_finish(&own);
 	st->match_names = palloc(sizeof(char *) * Max(list_length(names), 1));
@@ -205,6 +207,7 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 	st->next = palloc(sizeof(int) * Max(batch->nrows, 1));
 	bulkops_csv_reader_init(&own, own_record, st, SF_MAX_JOB_BYTES,
 							MaxTupleAttributeNumber);
+	bulkops_csv_reader_delimiter(&own, delim, false);
 	for (i = 0; i < batch->nrows; i++)
 	{
 		if (!batch->pending[i])
@@ -221,6 +224,8 @@ sf_make_stream(const BulkopsBatch *batch, int step)
 							Min((int64) longest * 2 + SF_RESULT_EXTRA_BYTES,
 								SF_MAX_JOB_BYTES),
 							list_length(names) + SF_RESULT_EXTRA_FIELDS);
+	/* the files are written with the job's delimiter: their header says */
+	bulkops_csv_reader_delimiter(&st->reader, delim, true);
 	return st;
 }
 
@@ -277,12 +282,50 @@ field_or_null(int col, int nfields, char **fields, int *lens)
 	return pnstrdup(fields[col], lens[col]);
 }
 
-/* "CODE:message" as Salesforce writes sf__Error */
+/*
+ * The fields an error is about, from the end of message: Salesforce ends
+ * sf__Error with ":Field1,Field2 --" (nothing between ':' and " --" when
+ * it names none).  Cuts that end off message; returns the names joined by
+ * commas, or NULL.  A message without that end is left whole.
+ */
+static char *
+split_fields(char *message)
+{
+	int			len = strlen(message);
+	char	   *colon;
+	char	   *p;
+	StringInfoData names;
+
+	if (len < 2 || strcmp(message + len - 2, "--") != 0)
+		return NULL;
+	len -= 2;
+	while (len > 0 && message[len - 1] == ' ')
+		len--;
+	for (colon = message + len - 1; colon >= message && *colon != ':'; colon--)
+		;
+	if (colon < message ||
+		strspn(colon + 1, LETTERS DIGITS "_., ") < message + len - colon - 1)
+		return NULL;
+	initStringInfo(&names);
+	for (p = colon + 1; p < message + len; p++)
+		if (*p != ' ')
+			appendStringInfoChar(&names, *p);
+	while (colon > message && colon[-1] == ' ')
+		colon--;
+	*colon = '\0';
+	return names.len > 0 ? names.data : NULL;
+}
+
+/*
+ * sf__Error as Salesforce writes it, "CODE:message[:fields --]", in its
+ * three parts (see split_fields).
+ */
 static void
-split_error(const char *error, char **code, char **message)
+split_error(const char *error, char **code, char **message, char **fields)
 {
 	const char *colon = error ? strchr(error, ':') : NULL;
 
+	*fields = NULL;
 	if (colon == NULL || colon == error ||
 		strspn(error, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != colon - error)
 	{
@@ -295,6 +338,7 @@ split_error(const char *error, char **code, char **message)
 	while (*colon == ' ')
 		colon++;
 	*message = pstrdup(colon);
+	*fields = split_fields(*message);
 }
 
 static void
@@ -320,9 +364,10 @@ match_record(SfStream *st, int row, int nfields, char **fields, int *lens)
 			{
 				char	   *code;
 				char	   *message;
+				char	   *about;
 
 				split_error(field_or_null(st->col_error, nfields, fields, lens),
-							&code, &message);
+							&code, &message, &about);
 				if (code && strcmp(code, "UNABLE_TO_LOCK_ROW") == 0 &&
 					strcmp(st->memo->state, "Aborted") != 0)
 				{
@@ -337,6 +382,7 @@ match_record(SfStream *st, int row, int nfields, char **fields, int *lens)
 				o->remote_id = field_or_null(st->col_id, nfields, fields, lens);
 				o->error_code = code;
 				o->error_message = message;
+				o->error_fields = about;
 			}
 			break;
 		default:

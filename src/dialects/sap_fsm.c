@@ -16,6 +16,20 @@
  * row of each key only; the others stay pending and go in a follow-up
  * request once the first has its outcome.
  *
+ * A 413 (the request too large) applied nothing: the request's rows are
+ * sent again half at a time, down to one row, which then fails alone.  How
+ * many rows a request may carry is the note a NEXT_RESUBMIT leaves for
+ * step 0 ({"limit": n}, BulkopsBatch.step_data), persisted with the batch,
+ * so a restarted worker goes on from there; after each 207 the limit
+ * doubles again, so one large row costs its neighbours a few requests
+ * only.  No split uses up an attempt: each request settles a row or
+ * halves the next one, so splitting ends.
+ *
+ * The lastChanged an upsert's 207 element gives back is kept in the row's
+ * receipt (remote_version); with option "last_changed" = "from_receipts"
+ * the next push sends it for each key whose source column is absent or
+ * null (enqueue.c finds it), so optimistic locking holds across jobs.
+ *
  * Like every dialect this file knows nothing of tables or the worker loop;
  * it allocates in the caller's memory context.
  *
@@ -45,6 +59,9 @@
 #define SAP_FSM_DEFAULT_CLIENT_ID		"bulkops"
 #define SAP_FSM_DEFAULT_CLIENT_VERSION	BULKOPS_VERSION
 
+/* the most DTOs besides the resource one request may name in "dtos" */
+#define SAP_FSM_MAX_DTOS		32
+
 typedef struct SapFsmEncodeState
 {
 	bool	   *omit;			/* columns not sent as plain members */
@@ -67,8 +84,13 @@ static const BulkopsOptionDef sap_fsm_options[] = {
 	/* PUT replaces whole objects, erasing what PATCH would keep */
 	{"method", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
 	.dflt_text = "PATCH",.safe_text = "PATCH"},
+	/* the versions of other DTOs the objects embed or refer to */
+	{"dto_versions", BULKOPS_OPT_OBJECT, 0, 0, BULKOPS_JOB_TARGET_ONLY},
 	/* overrides the remote side's conflict checks */
 	{"force", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,.dflt = 0},
+	/* where lastChanged comes from; from_receipts only adds checks */
+	{"last_changed", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_ANY,
+	.dflt_text = "column"},
 	/* headers naming the client and the tenant the requests act for */
 	{"client_id", BULKOPS_OPT_STRING, 0, 0, BULKOPS_JOB_TARGET_ONLY,
 	.dflt_text = SAP_FSM_DEFAULT_CLIENT_ID},
@@ -104,24 +126,104 @@ sap_fsm_method(Jsonb *options)
 	return "PATCH";
 }
 
-static void
-check_resource(const char *resource)
+/* A DTO name: a letter followed by letters and digits. */
+static bool
+is_dto_name(const char *name)
 {
 	const char *p;
 
+	if (name[0] == '\0')
+		return false;
+	for (p = name; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			  (p > name && *p >= '0' && *p <= '9')))
+			return false;
+	return true;
+}
+
+static void
+check_resource(const char *resource)
+{
 	if (resource == NULL || resource[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sap_fsm targets need a resource"),
 				 errdetail("The resource names the DTO the rows are, in the path and in \"dtos\"."),
 				 errhint("Pass resource => 'Activity', for example.")));
-	for (p = resource; *p; p++)
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			  (p > resource && *p >= '0' && *p <= '9')))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid sap_fsm resource \"%s\"", resource),
-					 errdetail("A resource is a DTO name: a letter followed by letters and digits.")));
+	if (!is_dto_name(resource))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid sap_fsm resource \"%s\"", resource),
+				 errdetail("A resource is a DTO name: a letter followed by letters and digits.")));
+}
+
+/*
+ * The "dtos" query parameter: the resource's version, then those of option
+ * "dto_versions" ({"Address": 22, ...}), separated by semicolons.  Checked
+ * whole (raises) at create_target, alter_target and enqueue.
+ */
+static char *
+dtos_param(const char *resource, Jsonb *options)
+{
+	JsonbValue *opt = bulkops_jsonb_get(options, "dto_versions");
+	JsonbContainer *map = opt ? bulkops_jcontainer(opt) : NULL;
+	StringInfoData buf;
+	int			n = 0;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s.%d", resource,
+					 bulkops_opt_int(options, "dto_version", 0));
+	if (map)
+	{
+		JsonbIterator *it = JsonbIteratorInit(map);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *name = NULL;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			char	   *version;
+			char	   *end;
+			long		num;
+
+			if (tok == WJB_KEY)
+			{
+				name = pnstrdup(v.val.string.val, v.val.string.len);
+				if (!is_dto_name(name) || strcmp(name, resource) == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("sap_fsm option \"dto_versions\" names an invalid DTO \"%s\"",
+									name),
+							 errdetail("Its names are DTOs other than the resource (whose version is option \"dto_version\"): a letter followed by letters and digits.")));
+				continue;
+			}
+			if (tok != WJB_VALUE)
+				continue;
+			version = (v.type == jbvNumeric) ? bulkops_jtext(&v) : NULL;
+			num = version ? strtol(version, &end, 10) : 0;
+			if (version == NULL || *end != '\0' || num < 1 || num > 100000)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("sap_fsm option \"dto_versions\" gives \"%s\" an invalid version",
+								name),
+						 errdetail("A version is an integer from 1 to 100000."),
+						 errhint("For example: {\"dto_versions\": {\"Address\": 22}}.")));
+			if (++n > SAP_FSM_MAX_DTOS)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("sap_fsm option \"dto_versions\" names more than %d DTOs",
+								SAP_FSM_MAX_DTOS)));
+			appendStringInfo(&buf, ";%s.%ld", name, num);
+		}
+	}
+	return buf.data;
+}
+
+static bool
+last_changed_from_receipts(Jsonb *options)
+{
+	return strcmp(bulkops_opt_string(options, "last_changed", "column"),
+				  "from_receipts") == 0;
 }
 
 static void
@@ -143,6 +245,14 @@ check_options(const char *resource, Jsonb *options)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sap_fsm option \"method\" must be \"PATCH\" or \"PUT\""),
 				 errdetail("PATCH changes the columns sent; PUT replaces whole objects.")));
+	if (bulkops_jsonb_get(options, "dto_versions") != NULL)
+		(void) dtos_param(resource, options);
+	if (!last_changed_from_receipts(options) &&
+		strcmp(bulkops_opt_string(options, "last_changed", "column"), "column") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sap_fsm option \"last_changed\" must be \"column\" or \"from_receipts\""),
+				 errdetail("\"column\" sends the source's lastChanged column; \"from_receipts\" also sends, for rows where that is absent or null, the lastChanged the key's last successful upsert through this target answered.")));
 	/* ids and versions: a line break would add headers of its own */
 	for (i = 0; i < lengthof(sap_fsm_headers); i++)
 	{
@@ -184,7 +294,26 @@ sap_fsm_begin_encode(BulkopsEncodeTarget *target, BulkopsEncoder *enc)
 		st->last_changed_att = -1;
 	if (st->last_changed_att >= 0)
 		st->omit[st->last_changed_att] = true;
+	target->want_versions = last_changed_from_receipts(target->options);
 	target->private = st;
+}
+
+/*
+ * A version an earlier answer gave (a receipt's remote_version): as the
+ * number it was, else, should an answer have given something else, as a
+ * string for the remote side to judge.
+ */
+static void
+append_version(StringInfo out, const char *version)
+{
+	const char *p = version;
+
+	if (*p == '-')
+		p++;
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 19)
+		bulkops_json_string(out, version, strlen(version));
+	else
+		appendStringInfoString(out, version);
 }
 
 static void
@@ -212,11 +341,20 @@ sap_fsm_encode_row(BulkopsEncodeTarget *target, BulkopsEncoder *enc,
 		}
 		out->data[out->len] = '\0';
 	}
-	/* a null lastChanged asks for no check rather than a null one */
+
+	/*
+	 * a null lastChanged asks for no check rather than a null one; with
+	 * "from_receipts", for the check the key's last upsert answered
+	 */
 	if (lc >= 0 && !nulls[lc])
 	{
 		appendStringInfoString(out, ",\"" SAP_FSM_LAST_CHANGED "\":");
 		bulkops_encode_value(enc, lc, values[lc], false, out);
+	}
+	else if (target->remote_version != NULL)
+	{
+		appendStringInfoString(out, ",\"" SAP_FSM_LAST_CHANGED "\":");
+		append_version(out, target->remote_version);
 	}
 	appendStringInfoChar(out, '}');
 }
@@ -270,15 +408,61 @@ row_key(const BulkopsBatch *batch, int i, SapFsmItem *item)
 	item->answered = false;
 }
 
+static int
+item_row_cmp(const void *a, const void *b)
+{
+	const SapFsmItem *x = a;
+	const SapFsmItem *y = b;
+
+	return (x->row > y->row) - (x->row < y->row);
+}
+
 /*
- * The first pending row of each key, sorted by key.  Pending rows do not
- * change while a request is out, so building the request and reading its
- * answer select the same rows.
+ * How many rows a request may carry, as the last 413 left it in the
+ * batch's note for step 0 ({"limit": n, "too_large": m}): 0 for no limit
+ * of our own; *too_large, the fewest rows a request that got a 413
+ * carried since (0: none such).
+ */
+static int
+request_limit(const BulkopsBatch *batch, int *too_large)
+{
+	Jsonb	   *note;
+	char	   *limit;
+	char	   *large;
+
+	*too_large = 0;
+	if (batch->step != 0 || batch->step_data == NULL)
+		return 0;
+	note = bulkops_json_try_parse(batch->step_data, strlen(batch->step_data));
+	if (note == NULL)
+		return 0;
+	limit = bulkops_jtext(bulkops_jget(&note->root, "limit"));
+	large = bulkops_jtext(bulkops_jget(&note->root, "too_large"));
+	*too_large = large ? Max(atoi(large), 0) : 0;
+	return limit ? Max(atoi(limit), 0) : 0;
+}
+
+static char *
+limit_note(int limit, int too_large)
+{
+	if (too_large > 0)
+		return psprintf("{\"limit\":%d,\"too_large\":%d}", limit, too_large);
+	return psprintf("{\"limit\":%d}", limit);
+}
+
+/*
+ * The rows a request carries: the first pending row of each key, the
+ * first limit of them in source order when the batch has a limit, sorted
+ * by key.  Pending rows and the note do not change while a request is
+ * out, so building the request and reading its answer select the same
+ * rows.
  */
 static SapFsmItem *
 select_items(const BulkopsBatch *batch, int *nitems)
 {
 	SapFsmItem *items = palloc(sizeof(SapFsmItem) * Max(batch->nrows, 1));
+	int			too_large;
+	int			limit = request_limit(batch, &too_large);
 	int			n = 0;
 	int			kept = 0;
 	int			i;
@@ -291,6 +475,12 @@ select_items(const BulkopsBatch *batch, int *nitems)
 	for (i = 0; i < n; i++)
 		if (kept == 0 || item_key_cmp(&items[kept - 1], &items[i]) != 0)
 			items[kept++] = items[i];
+	if (limit > 0 && kept > limit)
+	{
+		qsort(items, kept, sizeof(SapFsmItem), item_row_cmp);
+		kept = limit;
+		qsort(items, kept, sizeof(SapFsmItem), item_cmp);
+	}
 	*nitems = kept;
 	return items;
 }
@@ -326,9 +516,9 @@ sap_fsm_build_request(const BulkopsBatch *batch, BulkopsRequest *req)
 		req->url = psprintf("%s/api/data/v4/%s/externalId/bulk%s", batch->url,
 							batch->resource, force ? "?forceDelete=true" : "");
 	else
-		req->url = psprintf("%s/api/data/v4/%s/externalId/bulk?dtos=%s.%d%s",
-							batch->url, batch->resource, batch->resource,
-							bulkops_opt_int(batch->options, "dto_version", 0),
+		req->url = psprintf("%s/api/data/v4/%s/externalId/bulk?dtos=%s%s",
+							batch->url, batch->resource,
+							dtos_param(batch->resource, batch->options),
 							force ? "&forceUpdate=true" : "");
 	for (i = 0; i < lengthof(sap_fsm_headers); i++)
 	{
@@ -445,7 +635,11 @@ read_element(const BulkopsBatch *batch, JsonbContainer *el, const char *member,
 		o = bulkops_outcome(result, item->row, BULKOPS_ROW_SUCCEEDED);
 		o->remote_id = bulkops_jtext(bulkops_jget(obj, "id"));
 		if (batch->op != BULKOPS_OP_DELETE)
+		{
 			o->created = (status == 201) ? 1 : 0;
+			/* what the next write must name to pass the check */
+			o->remote_version = bulkops_jtext(bulkops_jget(obj, SAP_FSM_LAST_CHANGED));
+		}
 	}
 	else if (status >= 400)
 	{
@@ -495,9 +689,59 @@ handle_multi_status(const BulkopsBatch *batch, JsonbContainer *root,
 
 	if (nitems < batch->npending)
 	{
-		/* rows whose key was already in this request go next, on their own */
+		/*
+		 * rows whose key was already in this request, or beyond the limit
+		 * after a 413, go next; the limit doubles again after each 207, up to
+		 * one row less than the smallest request refused since
+		 */
+		int			too_large;
+		int			limit = request_limit(batch, &too_large);
+
 		result->next = BULKOPS_NEXT_RESUBMIT;
 		result->counts_attempt = false;
+		if (limit > 0)
+			result->step_data = limit_note(too_large > 0 ? Min(2 * limit, too_large - 1)
+										   : 2 * limit, too_large);
+	}
+	else
+		result->next = BULKOPS_NEXT_DONE;
+}
+
+/*
+ * 413: the request was too large and applied nothing.  Its rows go again
+ * half as many at a time; a row that is too large alone fails, and the
+ * rows after it go on.  That row explains the refusals that led to it, so
+ * what they taught of the largest request is forgotten.
+ */
+static void
+handle_too_large(const BulkopsBatch *batch, const BulkopsResponse *resp,
+				 JsonbContainer *root, BulkopsResult *result)
+{
+	int			nitems;
+	SapFsmItem *items = select_items(batch, &nitems);
+	char	   *code;
+	char	   *message;
+	BulkopsOutcome *o;
+
+	if (nitems > 1)
+	{
+		result->next = BULKOPS_NEXT_RESUBMIT;
+		result->counts_attempt = false;
+		result->step_data = limit_note(nitems / 2, nitems);
+		result->error = psprintf("HTTP 413 for a request of %d rows: sending them %d at a time",
+								 nitems, nitems / 2);
+		return;
+	}
+	error_fields(root, &code, &message);
+	o = bulkops_outcome(result, items[0].row, BULKOPS_ROW_FAILED);
+	o->error_code = code ? code : pstrdup("413");
+	o->error_message = psprintf("HTTP 413: this row alone is too large for one request%s%s",
+								message ? ": " : "", message ? message : "");
+	if (batch->npending > 1)
+	{
+		result->next = BULKOPS_NEXT_RESUBMIT;
+		result->counts_attempt = false;
+		result->step_data = limit_note(1, 0);
 	}
 	else
 		result->next = BULKOPS_NEXT_DONE;
@@ -529,9 +773,6 @@ handle_other(const BulkopsResponse *resp, JsonbContainer *root,
 	result->error_code = code;
 	result->error = message ? psprintf("HTTP %ld: %s", s, message)
 		: psprintf("HTTP %ld", s);
-	if (s == 413)
-		result->error = psprintf("%s (lower the option batch_size or batch_bytes)",
-								 result->error);
 }
 
 static void
@@ -540,7 +781,9 @@ sap_fsm_handle_response(const BulkopsBatch *batch, const BulkopsResponse *resp,
 {
 	Jsonb	   *jb = bulkops_json_try_parse(resp->body, resp->len);
 
-	if (resp->status != 207)
+	if (resp->status == 413)
+		handle_too_large(batch, resp, jb ? &jb->root : NULL, result);
+	else if (resp->status != 207)
 		handle_other(resp, jb ? &jb->root : NULL, result);
 	else if (jb == NULL)
 	{

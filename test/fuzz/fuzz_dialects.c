@@ -35,7 +35,7 @@
  * current step, after build_request (and build_abort) for that step, and
  * its result is applied the way worker.c applies it (outcomes settle rows;
  * NEXT_STEP moves to the new step, remote id, step data and memo;
- * NEXT_RESUBMIT goes back to step 0; an ERROR, also from a streaming
+ * NEXT_RESUBMIT goes back to step 0 with its note; an ERROR, also from a streaming
  * request's on_data, counts as NEXT_RETRY) until the batch is finished.  An ERROR is a clean
  * refusal.  A crash, a sanitizer report or a broken contract (which aborts
  * here, so libFuzzer keeps the input) is a finding.
@@ -307,9 +307,16 @@ fuzz_check_result(const BulkopsBatch *batch, const BulkopsResult *res)
 				fuzz_violation(batch, "delay_ms %d", res->delay_ms);
 			break;
 		case BULKOPS_NEXT_RESUBMIT:
-			/* a free resend that settles nothing can loop forever */
-			if (!res->counts_attempt && !res->maybe_applied && ngiven == 0)
-				fuzz_violation(batch, "RESUBMIT that neither settles a row nor counts an attempt");
+
+			/*
+			 * a free resend that settles nothing can loop forever, unless it
+			 * changes what the next submit sends (a new note: fewer rows)
+			 */
+			if (!res->counts_attempt && !res->maybe_applied && ngiven == 0 &&
+				(res->step_data == NULL ||
+				 (batch->step == 0 && batch->step_data != NULL &&
+				  strcmp(res->step_data, batch->step_data) == 0)))
+				fuzz_violation(batch, "RESUBMIT that neither settles a row, counts an attempt nor leaves a new note");
 			break;
 		case BULKOPS_NEXT_RETRY:
 			if (res->error == NULL)
@@ -607,7 +614,7 @@ fuzz_conversation(const uint8_t *data, size_t size)
 		{
 			batch.step = 0;
 			batch.remote_id = NULL;
-			batch.step_data = NULL;
+			batch.step_data = res.step_data ? pstrdup(res.step_data) : NULL;
 			fuzz_set_memo(&batch, NULL);
 		}
 	}

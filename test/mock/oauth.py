@@ -14,6 +14,8 @@ fields (application/x-www-form-urlencoded):
 
   grant_type=client_credentials & client_id & client_secret [& scope]
   grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer & assertion=<JWT>
+  grant_type=refresh_token & client_id [& client_secret] & refresh_token [& scope]
+  grant_type=password & client_id & client_secret & username & password [& scope]
 
 A JWT must be signed RS256; the signature is verified here in pure Python (the
 public key's n and e, PKCS#1 v1.5 padding with a SHA-256 DigestInfo), then its
@@ -30,7 +32,11 @@ endpoint issued and that has not expired passes; any other gets 401
 
 Configuration (POST /_control/config {"oauth": {...}}), all optional:
   client_id, client_secret   what the grants must carry (unset: anything goes)
-  username                   the JWT's expected sub
+  username                   the JWT's expected sub, and the password grant's user
+  password                   what the password grant must carry
+  refresh_token              what the refresh_token grant must carry (unset: any
+                             non-empty one)
+  require_secret (true)      whether the refresh_token grant needs client_secret
   audience                   the JWT's expected aud (default http://<Host header>)
   public_key                 PEM ("PUBLIC KEY" or "RSA PUBLIC KEY") or {"n", "e"}
   instance_url               returned with each token
@@ -169,8 +175,8 @@ class OAuthError(Exception):
 
 
 class Dialect(MockDialect):
-    COUNTERS = ("token_requests", "issued", "client_credentials", "jwt", "refused",
-                "bearer_ok", "bearer_refused", "expired_refused")
+    COUNTERS = ("token_requests", "issued", "client_credentials", "jwt", "refresh_token",
+                "password", "refused", "bearer_ok", "bearer_refused", "expired_refused")
 
     def reset(self):
         super().reset()
@@ -201,6 +207,12 @@ class Dialect(MockDialect):
             elif grant == JWT_BEARER:
                 client_id = self.jwt_bearer(form, req)
                 kind = "jwt"
+            elif grant == "refresh_token":
+                client_id = self.refresh_token(form)
+                kind = "refresh_token"
+            elif grant == "password":
+                client_id = self.password(form)
+                kind = "password"
             elif grant is None:
                 raise OAuthError("invalid_request", "grant_type is missing")
             else:
@@ -223,6 +235,30 @@ class Dialect(MockDialect):
         if cfg.get("client_secret") is not None and \
                 form.get("client_secret") != cfg["client_secret"]:
             raise OAuthError("invalid_client", "invalid client credentials")
+        return client_id
+
+    def refresh_token(self, form):
+        cfg = self.config
+        if not form.get("refresh_token"):
+            raise OAuthError("invalid_request", "refresh_token is missing")
+        if not cfg.get("require_secret", True):
+            form = dict(form, client_secret=cfg.get("client_secret"))
+        elif "client_secret" not in form and cfg.get("client_secret") is not None:
+            raise OAuthError("invalid_client", "client_secret is missing")
+        client_id = self.client_credentials(form)
+        if cfg.get("refresh_token") is not None and \
+                form["refresh_token"] != cfg["refresh_token"]:
+            raise OAuthError("invalid_grant", "expired access/refresh token")
+        return client_id
+
+    def password(self, form):
+        cfg = self.config
+        client_id = self.client_credentials(form)
+        if not form.get("username") or "password" not in form:
+            raise OAuthError("invalid_request", "username and password are required")
+        if (cfg.get("username") is not None and form["username"] != cfg["username"]) or \
+                (cfg.get("password") is not None and form["password"] != cfg["password"]):
+            raise OAuthError("invalid_grant", "authentication failure")
         return client_id
 
     def jwt_bearer(self, form, req):

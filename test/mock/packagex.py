@@ -17,6 +17,10 @@ and processing (applied to a store kept per resource), then cleanup.  Actions: m
 resource that the batch did not apply), delete (by id; a missing id fails).  Stored
 items are the items without "id" and without members whose name starts with "_".
 
+The batch's "data" is an array of items, or a CSV file as a data URL
+("data:text/csv;base64,..."): a header row naming the members, then one item per
+record, an empty field being null; such a batch is "via": "file".
+
 Rows ask for failures through their data: "_fail": msg fails that row in validation
 (code "validation_failed"); a null value asks for nothing, since a SQL source has the
 column on every row.
@@ -46,8 +50,11 @@ docs/protocols/packagex.md):
   * the settings above are read when the batch is submitted.
 """
 
+import base64
 import collections
+import csv
 import hashlib
+import io
 import json
 import random
 import re
@@ -165,6 +172,21 @@ def px_error(status, code, message):
     return json_response(status, {"error": {"code": code, "message": message}})
 
 
+def csv_items(url):
+    """The items of a CSV file sent as a data URL, or None when it is not one."""
+    prefix = "data:text/csv;base64,"
+    if not url.startswith(prefix):
+        return None
+    try:
+        text = base64.b64decode(url[len(prefix):], validate=True).decode("utf-8")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except (ValueError, UnicodeDecodeError, csv.Error):
+        return None
+    if not rows:
+        return None
+    return [{k: (v if v != "" else None) for k, v in zip(rows[0], r)} for r in rows[1:]]
+
+
 class Batch:
     """One submitted batch: its request, where it stands, and what it found."""
 
@@ -187,6 +209,7 @@ class Batch:
         self.stats = dict(created=0, updated=0, deleted=0, overwritten=0)
         self.valid = []             # indexes that passed parsing and validation
         self.sig = hashlib.sha256(("sig-" + batch_id).encode()).hexdigest()[:16]
+        self.via = "api"
 
     def fail_row(self, index, code, message):
         item = self.items[index]
@@ -196,7 +219,7 @@ class Batch:
 
     def as_json(self, errors_url=None):
         out = {"id": self.id, "object": "batch", "resource": self.resource,
-               "action": self.action, "mode": self.mode,
+               "action": self.action, "mode": self.mode, "via": self.via,
                "duplicate_handling": self.duplicate_handling, "status": self.status,
                "phases": [dict(name=p, **self.phases[p]) for p in PHASES],
                "stats": dict(self.stats),
@@ -250,6 +273,10 @@ class Dialect(MockDialect):
         if self.ctx.bench:
             return self.bench_submit(req)
         body = json_body(req)
+        via = "api"
+        if isinstance(body, dict) and isinstance(body.get("data"), str):
+            via = "file"
+            body = dict(body, data=csv_items(body["data"]))
         problem = self.check_submit(body)
         if problem:
             self.counts["refused"] += 1
@@ -267,6 +294,7 @@ class Dialect(MockDialect):
                       body["data"], len(body["data"]), int(cfg.get("pending_polls", 2)),
                       final_status,
                       cfg.get("reason", DEFAULT_REASONS.get(final_status)))
+        batch.via = via
         self.next_batch += 1
         self.batches[batch.id] = batch
         self.counts["batches"] += 1
@@ -467,7 +495,7 @@ class Dialect(MockDialect):
 
     def ctl_batches(self, req, params):
         return json_response(200, {b.id: {"resource": b.resource, "action": b.action,
-                                          "mode": b.mode, "items": b.count,
+                                          "mode": b.mode, "via": b.via, "items": b.count,
                                           "duplicate_handling": b.duplicate_handling,
                                           "status": b.status, "polls": b.polls,
                                           "errors": len(b.errors)}

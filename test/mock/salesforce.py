@@ -46,8 +46,10 @@ it unchanged.  Rows ask for trouble through columns the store never keeps:
                          the first N times it is processed
   _lost  anything        the record is applied but left out of every result file
 (an empty or "#N/A" value asks for nothing, since a SQL source has the column on every
-row).  Result files list their records shuffled (or as result_order says), every field
-quoted, as Salesforce writes them.  Errors are JSON arrays [{"errorCode", "message"}].
+row).  Uploads are read with the job's columnDelimiter; one whose header row does not
+end with the job's lineEnding is refused at close (INVALIDBATCH).  Result files list
+their records shuffled (or as result_order says), every field quoted, with the job's
+delimiter and line ending, as Salesforce writes them.  Errors are JSON arrays [{"errorCode", "message"}].
 
 Configuration (POST /_control/config {"salesforce": {...}}), all optional:
   bearer                    token required in "Authorization: Bearer"; else 401
@@ -239,9 +241,16 @@ def asks(value):
     return value not in (None, "", SET_NULL)
 
 
-def csv_bytes(rows):
+# columnDelimiter values and their characters
+DELIMITERS = {"COMMA": ",", "TAB": "\t", "SEMICOLON": ";", "PIPE": "|", "CARET": "^",
+              "BACKQUOTE": "`"}
+LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
+
+
+def csv_bytes(rows, delimiter=",", lineterminator="\n"):
     out = io.StringIO()
-    w = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    w = csv.writer(out, quoting=csv.QUOTE_ALL, delimiter=delimiter,
+                   lineterminator=lineterminator)
     w.writerows(rows)
     return out.getvalue().encode("utf-8")
 
@@ -260,6 +269,7 @@ class Job:
         self.ext_id = spec.get("externalIdFieldName")
         self.api_version = api_version
         self.line_ending = spec.get("lineEnding", "LF")
+        self.delimiter = spec.get("columnDelimiter", "COMMA")
         self.state = "Open"
         self.created = now_iso()
         self.uploads = []
@@ -282,7 +292,7 @@ class Job:
                "systemModstamp": now_iso(), "state": self.state,
                "concurrencyMode": "Parallel", "contentType": "CSV",
                "apiVersion": float(self.api_version), "jobType": "V2Ingest",
-               "lineEnding": self.line_ending, "columnDelimiter": "COMMA",
+               "lineEnding": self.line_ending, "columnDelimiter": self.delimiter,
                "numberRecordsProcessed": self.processed,
                "numberRecordsFailed": self.failed, "retries": 0,
                "totalProcessingTime": 0}
@@ -294,6 +304,22 @@ class Job:
         if self.error_message:
             out["errorMessage"] = self.error_message
         return out
+
+    def parse(self, body):
+        """The uploaded CSV's rows, read with the job's delimiter; ValueError when
+        its header row does not end with the job's line ending (Salesforce fails
+        such a job: "LineEnding is invalid on user data")."""
+        text = body.decode("utf-8")
+        first = text.split("\n", 1)[0]
+        if first.endswith("\r") != (self.line_ending == "CRLF"):
+            raise ValueError("LineEnding is invalid on user data. Current LineEnding "
+                             "setting is %s" % self.line_ending)
+        return list(csv.reader(io.StringIO(text, newline=""),
+                               delimiter=DELIMITERS[self.delimiter]))
+
+    def csv(self, rows):
+        """A result file as Salesforce writes it: the job's delimiter and line ending."""
+        return csv_bytes(rows, DELIMITERS[self.delimiter], LINE_ENDINGS[self.line_ending])
 
 
 class Dialect(MockDialect):
@@ -405,9 +431,10 @@ class Dialect(MockDialect):
             problem = "External ID was blank for %s. An External ID must be specified for upsert." % obj
         elif spec.get("contentType", "CSV") != "CSV":
             problem = "contentType must be CSV"
-        elif spec.get("columnDelimiter", "COMMA") != "COMMA" or \
-                spec.get("lineEnding", "LF") not in ("LF", "CRLF"):
-            problem = "only COMMA and LF or CRLF are supported by this mock"
+        elif spec.get("columnDelimiter", "COMMA") not in DELIMITERS:
+            problem = "columnDelimiter must be one of %s" % ", ".join(DELIMITERS)
+        elif spec.get("lineEnding", "LF") not in LINE_ENDINGS:
+            problem = "lineEnding must be LF or CRLF"
         elif self.config.get("objects") is not None and obj not in self.config["objects"]:
             problem = "Unable to find object: %s" % obj
         if problem:
@@ -474,8 +501,8 @@ class Dialect(MockDialect):
             job.count = max(body.count(b"\n") - 1, 0)
         else:
             try:
-                rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
-            except (UnicodeDecodeError, csv.Error) as e:
+                rows = job.parse(body)
+            except (UnicodeDecodeError, csv.Error, ValueError) as e:
                 return sf_error(400, "INVALIDBATCH", "could not read the CSV: %s" % e)
             if not rows or not rows[0]:
                 return sf_error(400, "INVALIDBATCH", "the CSV has no header row")
@@ -498,8 +525,8 @@ class Dialect(MockDialect):
         if job.state == "Open" and len(job.uploads) == 1 and not self.ctx.bench:
             # what was uploaded was never processed: all of it is unprocessed
             try:
-                rows = list(csv.reader(io.StringIO(job.uploads[0].decode("utf-8"), newline="")))
-            except (UnicodeDecodeError, csv.Error):
+                rows = job.parse(job.uploads[0])
+            except (UnicodeDecodeError, csv.Error, ValueError):
                 rows = []
             if rows:
                 job.header, job.records = rows[0], rows[1:]
@@ -645,7 +672,7 @@ class Dialect(MockDialect):
             rows.reverse()
         elif job.result_order == "shuffle":
             random.Random(job.id + name).shuffle(rows)
-        return Response(200, csv_bytes([head] + rows), "text/csv")
+        return Response(200, job.csv([head] + rows), "text/csv")
 
     @staticmethod
     def bench_file(job, name):

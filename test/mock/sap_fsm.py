@@ -23,6 +23,8 @@ Configuration (POST /_control/config {"sap_fsm": {...}}), all optional:
   shuffle (true)           answer elements in an order other than the items'
   omit_external_ids ([])   answer no element for these items (they are applied)
   extra_external_ids ([])  also answer a success element for these, never sent
+  max_items (none)         a request of more items is refused whole with 413
+  too_large_external_ids ([])  a request carrying one of these is refused with 413
 
 Assumed where the vendor is silent (kept here, in one place; see
 docs/protocols/sap_fsm.md):
@@ -31,7 +33,9 @@ docs/protocols/sap_fsm.md):
   * an error of the whole request is {"error": "CA-..", "message": "..."};
   * error codes: CA-41 lastChanged conflict (409), CA-20 validation (422), CA-15 not
     found (404), CA-10 bad request, CA-16 unauthorized;
-  * dtos must be "<the path's resource>.<integer>"; DELETE needs none;
+  * dtos is "<DTO>.<integer>" entries separated by ";", one of them the path's
+    resource; DELETE needs none;
+  * a 413 applies nothing and is {"error": "CA-10", "message": "..."};
   * ids are 32 upper-case hex digits; lastChanged is epoch milliseconds, one more than
     the last one given out, on every write;
   * an upsert whose lastChanged names no stored object creates it;
@@ -98,6 +102,12 @@ TESTS = {
 
 REQUIRED_HEADERS = ("X-Client-ID", "X-Client-Version", "X-Account-ID", "X-Company-ID")
 DTOS_RX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)\.(\d+)$")
+
+
+def dtos_resources(dtos):
+    """The DTO names of a dtos parameter, or None when it is malformed."""
+    found = [DTOS_RX.match(d) for d in dtos.split(";")]
+    return None if not all(found) else [m.group(1) for m in found]
 FIRST_LAST_CHANGED = 1550571215725
 SHUFFLE_SEED = 4
 
@@ -119,7 +129,7 @@ def failure(status, external_id, code, message, seq):
 
 class Dialect(MockDialect):
     COUNTERS = ("requests", "bad_requests", "operations", "created", "updated", "deleted",
-                "failures", "conflicts", "requests_with_duplicates")
+                "failures", "conflicts", "requests_with_duplicates", "too_large")
 
     def reset(self):
         super().reset()
@@ -157,11 +167,19 @@ class Dialect(MockDialect):
             if req.headers.get(name) != value:
                 return fsm_error(400, "CA-10", "unexpected value for header %s" % name)
         if needs_dtos:
-            m = DTOS_RX.match(req.query.get("dtos", ""))
-            if m is None or m.group(1) != params["resource"]:
-                return fsm_error(400, "CA-10", "query parameter dtos must be %s.<version>"
+            names = dtos_resources(req.query.get("dtos", ""))
+            if names is None or params["resource"] not in names or \
+                    len(set(names)) != len(names):
+                return fsm_error(400, "CA-10", "query parameter dtos must name %s.<version>"
                                  % params["resource"])
         return None
+
+    def too_large(self, items):
+        """Whether the configuration makes this request a 413."""
+        cfg = self.config
+        big = set(cfg.get("too_large_external_ids") or ())
+        return (cfg.get("max_items") is not None and len(items) > cfg["max_items"]) or \
+            any(self.external_id(i) in big for i in items)
 
     @staticmethod
     def items(req):
@@ -180,6 +198,9 @@ class Dialect(MockDialect):
         if items is None:
             self.counts["bad_requests"] += 1
             return fsm_error(400, "CA-10", "body must be a non-empty JSON array")
+        if self.too_large(items):
+            self.counts["too_large"] += 1
+            return fsm_error(413, "CA-10", "request entity too large")
         self.counts["operations"] += len(items)
         ids = [i.get("externalId") for i in items if isinstance(i, dict)]
         if len(set(map(json.dumps, ids))) != len(ids):
@@ -336,6 +357,20 @@ def fuzz_seeds(mock):
     mock.control("/config", {"sap_fsm": {"omit_external_ids": ["r2"],
                                          "extra_external_ids": ["r7"]}})
     yield "upsert-odd-elements", seed_header(UPSERT, 3), [fsm_call(mock, UPSERT, ok)]
+    # a 413 for more than one item: halves (4, 2), then one at a time
+    mock.control("/reset")
+    mock.control("/config", {"sap_fsm": {"max_items": 1}})
+    four = [("r%d" % i, {"name": "n%d" % i}) for i in (1, 2, 3, 4)]
+    yield "upsert-413-split", seed_header(UPSERT, 4), [
+        fsm_call(mock, UPSERT, four), fsm_call(mock, UPSERT, four[:2]),
+        fsm_call(mock, UPSERT, four[:1]), fsm_call(mock, UPSERT, four[1:2]),
+        fsm_call(mock, UPSERT, four[2:3]), fsm_call(mock, UPSERT, four[3:])]
+    # a row too large alone fails by itself; the next goes on
+    mock.control("/config", {"sap_fsm": {"max_items": None,
+                                         "too_large_external_ids": ["r1"]}})
+    yield "upsert-413-alone", seed_header(UPSERT, 2), [
+        fsm_call(mock, UPSERT, ok[:2]), fsm_call(mock, UPSERT, ok[:1]),
+        fsm_call(mock, UPSERT, ok[1:2])]
     mock.control("/reset")
     yield "upsert-bad-request", seed_header(UPSERT, 1), [
         fsm_call(mock, UPSERT, ok[:1], headers={"X-Client-ID": "bulkops"})]
