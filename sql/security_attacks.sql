@@ -56,6 +56,16 @@ SELECT bulkops.bulk_insert('atk', 'SELECT id, name FROM public.atk_src WHERE id 
        IS NOT NULL AS inserted;
 SELECT bulkops.bulk_delete('atk', 'SELECT id FROM public.atk_src WHERE id > 25', key => 'id')
        IS NOT NULL AS deleted;
+-- syncs, previews and retries
+SELECT bulkops.create_sync('atk_sync', 'atk', 'public.atk_src', 'id', 'mirror');
+SELECT count(*) AS previewed FROM bulkops.preview_sync('atk_sync');
+SELECT count(*) AS previewed FROM bulkops.preview('atk', 'public.atk_src', 'id', 'delete');
+SELECT bulkops.run_sync('atk_sync') AS sync_job \gset
+SELECT bulkops.wait(:sync_job, '60 s');
+SELECT bulkops.run_sync('atk_sync') IS NULL AS nothing_to_send;
+SELECT bulkops.retry(:sync_job, '{failed,unknown,cancelled}') IS NULL AS nothing_to_retry;
+SELECT bulkops.alter_sync('atk_sync', mode => 'upsert');
+SELECT bulkops.drop_sync('atk_sync');
 SELECT test.try($$SELECT bulkops.bulk_update('atk', 'public.atk_src', key => 'id')$$) AS no_update;
 SELECT test.try($$SELECT bulkops.bulk_overwrite('atk', 'public.atk_src', key => 'id')$$) AS no_overwrite;
 -- a job that is still queued, cancelled in its own transaction

@@ -235,8 +235,19 @@ SELECT test.try($$SELECT bulkops.create_sync('p_mirror', 'sy_ins', 'pusher_rows'
 SELECT bulkops.create_sync('p_upsert', 'sy_ins', 'pusher_rows', 'id');
 SELECT change, key FROM bulkops.preview_sync('p_upsert') ORDER BY key;
 SELECT name FROM bulkops.syncs ORDER BY name;
+SELECT bulkops.run_sync('p_upsert') AS p_job \gset
+SELECT sy_wait(:p_job);
+SELECT bulkops.bulk_upsert('sy_ins', $$SELECT id, name, CASE WHEN id = 2 THEN 'no' END AS _fail
+                                      FROM pusher_rows$$, key => 'id') AS p_plain \gset
+SELECT sy_wait(:p_plain);
+SELECT bulkops.retry(:p_plain) AS p_retry \gset
+RESET ROLE;
+-- the jobs a role's run and retry make are its own
+SELECT id = :p_job AS run, created_by, rows_total FROM bulkops.jobs
+WHERE id IN (:p_job, :p_retry) ORDER BY id;
 SET ROLE sync_other;
 SELECT name FROM bulkops.syncs ORDER BY name;
+SELECT test.try('SELECT bulkops.retry(' || :p_plain || ')') AS others_retry;
 SELECT test.try($$SELECT bulkops.run_sync('p_upsert')$$);
 SELECT test.try($$SELECT bulkops.drop_sync('p_upsert')$$);
 SELECT test.try($$SELECT * FROM bulkops.sync_state$$);
@@ -244,7 +255,10 @@ RESET ROLE;
 SELECT bulkops.revoke_target('sy_ins', 'sync_pusher', 'push');
 SET ROLE sync_pusher;
 SELECT test.try($$SELECT bulkops.run_sync('p_upsert')$$);
+SELECT test.try('SELECT bulkops.retry(' || :p_plain || ')') AS retry_without_push;
+SELECT test.try($$SELECT * FROM bulkops.preview('sy_ins', 'pusher_rows', 'id')$$) AS preview_without_push;
 RESET ROLE;
+SELECT sy_wait(:p_retry);
 
 -- 11. drop_sync: the state goes, the jobs stay as plain jobs
 SELECT id AS sync_id, state_keys FROM bulkops.syncs WHERE name = 'sy_things' \gset

@@ -364,7 +364,9 @@ bulkops_catalog_sync_jobs_to_fold(int32 id, int64 folded_through, int *n,
 /*
  * Call fn for every batch of job, in order, with the batch's columns in
  * columns (a select list naming bulkops.batches' columns), a few at a
- * time: a job's batches can hold more than memory should.
+ * time: a job's batches can hold more than memory should.  Only the
+ * cursor runs in the owner's section: fn runs as the caller (retry()
+ * creates a job there, which must be the caller's).
  */
 void
 bulkops_catalog_each_batch(int64 job_id, int64 generation, const char *columns,
@@ -383,11 +385,14 @@ bulkops_catalog_each_batch(int64 job_id, int64 generation, const char *columns,
 												"WHERE job_id = $1 AND generation = $2 "
 												"ORDER BY batch_no", columns),
 									   2, types, values, NULL, true, 0);
+	bulkops_leave(&sec);
 	for (;;)
 	{
 		uint64		r;
 
+		bulkops_enter_owner(&sec);
 		SPI_cursor_fetch(portal, true, 8);
+		bulkops_leave(&sec);
 		if (SPI_processed == 0)
 			break;
 		for (r = 0; r < SPI_processed; r++)
@@ -395,7 +400,6 @@ bulkops_catalog_each_batch(int64 job_id, int64 generation, const char *columns,
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
-	bulkops_leave(&sec);
 	SPI_finish();
 }
 

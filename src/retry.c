@@ -15,7 +15,8 @@
  *
  * Rules: the caller must see the job (row-level security on bulkops.jobs
  * decides), and have the target privileges of every operation the job
- * sent, checked before anything is written.  A row to send again whose
+ * sent, checked before anything is written; the job's options must still
+ * be within what its target allows.  The new job is the caller's.  A row to send again whose
  * batch lost its body (a job from before version 1.3, or statuses asking
  * for rows whose batch all succeeded) is an ERROR: nothing is enqueued.
  *
@@ -274,6 +275,14 @@ bulkops_retry(PG_FUNCTION_ARGS)
 			bulkops_require_op_privilege(st.job.target, t.owner, (BulkopsOp) op);
 
 	st.dialect = bulkops_find_dialect(st.job.dialect, false);
+
+	/*
+	 * The job's options as they were (the payload was encoded with them), but
+	 * only as far as the target allows them now: a target narrowed since
+	 * refuses what it no longer allows, naming the option.
+	 */
+	st.job.options = bulkops_job_options(st.job.target, t.options, st.job.options,
+										 st.dialect, t.url, t.resource);
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "bulkops retry",
 								ALLOCSET_DEFAULT_SIZES);
 	st.tmp = AllocSetContextCreate(cxt, "bulkops retry batch",
