@@ -66,7 +66,8 @@ SELECT test.mock('POST', '/_control/faults', '{"rules": [
 SELECT bulkops.bulk_upsert('cl', 'SELECT id, name FROM cl_people', key => 'id') AS job \gset
 SELECT bulkops.wait(:job, '60 s');
 SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded FROM bulkops.receipts WHERE job_id = :job;
-SELECT key, status, attempts AS resubmitted_in_attempt FROM bulkops.receipts WHERE job_id = :job AND key = '2';
+-- the rows the first answer settled were sent once; the cancelled one twice
+SELECT key, status, attempts FROM bulkops.receipts WHERE job_id = :job ORDER BY row_no;
 SELECT array_agg(jsonb_array_length((r->>'body')::jsonb->'operations') ORDER BY (r->>'time')::float8)
        AS operations_per_submit
 FROM jsonb_array_elements(test.mock('GET', '/_control/requests')) AS r WHERE r->>'method' = 'POST';

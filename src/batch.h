@@ -33,6 +33,8 @@ typedef struct Work
 								 * dialect may only read: the rows without a
 								 * receipt */
 	int			attempts;		/* submits counted so far */
+	int			answered_attempts;	/* while an answer is stored: the attempts
+									 * it answers (0: attempts) */
 	const BulkopsDialect *dialect;
 	char	   *target;
 	bool		is_export;		/* a query job: its rows go to destination */

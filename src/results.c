@@ -110,7 +110,8 @@ write_outcomes(Work *w, List *outcomes, int http_status, bool *dirty)
 		return;
 	old = MemoryContextSwitchTo(w->receipts_cxt);
 	settled = bulkops_receipts_add(w->receipts, (const char *const *) w->keys,
-								   outs, m, http_status, w->attempts,
+								   outs, m, http_status,
+								   w->answered_attempts ? w->answered_attempts : w->attempts,
 								   GetCurrentTransactionStartTimestamp(), counts);
 	MemoryContextSwitchTo(old);
 	if (settled == 0)

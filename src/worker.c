@@ -683,6 +683,11 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		MemoryContextSwitchTo(o);
 	}
 
+	/*
+	 * Rows this answer settles were sent in the attempt it answers, even when
+	 * the rest go out again as the next one (plan_next counts it).
+	 */
+	w->answered_attempts = w->attempts;
 	plan_next(w, &res, not_applied, !call->has_retry_after ? -1
 			  : Min(call->retry_after_ms, retry_after_max_ms(w)));
 	new_step = res.next == BULKOPS_NEXT_STEP &&
@@ -691,6 +696,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 		 (old_remote_id && strcmp(w->batch.remote_id, old_remote_id) != 0));
 	/* the result may point into the answer (a query job's page) */
 	deferred = bulkops_commit_result(w, &res);
+	w->answered_attempts = 0;
 	if (deferred && res.page != NULL)
 		w->deferred_call = call;	/* kept as long as the page is */
 	else
