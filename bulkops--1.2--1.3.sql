@@ -496,3 +496,18 @@ REVOKE ALL ON @extschema@.syncs, @extschema@.sync_state FROM bulkops_admin;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.syncs', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.syncs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.sync_state', '');
+
+-- ---- 1.3: a fair queue ----
+-- The worker serves the jobs of a target in turn, not oldest first: each
+-- claim takes the next batch of the job it served least recently
+-- (last_claim_at, NULL for a job never served, set when the worker takes a
+-- batch of it), so that a small job does not wait behind a large one.  A
+-- claim finds the targets and generations of unfinished jobs, and each
+-- target's next jobs, by probes with a limit into these partial indexes,
+-- which hold unfinished jobs only: its cost grows neither with the number
+-- of queued jobs nor with the history.
+ALTER TABLE @extschema@.jobs ADD COLUMN last_claim_at timestamptz;
+CREATE INDEX jobs_claim_idx ON @extschema@.jobs (target, last_claim_at NULLS FIRST, id)
+    WHERE state IN ('queued', 'running');
+CREATE INDEX jobs_queued_generation_idx ON @extschema@.jobs (generation)
+    WHERE state IN ('queued', 'running');
