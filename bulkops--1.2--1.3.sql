@@ -511,3 +511,12 @@ CREATE INDEX jobs_claim_idx ON @extschema@.jobs (target, last_claim_at NULLS FIR
     WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_queued_generation_idx ON @extschema@.jobs (generation)
     WHERE state IN ('queued', 'running');
+-- What the worker looks at each time it is woken, besides the claim: jobs
+-- cancelled while it holds their batches, and jobs whose deadline may have
+-- passed (those with one).  Partial indexes of just those, so that these
+-- reads do not grow with the queue either.
+CREATE INDEX jobs_cancel_requested_idx ON @extschema@.jobs (id)
+    WHERE cancel_requested AND state IN ('queued', 'running');
+CREATE INDEX jobs_deadline_idx ON @extschema@.jobs (created_at)
+    WHERE state IN ('queued', 'running') AND NOT cancel_requested
+        AND options OPERATOR(pg_catalog.?) 'deadline';

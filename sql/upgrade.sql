@@ -131,13 +131,15 @@ SELECT count(*) > 0 AS dialects_listed FROM bulkops.dialects();
 SELECT count(*) AS dialects_in_extension FROM pg_depend
 WHERE objid = 'bulkops.dialects()'::regprocedure AND deptype = 'e';
 -- 1.3 serves a target's jobs in turn: each job's last claim, and the
--- partial indexes of unfinished jobs a claim probes
+-- partial indexes of unfinished jobs a claim (and the worker's look at
+-- cancels and deadlines) probes
 SELECT atttypid::regtype AS last_claim_at FROM pg_attribute
 WHERE attrelid = 'bulkops.jobs'::regclass AND attname = 'last_claim_at';
 SELECT c.relname, pg_get_indexdef(i.indexrelid) ~ 'WHERE' AS partial
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'bulkops.jobs'::regclass
-  AND c.relname IN ('jobs_claim_idx', 'jobs_queued_generation_idx') ORDER BY 1;
+  AND c.relname IN ('jobs_claim_idx', 'jobs_queued_generation_idx',
+                    'jobs_cancel_requested_idx', 'jobs_deadline_idx') ORDER BY 1;
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
 DROP ROLE up_admin, up_user;
