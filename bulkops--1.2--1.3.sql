@@ -523,3 +523,26 @@ CREATE TABLE @extschema@.target_state (
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 GRANT SELECT ON @extschema@.target_state TO PUBLIC;
+-- ---- 1.3: a fair queue ----
+-- The worker serves the jobs of a target in turn, not oldest first: each
+-- claim takes the next batch of the job it served least recently
+-- (last_claim_at, NULL for a job never served, set when the worker takes a
+-- batch of it), so that a small job does not wait behind a large one.  A
+-- claim finds the targets and generations of unfinished jobs, and each
+-- target's next jobs, by probes with a limit into these partial indexes,
+-- which hold unfinished jobs only: its cost grows neither with the number
+-- of queued jobs nor with the history.
+ALTER TABLE @extschema@.jobs ADD COLUMN last_claim_at timestamptz;
+CREATE INDEX jobs_claim_idx ON @extschema@.jobs (target, last_claim_at NULLS FIRST, id)
+    WHERE state IN ('queued', 'running');
+CREATE INDEX jobs_queued_generation_idx ON @extschema@.jobs (generation)
+    WHERE state IN ('queued', 'running');
+-- What the worker looks at each time it is woken, besides the claim: jobs
+-- cancelled while it holds their batches, and jobs whose deadline may have
+-- passed (those with one).  Partial indexes of just those, so that these
+-- reads do not grow with the queue either.
+CREATE INDEX jobs_cancel_requested_idx ON @extschema@.jobs (id)
+    WHERE cancel_requested AND state IN ('queued', 'running');
+CREATE INDEX jobs_deadline_idx ON @extschema@.jobs (created_at)
+    WHERE state IN ('queued', 'running') AND NOT cancel_requested
+        AND options OPERATOR(pg_catalog.?) 'deadline';

@@ -144,6 +144,16 @@ INSERT INTO bulkops.target_state (target, next_request_at, http_status)
 VALUES ('up_t', now() + interval '1 hour', 429);
 DELETE FROM bulkops.targets WHERE name = 'up_t';
 SELECT count(*) AS holds_of_dropped_target FROM bulkops.target_state;
+-- 1.3 serves a target's jobs in turn: each job's last claim, and the
+-- partial indexes of unfinished jobs a claim (and the worker's look at
+-- cancels and deadlines) probes
+SELECT atttypid::regtype AS last_claim_at FROM pg_attribute
+WHERE attrelid = 'bulkops.jobs'::regclass AND attname = 'last_claim_at';
+SELECT c.relname, pg_get_indexdef(i.indexrelid) ~ 'WHERE' AS partial
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'bulkops.jobs'::regclass
+  AND c.relname IN ('jobs_claim_idx', 'jobs_queued_generation_idx',
+                    'jobs_cancel_requested_idx', 'jobs_deadline_idx') ORDER BY 1;
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
 DROP ROLE up_admin, up_user;

@@ -70,10 +70,28 @@ text_or_null(const char *s, char *null)
 /* ---- the worker: claiming and recovering batches ---- */
 
 /*
+ * The distinct values of column of the unfinished jobs, as the rows of
+ * "d (v)" (and a last NULL), by a skip scan of a partial index of
+ * unfinished jobs that leads with column: one probe per value, however
+ * many jobs share it.
+ */
+#define UNFINISHED_JOBS_DISTINCT(column) \
+	"WITH RECURSIVE d (v) AS (" \
+	" (SELECT " column " FROM bulkops.jobs" \
+	"  WHERE state IN ('queued', 'running') ORDER BY " column " LIMIT 1)" \
+	" UNION ALL" \
+	" SELECT (SELECT j." column " FROM bulkops.jobs j" \
+	"         WHERE j.state IN ('queued', 'running') AND j." column " > d.v" \
+	"         ORDER BY j." column " LIMIT 1)" \
+	" FROM d WHERE d.v IS NOT NULL) "
+
+/*
  * The generations (partitions of bulkops.batches) that unfinished jobs'
  * batches are in, as an int8[].  A statement on batches that names them
  * as a constant is planned over those partitions only, whatever the
- * history kept: the claim's cost does not grow with it.
+ * history kept: the claim's cost does not grow with it.  Read by a skip
+ * scan of jobs_queued_generation_idx, one probe per generation, so that
+ * it does not grow with the number of queued jobs either.
  */
 static Datum
 active_generations(void)
@@ -81,48 +99,111 @@ active_generations(void)
 	bool		isnull;
 	Datum		d;
 
-	bulkops_exec("SELECT coalesce(array_agg(DISTINCT generation), '{}') "
-				 "FROM bulkops.jobs WHERE state IN ('queued', 'running')",
+	bulkops_exec(UNFINISHED_JOBS_DISTINCT("generation")
+				 "SELECT coalesce(array_agg(v), '{}') FROM d WHERE v IS NOT NULL",
 				 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	d = getbin(0, 1, &isnull);
 	return PointerGetDatum(DatumGetArrayTypePCopy(d));
 }
 
 /*
- * Runnable batches: a few per target, so that one target's long queue
- * cannot hide another target's work, in job order.  "state <> 'done'" is
- * implied by "state = 'queued'" but spelled out so that the partial index
- * of runnable batches serves it.
+ * The targets that have unfinished jobs, with their concurrency option (0:
+ * none, or the target is gone), and in *generations the generations their
+ * batches are in (for bulkops_catalog_next_jobs).  A skip scan of the claim
+ * index: one probe per target, however many jobs each has queued.
  */
-BulkopsCandidate *
-bulkops_catalog_claim_candidates(int *n)
+BulkopsQueuedTarget *
+bulkops_catalog_queued_targets(int *n, Datum *generations)
 {
-	BulkopsCandidate *c;
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1] = {active_generations()};
+	BulkopsQueuedTarget *t;
 	uint64		i;
 
-	bulkops_exec("SELECT job_id, batch_no, generation, target, concurrency FROM ("
-				 " SELECT b.job_id, b.batch_no, b.generation, j.target,"
-				 "  coalesce((j.options->>'concurrency')::int, 0) AS concurrency,"
-				 "  row_number() OVER (PARTITION BY j.target"
-				 "                     ORDER BY b.job_id, b.batch_no) AS n"
-				 " FROM bulkops.batches b JOIN bulkops.jobs j ON j.id = b.job_id"
-				 " WHERE b.generation = ANY ($1) AND b.state <> 'done'"
-				 "  AND b.state = 'queued' AND b.next_attempt_at <= now()) c "
-				 "WHERE n <= 64 ORDER BY job_id, batch_no",
-				 1, types, values, NULL, true, SPI_OK_SELECT);
+	*generations = active_generations();
+
+	bulkops_exec(UNFINISHED_JOBS_DISTINCT("target")
+				 "SELECT d.v, coalesce((t.options->>'concurrency')::int, 0) "
+				 "FROM d LEFT JOIN bulkops.targets t ON t.name = d.v "
+				 "WHERE d.v IS NOT NULL",
+				 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	*n = (int) SPI_processed;
+	t = palloc(sizeof(BulkopsQueuedTarget) * Max(*n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		t[i].target = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		t[i].concurrency = DatumGetInt32(getbin(i, 2, &isnull));
+	}
+	return t;
+}
+
+/*
+ * The next jobs of target to serve: at most njobs unfinished jobs that have
+ * a runnable batch, the one served least recently first (never served
+ * before all), leaving out the exclude[] ones, each with its lowest
+ * runnable batch numbers (at most nbatches).  generations: as
+ * bulkops_catalog_queued_targets gave them.
+ *
+ * Each step is an index probe with a limit: the jobs come in order from
+ * jobs_claim_idx, and a job's runnable batches from the runnable-batches
+ * index of its generation's partition ("state <> 'done'" is implied by
+ * "state = 'queued'" but spelled out so that the partial index serves it;
+ * it also holds the job's active batches, at most its concurrency).  The
+ * statement is planned over the partitions of the generations given, and
+ * each job's look-up reads its own.  Jobs without a runnable batch are
+ * passed over: those whose every batch is in a worker's hands, or waits to
+ * be retried, at most a few per slot of the target.  Nothing here grows
+ * with the number of queued jobs or with the history.
+ */
+BulkopsCandidate *
+bulkops_catalog_next_jobs(const char *target, Datum generations, int njobs,
+						  int nbatches, const int64 *exclude, int nexclude,
+						  int *n)
+{
+	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum	   *ex = palloc(sizeof(Datum) * Max(nexclude, 1));
+	Datum		values[5];
+	BulkopsCandidate *c;
+	uint64		i;
+	int			k;
+
+	for (k = 0; k < nexclude; k++)
+		ex[k] = Int64GetDatum(exclude[k]);
+	values[0] = CStringGetTextDatum(target);
+	values[1] = Int32GetDatum(njobs);
+	values[2] = Int32GetDatum(nbatches);
+	values[3] = PointerGetDatum(construct_array(ex, nexclude, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = generations;
+	bulkops_exec("SELECT j.id, coalesce((j.options->>'concurrency')::int, 0), b.nos, "
+				 "j.generation "
+				 "FROM bulkops.jobs j CROSS JOIN LATERAL ("
+				 " SELECT array_agg(r.batch_no ORDER BY r.batch_no) AS nos FROM ("
+				 "  SELECT batch_no FROM bulkops.batches"
+				 "  WHERE generation = ANY ($5) AND generation = j.generation"
+				 "  AND job_id = j.id AND state <> 'done' AND state = 'queued'"
+				 "  AND next_attempt_at <= now() ORDER BY batch_no LIMIT $3) r) b "
+				 "WHERE j.target = $1 AND j.state IN ('queued', 'running') "
+				 "AND j.id <> ALL ($4) AND b.nos IS NOT NULL "
+				 "ORDER BY j.last_claim_at NULLS FIRST, j.id LIMIT $2",
+				 5, types, values, NULL, true, SPI_OK_SELECT);
 	*n = (int) SPI_processed;
 	c = palloc(sizeof(BulkopsCandidate) * Max(*n, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
+		Datum	   *nos;
+		int			m;
 
 		c[i].job_id = DatumGetInt64(getbin(i, 1, &isnull));
-		c[i].batch_no = DatumGetInt32(getbin(i, 2, &isnull));
-		c[i].generation = DatumGetInt64(getbin(i, 3, &isnull));
-		c[i].target = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
-		c[i].concurrency = DatumGetInt32(getbin(i, 5, &isnull));
+		c[i].concurrency = DatumGetInt32(getbin(i, 2, &isnull));
+		c[i].generation = DatumGetInt64(getbin(i, 4, &isnull));
+		deconstruct_array(DatumGetArrayTypeP(getbin(i, 3, &isnull)), INT4OID,
+						  sizeof(int32), true, TYPALIGN_INT, &nos, NULL, &m);
+		c[i].nbatches = m;
+		c[i].batch_nos = palloc(sizeof(int32) * Max(m, 1));
+		for (k = 0; k < m; k++)
+			c[i].batch_nos[k] = DatumGetInt32(nos[k]);
 	}
 	return c;
 }
@@ -218,16 +299,22 @@ bulkops_catalog_target_now(const char *target, HeapTuple *row, TupleDesc *desc)
 	return true;
 }
 
-/* A job starts running when its first batch is taken (its row is ours). */
+/*
+ * A batch of job was taken (its row is ours): the job is running from its
+ * first one on, and goes to the back of its target's queue (last_claim_at;
+ * clock_timestamp(), not now(), so that the jobs served by one claim line up
+ * in the order they were served).
+ */
 void
-bulkops_catalog_job_running(int64 job_id)
+bulkops_catalog_job_served(int64 job_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job_id)};
 
 	bulkops_exec("UPDATE bulkops.jobs SET state = 'running', "
-				 "started_at = coalesce(started_at, now()) "
-				 "WHERE id = $1 AND state = 'queued'",
+				 "started_at = coalesce(started_at, now()), "
+				 "last_claim_at = clock_timestamp() "
+				 "WHERE id = $1 AND state IN ('queued', 'running')",
 				 1, types, values, NULL, false, SPI_OK_UPDATE);
 }
 

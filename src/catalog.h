@@ -29,14 +29,21 @@
 
 /* ---- the worker: claiming and recovering batches ---- */
 
-/* A runnable batch, as a claim considers it. */
+/* A target with unfinished jobs. */
+typedef struct BulkopsQueuedTarget
+{
+	char	   *target;
+	int			concurrency;	/* the target's, or 0 for the setting's */
+} BulkopsQueuedTarget;
+
+/* A job a claim may serve, with its lowest runnable batches. */
 typedef struct BulkopsCandidate
 {
 	int64		job_id;
-	int32		batch_no;
-	int64		generation;
-	char	   *target;
+	int64		generation;		/* its batches' partition */
 	int			concurrency;	/* the job's, or 0 for the setting's */
+	int			nbatches;
+	int32	   *batch_nos;		/* ascending */
 } BulkopsCandidate;
 
 /* A batch left active, as recovery finds it. */
@@ -58,7 +65,13 @@ typedef struct BulkopsStoppedJob
 	bool		timed_out;
 } BulkopsStoppedJob;
 
-extern BulkopsCandidate *bulkops_catalog_claim_candidates(int *n);
+extern BulkopsQueuedTarget *bulkops_catalog_queued_targets(int *n,
+														   Datum *generations);
+extern BulkopsCandidate *bulkops_catalog_next_jobs(const char *target,
+												   Datum generations,
+												   int njobs, int nbatches,
+												   const int64 *exclude,
+												   int nexclude, int *n);
 extern bool bulkops_catalog_lock_job(int64 job_id, bool skip_locked);
 extern bool bulkops_catalog_take_batch(int64 job_id, int32 batch_no,
 									   int64 generation, int lane,
@@ -66,7 +79,7 @@ extern bool bulkops_catalog_take_batch(int64 job_id, int32 batch_no,
 									   TupleDesc *desc);
 extern bool bulkops_catalog_target_now(const char *target, HeapTuple *row,
 									   TupleDesc *desc);
-extern void bulkops_catalog_job_running(int64 job_id);
+extern void bulkops_catalog_job_served(int64 job_id);
 extern bool bulkops_catalog_batch_receipts(int64 job_id, int32 batch_no,
 										   int64 generation, HeapTuple *row,
 										   TupleDesc *desc);

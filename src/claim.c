@@ -54,7 +54,6 @@ take_batch(int64 job_id, int32 batch_no, int64 generation, bool resume)
 	if (!bulkops_catalog_target_now(w->target, &row, &desc))
 		row = NULL;
 	bulkops_work_set_target(w, row, desc);
-	bulkops_catalog_job_running(job_id);
 	return w;
 }
 
@@ -122,106 +121,146 @@ job_deferred(int64 job_id)
 	return false;
 }
 
-/* One claim: its candidates, and the job being claimed (from .. to - 1). */
+/*
+ * How many rounds of a target's next jobs one claim reads at most, when
+ * those it read could not fill the target's free slots (jobs another
+ * transaction holds, or whose results wait to be stored): the rest waits
+ * for the next claim, which comes soon after a skipped job.
+ */
+#define CLAIM_ROUNDS 4
+
+/* One claim: the batches taken so far, and the job being claimed. */
 typedef struct ClaimRound
 {
-	int64	   *jobs;
-	int32	   *nos;
-	int64	   *generations;
-	char	  **targets;
-	int		   *limits;
-	uint64		from;
-	uint64		to;
+	const char *target;
+	BulkopsCandidate *job;		/* being claimed */
+	int			limit;			/* its share of its concurrency */
+	int			want;			/* batches to take of it */
 	List	   *taken;			/* of Work, in TopMemoryContext */
 	bool		skipped;		/* a job was held by another transaction */
 } ClaimRound;
 
-/* Take what the target's concurrency allows of one job's candidates. */
+/* This worker's share of a concurrency option (0: the setting's). */
+static int
+share_of(int concurrency)
+{
+	return bulkops_lane_share(concurrency > 0 ? concurrency : bulkops_concurrency);
+}
+
+/*
+ * Take r->want batches of r->job, its lowest runnable ones first (another
+ * lane may have taken some since they were read), within its share of its
+ * concurrency, and send the job to the back of its target's queue.
+ */
 static void
 claim_job(void *arg)
 {
 	ClaimRound *r = arg;
-	uint64		i;
+	int			got = 0;
+	int			k;
 
-	if (!bulkops_catalog_lock_job(r->jobs[r->from], true))
+	if (!bulkops_catalog_lock_job(r->job->job_id, true))
 	{
 		r->skipped = true;
 		return;
 	}
-	for (i = r->from; i < r->to; i++)
+	for (k = 0; k < r->job->nbatches && got < r->want; k++)
 	{
 		Work	   *w;
 
-		if (slots_taken(r->targets[i], r->limits[i], r->taken) >= r->limits[i])
-			continue;
-		w = take_batch(r->jobs[i], r->nos[i], r->generations[i], false);
+		if (slots_taken(r->target, r->limit, r->taken) >= r->limit)
+			break;
+		w = take_batch(r->job->job_id, r->job->batch_nos[k], r->job->generation,
+					   false);
 		if (w)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 			r->taken = lappend(r->taken, w);
 			MemoryContextSwitchTo(old);
+			got++;
 		}
 	}
+	if (got > 0)
+		bulkops_catalog_job_served(r->job->job_id);
 }
 
 /*
- * Claim runnable batches, up to each target's concurrency.  Candidates are
- * read without their bodies; only the chosen ones are loaded.  Returns
- * true when a job was skipped because another transaction held it.
+ * Claim what target's free slots allow, round-robin across its jobs: its
+ * next jobs come least recently served first, and each gets one batch per
+ * round, until the slots are full or the jobs have no more runnable
+ * batches.  A job that cannot be served now (another transaction holds it,
+ * or a result of it waits to be stored) is passed over, and the target's
+ * next jobs read, a few rounds at most.
  */
-bool
-bulkops_claim(void)
+static void
+claim_target(ClaimRound *r, BulkopsQueuedTarget *t, Datum generations)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	BulkopsCandidate *cands;
-	int			ncands;
-	uint64		i;
-	uint64		n;
+	int			limit = share_of(t->concurrency);
+	int64	   *exclude;
+	int			nexclude = 0;
+	int			round;
 
-	/* not on the stack: the error path reads what the loop changed */
-	ClaimRound *r = palloc0(sizeof(ClaimRound));
-
-	PG_TRY();
+	if (limit <= 0)
+		return;					/* the other lanes serve this target */
+	exclude = palloc(sizeof(int64) * limit * CLAIM_ROUNDS);
+	r->target = t->target;
+	for (round = 0; round < CLAIM_ROUNDS; round++)
 	{
-		bulkops_begin_tx("claiming batches");
-		cands = bulkops_catalog_claim_candidates(&ncands);
-		n = (uint64) ncands;
-		r->jobs = palloc(sizeof(int64) * Max(n, 1));
-		r->nos = palloc(sizeof(int32) * Max(n, 1));
-		r->generations = palloc(sizeof(int64) * Max(n, 1));
-		r->targets = palloc(sizeof(char *) * Max(n, 1));
-		r->limits = palloc(sizeof(int) * Max(n, 1));
+		int			nfree = limit - slots_taken(t->target, limit, r->taken);
+		BulkopsCandidate *jobs;
+		int		   *want;
+		int			n;
+		int			planned = 0;
+		int			i;
+		int			k;
+
+		if (nfree <= 0)
+			break;
+
+		/*
+		 * More batches of each than the slots free: the other lanes may take
+		 * the lowest ones meanwhile.
+		 */
+		jobs = bulkops_catalog_next_jobs(t->target, generations, nfree,
+										 nfree * bulkops_workers_per_database,
+										 exclude, nexclude, &n);
+		if (n == 0)
+			break;
+		want = palloc0(sizeof(int) * n);
 		for (i = 0; i < n; i++)
+			exclude[nexclude++] = jobs[i].job_id;
+
+		/* one batch per job and round, each job within its own share */
+		for (k = 0; planned < nfree; k++)
 		{
-			r->jobs[i] = cands[i].job_id;
-			r->nos[i] = cands[i].batch_no;
-			r->generations[i] = cands[i].generation;
-			r->targets[i] = cands[i].target;
-			r->limits[i] = cands[i].concurrency;
-			if (r->limits[i] <= 0)
-				r->limits[i] = bulkops_concurrency;
-			r->limits[i] = bulkops_lane_share(r->limits[i]);
+			bool		any = false;
+
+			for (i = 0; i < n && planned < nfree; i++)
+			{
+				int			lim = Min(share_of(jobs[i].concurrency), limit);
+
+				if (k >= jobs[i].nbatches || job_deferred(jobs[i].job_id) ||
+					slots_taken(t->target, lim, r->taken) + planned >= lim)
+					continue;
+				want[i]++;
+				planned++;
+				any = true;
+			}
+			if (!any)
+				break;
 		}
-		/* job by job: the candidates come ordered by job */
-		for (i = 0; i < n; i = r->to)
+
+		/* in the order served: the first goes to the back of the queue first */
+		for (i = 0; i < n; i++)
 		{
 			int			before = list_length(r->taken);
 
-			r->from = i;
-			for (r->to = i + 1; r->to < n && r->jobs[r->to] == r->jobs[i]; r->to++)
-				;
-
-			/*
-			 * A job with a result that could not be stored yet gets no more
-			 * batches until it is: its row is likely still held, and each
-			 * batch would only add another result to keep.  Nor is a job
-			 * locked for nothing: its batches share its target, which may be
-			 * full (and each job locked takes a subtransaction's xid).
-			 */
-			if (job_deferred(r->jobs[i]) ||
-				slots_taken(r->targets[i], r->limits[i], r->taken) >= r->limits[i])
+			if (want[i] == 0)
 				continue;
+			r->job = &jobs[i];
+			r->want = want[i];
+			r->limit = Min(share_of(jobs[i].concurrency), limit);
 			if (!bulkops_in_subxact(claim_job, r))
 			{
 				/* that job's claim was rolled back: forget what it loaded */
@@ -232,6 +271,39 @@ bulkops_claim(void)
 				}
 			}
 		}
+		if (n < nfree)
+			break;				/* no more jobs with runnable batches */
+	}
+}
+
+/*
+ * Claim runnable batches, up to each target's concurrency, the jobs of a
+ * target in turn (claim_target).  Candidates are read without their
+ * bodies; only the chosen ones are loaded.  Every statement is a probe
+ * with a limit, into partial indexes of unfinished jobs and of runnable
+ * batches: the claim costs the same with 10 or 10,000 queued jobs and any
+ * history.  Returns true when a job was skipped because another
+ * transaction held it.
+ */
+bool
+bulkops_claim(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	/* not on the stack: the error path reads what the loop changed */
+	ClaimRound *r = palloc0(sizeof(ClaimRound));
+
+	PG_TRY();
+	{
+		BulkopsQueuedTarget *targets;
+		Datum		generations;
+		int			ntargets;
+		int			i;
+
+		bulkops_begin_tx("claiming batches");
+		targets = bulkops_catalog_queued_targets(&ntargets, &generations);
+		for (i = 0; i < ntargets; i++)
+			claim_target(r, &targets[i], generations);
 		bulkops_commit_tx();
 	}
 	PG_CATCH();
@@ -309,6 +381,7 @@ bulkops_recover(void)
 				{
 					w->in_doubt = true;
 					bulkops_works_add(w);
+					bulkops_catalog_job_served(a->job_id);
 				}
 			}
 			else

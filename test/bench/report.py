@@ -28,6 +28,9 @@ TARGET_SYNC_ONE = 1.5           # run_sync with 1% changed, x the baseline
 TARGET_SYNC_NONE = 1.2          # run_sync with nothing changed, x the baseline
 TARGET_SYNC_STATE = 64          # the stored state's bytes per key, its text left out       # per-row cost of the --scale-rows job vs the rounds'
 TARGET_JOIN_RATIO = 2.0         # receipts join / plain table join
+TARGET_FAIR_S = 5.0             # a small job behind a large one ends within 5 s
+TARGET_FAIR_WAITED = 0.5        # ... having waited at most half of what the large one had left
+TARGET_CLAIM_RATIO = 1.5        # probe latency, deep queue and history / 10 jobs, none
 
 
 def load(path):
@@ -306,6 +309,8 @@ def main(path):
     table(raw, ("round", "baseline s", "enqueue s", "in fn s", "e2e s", "backend CPU s",
                 "worker CPU s", "mock CPU s", "others' CPU s"))
 
+    queue(res)
+
     if problems:
         print()
         print("INVALID RUN:")
@@ -313,6 +318,45 @@ def main(path):
             print("  - " + p)
         return 1
     return 0
+
+
+def queue(res):
+    """The queue's tables: fairness, and claim latency by queue depth and history."""
+    if "fair_small_alone_s" in res:
+        print()
+        alone = num(res["fair_small_alone_s"])
+        behind = num(res["fair_small_behind_s"])
+        after = num(res["fair_big_after_small_s"])
+        # of the time the large job still needed when the small one came,
+        # the part the small one waited: about all of it, oldest first
+        waited = behind / (behind + after) if behind + after > 0 else 1.0
+        table([
+            ("100-row job, worker idle: enqueue -> finished", "%.2f s" % alone, "", ""),
+            ("100-row job behind a %s-row job on its target" % grouped(int(res["rows"])),
+             "%.2f s (%.1f x alone)" % (behind, behind / alone), "<= %.0f s" % TARGET_FAIR_S,
+             verdict(behind <= TARGET_FAIR_S)),
+            ("  the large job ended after it by", "%.2f s (of %.2f s end to end)"
+             % (after, num(res["fair_big_e2e_s"])), "", ""),
+            ("  its wait / the large job's time left when it came", "%.2f" % waited,
+             "<= %.2f" % TARGET_FAIR_WAITED, verdict(waited <= TARGET_FAIR_WAITED)),
+        ], ("fairness", "value", "target", ""))
+    cases = int(res.get("queue.cases", "0"))
+    if cases:
+        print()
+        base = num(res["queue.1.probe_s"])
+        rows = []
+        for k in range(1, cases + 1):
+            p = num(res["queue.%d.probe_s" % k])
+            ratio = p / base
+            rows.append((grouped(num(res["queue.%d.jobs" % k])),
+                         grouped(num(res["queue.%d.history_rows" % k])),
+                         "%.1f ms" % (1000 * p), "%.2f" % ratio,
+                         "" if k == 1 else "<= %.1f" % TARGET_CLAIM_RATIO,
+                         "" if k == 1 else verdict(ratio <= TARGET_CLAIM_RATIO)))
+        table(rows, ("unfinished jobs", "receipts in history", "probe job latency (median of 20)",
+                     "/ first row", "target", ""))
+        print("probe: a 1-row job on an idle target, COMMIT -> finished_at; the queued jobs "
+              "wait on another target, its one slot held by a request never answered")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 #   test/bench/run.sh [--rows N] [--dialect NAME (default clinia)] [--runs 3]
 #                     [--batch-size 10000] [--concurrency C] [--workers N]
 #                     [--no-contended] [--no-join] [--no-sync] [--scale-rows M]
-#                     [--statements] [--hold]
+#                     [--statements] [--hold] [--no-queue] [--queue-jobs N]
+#                     [--history B1,B2]
 #
 # What it does:
 #   * a throwaway cluster tuned for bulk loading (settings printed with the
@@ -41,6 +42,21 @@
 #     changed (checking that exactly those are enqueued); and the stored
 #     state's bytes per key, the keys' own text left out.
 #
+# The queue (--no-queue skips it), after the rounds, once the worker's
+# memory and the mock's counts are taken:
+#   * fairness: a 100-row job enqueued while a job of t (N rows) runs on the
+#     same target: its time to finish, against the same job on an idle
+#     worker;
+#   * claim latency: 1-row probe jobs on an idle target, each enqueued and
+#     committed alone (20, median of their commit -> finished_at), while
+#     another target holds 10 and then --queue-jobs (default 10,000) queued
+#     jobs behind a request that never ends (its one slot full), and the
+#     tables hold a history of done batches of 1,000 rows synthesised by
+#     INSERT (--history, default 10000,100000 batches: 10M and 100M
+#     receipts' worth), in the generation the queue's jobs are in.  The
+#     probe's latency is a claim or two, a request and its store: a claim
+#     that grew with the queue or the history would show there.
+#
 # NAME is any dialect of bulkops.dialects() that has a mock module: where
 # its target points, its credentials and options come from the module
 # (TESTS["bench"] over TESTS["target"] in test/mock/NAME.py).
@@ -58,7 +74,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 
-usage() { sed -n '10,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '10,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 rows=1000000
 dialect=clinia
@@ -72,6 +88,9 @@ sync=1
 scale_rows=0
 statements=0
 hold=0
+queue=1
+queue_jobs=10000
+history=10000,100000
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--rows) rows=${2:?}; shift 2 ;;
@@ -93,14 +112,21 @@ while [ $# -gt 0 ]; do
 		--scale-rows=*) scale_rows=${1#*=}; shift ;;
 		--statements) statements=1; shift ;;
 		--hold) hold=1; shift ;;
+		--no-queue) queue=0; shift ;;
+		--queue-jobs) queue_jobs=${2:?}; shift 2 ;;
+		--queue-jobs=*) queue_jobs=${1#*=}; shift ;;
+		--history) history=${2:?}; shift 2 ;;
+		--history=*) history=${1#*=}; shift ;;
 		-h|--help) usage; exit 0 ;;
 		*) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
 	esac
 done
 rows=${rows//[,_]/}
 scale_rows=${scale_rows//[,_]/}
+queue_jobs=${queue_jobs//[,_]/}
+case "$history" in ''|*[!0-9,]*|,*|*,|*,,*) echo "--history must be numbers separated by commas" >&2; exit 2 ;; esac
 case "$scale_rows" in ''|*[!0-9]*) echo "--scale-rows must be a number" >&2; exit 2 ;; esac
-for v in rows runs batch_size workers ${concurrency:+concurrency}; do
+for v in rows runs batch_size workers queue_jobs ${concurrency:+concurrency}; do
 	case "${!v}" in
 		''|*[!0-9]*|0) echo "--${v/_/-} must be a positive integer" >&2; exit 2 ;;
 	esac
@@ -110,25 +136,26 @@ done
 # As the dialect's mock module describes it (mock_api.py --describe): sets
 # target_url, target_resource, target_auth (JSON, or empty for none),
 # target_options (JSON object members) and csv_baseline (1 for a dialect
-# whose wire format is CSV: TESTS["bench"]["csv"]).
+# whose wire format is CSV: TESTS["bench"]["csv"]), for a target named $2
+# (default bench).
 dialect_target() {
 	local spec
 	spec=$(python3 "$top/test/mock/mock_api.py" --describe | python3 -c '
 import json, shlex, sys
-name, mock = sys.argv[1:]
+name, mock, target = sys.argv[1:]
 d = json.load(sys.stdin).get(name)
 if d is None:
     sys.exit("no benchmark setup for dialect \"%s\": it has no mock module test/mock/%s.py"
              % (name, name))
 b = d["bench"]
-values = {"target_url": mock + b["url"].replace("{name}", "bench"),
-          "target_resource": b["resource"].replace("{name}", "bench"),
+values = {"target_url": mock + b["url"].replace("{name}", target),
+          "target_resource": b["resource"].replace("{name}", target),
           "target_auth": json.dumps(b["auth"]) if b.get("auth") else "",
           "target_options": json.dumps(b["options"])[1:-1],
           "csv_baseline": "1" if b.get("csv") else "0"}
 for k, v in values.items():
     print("%s=%s" % (k, shlex.quote(v)))
-' "$dialect" "$1") || return 1
+' "$dialect" "$1" "${2:-bench}") || return 1
 	eval "$spec"
 }
 dialect_target http://127.0.0.1:1 || exit 2	# refuse an unknown dialect before building anything
@@ -138,7 +165,9 @@ bulkops_root_prelude "$top" test/bench/run.sh --rows "$rows" --dialect "$dialect
 	--runs "$runs" --batch-size "$batch_size" ${concurrency:+--concurrency "$concurrency"} \
 	--workers "$workers" --scale-rows "$scale_rows" $([ "$join" = 1 ] || echo --no-join) \
 	$([ "$contended" = 1 ] || echo --no-contended) $([ "$statements" = 0 ] || echo --statements) \
-	$([ "$hold" = 0 ] || echo --hold)
+	$([ "$hold" = 0 ] || echo --hold) $([ "$sync" = 1 ] || echo --no-sync) \
+	$([ "$queue" = 1 ] || echo --no-queue) \
+	--queue-jobs "$queue_jobs" --history "$history"
 
 export PATH="$BULKOPS_PGBIN:$PATH"
 data=$(mktemp -d /tmp/bulkops-bench.XXXXXX)
@@ -592,6 +621,186 @@ put rss_anon_peak_kb "$anon"
 put rss_shmem_peak_kb "$shmem"
 put mock_operations "$(curl -s "$mock/_control/stats" | python3 -c \
 	'import json, sys; print(json.load(sys.stdin)["'"$dialect"'"].get("operations", ""))' || true)"
+# ---- the queue: fairness, and claim latency under a deep queue ----
+# After the worker's memory and the mock's counts are taken: none of this
+# counts there.
+if [ "$queue" = 1 ]; then
+	# One job of $2 (a source) through target $1 in its own transaction.
+	# Prints job|the time COMMIT returned.
+	enqueue_at() {
+		sql -v target="$1" -v src="$2" <<'SQL'
+BEGIN;
+SELECT bulkops.bulk_upsert(:'target', :'src', key => 'id') AS job \gset
+COMMIT;
+SELECT :job, clock_timestamp();
+SQL
+	}
+	# Seconds from $2 until job $1 finished (its finished_at), once final.
+	finished_after() {
+		sql -v job="$1" -v t0="$2" -v deadline="$deadline" <<'SQL'
+SELECT bench_wait(:job, :'deadline') IS NULL AS x \gset
+SELECT round(extract(epoch FROM finished_at - :'t0'::timestamptz)::numeric, 4)
+FROM bulkops.jobs WHERE id = :job;
+SQL
+	}
+
+	sql <<'SQL'
+-- Wait until query q says true, polled every 10 ms.
+CREATE FUNCTION bench_until(q text, deadline interval DEFAULT '10 min') RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+    give_up timestamptz := clock_timestamp() + deadline;
+BEGIN
+    LOOP
+        EXECUTE q INTO ok;
+        EXIT WHEN ok;
+        IF clock_timestamp() > give_up THEN
+            RAISE EXCEPTION 'no true after %: %', deadline, q;
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+-- Copy the rows of rel that "FROM rel s <from_where>" gives, each column
+-- as it is in s, or as overrides' expression for it (one for a column rel
+-- does not have is left out): whatever columns bulkops' tables have.
+CREATE FUNCTION bench_copy(rel regclass, from_where text, overrides jsonb) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    cols text;
+    exprs text;
+    n bigint;
+BEGIN
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
+           string_agg(coalesce(overrides ->> attname, 's.' || quote_ident(attname)), ', '
+                      ORDER BY attnum)
+    INTO cols, exprs
+    FROM pg_attribute
+    WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s s %s', rel, cols, exprs, rel,
+                   from_where);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+SQL
+	settle
+	log "fairness: a 100-row job alone, then behind a job of $rows rows on the same target"
+	IFS='|' read -r job t0 <<<"$(enqueue_at bench 'SELECT * FROM t WHERE id <= 100')"
+	put fair_small_alone_s "$(finished_after "$job" "$t0")"
+	IFS='|' read -r big tb <<<"$(enqueue_at bench t)"
+	# under way: its first batch done
+	sql -v job="$big" <<<"SELECT bench_until(format(
+		'SELECT batches_done > 0 FROM bulkops.jobs WHERE id = %s', :job))" >/dev/null
+	IFS='|' read -r job t0 <<<"$(enqueue_at bench 'SELECT * FROM t WHERE id <= 100')"
+	put fair_small_behind_s "$(finished_after "$job" "$t0")"
+	put fair_big_after_small_s "$(sql -v big="$big" -v small="$job" -v deadline="$deadline" <<'SQL'
+SELECT bench_wait(:big, :'deadline') IS NULL AS x \gset
+SELECT round(extract(epoch FROM b.finished_at - s.finished_at)::numeric, 2)
+FROM bulkops.jobs b, bulkops.jobs s WHERE b.id = :big AND s.id = :small;
+SQL
+)"
+	put fair_big_e2e_s "$(finished_after "$big" "$tb")"
+
+	# The deep queue's target: one slot, held by a request the mock never
+	# answers (for an hour, longer than the benchmark).
+	dialect_target "$mock" deep
+	deep_path=$(python3 -c 'import re, sys, urllib.parse as u; print("^" + re.escape(u.urlsplit(sys.argv[1]).path))' "$target_url")
+	curl -s -X DELETE "$mock/_control/faults" >/dev/null
+	curl -s -X POST -H 'Content-Type: application/json' "$mock/_control/faults" \
+		-d "{\"rules\": [{\"action\": \"delay\", \"path\": \"$deep_path\", \"seconds\": 3600, \"times\": -1}]}" >/dev/null
+	deep_opts="{${target_options:+$target_options, }\"concurrency\": 1, \"http_timeout\": 3600}"
+	sql -v url="$target_url" -v resource="$target_resource" -v auth="$target_auth" \
+		-v dialect="$dialect" -v topts="$deep_opts" <<'SQL'
+SELECT bulkops.create_target('deep', :'dialect', :'url', resource => :'resource',
+                             auth => nullif(:'auth', '')::jsonb, options => :'topts') \gset
+SQL
+	dialect_target "$mock" probe
+	sql -v url="$target_url" -v resource="$target_resource" -v auth="$target_auth" \
+		-v dialect="$dialect" -v topts="{${target_options:+$target_options, }\"batch_size\": 1000}" <<'SQL'
+SELECT bulkops.create_target('probe', :'dialect', :'url', resource => :'resource',
+                             auth => nullif(:'auth', '')::jsonb, options => :'topts') \gset
+SQL
+	IFS='|' read -r deep_job _ <<<"$(enqueue_at deep 'SELECT * FROM t WHERE id = 1')"
+	sql -v job="$deep_job" <<<"SELECT bench_until(format(
+		'SELECT EXISTS (SELECT FROM bulkops.batches WHERE job_id = %s AND state = ''active'')',
+		:job))" >/dev/null
+	# A job of 1,000 rows: its done batch is the history's template.
+	IFS='|' read -r hist_job t0 <<<"$(enqueue_at probe 'SELECT * FROM t WHERE id <= 1000')"
+	finished_after "$hist_job" "$t0" >/dev/null
+
+	# n more queued jobs on target deep, copies of the first (its batch as
+	# it was queued), written directly.
+	add_queued() {
+		sql -v job="$deep_job" -v n="$1" <<'SQL'
+SELECT nextval('bulkops.jobs_id_seq') AS first \gset
+SELECT setval('bulkops.jobs_id_seq', :first + :n - 1) \gset
+SELECT bench_copy('bulkops.jobs', format('CROSS JOIN generate_series(0, %s) g WHERE s.id = %s',
+                                         :n - 1, :job),
+                  jsonb_build_object('id', format('%s + g', :first), 'state', '''queued''',
+                                     'started_at', 'NULL', 'last_claim_at', 'NULL')) \gset
+SELECT bench_copy('bulkops.batches', format('CROSS JOIN generate_series(0, %s) g WHERE s.job_id = %s',
+                                            :n - 1, :job),
+                  jsonb_build_object('job_id', format('%s + g', :first), 'state', '''queued''',
+                                     'lane', 'NULL', 'attempts', '0',
+                                     'maybe_applied', 'false')) \gset
+SQL
+	}
+	# A history of n done batches of the template's 1,000 rows, 100 per job.
+	add_history() {
+		sql -v job="$hist_job" -v n="$1" <<'SQL'
+SELECT nextval('bulkops.jobs_id_seq') AS first, ceil(:n / 100.0)::int AS jobs \gset
+SELECT setval('bulkops.jobs_id_seq', :first + :jobs - 1) \gset
+SELECT bench_copy('bulkops.jobs', format('CROSS JOIN generate_series(0, %s) g WHERE s.id = %s',
+                                         :jobs - 1, :job),
+                  jsonb_build_object('id', format('%s + g', :first),
+                                     'rows_total', '100 * s.rows_total',
+                                     'rows_succeeded', '100 * s.rows_succeeded',
+                                     'batches_total', '100', 'batches_done', '100')) \gset
+SELECT bench_copy('bulkops.batches', format('CROSS JOIN generate_series(0, %s) g WHERE s.job_id = %s',
+                                            :n - 1, :job),
+                  jsonb_build_object('job_id', format('%s + g / 100', :first),
+                                     'batch_no', 'g % 100 + 1',
+                                     'first_row', '(g % 100) * s.row_count + 1')) \gset
+SQL
+	}
+	# Median seconds from COMMIT to finished_at of 20 probes of 1 row.
+	probe() {
+		local i out=()
+		for i in $(seq 20); do
+			IFS='|' read -r job t0 <<<"$(enqueue_at probe 'SELECT * FROM t WHERE id = 1')"
+			out+=("$(finished_after "$job" "$t0")")
+		done
+		printf '%s\n' "${out[@]}" | sort -g | awk '{v[NR] = $1} END {print (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2}'
+	}
+	queue_case() {		# label
+		settle
+		put "queue.$1.jobs" "$(sql -c "SELECT count(*) FROM bulkops.jobs WHERE state IN ('queued', 'running')")"
+		put "queue.$1.history_rows" "$(sql -c "SELECT coalesce(sum(row_count), 0) FROM bulkops.batches WHERE state = 'done'")"
+		put "queue.$1.probe_s" "$(probe)"
+		log "  $1: probe median $(tail -1 "$results" | cut -f2) s"
+	}
+
+	log "claim latency: 10 queued jobs, no history"
+	add_queued 9
+	queue_case 1
+	k=1
+	added=0
+	for h in ${history//,/ }; do
+		k=$((k + 1))
+		log "claim latency: 10 queued jobs, a history of $h batches"
+		[ "$h" -gt "$added" ] && add_history $((h - added))
+		added=$h
+		queue_case "$k"
+	done
+	k=$((k + 1))
+	log "claim latency: $queue_jobs queued jobs, the same history"
+	add_queued $((queue_jobs - 10))
+	queue_case "$k"
+	put queue.cases "$k"
+fi
+
 put checkpoints_timed_or_requested "$(grep -c 'checkpoint starting: \(time\|wal\)' "$data/server.log" || true)"
 put settings "$(IFS=';'; echo "${settings[*]}")"
 put config "dialect=$dialect batch_size=$batch_size concurrency=${concurrency:-default} workers=$workers runs=$runs"

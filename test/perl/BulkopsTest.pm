@@ -30,7 +30,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
   clinia_target mock_faults mock_requests wait_requests make_rsa_key
-  query_until log_says counters_agree dialects fill_name missing export_node
+  query_until log_says counters_agree receipt_rows dialects fill_name missing export_node
   export_pages_fetched);
 
 # No request of ours, nor of the server we start, may go through a proxy.
@@ -497,6 +497,27 @@ sub counters_agree
 		               count(*) FILTER (WHERE status = 'unknown')
 		        FROM bulkops.receipts WHERE job_id = $job)
 		FROM bulkops.jobs WHERE id = $job});
+}
+
+=pod
+
+=item receipt_rows($node, $job)
+
+Job $job's receipts as "receipts|distinct rows|lowest row|highest
+row|succeeded": "$n|$n|1|$n|$n" for a job of $n rows whose every row has
+exactly one receipt, succeeded.
+
+=cut
+
+sub receipt_rows
+{
+	my ($node, $job) = @_;
+	croak "job id must be a number" unless $job =~ /^\d+$/;
+	return $node->safe_psql(
+		'postgres', qq{
+		SELECT count(*), count(DISTINCT row_no), min(row_no), max(row_no),
+		       count(*) FILTER (WHERE status = 'succeeded')
+		FROM bulkops.receipts WHERE job_id = $job});
 }
 
 =pod

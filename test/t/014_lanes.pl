@@ -62,12 +62,7 @@ sub check_receipts
 {
 	my ($case, $job, $n) = @_;
 	is(wait_for_job($node, $job, 120), 'succeeded', "$case: job ends succeeded");
-	is( $node->safe_psql(
-			'postgres', qq{
-			SELECT count(*), count(DISTINCT row_no), min(row_no), max(row_no),
-			       count(*) FILTER (WHERE status = 'succeeded')
-			FROM bulkops.receipts WHERE job_id = $job}),
-		"$n|$n|1|$n|$n",
+	is(receipt_rows($node, $job), "$n|$n|1|$n|$n",
 		"$case: exactly one receipt per row, each succeeded");
 	is( $node->safe_psql(
 			'postgres', qq{
