@@ -75,6 +75,8 @@ type_name(BulkopsOptionType type)
 			return "a string";
 		case BULKOPS_OPT_OBJECT:
 			return "a JSON object";
+		case BULKOPS_OPT_JSON:
+			return "a JSON value";
 	}
 	return "?";
 }
@@ -127,6 +129,9 @@ check_value(const BulkopsOptionDef *def, JsonbValue *v, const char *what)
 		case BULKOPS_OPT_OBJECT:
 			ok = (v->type == jbvBinary &&
 				  JsonContainerIsObject(v->val.binary.data));
+			break;
+		case BULKOPS_OPT_JSON:
+			ok = true;
 			break;
 		case BULKOPS_OPT_INT:
 		case BULKOPS_OPT_REAL:
@@ -201,6 +206,7 @@ target_value(const BulkopsOptionDef *def, Jsonb *target_options,
 																   : def->dflt)));
 			return true;
 		case BULKOPS_OPT_STRING:
+		case BULKOPS_OPT_JSON:
 			if (def->dflt_text == NULL)
 				return false;
 			out->type = jbvString;
