@@ -321,7 +321,8 @@ SELECT test.mock('DELETE', '/_control/faults');
 SELECT hj_case('f_fewer'), hj_case('f_null'), hj_case('f_422'), hj_case('f_413'),
        hj_case('f_408_up'), hj_case('f_408_in'), hj_case('f_507_up'), hj_case('f_507_in'),
        hj_case('f_bad_in'), hj_case('f_bad_idem', '{"idempotent_insert": true}'),
-       hj_case('f_500_idem', '{"idempotent_insert": true}');
+       hj_case('f_500_idem', '{"idempotent_insert": true}'),
+       hj_case('f_tilde', '{"remote_id": "/x~1y~0z", "ok": "/a/1/s"}');
 SELECT hj_fault('f_fewer', '{"action": "mutate", "edits": [{"at": "", "drop": 1}]}'),
        hj_fault('f_null', '{"action": "mutate", "edits": [{"at": "0", "set": null}, {"at": "1", "set": "ok"}]}'),
        hj_fault('f_422', '{"action": "status", "status": 422, "content_type": "text/plain",
@@ -333,7 +334,10 @@ SELECT hj_fault('f_fewer', '{"action": "mutate", "edits": [{"at": "", "drop": 1}
        hj_fault('f_507_in', '{"action": "status", "status": 507, "when": "after", "body": "disk full"}'),
        hj_fault('f_bad_in', '{"action": "malformed", "when": "after"}'),
        hj_fault('f_bad_idem', '{"action": "malformed", "when": "after"}'),
-       hj_fault('f_500_idem', '{"action": "status", "status": 500, "when": "after"}') IS NOT NULL AS faults_set;
+       hj_fault('f_500_idem', '{"action": "status", "status": 500, "when": "after"}'),
+       -- pointers with escaped names and array indexes
+       hj_fault('f_tilde', '{"action": "mutate", "edits": [{"at": "*.x/y~z", "set": "escaped"},
+                             {"at": "*.a", "set": [0, {"s": true}]}, {"at": "2.a.1.s", "set": false}]}') IS NOT NULL AS faults_set;
 SELECT test.mock('POST', '/_control/marks', '{"pattern": "(mark-f_[a-z0-9_]+-[0-9])"}');
 CREATE TABLE hj_fault_jobs AS
 SELECT tag, CASE WHEN tag ~ '_(in|idem)$' THEN
@@ -341,7 +345,7 @@ SELECT tag, CASE WHEN tag ~ '_(in|idem)$' THEN
        ELSE bulkops.bulk_upsert(tag, format($$SELECT 'R-' || i AS id, 'mark-%s-' || i AS tag FROM generate_series(1, 3) AS i$$, tag), key => 'id')
        END AS job
 FROM unnest(ARRAY['f_fewer', 'f_null', 'f_422', 'f_413', 'f_408_up', 'f_408_in', 'f_507_up',
-                  'f_507_in', 'f_bad_in', 'f_bad_idem', 'f_500_idem']) AS tag;
+                  'f_507_in', 'f_bad_in', 'f_bad_idem', 'f_500_idem', 'f_tilde']) AS tag;
 SELECT tag, bulkops.wait(job, '60 s') FROM hj_fault_jobs ORDER BY job;
 SELECT f.tag, o.*, r.faulted
 FROM hj_fault_jobs f, hj_outcome(f.job) o,
@@ -350,6 +354,8 @@ FROM hj_fault_jobs f, hj_outcome(f.job) o,
               WHERE x->>'path' LIKE '%' || f.tag || '%') r
 ORDER BY f.job, o.key;
 SELECT f.tag, b.last_error FROM hj_fault_jobs f JOIN bulkops.batches b ON b.job_id = f.job ORDER BY f.job;
+SELECT key, status, remote_id, error_message FROM bulkops.receipts
+WHERE job_id = (SELECT job FROM hj_fault_jobs WHERE tag = 'f_tilde') ORDER BY row_no;
 -- how often the remote side was given each insert's rows: a 408 applied
 -- nothing (resent), an insert the target says is idempotent went twice; a 500
 -- still leaves its rows unknown (the worker's own rule, see the protocol page)

@@ -70,22 +70,31 @@ static JsonbValue *
 pointer_get(JsonbValue *v, const char *pointer)
 {
 	const char *p = pointer;
-	StringInfoData token;
 
-	if (*p == '\0' || v == NULL)
-		return v;
-	initStringInfo(&token);
+	/* called for every result: tokens are read in place where they can be */
 	while (*p == '/' && v != NULL)
 	{
+		const char *token = p + 1;
+		int			len = strcspn(token, "/");
 		JsonbContainer *c;
 
-		resetStringInfo(&token);
-		for (p++; *p && *p != '/'; p++)
+		p = token + len;
+		if (memchr(token, '~', len) != NULL)
 		{
-			if (*p == '~' && (p[1] == '0' || p[1] == '1'))
-				appendStringInfoChar(&token, *++p == '1' ? '/' : '~');
-			else
-				appendStringInfoChar(&token, *p);
+			char	   *plain = palloc(len + 1);
+			int			n = 0;
+			int			i;
+
+			for (i = 0; i < len; i++)
+			{
+				if (token[i] == '~' && i + 1 < len && (token[i + 1] == '0' || token[i + 1] == '1'))
+					plain[n++] = token[++i] == '1' ? '/' : '~';
+				else
+					plain[n++] = token[i];
+			}
+			plain[n] = '\0';
+			token = plain;
+			len = n;
 		}
 		if (v->type != jbvBinary)
 			return NULL;
@@ -95,21 +104,23 @@ pointer_get(JsonbValue *v, const char *pointer)
 			JsonbValue	k;
 
 			k.type = jbvString;
-			k.val.string.val = token.data;
-			k.val.string.len = token.len;
+			k.val.string.val = (char *) token;
+			k.val.string.len = len;
 			v = findJsonbValueFromContainer(c, JB_FOBJECT, &k);
 		}
 		else
 		{
 			/* an array: only a document's root is ever a raw scalar */
-			int			n = JsonContainerSize(c);
+			char		digits[10];
 
-			if (token.len == 0 || token.len > 9 ||
-				strspn(token.data, "0123456789") != token.len ||
-				(token.len > 1 && token.data[0] == '0') ||
-				atoi(token.data) >= n)
+			if (len == 0 || len >= sizeof(digits) ||
+				strspn(token, "0123456789") < len || (len > 1 && token[0] == '0'))
 				return NULL;
-			v = getIthJsonbValueFromContainer(c, atoi(token.data));
+			memcpy(digits, token, len);
+			digits[len] = '\0';
+			if (atoi(digits) >= (int) JsonContainerSize(c))
+				return NULL;
+			v = getIthJsonbValueFromContainer(c, atoi(digits));
 		}
 	}
 	return v;

@@ -289,7 +289,8 @@ class Task:
 
 
 class Dialect(MockDialect):
-    COUNTERS = ("requests", "bad_requests", "items", "created", "updated", "deleted",
+    # "operations": the rows received (test/bench/run.sh checks it)
+    COUNTERS = ("requests", "bad_requests", "operations", "created", "updated", "deleted",
                 "failures", "tasks", "polls")
 
     def reset(self):
@@ -350,7 +351,7 @@ class Dialect(MockDialect):
 
     def apply(self, shape, resource, op, key, fields):
         """(remote id, created, error code, error message) of one item."""
-        self.counts["items"] += 1
+        self.counts["operations"] += 1
         if fields.get("_fail") is not None:
             self.counts["failures"] += 1
             return None, False, "INVALID", str(fields["_fail"])
@@ -382,7 +383,7 @@ class Dialect(MockDialect):
             return denied
         if self.ctx.bench:
             n = req.body.count(BENCH_SYNC_ITEM)
-            self.counts["items"] += n
+            self.counts["operations"] += n
             return Response(200, b"[" + b",".join([b'{"status":"ok"}'] * n) + b"]")
         items = json_body(req, list)
         if not items:
@@ -461,6 +462,7 @@ class Dialect(MockDialect):
                             % ", ".join(OPERATIONS), "BAD_MODE")
         if self.ctx.bench:
             keys = BENCH_ASYNC_KEY_RX.findall(req.body)
+            self.counts["operations"] += len(keys)
             return self.new_task(params["resource"], op, None, keys)
         items = (json_body(req, dict) or {}).get("items")
         if not isinstance(items, list) or not items:
@@ -487,7 +489,6 @@ class Dialect(MockDialect):
         self.counts["polls"] += 1
         task.polls += 1
         if self.ctx.bench:
-            self.counts["items"] += len(task.bench_keys)
             return Response(200, b'{"state":"done","items":['
                             + b",".join(b'{"key":%s,"outcome":"ok"}' % k
                                         for k in task.bench_keys) + b"]}")
