@@ -37,8 +37,6 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
-
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -50,6 +48,7 @@
 
 #define HJ_DEFAULT_MAX_ROWS		1000
 #define HJ_DEFAULT_MAX_BYTES	(8 * 1024 * 1024)
+#define HJ_HEX					"0123456789ABCDEFabcdef"
 
 /*
  * What a job may do with each option (see BulkopsJobRule), and why.  The
@@ -221,9 +220,12 @@ check_path(const char *option, const char *path, int allowed)
 			in_query = true;
 			continue;
 		}
-		if (c == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2]))
+		if (c == '%' && p[1] && strchr(HJ_HEX, p[1]) && p[2] && strchr(HJ_HEX, p[2]))
 			continue;
-		if (!isalnum(c) && (c == '%' || c >= 0x80 || strchr("-._~!$&'()*+,;=:@/", c) == NULL))
+		/* ASCII by byte, whatever the locale's idea of a letter */
+		if (c == '%' || c >= 0x80 ||
+			strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+				   "-._~!$&'()*+,;=:@/", c) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("http_json option \"%s\" has a character a URL cannot carry as it is",
