@@ -260,7 +260,7 @@ placeholder_kind(const char *s, int len)
 
 /* End the text piece being written (if any), then add a placeholder. */
 static void
-add_piece(HjTemplate *t, StringInfo text, HjPieceKind kind, int *cap)
+add_piece(HjTemplate *t, StringInfo buf, HjPieceKind kind, int *cap)
 {
 	if (t->npieces + 2 > *cap)
 	{
@@ -268,14 +268,14 @@ add_piece(HjTemplate *t, StringInfo text, HjPieceKind kind, int *cap)
 		t->pieces = t->pieces ? repalloc(t->pieces, sizeof(HjPiece) * *cap)
 			: palloc(sizeof(HjPiece) * *cap);
 	}
-	if (text->len > 0)
+	if (buf->len > 0)
 	{
 		HjPiece    *p = &t->pieces[t->npieces++];
 
 		p->kind = HJ_TEXT;
-		p->text = pnstrdup(text->data, text->len);
-		p->len = text->len;
-		resetStringInfo(text);
+		p->text = pnstrdup(buf->data, buf->len);
+		p->len = buf->len;
+		resetStringInfo(buf);
 	}
 	if (kind != HJ_TEXT)
 	{
@@ -290,7 +290,7 @@ add_piece(HjTemplate *t, StringInfo text, HjPieceKind kind, int *cap)
 
 /* Write a template's scalar as JSON text, or as the placeholder it is. */
 static void
-emit_scalar(HjTemplate *t, StringInfo text, JsonbValue *v, int *cap)
+emit_scalar(HjTemplate *t, StringInfo buf, JsonbValue *v, int *cap)
 {
 	HjPieceKind kind;
 
@@ -299,20 +299,20 @@ emit_scalar(HjTemplate *t, StringInfo text, JsonbValue *v, int *cap)
 		case jbvString:
 			kind = placeholder_kind(v->val.string.val, v->val.string.len);
 			if (kind != HJ_TEXT)
-				add_piece(t, text, kind, cap);
+				add_piece(t, buf, kind, cap);
 			else
-				bulkops_json_string(text, v->val.string.val, v->val.string.len);
+				bulkops_json_string(buf, v->val.string.val, v->val.string.len);
 			break;
 		case jbvNumeric:
-			appendStringInfoString(text,
+			appendStringInfoString(buf,
 								   DatumGetCString(DirectFunctionCall1(numeric_out,
 																	   NumericGetDatum(v->val.numeric))));
 			break;
 		case jbvBool:
-			appendStringInfoString(text, v->val.boolean ? "true" : "false");
+			appendStringInfoString(buf, v->val.boolean ? "true" : "false");
 			break;
 		case jbvNull:
-			appendStringInfoString(text, "null");
+			appendStringInfoString(buf, "null");
 			break;
 		default:
 			elog(ERROR, "unexpected jsonb value type %d in a template", (int) v->type);
@@ -325,7 +325,7 @@ emit_scalar(HjTemplate *t, StringInfo text, JsonbValue *v, int *cap)
  * are whole string values (never as member names).
  */
 static void
-emit_container(HjTemplate *t, StringInfo text, JsonbContainer *c, int *cap)
+emit_container(HjTemplate *t, StringInfo buf, JsonbContainer *c, int *cap)
 {
 	JsonbIterator *it = JsonbIteratorInit(c);
 	JsonbIteratorToken tok;
@@ -345,7 +345,7 @@ emit_container(HjTemplate *t, StringInfo text, JsonbContainer *c, int *cap)
 		if (item && !after_key && depth > 0)
 		{
 			if (started[depth - 1])
-				appendStringInfoChar(text, ',');
+				appendStringInfoChar(buf, ',');
 			started[depth - 1] = true;
 		}
 		after_key = false;
@@ -353,7 +353,7 @@ emit_container(HjTemplate *t, StringInfo text, JsonbContainer *c, int *cap)
 		{
 			case WJB_BEGIN_OBJECT:
 			case WJB_BEGIN_ARRAY:
-				appendStringInfoChar(text, tok == WJB_BEGIN_OBJECT ? '{' : '[');
+				appendStringInfoChar(buf, tok == WJB_BEGIN_OBJECT ? '{' : '[');
 				if (depth == room)
 				{
 					room *= 2;
@@ -363,17 +363,17 @@ emit_container(HjTemplate *t, StringInfo text, JsonbContainer *c, int *cap)
 				break;
 			case WJB_END_OBJECT:
 			case WJB_END_ARRAY:
-				appendStringInfoChar(text, tok == WJB_END_OBJECT ? '}' : ']');
+				appendStringInfoChar(buf, tok == WJB_END_OBJECT ? '}' : ']');
 				depth--;
 				break;
 			case WJB_KEY:
-				bulkops_json_string(text, v.val.string.val, v.val.string.len);
-				appendStringInfoChar(text, ':');
+				bulkops_json_string(buf, v.val.string.val, v.val.string.len);
+				appendStringInfoChar(buf, ':');
 				after_key = true;
 				break;
 			case WJB_VALUE:
 			case WJB_ELEM:
-				emit_scalar(t, text, &v, cap);
+				emit_scalar(t, buf, &v, cap);
 				break;
 			default:
 				break;
@@ -426,11 +426,11 @@ parse_template_text(const char *option, JsonbValue *v)
 static void
 compile_template(const char *option, JsonbValue *v, HjTemplate *t)
 {
-	StringInfoData text;
+	StringInfoData buf;
 	int			cap = 0;
 
 	memset(t, 0, sizeof(HjTemplate));
-	initStringInfo(&text);
+	initStringInfo(&buf);
 	if (v->type == jbvString &&
 		placeholder_kind(v->val.string.val, v->val.string.len) == HJ_TEXT)
 	{
@@ -441,16 +441,16 @@ compile_template(const char *option, JsonbValue *v, HjTemplate *t)
 			JsonbValue	s;
 
 			JsonbExtractScalar(&jb->root, &s);
-			emit_scalar(t, &text, &s, &cap);
+			emit_scalar(t, &buf, &s, &cap);
 		}
 		else
-			emit_container(t, &text, &jb->root, &cap);
+			emit_container(t, &buf, &jb->root, &cap);
 	}
 	else if (v->type == jbvBinary)
-		emit_container(t, &text, v->val.binary.data, &cap);
+		emit_container(t, &buf, v->val.binary.data, &cap);
 	else
-		emit_scalar(t, &text, v, &cap);
-	add_piece(t, &text, HJ_TEXT, &cap);
+		emit_scalar(t, &buf, v, &cap);
+	add_piece(t, &buf, HJ_TEXT, &cap);
 }
 
 /* option name's template, or its default, a placeholder */

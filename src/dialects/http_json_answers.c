@@ -399,7 +399,7 @@ read_results(const BulkopsBatch *batch, const HjConfig *cfg, HjRow *sent,
 		HjRow		key;
 		HjRow	   *keyp = &key;
 		HjRow	  **hit;
-		char	   *text;
+		char	   *ktext;
 
 		if (k == NULL || (k->type != jbvString && k->type != jbvNumeric))
 		{
@@ -407,9 +407,9 @@ read_results(const BulkopsBatch *batch, const HjConfig *cfg, HjRow *sent,
 			continue;
 		}
 		/* compared as the batch holds keys: quoted and escaped */
-		text = bulkops_jtext(k);
+		ktext = bulkops_jtext(k);
 		resetStringInfo(&probe);
-		bulkops_json_string(&probe, text, strlen(text));
+		bulkops_json_string(&probe, ktext, strlen(ktext));
 		key.key = probe.data;
 		key.keylen = probe.len;
 		hit = bsearch(&keyp, by_key, nsent, sizeof(HjRow *), row_ptr_key_cmp);
@@ -585,7 +585,7 @@ handle_submit(const BulkopsBatch *batch, const HjConfig *cfg, HjRow *sent,
 			JsonbValue *v = pointer_get(&root, cfg->task_id);
 			char	   *id = (v && v->type != jbvBool) ? value_text(v, false) : NULL;
 
-			/* escaped in the poll's URL, but a dot segment would still move it */
+			/* escaped in a poll's URL, but a dot segment would still move it */
 			if (id == NULL || id[0] == '\0' || strlen(id) > HJ_MAX_TASK_ID ||
 				strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
 				may_have_applied(batch, cfg, sent, nsent, result,
@@ -609,11 +609,11 @@ handle_submit(const BulkopsBatch *batch, const HjConfig *cfg, HjRow *sent,
 	if (s == 408)
 	{
 		/*
-		 * The remote side did not receive the whole request in time
-		 * (assumed, as HTTP defines it): nothing was applied.  Idempotent
-		 * operations wait the usual backoff; for an insert, a retry would
-		 * make the worker take the rows as maybe applied, so it is a
-		 * resubmission (at once, an attempt used).
+		 * The remote side did not receive the whole request in time (assumed,
+		 * as HTTP defines it): nothing was applied.  Idempotent operations
+		 * wait the usual backoff; for an insert, a retry would make the
+		 * worker take the rows as maybe applied, so it is a resubmission (at
+		 * once, an attempt used).
 		 */
 		result->error = pstrdup("HTTP 408 from the remote side: it did not receive the whole request in time");
 		if (batch->op != BULKOPS_OP_INSERT)
