@@ -10,8 +10,10 @@
 -- without results; Salesforce sObject Collections (create, upsert with created,
 -- per-record errors, at most 200 records per request); answers that go wrong
 -- (fewer results, strangers, repeats, null results, 4xx with the answer's
--- text, 408, other 5xx, malformed 2xx) and idempotent_insert; duplicate keys
--- matched by key go in separate requests.
+-- text, 408, other 5xx, malformed 2xx) and idempotent_insert; without "ok" a
+-- result fails only where an error pointer finds something, and "ok"'s
+-- values compare by type, numbers as numbers; duplicate keys matched by key
+-- go in separate requests.
 \set VERBOSITY default
 SET client_min_messages = warning;  -- wait()'s progress NOTICEs depend on timing
 SELECT current_setting('test.mock_url') || '/http_json' AS url \gset
@@ -297,15 +299,16 @@ SELECT bulkops.wait(:job, '60 s');
 SELECT key, status, http_status, error_code, error_message FROM bulkops.receipts WHERE job_id = :job;
 SELECT test.mock('POST', '/_control/config', '{"http_json": {"bearer": null}}');
 
--- 9. answers that go wrong (the mock's faults, each on a target of its own)
+-- 9. answers that go wrong (the mock's faults, each on a target of its own);
+-- an option given null in hj_case's options is left out
 SELECT current_setting('test.mock_url') AS mock \gset
 CREATE FUNCTION hj_case(tag text, options jsonb DEFAULT '{}') RETURNS text
 LANGUAGE sql AS $$
     SELECT bulkops.create_target(tag, 'http_json',
                current_setting('test.mock_url') || '/_t/' || tag || '/http_json/sync', 'items', NULL,
-               '{"path": "/{resource}", "ok": {"pointer": "/status", "values": ["ok", "created"]},
+               jsonb_strip_nulls('{"path": "/{resource}", "ok": {"pointer": "/status", "values": ["ok", "created"]},
                  "remote_id": "/id", "error_code": "/error/code", "error_message": "/error/message",
-                 "max_attempts": 3}'::jsonb || options)::text || tag
+                 "max_attempts": 3}'::jsonb || options))::text || tag
 $$;
 CREATE FUNCTION hj_fault(tag text, rule jsonb) RETURNS jsonb
 LANGUAGE sql AS $$
@@ -322,7 +325,9 @@ SELECT hj_case('f_fewer'), hj_case('f_null'), hj_case('f_422'), hj_case('f_413')
        hj_case('f_408_up'), hj_case('f_408_in'), hj_case('f_507_up'), hj_case('f_507_in'),
        hj_case('f_bad_in'), hj_case('f_bad_idem', '{"idempotent_insert": true}'),
        hj_case('f_500_idem', '{"idempotent_insert": true}'),
-       hj_case('f_tilde', '{"remote_id": "/x~1y~0z", "ok": "/a/1/s"}');
+       hj_case('f_tilde', '{"remote_id": "/x~1y~0z", "ok": "/a/1/s"}'),
+       hj_case('f_no_ok', '{"ok": null}'),
+       hj_case('f_ok_num', '{"ok": {"pointer": "/status", "values": ["ok", "created", 200]}}');
 SELECT hj_fault('f_fewer', '{"action": "mutate", "edits": [{"at": "", "drop": 1}]}'),
        hj_fault('f_null', '{"action": "mutate", "edits": [{"at": "0", "set": null}, {"at": "1", "set": "ok"}]}'),
        hj_fault('f_422', '{"action": "status", "status": 422, "content_type": "text/plain",
@@ -337,7 +342,14 @@ SELECT hj_fault('f_fewer', '{"action": "mutate", "edits": [{"at": "", "drop": 1}
        hj_fault('f_500_idem', '{"action": "status", "status": 500, "when": "after"}'),
        -- pointers with escaped names and array indexes
        hj_fault('f_tilde', '{"action": "mutate", "edits": [{"at": "*.x/y~z", "set": "escaped"},
-                             {"at": "*.a", "set": [0, {"s": true}]}, {"at": "2.a.1.s", "set": false}]}') IS NOT NULL AS faults_set;
+                             {"at": "*.a", "set": [0, {"s": true}]}, {"at": "2.a.1.s", "set": false}]}'),
+       -- without "ok" a result succeeds unless an error pointer finds a value
+       -- other than null: the second has an error beside its status "ok"
+       hj_fault('f_no_ok', '{"action": "mutate", "edits": [{"at": "1.error", "set": {"code": "E42", "message": "refused"}},
+                             {"at": "2.error", "set": null}]}'),
+       -- values of ok are compared by type, numbers as numbers
+       hj_fault('f_ok_num', '{"action": "mutate", "edits": [{"at": "0.status", "set": 200},
+                             {"at": "1.status", "set": 200.0}, {"at": "2.status", "set": "200"}]}') IS NOT NULL AS faults_set;
 SELECT test.mock('POST', '/_control/marks', '{"pattern": "(mark-f_[a-z0-9_]+-[0-9])"}');
 CREATE TABLE hj_fault_jobs AS
 SELECT tag, CASE WHEN tag ~ '_(in|idem)$' THEN
@@ -345,7 +357,8 @@ SELECT tag, CASE WHEN tag ~ '_(in|idem)$' THEN
        ELSE bulkops.bulk_upsert(tag, format($$SELECT 'R-' || i AS id, 'mark-%s-' || i AS tag FROM generate_series(1, 3) AS i$$, tag), key => 'id')
        END AS job
 FROM unnest(ARRAY['f_fewer', 'f_null', 'f_422', 'f_413', 'f_408_up', 'f_408_in', 'f_507_up',
-                  'f_507_in', 'f_bad_in', 'f_bad_idem', 'f_500_idem', 'f_tilde']) AS tag;
+                  'f_507_in', 'f_bad_in', 'f_bad_idem', 'f_500_idem', 'f_tilde', 'f_no_ok',
+                  'f_ok_num']) AS tag;
 SELECT tag, bulkops.wait(job, '60 s') FROM hj_fault_jobs ORDER BY job;
 SELECT f.tag, o.*, r.faulted
 FROM hj_fault_jobs f, hj_outcome(f.job) o,
@@ -356,6 +369,8 @@ ORDER BY f.job, o.key;
 SELECT f.tag, b.last_error FROM hj_fault_jobs f JOIN bulkops.batches b ON b.job_id = f.job ORDER BY f.job;
 SELECT key, status, remote_id, error_message FROM bulkops.receipts
 WHERE job_id = (SELECT job FROM hj_fault_jobs WHERE tag = 'f_tilde') ORDER BY row_no;
+SELECT key, status, error_code, error_message FROM bulkops.receipts
+WHERE job_id = (SELECT job FROM hj_fault_jobs WHERE tag = 'f_no_ok') ORDER BY row_no;
 -- how often the remote side was given each insert's rows: a 408 applied
 -- nothing (resent), an insert the target says is idempotent went twice; a 500
 -- still leaves its rows unknown (the worker's own rule, see the protocol page)
