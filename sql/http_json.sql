@@ -254,9 +254,10 @@ SELECT test.mock('POST', '/_control/config', '{"http_json": {"fail_all": false}}
 -- create (POST) and upsert by external id (PATCH) of up to 200 records, the
 -- records' "attributes" given by the source, one SaveResult per record in
 -- order (success, id, errors[0].statusCode and .message, created on upsert);
--- a batch of 250 goes as 200 and 50
+-- a batch of 250 goes as 200 and 50.  Create names no resource in its path
+-- (each record names its type): its target has none
 SELECT bulkops.create_target('hj_sf_insert', 'http_json', :'url' || '/salesforce/services/data/v62.0',
-       'Account', '{"type": "bearer", "token": "sf-token"}',
+       NULL, '{"type": "bearer", "token": "sf-token"}',
        '{"path": "/composite/sobjects", "body": {"allOrNone": false, "records": "$rows"},
          "ok": "/success", "remote_id": "/id",
          "error_code": "/errors/0/statusCode", "error_message": "/errors/0/message",
