@@ -108,6 +108,28 @@ ASYNC_OPTIONS = {
     "error_message": "/error/message",
 }
 ASYNC = {"url": "/async", "options": ASYNC_OPTIONS}
+KEYED_OPTIONS = {
+    "path": "/v2/{resource}/batch",
+    "delete_method": "POST",
+    "delete_path": "/v2/{resource}/batch/delete",
+    "body": {"mode": "$operation", "records": "$rows"},
+    "row": {"ref": "$key", "fields": "$row"},
+    "results": "/data/results",
+    "match": "/ref",
+    "ok": "/success",
+    "remote_id": "/id",
+    "created": "/created",
+    "error_code": "/error/code",
+    "error_message": "/error/message",
+}
+# the sync shape without "ok": a result fails where it has an error
+PLAIN_SYNC_OPTIONS = {
+    "path": "/{resource}/{operation}",
+    "delete_method": "POST",
+    "remote_id": "/id",
+    "error_code": "/error/code",
+    "error_message": "/error/message",
+}
 
 # What the generic tests need to know (mock_api.describe, docs/adding-a-dialect.md).
 TESTS = {
@@ -116,8 +138,12 @@ TESTS = {
     # a task to poll, so that every crash point has a step to crash in; batches of
     # 5,000 go in requests of max_rows (1,000)
     "crash": dict(ASYNC, resource="crash{name}"),
-    # as fuzz_seeds() below sends it
-    "fuzz": dict(ASYNC, resource="items"),
+    # as fuzz_seeds() below sends it; the answers are read as the options say,
+    # so the other shapes are fuzzed too: results by position without "ok", and
+    # results by key at once with a boolean "ok"
+    "fuzz": dict(ASYNC, resource="items", variants={
+        "sync": {"resource": "items", "options": PLAIN_SYNC_OPTIONS},
+        "keyed": {"resource": "items", "options": KEYED_OPTIONS}}),
     "bench": {"resource": "customers", "options": {"max_rows": 10000},
               "auth": {"type": "bearer", "token": "bench-token"}},
     "hostile": dict(ASYNC, **{
@@ -646,10 +672,63 @@ def async_run(mock, op, rows, polls=3):
     return out
 
 
+def sync_run(mock, op, rows):
+    """The answer of the sync shape (PLAIN_SYNC_OPTIONS) to the rows."""
+    return [mock.call("POST", "/http_json/sync/items/" + OP_NAMES[op],
+                      [dict(data, id=rid) for rid, data in rows])]
+
+
+def keyed_run(mock, op, rows):
+    """The answer of the keyed shape (KEYED_OPTIONS) to the rows."""
+    path = "/http_json/keyed/v2/items/batch" + ("/delete" if op == DELETE else "")
+    return [mock.call("POST", path, {"mode": OP_NAMES[op],
+                                     "records": [{"ref": rid, "fields": dict(data, id=rid)}
+                                                 for rid, data in rows]})]
+
+
+def shape_seeds(mock, shape, run, ok):
+    """The seeds of a shape answered at once: (shape/name, header, answers)."""
+    mock.control("/reset")
+    yield shape + "/upsert-ok", seed_header(UPSERT, 3), run(mock, UPSERT, ok)
+    yield shape + "/insert-one-fails", seed_header(INSERT, 3), run(
+        mock, INSERT, [ok[0], ("r2", dict(ok[1][1], _fail="bad name")), ok[2]])
+    yield shape + "/update-missing", seed_header(UPDATE, 2), run(
+        mock, UPDATE, [("r1", {}), ("r9", {})])
+    yield shape + "/delete-one", seed_header(DELETE, 2), run(mock, DELETE, ok[:2])
+    yield shape + "/upsert-resumed", seed_header(UPSERT, 3, settled=0b001), run(
+        mock, UPSERT, ok[1:])
+    yield shape + "/insert-idempotent", seed_header(
+        INSERT, 2, options=IDEMPOTENT_INSERT), run(mock, INSERT, ok[:2])
+    mock.control("/config", {NAME: {"api_key": "k"}})
+    yield shape + "/upsert-unauthorized", seed_header(UPSERT, 1), run(mock, UPSERT, ok[:1])
+    mock.control("/reset")
+
+
 def fuzz_seeds(mock):
     """The conversations test/fuzz/make_seeds.py records as seeds: (name, header,
-    answers) of one fuzz input each, played against this mock."""
+    answers) of one fuzz input each, played against this mock; "sync/..." and
+    "keyed/..." are seeds of TESTS["fuzz"]'s variants."""
     ok = [("r%d" % i, {"name": "name %d" % i, "n": i}) for i in (1, 2, 3)]
+    yield from shape_seeds(mock, "sync", sync_run, ok)
+    yield from shape_seeds(mock, "keyed", keyed_run, ok)
+    mock.control("/config", {NAME: {"omit_keys": ["r2"], "extra_keys": ["r7"]}})
+    yield "keyed/upsert-odd-results", seed_header(UPSERT, 3), keyed_run(mock, UPSERT, ok)
+    mock.control("/reset")
+    # answers the mock never gives: results paired by position that are fewer, not
+    # an array, null or of odd types, errors that are null or only a code
+    yield "sync/edge-odd-results", seed_header(UPSERT, 3), [
+        (200, JSON_CT, b'[{"id": "s-1"}]'), (200, JSON_CT, b'{"0": {}}'),
+        (200, JSON_CT, b'[null, {"error": null, "id": 7}, {"error": {"code": 42}}]')]
+    yield "sync/edge-refusals", seed_header(INSERT, 2), [
+        (408, JSON_CT, b'[]'), (422, JSON_CT, b'{"error": {"code": "Q", "message": ["x"]}}')]
+    # keys and booleans of odd types, results nested elsewhere
+    yield "keyed/edge-odd-results", seed_header(UPSERT, 3), [
+        (200, JSON_CT, b'{"data": {"results": [{"ref": "r1", "success": "yes"}, '
+                       b'{"ref": 2, "success": true}, {"ref": "r3", "success": false, '
+                       b'"error": {"message": {"nested": 1}}}, {"ref": "r3"}]}}'),
+        (200, JSON_CT, b'{"data": []}'),
+        (200, JSON_CT, b'{"data": {"results": [{"ref": "r2", "success": true, '
+                       b'"created": 1}]}}')]
     mock.control("/reset")
     yield "upsert-ok", seed_header(UPSERT, 3), async_run(mock, UPSERT, ok)
     yield "insert-one-fails", seed_header(INSERT, 3), async_run(
