@@ -317,8 +317,11 @@ read_result(const BulkopsBatch *batch, const HjConfig *cfg, HjRow *row,
 		o->remote_id = value_text(pointer_get(res, cfg->remote_id), false);
 	if (status == BULKOPS_ROW_SUCCEEDED)
 	{
-		/* only the API says: an "insert" endpoint may well upsert */
-		if (cfg->created)
+		/*
+		 * only the API says: an "insert" endpoint may well upsert; a delete
+		 * neither creates nor updates, whatever its result holds
+		 */
+		if (cfg->created && batch->op != BULKOPS_OP_DELETE)
 		{
 			JsonbValue *c = pointer_get(res, cfg->created);
 
