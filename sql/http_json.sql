@@ -13,7 +13,8 @@
 -- text, 408, other 5xx, malformed 2xx) and idempotent_insert; without "ok" a
 -- result fails only where an error pointer finds something, and "ok"'s
 -- values compare by type, numbers as numbers; duplicate keys matched by key
--- go in separate requests.
+-- go in separate requests; a mirror sync's upserts and deletes, each batch
+-- built for its own operation.
 \set VERBOSITY default
 SET client_min_messages = warning;  -- wait()'s progress NOTICEs depend on timing
 SELECT current_setting('test.mock_url') || '/http_json' AS url \gset
@@ -404,5 +405,23 @@ SELECT bulkops.wait(:job, '60 s');
 SELECT row_no, key, status, created, attempts FROM bulkops.receipts WHERE job_id = :job ORDER BY row_no;
 SELECT method, path, jsonb_path_query_array(body, '$.records[*].fields.column2') AS rows_sent
 FROM hj_requests(2);
+
+-- 10. a mirror sync: one job whose batches each carry one operation, each sent
+-- with its own method, path and "$operation"; a delete's row is its key alone
+CREATE TABLE hj_mirror AS SELECT 'M-' || i AS sku, 'item ' || i AS name FROM generate_series(1, 4) AS i;
+SELECT bulkops.create_sync('hj_mirror', 'hj_keyed', 'hj_mirror', 'sku', 'mirror');
+SELECT bulkops.run_sync('hj_mirror') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+DELETE FROM hj_mirror WHERE sku IN ('M-2', 'M-3');
+UPDATE hj_mirror SET name = 'renamed' WHERE sku = 'M-4';
+SELECT bulkops.run_sync('hj_mirror') AS job \gset
+SELECT bulkops.wait(:job, '60 s');
+SELECT operation, key, status, created FROM bulkops.receipts WHERE job_id = :job ORDER BY operation, key;
+SELECT method, path, body->'mode' AS mode, body->'records' AS records FROM hj_requests(2);
+SELECT array_agg(k ORDER BY k) AS remote_mirror_keys
+FROM jsonb_object_keys(test.mock('GET', '/_control/http_json/store?shape=keyed&resource=products')) AS k
+WHERE k LIKE 'M-%';
+-- sql/sync.sql counts every sync of the database
+SELECT bulkops.drop_sync('hj_mirror');
 
 SELECT count(*) AS unfinished FROM bulkops.jobs WHERE state IN ('queued', 'running');
