@@ -114,7 +114,10 @@ typedef enum BulkopsOptionType
 	BULKOPS_OPT_REAL,
 	BULKOPS_OPT_BOOL,
 	BULKOPS_OPT_STRING,
-	BULKOPS_OPT_OBJECT			/* a JSON object; its dialect checks inside */
+	BULKOPS_OPT_OBJECT,			/* a JSON object; its dialect checks inside */
+	BULKOPS_OPT_JSON			/* any JSON value (an object, an array, a
+								 * string, ...): one option of more than one
+								 * shape; its dialect checks inside */
 } BulkopsOptionType;
 
 /*
@@ -149,7 +152,8 @@ struct BulkopsOptionDef
 	 * job's value is compared with: a number or boolean (0 or 1) in dflt, or
 	 * a setting's value, *dflt_setting times dflt (a unit), or a string in
 	 * dflt_text.  A number without a default is dflt = INFINITY (no limit); a
-	 * string without one is NULL (unset).
+	 * string without one is NULL (unset).  A JSON option's default, if any,
+	 * is the JSON string dflt_text.
 	 */
 	double		dflt;
 	const int  *dflt_setting;

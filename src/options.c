@@ -84,6 +84,8 @@ type_name(BulkopsOptionType type)
 			return "a string";
 		case BULKOPS_OPT_OBJECT:
 			return "a JSON object";
+		case BULKOPS_OPT_JSON:
+			return "a JSON value";
 	}
 	return "?";
 }
@@ -166,6 +168,9 @@ check_value(const BulkopsOptionDef *def, JsonbValue *v, const char *what)
 			ok = (v->type == jbvBinary &&
 				  JsonContainerIsObject(v->val.binary.data));
 			break;
+		case BULKOPS_OPT_JSON:
+			ok = true;
+			break;
 		case BULKOPS_OPT_INT:
 		case BULKOPS_OPT_REAL:
 			ok = (v->type == jbvNumeric);
@@ -239,6 +244,7 @@ target_value(const BulkopsOptionDef *def, Jsonb *target_options,
 																   : def->dflt)));
 			return true;
 		case BULKOPS_OPT_STRING:
+		case BULKOPS_OPT_JSON:
 			if (def->dflt_text == NULL)
 				return false;
 			out->type = jbvString;

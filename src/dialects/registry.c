@@ -36,6 +36,7 @@
 	DIALECT(packagex) \
 	DIALECT(blueconic) \
 	DIALECT(salesforce) \
+	DIALECT(http_json) \
 	/* end of BUILTIN_DIALECTS */
 
 #define DIALECT(x) extern const BulkopsDialect bulkops_##x##_dialect;

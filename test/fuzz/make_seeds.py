@@ -15,7 +15,9 @@ after changing the mock or the format, and commit the result:
 
 Every dialect of src/dialects/registry.c gets the conversations of fuzz_seeds(mock)
 in its mock module (test/mock/<dialect>.py), which yields (name, header, answers);
-a dialect without one is fuzzed from no seeds, and this says so.  Inputs that once
+a name "V/name" is a seed of the dialect's fuzzing variant V (TESTS["fuzz"]["variants"]),
+written to test/fuzz/corpus/<dialect>.V/.  A dialect without fuzz_seeds is fuzzed
+from no seeds, and this says so.  Inputs that once
 found a bug are kept as seeds named seed-found-*, written here too.
 """
 
@@ -102,12 +104,13 @@ def main(argv):
                       "from scratch" % (dialect, dialect), file=sys.stderr)
                 missing += 1
                 continue
-            d = os.path.join(CORPUS, dialect)
-            os.makedirs(d, exist_ok=True)
             for name, head, answers in conversations(mock):
-                with open(os.path.join(d, "seed-" + name), "wb") as f:
+                variant, _, name = name.rpartition("/")
+                d = dialect + "." + variant if variant else dialect
+                os.makedirs(os.path.join(CORPUS, d), exist_ok=True)
+                with open(os.path.join(CORPUS, d, "seed-" + name), "wb") as f:
                     f.write(head + b"".join(answer(*a) for a in answers))
-                print("%s/seed-%s: %d answers" % (dialect, name, len(answers)))
+                print("%s/seed-%s: %d answers" % (d, name, len(answers)))
     finally:
         mock.close()
     return 1 if missing and argv else 0

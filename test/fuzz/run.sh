@@ -16,7 +16,10 @@
 # there is one, and what a valid target needs (resource, options) comes from
 # the dialect's mock module: TESTS["fuzz"] over TESTS["target"] in
 # test/mock/<dialect>.py (mock_api.py --describe); without one, resource
-# "Contact" and no options, and a line says so.
+# "Contact" and no options, and a line says so.  A dialect whose answers
+# depend on its options (http_json) may name more targets there
+# (TESTS["fuzz"]["variants"]): each variant V is fuzzed after it as
+# <dialect>.V, from the seeds in test/fuzz/corpus/<dialect>.V/.
 # Run as root, it installs clang-14 and libFuzzer's runtime (Debian packages)
 # and runs as an unprivileged user; otherwise it needs them installed.
 # Nothing is installed into PostgreSQL: the fuzzing build is loaded by path.
@@ -85,32 +88,43 @@ if [ ${#only[@]} -eq 0 ]; then
 	[ ${#only[@]} -gt 0 ] || { echo "no dialects found"; cat "$out/dialects.log"; exit 1; }
 fi
 
-# what a valid target of each dialect needs, as its mock module describes it
+# what a valid target of each dialect needs, as its mock module describes it:
+# a line "<name> <target>" for the dialect and one for each of its variants
 describe=$(python3 "$top/test/mock/mock_api.py" --describe) || exit 1
-fuzz_target() {
+fuzz_targets() {
 	python3 -c '
 import json, sys
 d = json.load(sys.stdin).get(sys.argv[1])
 if d is None:
     print("%s: no mock module test/mock/%s.py: resource Contact, no options"
           % (sys.argv[1], sys.argv[1]), file=sys.stderr)
-    print("{}")
+    print(sys.argv[1], "{}")
 else:
     f = d["fuzz"]
-    print(json.dumps({"resource": f["resource"].replace("{name}", "fuzz"),
-                      "options": f["options"]}))
+    for name, t in [(sys.argv[1], f)] + [(sys.argv[1] + "." + v, t)
+                                         for v, t in sorted(f["variants"].items())]:
+        print(name, json.dumps({"resource": t["resource"].replace("{name}", "fuzz"),
+                                "options": t["options"]}))
 ' "$1" <<<"$describe"
 }
 
-findings=0
+runs_list=()
 for d in "${only[@]}"; do
+	mapfile -t -O ${#runs_list[@]} runs_list < <(fuzz_targets "$d")
+done
+
+findings=0
+for run in "${runs_list[@]}"; do
+	d=${run%% *}			# the dialect, or <dialect>.<variant>
+	dialect=${d%%.*}
+	target=${run#* }
 	seeds=$top/test/fuzz/corpus/$d
 	work=$out/corpus/$d
 	mkdir -p "$work"
 	rm -f "$out/$d-"*		# what an earlier run into the same directory found
 	args=("'$work'")
 	[ -d "$seeds" ] && args+=("'$seeds'")
-	[ -f "$top/test/fuzz/$d.dict" ] && args+=("'-dict=$top/test/fuzz/$d.dict'")
+	[ -f "$top/test/fuzz/$dialect.dict" ] && args+=("'-dict=$top/test/fuzz/$dialect.dict'")
 	args+=("'-artifact_prefix=$out/$d-'" "'-print_final_stats=1'" "'-detect_leaks=0'"
 		"'-timeout=10'" "'-rss_limit_mb=2048'" "'-max_len=4096'")
 	for f in ${BULKOPS_FUZZ_FLAGS:-}; do
@@ -123,8 +137,8 @@ for d in "${only[@]}"; do
 	fi
 	echo "=== $d"
 	# on one line for the backend
-	target=$(fuzz_target "$d" | sed "s/'/''/g") || exit 1
-	printf "%s\nSELECT bulkops_fuzz('%s', '%s', ARRAY[%s])\n" "$create_functions" "$d" \
+	target=${target//\'/\'\'}
+	printf "%s\nSELECT bulkops_fuzz('%s', '%s', ARRAY[%s])\n" "$create_functions" "$dialect" \
 		"$target" "$(IFS=,; echo "${args[*]}")" |
 		backend $((seconds + 300)) >"$out/$d.out" 2>"$out/$d.log"
 	rc=$?
@@ -135,7 +149,7 @@ for d in "${only[@]}"; do
 	if ! grep -q '^INFO: Seed:' "$out/$d.log"; then
 		findings=$((findings + 1))
 		grep -A3 'ERROR:  ' "$out/$d.log" | head -20
-		echo "$d: could not start fuzzing (is TESTS[\"fuzz\"] in test/mock/$d.py a valid target?); log $out/$d.log"
+		echo "$d: could not start fuzzing (is TESTS[\"fuzz\"] in test/mock/$dialect.py, or its variant, a valid target?); log $out/$d.log"
 	elif [ $rc -ne 0 ] || [ -z "$runs" ] || [ -n "$artifacts" ] ||
 		grep -q 'ERROR: AddressSanitizer\|ERROR: libFuzzer\|broke the contract' "$out/$d.log"; then
 		findings=$((findings + 1))
@@ -145,5 +159,5 @@ for d in "${only[@]}"; do
 		echo "$d: ${runs} runs in ${secs:-?} s, $cov inputs: ok"
 	fi
 done
-echo "${#only[@]} dialects fuzzed, $findings with findings or setup errors"
+echo "${#only[@]} dialects fuzzed (${#runs_list[@]} targets), $findings with findings or setup errors"
 [ $findings -eq 0 ]

@@ -660,6 +660,13 @@ def describe(module):
         spec["options"] = dict(target["options"], **(own.get("options") or {}))
         spec["url"] = mount + spec["url"]
         out[test] = spec
+    # fuzz's variants: more targets of the dialect, each fuzzed on its own
+    # (test/fuzz/run.sh); a variant's resource defaults to the target's, and its
+    # options are its own, whole (not over the target's)
+    out["fuzz"]["variants"] = {
+        name: {"resource": v.get("resource", target["resource"]),
+               "options": v.get("options") or {}}
+        for name, v in (out["fuzz"].get("variants") or {}).items()}
     return out
 
 

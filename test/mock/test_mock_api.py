@@ -539,6 +539,12 @@ class TestControl(MockTestCase):
         self.assertEqual(described["abortable"]["crash"],
                          {"url": "/abortable", "resource": "Contact", "options": {}})
         self.assertFalse(described["abortable"]["described"])
+        # fuzzing variants: their options whole, not over the target's
+        self.assertEqual(described["abortable"]["fuzz"]["variants"], {})
+        sync = described["http_json"]["fuzz"]["variants"]["sync"]
+        self.assertEqual(sync["resource"], "items")
+        self.assertNotIn("ok", sync["options"])
+        self.assertIn("ok", described["http_json"]["fuzz"]["options"])
         out = subprocess.run([sys.executable, MOCK, "--describe"], capture_output=True,
                              text=True, check=True).stdout
         self.assertEqual(json.loads(out), described)
