@@ -3,7 +3,8 @@
 #
 # Proves: a session that LISTENs gets one notification per answer the worker
 # stored, with the job, batch, HTTP status, entries and counts by state; an
-# answer that was not stored (a 503, retried) notifies nothing; each batch of
+# answer that was not stored (a 503, which holds the target and is sent
+# again) notifies nothing; each batch of
 # a job notifies its own answer; a job without feedback notifies nothing.
 use strict;
 use warnings;
@@ -65,7 +66,10 @@ is_deeply(
 	'it names the job, the status, the entries and their counts by state');
 is( $node->safe_psql('postgres',
 		"SELECT max(attempts) FROM bulkops.receipts WHERE job_id = $job"),
-	'2', 'the 503 took an attempt: the notification came from the second');
+	'1', 'a 503 holds the target and uses no attempt: the rows were stored from the first');
+is( scalar(grep { $_->{method} eq 'PUT' && $_->{path} =~ m{/rest/v2/groups$} }
+		  @{ mock_get('/_control/requests') }),
+	2, 'the request was sent twice: the 503 and the stored answer');
 mock_faults();
 
 # 2. a job of three batches: each batch's answer is told of
