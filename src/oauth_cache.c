@@ -32,6 +32,7 @@
 #include "batch.h"
 #include "oauth.h"
 #include "ratelimit.h"
+#include "stats.h"
 
 /* a waiting batch looks again this often, should a wake-up be lost */
 #define WAIT_RECHECK_MS		60000
@@ -236,6 +237,7 @@ start_fetch(TokenEntry *e, Work *w)
 	bulkops_oauth_request(e->auth, e->token_url, e->target, &req);
 	bulkops_http_options(w->batch.options, &opts);
 	e->call = bulkops_http_start(&req, NIL, &opts, e);
+	bulkops_stats_request(e->target, true);
 	explicit_bzero(req.body->data, req.body->len);
 }
 
@@ -315,6 +317,7 @@ bulkops_oauth_prepare(Work *w, List **headers, char **error)
 	{
 		/* nothing was sent; the batches already waiting would fail alike */
 		set_error(e, failure, true);
+		bulkops_stats_token_result(e->target, false);
 		e->gen++;
 		wake_waiters(e->target);
 		w->oauth.waiting = false;
@@ -410,6 +413,7 @@ bulkops_oauth_call_done(BulkopsHttpCall *call)
 	}
 	else if (e->error)
 		e->retry_at = 0;
+	bulkops_stats_token_result(e->target, e->error == NULL);
 	bulkops_http_free(call);
 	wake_waiters(e->target);
 	return true;
