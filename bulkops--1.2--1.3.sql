@@ -749,7 +749,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.check_health(interval, interval, interval,
 -- Progress you can read: rows_per_second over the last minute while the
 -- job runs (decayed, as if that rate had held since it started when it
 -- started less than a minute ago), over its whole run once it has ended;
--- eta from that recent rate (finished_at once it has ended).
+-- eta from that recent rate (finished_at once it has ended).  The clock,
+-- not now(): bulkops.wait() reads this view all through one statement.
 CREATE OR REPLACE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
 SELECT j.id, j.target, j.operation, j.state, j.rows_total,
        j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown AS rows_done,
@@ -766,7 +767,7 @@ SELECT j.id, j.target, j.operation, j.state, j.rows_total,
        j.created_by, j.created_at, j.started_at, j.finished_at, j.last_error,
        CASE WHEN j.finished_at IS NOT NULL THEN j.finished_at
             WHEN r.rate > 0
-            THEN now() + (greatest(j.rows_total - (j.rows_succeeded + j.rows_failed
+            THEN clock_timestamp() + (greatest(j.rows_total - (j.rows_succeeded + j.rows_failed
                                                    + j.rows_cancelled + j.rows_unknown), 0)
                           / r.rate) * interval '1 second'
             END AS eta
@@ -777,7 +778,7 @@ LATERAL (SELECT CASE
         CASE WHEN j.finished_at > j.started_at
              THEN round((j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown)
                         / extract(epoch FROM j.finished_at - j.started_at), 1) END
-    ELSE round((@extschema@._decayed(j.recent_rows, j.recent_at, now())
-                / (60 * (1 - exp(-greatest(extract(epoch FROM now() - j.started_at)::float8,
+    ELSE round((@extschema@._decayed(j.recent_rows, j.recent_at, clock_timestamp())
+                / (60 * (1 - exp(-greatest(extract(epoch FROM clock_timestamp() - j.started_at)::float8,
                                            0.001) / 60))))::numeric, 1)
     END AS rate) r;

@@ -66,7 +66,11 @@ bulkops_catalog_fold_row_counts(void)
 
 /* ---- backends, as the caller ---- */
 
-/* Run a query as the caller, in a safe section; SPI is connected. */
+/*
+ * Run a query as the caller, in a safe section; SPI is connected.  Not
+ * read-only: each query takes a snapshot of its own, so that bulkops.wait()
+ * sees what the worker committed since its statement began.
+ */
 static void
 read_as_caller(const char *sql, int nargs, Oid *types, Datum *values)
 {
@@ -74,7 +78,7 @@ read_as_caller(const char *sql, int nargs, Oid *types, Datum *values)
 	int			rc;
 
 	bulkops_enter_safe(&s);
-	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, true, 0);
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 	bulkops_leave(&s);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "bulkops: could not run \"%.40s...\": %s", sql,
