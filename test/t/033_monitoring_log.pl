@@ -25,14 +25,9 @@ mock_faults();
 # the test's own statements name the secrets: they are not logged
 my $node = bulkops_node('monlog', "log_statement = 'none'");
 my $offset = -s $node->logfile;
-$node->safe_psql(
-	'postgres', q{
-	CREATE EXTENSION bulkops;
-	CREATE TABLE t AS SELECT i AS id, 'row ' || i AS name,
-	       CASE WHEN i % 25 = 0 THEN 'no' END AS _fail
-	FROM generate_series(1, 500) AS i;
-	CREATE TABLE ok AS SELECT id, name FROM t;
-});
+$node->safe_psql('postgres', 'CREATE EXTENSION bulkops');
+rows_with_failures($node, 't', 500, 25);
+$node->safe_psql('postgres', 'CREATE TABLE ok AS SELECT id, name FROM t');
 my $url = mock_url('/clinia/sources/crm/v1');
 $node->safe_psql('postgres',
 	"SELECT bulkops.create_target('crm', 'clinia', '$url', 'Row', "

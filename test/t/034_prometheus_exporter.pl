@@ -43,13 +43,8 @@ mock_faults(
 	});
 
 my $node = bulkops_node('prom');
-$node->safe_psql(
-	'postgres', q{
-	CREATE EXTENSION bulkops;
-	CREATE TABLE t AS SELECT i AS id, 'row ' || i AS name,
-	       CASE WHEN i % 25 = 0 THEN 'no' END AS _fail
-	FROM generate_series(1, 500) AS i;
-});
+$node->safe_psql('postgres', 'CREATE EXTENSION bulkops');
+rows_with_failures($node, 't', 500, 25);
 clinia_target($node, 'prom', '{"batch_size": 100, "max_attempts": 3}');
 my $job = $node->safe_psql('postgres', "SELECT bulkops.bulk_upsert('prom', 't', key => 'id')");
 is(wait_for_job($node, $job), 'partial', 'the job ends partial');
