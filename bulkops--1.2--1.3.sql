@@ -655,7 +655,8 @@ GRANT SELECT ON @extschema@.metrics TO PUBLIC;
 
 -- One row for the database: its workers, their loop, targets in backoff
 -- (until when) and whose last token fetch failed, jobs past their
--- deadline, the oldest queued batch.  Visibility as for bulkops.metrics.
+-- deadline (and when the first one passed), the oldest queued batch.
+-- Visibility as for bulkops.metrics.
 CREATE VIEW @extschema@.health WITH (security_invoker = true, security_barrier = true) AS
 WITH ts AS MATERIALIZED (SELECT * FROM @extschema@._target_stats()),
 w AS MATERIALIZED (SELECT * FROM @extschema@._workers())
@@ -672,14 +673,17 @@ SELECT pg_catalog.current_database() AS database,
         WHERE ts.backoff_until > pg_catalog.clock_timestamp()) AS backoff_since,
        (SELECT pg_catalog.array_agg(ts.target ORDER BY ts.target) FROM ts WHERE ts.token_failed)
            AS token_failed_targets,
-       (SELECT pg_catalog.count(*) FROM @extschema@.jobs j
-        WHERE j.state IN ('queued', 'running') AND j.options ? 'deadline'
-          AND j.created_at + (j.options OPERATOR(pg_catalog.->>) 'deadline')::float8
-              * interval '1 second' <= pg_catalog.now()) AS jobs_past_deadline,
+       d.jobs_past_deadline, d.deadline_passed_at,
        (SELECT pg_catalog.min(j.created_at)
         FROM @extschema@.jobs j
         JOIN @extschema@.batches b ON b.job_id = j.id AND b.generation = j.generation
-        WHERE j.state IN ('queued', 'running') AND b.state = 'queued') AS oldest_queued_since;
+        WHERE j.state IN ('queued', 'running') AND b.state = 'queued') AS oldest_queued_since
+FROM (SELECT pg_catalog.count(*) AS jobs_past_deadline, pg_catalog.min(x.deadline) AS deadline_passed_at
+      FROM (SELECT j.created_at + (j.options OPERATOR(pg_catalog.->>) 'deadline')::float8
+                   * interval '1 second' AS deadline
+            FROM @extschema@.jobs j
+            WHERE j.state IN ('queued', 'running') AND j.options ? 'deadline') x
+      WHERE x.deadline <= pg_catalog.clock_timestamp()) d;
 GRANT SELECT ON @extschema@.health TO PUBLIC;
 
 -- check_postgres style: 0 OK, 1 WARNING, 2 CRITICAL, and a message naming
@@ -729,9 +733,11 @@ BEGIN
             (SELECT string_agg(format('target "%s"', t), ', ')
              FROM unnest(h.token_failed_targets) AS t));
     END IF;
-    IF h.jobs_past_deadline > 0 THEN
+    -- the worker times a job out within a poll_interval of its deadline
+    IF clock_timestamp() - h.deadline_passed_at >= lag_warning THEN
         sev := sev || 1;
-        problems := problems || format('%s job(s) past their deadline', h.jobs_past_deadline);
+        problems := problems || format('%s job(s) past their deadline, the first by %s s',
+            h.jobs_past_deadline, round(extract(epoch FROM clock_timestamp() - h.deadline_passed_at)));
     END IF;
     severity := COALESCE((SELECT max(s) FROM unnest(sev) AS s), 0);
     IF severity = 0 THEN

@@ -161,10 +161,8 @@ SELECT bulkops.wait(:job4, '60 s');
 SELECT test.mock('DELETE', '/_control/faults');
 SELECT test.mock('POST', '/_control/reset');
 
--- 6. a queued batch: a job whose target's worker cannot start yet (no
--- room) shows in the queue gauges; here, one enqueued in a transaction
--- still open is not there for others, so a job enqueued and read back in
--- the same transaction shows its batches
+-- 6. queued batches: a job enqueued and read back in the transaction that
+-- enqueues it (the worker cannot take it yet) shows in the queue gauges
 BEGIN;
 SET LOCAL ROLE met_user;
 SELECT bulkops.bulk_upsert('met', 'met_rows', key => 'id') AS job5 \gset
@@ -172,6 +170,13 @@ SELECT metric, value FROM bulkops.metrics
 WHERE target = 'met' AND metric IN ('queued_batches', 'queued_rows') ORDER BY 1;
 SELECT value >= 0 AND value < 60 AS age_sane FROM bulkops.metrics
 WHERE target = 'met' AND metric = 'oldest_queued_batch_age_seconds';
+-- a job past its deadline: a warning once it is lag_warning past it
+SELECT bulkops.bulk_upsert('met', 'met_rows', key => 'id', options => '{"deadline": 0.01}') AS job6 \gset
+SELECT pg_sleep(0.05);
+SELECT jobs_past_deadline, deadline_passed_at < clock_timestamp() AS passed FROM bulkops.health;
+SELECT severity, message FROM bulkops.check_health();
+SELECT severity, regexp_replace(message, '\d+', 'N', 'g') AS message
+FROM bulkops.check_health(lag_warning => '0', lag_critical => '1 hour');
 ROLLBACK;
 
 SELECT bulkops.drop_target('met_oa');
