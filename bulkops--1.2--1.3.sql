@@ -587,19 +587,32 @@ RETURNS text LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'bulkops_job_summa
 -- row counts and queues that row-level security shows it, and the
 -- counters and backoff of the targets it owns or holds a privilege on.
 CREATE VIEW @extschema@.metrics WITH (security_invoker = true, security_barrier = true) AS
+-- The metrics read from tables are each a constant of their branch, so
+-- that a query for one metric (as each of the exporter's is) plans the
+-- others away, and a CTE no remaining branch reads is never run; those of
+-- shared memory cost one call of _target_stats().  The queue is read from
+-- the unfinished jobs (an index) to their queued batches (each partition's
+-- index of batches not done), however long the history.
 WITH ts AS MATERIALIZED (SELECT * FROM @extschema@._target_stats()),
-queue AS (
-    SELECT j.target, pg_catalog.count(*) AS batches, pg_catalog.sum(b.row_count) AS nrows,
-           pg_catalog.min(j.created_at) AS oldest
-    FROM @extschema@.jobs j
-    JOIN @extschema@.batches b ON b.job_id = j.id AND b.generation = j.generation
-    WHERE j.state IN ('queued', 'running') AND b.state = 'queued'
+queue AS MATERIALIZED (
+    SELECT j.target, pg_catalog.sum(b.batches) AS batches, pg_catalog.sum(b.nrows) AS nrows,
+           pg_catalog.min(j.created_at) FILTER (WHERE b.batches > 0) AS oldest
+    FROM @extschema@.jobs j,
+    LATERAL (SELECT pg_catalog.count(*) AS batches, pg_catalog.sum(b.row_count) AS nrows
+             FROM @extschema@.batches b
+             WHERE b.job_id = j.id AND b.generation = j.generation AND b.state = 'queued') b
+    WHERE j.state IN ('queued', 'running')
     GROUP BY j.target),
-w AS (SELECT * FROM @extschema@._workers())
+qt AS MATERIALIZED (SELECT ts.target FROM ts UNION SELECT queue.target FROM queue),
+jobs AS MATERIALIZED (
+    SELECT j.target, j.state, pg_catalog.count(*) AS n,
+           pg_catalog.sum(j.rows_succeeded + j.rows_failed + j.rows_cancelled
+                          + j.rows_unknown) AS receipts
+    FROM @extschema@.jobs j GROUP BY j.target, j.state)
 SELECT 'jobs'::text AS metric, 'gauge'::text AS kind, j.target,
        pg_catalog.jsonb_build_object('target', j.target, 'state', j.state) AS labels,
-       pg_catalog.count(*)::float8 AS value
-FROM @extschema@.jobs j GROUP BY j.target, j.state
+       j.n::float8 AS value
+FROM jobs j
 UNION ALL
 SELECT 'rows_total', 'counter', r.target,
        pg_catalog.jsonb_build_object('target', r.target, 'status', s.status),
@@ -609,14 +622,18 @@ FROM @extschema@.row_counts r,
                      ('cancelled', r.cancelled), ('unknown', r.unknown)) s (status, n)
 GROUP BY r.target, s.status
 UNION ALL
-SELECT m.metric, 'gauge', t.target, pg_catalog.jsonb_build_object('target', t.target), m.value
-FROM (SELECT ts.target FROM ts UNION SELECT queue.target FROM queue) t
-LEFT JOIN queue q ON q.target = t.target,
-LATERAL (VALUES ('queued_batches', COALESCE(q.batches, 0)::float8),
-                ('queued_rows', COALESCE(q.nrows, 0)::float8),
-                ('oldest_queued_batch_age_seconds',
-                 COALESCE(GREATEST(pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest), 0), 0))
-        ) m (metric, value)
+SELECT 'queued_batches', 'gauge', t.target, pg_catalog.jsonb_build_object('target', t.target),
+       COALESCE(q.batches, 0)::float8
+FROM qt t LEFT JOIN queue q ON q.target = t.target
+UNION ALL
+SELECT 'queued_rows', 'gauge', t.target, pg_catalog.jsonb_build_object('target', t.target),
+       COALESCE(q.nrows, 0)::float8
+FROM qt t LEFT JOIN queue q ON q.target = t.target
+UNION ALL
+SELECT 'oldest_queued_batch_age_seconds', 'gauge', t.target,
+       pg_catalog.jsonb_build_object('target', t.target),
+       COALESCE(GREATEST(pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest), 0), 0)::float8
+FROM qt t LEFT JOIN queue q ON q.target = t.target
 UNION ALL
 SELECT m.metric, m.kind, ts.target,
        pg_catalog.jsonb_build_object('target', ts.target) || m.labels, m.value
@@ -638,19 +655,20 @@ LATERAL (VALUES ('requests_total', 'counter', '{}'::jsonb, ts.requests::float8),
         ) m (metric, kind, labels, value)
 UNION ALL
 SELECT 'receipts_stored', 'gauge', j.target, pg_catalog.jsonb_build_object('target', j.target),
-       pg_catalog.sum(j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown)::float8
-FROM @extschema@.jobs j GROUP BY j.target
+       pg_catalog.sum(j.receipts)::float8
+FROM jobs j GROUP BY j.target
 UNION ALL
 SELECT 'receipts_bytes', 'gauge', NULL, '{}',
        COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(p.relid)), 0)::float8
 FROM pg_catalog.pg_partition_tree('@extschema@.batches'::regclass) p
 UNION ALL
-SELECT 'workers', 'gauge', NULL, '{}', pg_catalog.count(*)::float8 FROM w
+SELECT 'workers', 'gauge', NULL, '{}', pg_catalog.count(*)::float8
+FROM @extschema@._workers()
 UNION ALL
 SELECT 'worker_loop_lag_seconds', 'gauge', NULL,
        pg_catalog.jsonb_build_object('lane', w.lane),
        GREATEST(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - w.last_loop), 0)
-FROM w;
+FROM @extschema@._workers() w;
 GRANT SELECT ON @extschema@.metrics TO PUBLIC;
 
 -- One row for the database: its workers, their loop, targets in backoff
