@@ -26,8 +26,8 @@
  * a limit arrives once the longest wait asked for since is over (answers to
  * requests that were in flight meanwhile do not end it).  One LOG line
  * says when a target enters backoff, one when it leaves.  When the
- * workers share one backoff per target, monitor.c's
- * bulkops_monitor_backoff() reads that instead, and this goes.
+ * workers share one backoff per target, monitor.c's target_backoff() reads
+ * that instead, and this part goes.
  *
  * Nothing here opens a transaction or names a secret: the log lines name
  * a target and an HTTP status.
