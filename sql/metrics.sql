@@ -93,6 +93,16 @@ FROM bulkops.job_progress WHERE id = :job;
 SELECT regexp_replace(regexp_replace(bulkops.job_summary(:job), '^job \d+', 'job N'),
                       'in [0-9.]+ s$', 'in S s') AS summary;
 SELECT error_counts FROM bulkops.jobs WHERE id = :job;
+-- a job counts at most 32 error codes, the rarest beyond them as "(other)"
+SELECT count(*) AS codes, sum(value::text::int) AS rows, (c->>'(other)')::int AS other,
+       c->>'E01' AS e01, c ? 'E40' AS rarest_kept
+FROM (SELECT bulkops._add_counts(
+        (SELECT jsonb_object_agg('E' || lpad(i::text, 2, '0'), 100 - i) FROM generate_series(1, 20) i),
+        (SELECT jsonb_object_agg('E' || lpad(i::text, 2, '0'), 100 - i) FROM generate_series(11, 40) i)) AS c) x,
+     jsonb_each(c) GROUP BY c;
+-- the recent rate's sum keeps 1/e of itself after a minute
+SELECT round(bulkops._decayed(100, '2026-01-01 00:00:00+00', '2026-01-01 00:01:00+00')::numeric, 2) AS after_a_minute,
+       bulkops._decayed(100, NULL, now()) AS never;
 SET ROLE met_other;
 SELECT test.try('SELECT bulkops.job_summary(' || :job || ')') AS others_summary;
 RESET ROLE;
