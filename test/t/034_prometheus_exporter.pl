@@ -55,7 +55,10 @@ my $port = PostgreSQL::Test::Cluster::get_free_port();
 my ($out, $err) = ('', '');
 $ENV{DATA_SOURCE_NAME} = sprintf('host=%s port=%d dbname=postgres user=%s sslmode=disable',
 	$node->host, $node->port, scalar getpwuid($<));
-my $h = IPC::Run::start(
+my $h;
+# stopped whatever happens, a failed check or a die
+END { $h->kill_kill if $h && $h->pumpable; }
+$h = IPC::Run::start(
 	[
 		$exporter, "--web.listen-address=127.0.0.1:$port",
 		"--extend.query-path=$queries", '--disable-default-metrics',
