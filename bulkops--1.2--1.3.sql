@@ -546,3 +546,312 @@ CREATE INDEX jobs_cancel_requested_idx ON @extschema@.jobs (id)
 CREATE INDEX jobs_deadline_idx ON @extschema@.jobs (created_at)
     WHERE state IN ('queued', 'running') AND NOT cancel_requested
         AND options OPERATOR(pg_catalog.?) 'deadline';
+-- ==== Monitoring: counters, bulkops.metrics, bulkops.health, progress ====
+
+-- A job's recent rate: rows settled, decayed with a time constant of one
+-- minute (recent_rows as of recent_at), added to as receipts are stored;
+-- and how many of its failed rows had each error code (at most 32 codes,
+-- the rest under "(other)").  bulkops.job_progress reads both.
+ALTER TABLE @extschema@.jobs ADD COLUMN recent_rows float8 NOT NULL DEFAULT 0,
+    ADD COLUMN recent_at timestamptz,
+    ADD COLUMN error_counts jsonb;
+
+-- v, as of at, decayed to now.
+CREATE FUNCTION @extschema@._decayed(v float8, at timestamptz, now timestamptz)
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN at IS NULL THEN 0
+            ELSE v * pg_catalog.exp(-GREATEST(pg_catalog.date_part('epoch', now - at), 0) / 60)
+       END;
+
+-- Two objects of counts by error code, added; beyond 32 codes the rows of
+-- the least frequent are counted under "(other)".
+CREATE FUNCTION @extschema@._add_counts(a jsonb, b jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (SELECT pg_catalog.jsonb_object_agg(g.code, g.n)
+        FROM (SELECT CASE WHEN r.rank <= 31 THEN r.code ELSE '(other)' END AS code,
+                     pg_catalog.sum(r.n) AS n
+              FROM (SELECT s.code, s.n,
+                           pg_catalog.row_number() OVER (ORDER BY s.code = '(other)',
+                                                         s.n DESC, s.code) AS rank
+                    FROM (SELECT e.key AS code,
+                                 pg_catalog.sum((e.value OPERATOR(pg_catalog.#>>) '{}')::bigint) AS n
+                          FROM (SELECT * FROM pg_catalog.jsonb_each(COALESCE(a, '{}'))
+                                UNION ALL
+                                SELECT * FROM pg_catalog.jsonb_each(COALESCE(b, '{}'))) e
+                          GROUP BY e.key) s) r
+              GROUP BY 1) g);
+
+-- Rows by receipt status per target and creator since install, counted in
+-- the transaction that stores the receipts: each such transaction adds a
+-- row (so that no writer waits for another), and the database's first
+-- worker folds them into one per target and creator once a minute.  The
+-- jobs kept at the upgrade are counted in.  Exports have no receipts: their
+-- records are counted in their jobs only.  Whoever may see a job sent
+-- through a target by a creator sees that creator's counts on it.
+CREATE TABLE @extschema@.row_counts (
+    target      text NOT NULL,
+    created_by  regrole NOT NULL,
+    succeeded   bigint NOT NULL DEFAULT 0,
+    failed      bigint NOT NULL DEFAULT 0,
+    cancelled   bigint NOT NULL DEFAULT 0,
+    unknown     bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX row_counts_target_idx ON @extschema@.row_counts (target, created_by);
+INSERT INTO @extschema@.row_counts (target, created_by, succeeded, failed, cancelled, unknown)
+SELECT target, created_by, pg_catalog.sum(rows_succeeded), pg_catalog.sum(rows_failed),
+       pg_catalog.sum(rows_cancelled), pg_catalog.sum(rows_unknown)
+FROM @extschema@.jobs WHERE operation <> 'query' GROUP BY target, created_by;
+ALTER TABLE @extschema@.row_counts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY row_counts_visible ON @extschema@.row_counts
+    USING (pg_catalog.pg_has_role(created_by, 'USAGE')
+           OR target IN (SELECT t.name FROM @extschema@.targets t
+                         WHERE pg_catalog.pg_has_role(t.owner, 'USAGE')));
+GRANT SELECT ON @extschema@.row_counts TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.row_counts', '');
+
+-- What the workers counted per target since the server started (shared
+-- memory), for the targets the caller owns or holds a privilege on, and
+-- each one's backoff: no request before backoff_until.
+CREATE FUNCTION @extschema@._target_stats(
+    OUT target text, OUT requests bigint, OUT answers_2xx bigint,
+    OUT answers_3xx bigint, OUT answers_4xx bigint, OUT answers_429 bigint,
+    OUT answers_5xx bigint, OUT timeouts bigint, OUT transport_failures bigint,
+    OUT retries bigint, OUT token_fetches bigint, OUT token_failures bigint,
+    OUT token_failed boolean, OUT token_at timestamptz,
+    OUT backoff_until timestamptz, OUT backoff_since timestamptz,
+    OUT backoff_status integer)
+RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_target_stats_sql';
+
+-- The workers serving this database and when each one's loop last went round.
+CREATE FUNCTION @extschema@._workers(OUT lane integer, OUT pid integer,
+                                     OUT last_loop timestamptz)
+RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'bulkops_workers_sql';
+
+-- What a job came to (so far), in one line, as the server log says it.
+CREATE FUNCTION @extschema@.job_summary(job bigint)
+RETURNS text LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'bulkops_job_summary_sql';
+
+-- One row per metric and set of labels, for Prometheus (the README's
+-- table; contrib/postgres_exporter/queries.yaml).  A role sees the jobs,
+-- row counts and queues that row-level security shows it, and the
+-- counters and backoff of the targets it owns or holds a privilege on.
+CREATE VIEW @extschema@.metrics WITH (security_invoker = true, security_barrier = true) AS
+-- The metrics read from tables are each a constant of their branch, so
+-- that a query for one metric (as each of the exporter's is) plans the
+-- others away, and a CTE no remaining branch reads is never run; those of
+-- shared memory cost one call of _target_stats().  The queue is read from
+-- the unfinished jobs (an index) to their queued batches (each partition's
+-- index of batches not done), however long the history.
+WITH ts AS MATERIALIZED (SELECT * FROM @extschema@._target_stats()),
+queue AS MATERIALIZED (
+    SELECT j.target, pg_catalog.sum(b.batches) AS batches, pg_catalog.sum(b.nrows) AS nrows,
+           pg_catalog.min(j.created_at) FILTER (WHERE b.batches > 0) AS oldest
+    FROM @extschema@.jobs j,
+    LATERAL (SELECT pg_catalog.count(*) AS batches, pg_catalog.sum(b.row_count) AS nrows
+             FROM @extschema@.batches b
+             WHERE b.job_id = j.id AND b.generation = j.generation AND b.state = 'queued') b
+    WHERE j.state IN ('queued', 'running')
+    GROUP BY j.target),
+qt AS MATERIALIZED (SELECT ts.target FROM ts UNION SELECT queue.target FROM queue),
+jobs AS MATERIALIZED (
+    SELECT j.target, j.state, pg_catalog.count(*) AS n,
+           pg_catalog.sum(j.rows_succeeded + j.rows_failed + j.rows_cancelled
+                          + j.rows_unknown) AS receipts
+    FROM @extschema@.jobs j GROUP BY j.target, j.state)
+SELECT 'jobs'::text AS metric, 'gauge'::text AS kind, j.target,
+       pg_catalog.jsonb_build_object('target', j.target, 'state', j.state) AS labels,
+       j.n::float8 AS value
+FROM jobs j
+UNION ALL
+SELECT 'rows_total', 'counter', r.target,
+       pg_catalog.jsonb_build_object('target', r.target, 'status', s.status),
+       pg_catalog.sum(s.n)::float8
+FROM @extschema@.row_counts r,
+     LATERAL (VALUES ('succeeded', r.succeeded), ('failed', r.failed),
+                     ('cancelled', r.cancelled), ('unknown', r.unknown)) s (status, n)
+GROUP BY r.target, s.status
+UNION ALL
+SELECT 'queued_batches', 'gauge', t.target, pg_catalog.jsonb_build_object('target', t.target),
+       COALESCE(q.batches, 0)::float8
+FROM qt t LEFT JOIN queue q ON q.target = t.target
+UNION ALL
+SELECT 'queued_rows', 'gauge', t.target, pg_catalog.jsonb_build_object('target', t.target),
+       COALESCE(q.nrows, 0)::float8
+FROM qt t LEFT JOIN queue q ON q.target = t.target
+UNION ALL
+SELECT 'oldest_queued_batch_age_seconds', 'gauge', t.target,
+       pg_catalog.jsonb_build_object('target', t.target),
+       COALESCE(GREATEST(pg_catalog.date_part('epoch', pg_catalog.now() - q.oldest), 0), 0)::float8
+FROM qt t LEFT JOIN queue q ON q.target = t.target
+UNION ALL
+SELECT m.metric, m.kind, ts.target,
+       pg_catalog.jsonb_build_object('target', ts.target) || m.labels, m.value
+FROM ts,
+LATERAL (VALUES ('requests_total', 'counter', '{}'::jsonb, ts.requests::float8),
+                ('answers_total', 'counter', '{"class": "2xx"}', ts.answers_2xx),
+                ('answers_total', 'counter', '{"class": "3xx"}', ts.answers_3xx),
+                ('answers_total', 'counter', '{"class": "4xx"}', ts.answers_4xx),
+                ('answers_total', 'counter', '{"class": "429"}', ts.answers_429),
+                ('answers_total', 'counter', '{"class": "5xx"}', ts.answers_5xx),
+                ('retries_total', 'counter', '{}', ts.retries),
+                ('timeouts_total', 'counter', '{}', ts.timeouts),
+                ('transport_failures_total', 'counter', '{}', ts.transport_failures),
+                ('oauth_token_fetches_total', 'counter', '{}', ts.token_fetches),
+                ('oauth_token_failures_total', 'counter', '{}', ts.token_failures),
+                ('backoff_seconds', 'gauge', '{}',
+                 COALESCE(GREATEST(pg_catalog.date_part('epoch', ts.backoff_until
+                                                        - pg_catalog.clock_timestamp()), 0), 0))
+        ) m (metric, kind, labels, value)
+UNION ALL
+SELECT 'receipts_stored', 'gauge', j.target, pg_catalog.jsonb_build_object('target', j.target),
+       pg_catalog.sum(j.receipts)::float8
+FROM jobs j GROUP BY j.target
+UNION ALL
+SELECT 'receipts_bytes', 'gauge', NULL, '{}',
+       COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(p.relid)), 0)::float8
+FROM pg_catalog.pg_partition_tree('@extschema@.batches'::regclass) p
+UNION ALL
+SELECT 'workers', 'gauge', NULL, '{}', pg_catalog.count(*)::float8
+FROM @extschema@._workers()
+UNION ALL
+SELECT 'worker_loop_lag_seconds', 'gauge', NULL,
+       pg_catalog.jsonb_build_object('lane', w.lane),
+       GREATEST(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - w.last_loop), 0)
+FROM @extschema@._workers() w;
+GRANT SELECT ON @extschema@.metrics TO PUBLIC;
+
+-- One row for the database: its workers, their loop, targets in backoff
+-- (until when) and whose last token fetch failed, jobs past their
+-- deadline (and when the first one passed), the oldest queued batch.
+-- Visibility as for bulkops.metrics.
+CREATE VIEW @extschema@.health WITH (security_invoker = true, security_barrier = true) AS
+WITH ts AS MATERIALIZED (SELECT * FROM @extschema@._target_stats()),
+w AS MATERIALIZED (SELECT * FROM @extschema@._workers())
+SELECT pg_catalog.current_database() AS database,
+       (SELECT pg_catalog.count(*) FROM w)::integer AS workers,
+       (SELECT pg_catalog.array_agg(w.pid ORDER BY w.lane) FROM w) AS worker_pids,
+       (SELECT pg_catalog.min(w.last_loop) FROM w) AS last_loop,
+       (SELECT GREATEST(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()
+                                             - pg_catalog.min(w.last_loop)), 0) FROM w)
+           AS loop_lag_seconds,
+       (SELECT pg_catalog.jsonb_object_agg(ts.target, ts.backoff_until ORDER BY ts.target)
+        FROM ts WHERE ts.backoff_until > pg_catalog.clock_timestamp()) AS targets_in_backoff,
+       (SELECT pg_catalog.min(ts.backoff_since) FROM ts
+        WHERE ts.backoff_until > pg_catalog.clock_timestamp()) AS backoff_since,
+       (SELECT pg_catalog.array_agg(ts.target ORDER BY ts.target) FROM ts WHERE ts.token_failed)
+           AS token_failed_targets,
+       d.jobs_past_deadline, d.deadline_passed_at,
+       (SELECT pg_catalog.min(j.created_at)
+        FROM @extschema@.jobs j
+        JOIN @extschema@.batches b ON b.job_id = j.id AND b.generation = j.generation
+        WHERE j.state IN ('queued', 'running') AND b.state = 'queued') AS oldest_queued_since
+FROM (SELECT pg_catalog.count(*) AS jobs_past_deadline, pg_catalog.min(x.deadline) AS deadline_passed_at
+      FROM (SELECT j.created_at + (j.options OPERATOR(pg_catalog.->>) 'deadline')::float8
+                   * interval '1 second' AS deadline
+            FROM @extschema@.jobs j
+            WHERE j.state IN ('queued', 'running') AND j.options ? 'deadline') x
+      WHERE x.deadline <= pg_catalog.clock_timestamp()) d;
+GRANT SELECT ON @extschema@.health TO PUBLIC;
+
+-- check_postgres style: 0 OK, 1 WARNING, 2 CRITICAL, and a message naming
+-- every problem, worst first.
+CREATE FUNCTION @extschema@.check_health(
+    lag_warning interval DEFAULT '1 minute', lag_critical interval DEFAULT '5 minutes',
+    queue_warning interval DEFAULT '15 minutes', queue_critical interval DEFAULT '1 hour',
+    backoff_warning interval DEFAULT '10 minutes',
+    OUT severity integer, OUT message text)
+RETURNS record LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    h record;
+    problems text[] := '{}';
+    sev integer[] := '{}';
+    lag interval;
+    waited interval;
+    i integer;
+BEGIN
+    SELECT * INTO h FROM @extschema@.health;
+    lag := make_interval(secs => h.loop_lag_seconds);
+    IF h.workers = 0 THEN
+        sev := sev || 2;
+        problems := problems || format('no bulkops worker serves database "%s"', h.database);
+    ELSIF lag >= lag_critical OR lag >= lag_warning THEN
+        sev := sev || CASE WHEN lag >= lag_critical THEN 2 ELSE 1 END;
+        problems := problems || format('a worker''s loop last went round %s s ago',
+                                       round(h.loop_lag_seconds::numeric));
+    END IF;
+    waited := clock_timestamp() - h.oldest_queued_since;
+    IF waited >= queue_warning THEN
+        sev := sev || CASE WHEN waited >= queue_critical THEN 2 ELSE 1 END;
+        problems := problems || format('the oldest queued batch has waited %s s',
+                                       round(extract(epoch FROM waited)));
+    END IF;
+    IF h.targets_in_backoff IS NOT NULL
+       AND clock_timestamp() - h.backoff_since >= backoff_warning THEN
+        sev := sev || 1;
+        problems := problems || format('in backoff for %s s: %s',
+            round(extract(epoch FROM clock_timestamp() - h.backoff_since)),
+            (SELECT string_agg(format('target "%s" until %s', k, v #>> '{}'), ', ' ORDER BY k)
+             FROM jsonb_each(h.targets_in_backoff) AS e (k, v)));
+    END IF;
+    IF h.token_failed_targets IS NOT NULL THEN
+        sev := sev || 1;
+        problems := problems || format('the last token fetch failed for %s',
+            (SELECT string_agg(format('target "%s"', t), ', ')
+             FROM unnest(h.token_failed_targets) AS t));
+    END IF;
+    -- the worker times a job out within a poll_interval of its deadline
+    IF clock_timestamp() - h.deadline_passed_at >= lag_warning THEN
+        sev := sev || 1;
+        problems := problems || format('%s job(s) past their deadline, the first by %s s',
+            h.jobs_past_deadline, round(extract(epoch FROM clock_timestamp() - h.deadline_passed_at)));
+    END IF;
+    severity := COALESCE((SELECT max(s) FROM unnest(sev) AS s), 0);
+    IF severity = 0 THEN
+        message := format('OK: %s worker(s), nothing queued for more than %s s', h.workers,
+                          round(extract(epoch FROM queue_warning)));
+        RETURN;
+    END IF;
+    SELECT string_agg(p, '; ' ORDER BY s DESC, n) INTO message
+    FROM unnest(sev, problems) WITH ORDINALITY AS x (s, p, n);
+    message := CASE severity WHEN 2 THEN 'CRITICAL: ' ELSE 'WARNING: ' END || message;
+END
+$$;
+GRANT EXECUTE ON FUNCTION @extschema@.check_health(interval, interval, interval, interval, interval) TO PUBLIC;
+
+-- Progress you can read: rows_per_second over the last minute while the
+-- job runs (decayed, as if that rate had held since it started when it
+-- started less than a minute ago), over its whole run once it has ended;
+-- eta from that recent rate (finished_at once it has ended).  The clock,
+-- not now(): bulkops.wait() reads this view all through one statement.
+CREATE OR REPLACE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
+SELECT j.id, j.target, j.operation, j.state, j.rows_total,
+       j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown AS rows_done,
+       CASE WHEN j.rows_total > 0
+            THEN round(100.0 * (j.rows_succeeded + j.rows_failed + j.rows_cancelled
+                                + j.rows_unknown) / j.rows_total, 1)
+            ELSE 100.0 END AS percent,
+       r.rate AS rows_per_second,
+       (SELECT jsonb_object_agg(s.key, s.total)
+          FROM (SELECT e.key, sum(e.value::text::numeric) AS total
+                  FROM @extschema@.batches b, jsonb_each(b.progress) e
+                 WHERE b.job_id = j.id AND jsonb_typeof(e.value) = 'number'
+                 GROUP BY e.key) s) AS remote_progress,
+       j.created_by, j.created_at, j.started_at, j.finished_at, j.last_error,
+       CASE WHEN j.finished_at IS NOT NULL THEN j.finished_at
+            WHEN r.rate > 0
+            THEN clock_timestamp() + (greatest(j.rows_total - (j.rows_succeeded + j.rows_failed
+                                                   + j.rows_cancelled + j.rows_unknown), 0)
+                          / r.rate) * interval '1 second'
+            END AS eta
+FROM @extschema@.jobs j,
+LATERAL (SELECT CASE
+    WHEN j.started_at IS NULL THEN NULL
+    WHEN j.finished_at IS NOT NULL THEN
+        CASE WHEN j.finished_at > j.started_at
+             THEN round((j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown)
+                        / extract(epoch FROM j.finished_at - j.started_at), 1) END
+    ELSE round((@extschema@._decayed(j.recent_rows, j.recent_at, clock_timestamp())
+                / (60 * (1 - exp(-greatest(extract(epoch FROM clock_timestamp() - j.started_at)::float8,
+                                           0.001) / 60))))::numeric, 1)
+    END AS rate) r;

@@ -45,6 +45,10 @@ SELECT id, r.* FROM bulkops.jobs, (VALUES
      '2026-01-01 00:03:00+00')) AS r
 WHERE operation = 'upsert';
 CREATE TEMP TABLE receipts_1_2 AS SELECT * FROM bulkops.receipts;
+-- counters of the jobs kept, which 1.3 counts in per target
+UPDATE bulkops.jobs SET rows_succeeded = 2, rows_failed = 1, rows_cancelled = 1, rows_unknown = 1
+WHERE operation IN ('upsert', 'delete');
+UPDATE bulkops.jobs SET rows_succeeded = 7 WHERE operation = 'query';
 ALTER EXTENSION bulkops UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'bulkops';
 SELECT attrelid::regclass, attname, atttypid::regtype FROM pg_attribute
@@ -154,6 +158,24 @@ FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'bulkops.jobs'::regclass
   AND c.relname IN ('jobs_claim_idx', 'jobs_queued_generation_idx',
                     'jobs_cancel_requested_idx', 'jobs_deadline_idx') ORDER BY 1;
+-- 1.3: rows by status per target and creator since install start from
+-- the jobs kept (an export's records are no receipts); metrics and health
+-- are for everyone to read, row-level security deciding what they count;
+-- job_progress gains eta; with no worker serving this database,
+-- check_health() is critical
+SELECT target, CASE WHEN created_by::text = current_user THEN '(extension owner)'
+                    ELSE created_by::text END AS created_by,
+       succeeded, failed, cancelled, unknown
+FROM bulkops.row_counts ORDER BY 1, 2;
+SELECT c.relname, c.relkind, c.relrowsecurity,
+       has_table_privilege('public', c.oid, 'SELECT') AS public_reads,
+       has_table_privilege('bulkops_admin', c.oid, 'INSERT') AS admin_writes
+FROM pg_class c WHERE c.relnamespace = 'bulkops'::regnamespace
+  AND c.relname IN ('row_counts', 'metrics', 'health') ORDER BY 1;
+SELECT attname, atttypid::regtype FROM pg_attribute
+WHERE attrelid = 'bulkops.job_progress'::regclass AND attname IN ('rows_per_second', 'eta')
+ORDER BY 1;
+SELECT * FROM bulkops.check_health();
 \c contrib_regression
 DROP DATABASE bulkops_upgrade;
 DROP ROLE up_admin, up_user;

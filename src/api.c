@@ -31,6 +31,7 @@
 
 #include "bulkops.h"
 #include "catalog.h"
+#include "monitor.h"
 
 static char *
 text_arg(FunctionCallInfo fcinfo, int n, const char *name)
@@ -343,7 +344,6 @@ bulkops_wait(PG_FUNCTION_ARGS)
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = 0;
 	TimestampTz last_notice = start;
-	int64		last_done = 0;
 	BulkopsJobStatus js;
 	char	   *result;
 	MemoryContext fcxt = CurrentMemoryContext;
@@ -382,15 +382,8 @@ bulkops_wait(PG_FUNCTION_ARGS)
 		}
 		if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(), 5000))
 		{
-			TimestampTz now = GetCurrentTimestamp();
-			double		secs = (now - last_notice) / 1000000.0;
-
-			ereport(NOTICE,
-					(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " of " INT64_FORMAT " rows done, %.0f rows/s",
-							job, js.done, js.total,
-							(js.done - last_done) / secs)));
-			last_notice = now;
-			last_done = js.done;
+			bulkops_monitor_progress_notice(job);
+			last_notice = GetCurrentTimestamp();
 		}
 		pfree(js.state);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -398,6 +391,9 @@ bulkops_wait(PG_FUNCTION_ARGS)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	/* what it came to, in one line */
+	if (state_is_final(js.state))
+		bulkops_monitor_summary_notice(job);
 	result = MemoryContextStrdup(fcxt, js.state);
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }

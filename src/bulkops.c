@@ -7,8 +7,10 @@
  * Shared memory holds one small table: which process serves which lane of
  * which database.  Backends read it at commit to set the latches of that
  * database's workers; tests read it to know a worker is up.  A spinlock guards it: every
- * critical section is a few loads and stores.  What the workers share
- * about each target (a backoff, an OAuth token) is target_state.c's, in
+ * critical section is a few loads and stores.  Each worker also notes
+ * there when its loop last went round, for monitoring (monitor.c).  What
+ * the workers share about each target (a backoff, an OAuth token) is
+ * target_state.c's, and the counters they keep per target stats.c's, in
  * shared memory requested here.
  *
  *-------------------------------------------------------------------------
@@ -24,10 +26,12 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "bulkops.h"
 #include "netpolicy.h"
 #include "target_state.h"
+#include "stats.h"
 
 PG_MODULE_MAGIC;
 
@@ -57,6 +61,7 @@ typedef struct BulkopsWorkerSlot
 	int			lane;
 	int			pid;
 	int			pgprocno;
+	TimestampTz last_loop;		/* when its loop last went round */
 } BulkopsWorkerSlot;
 
 typedef struct BulkopsShared
@@ -69,6 +74,7 @@ static BulkopsShared *bulkops_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
+static int	my_slot = -1;		/* in a worker: its slot */
 
 void		_PG_init(void);
 static void bulkops_shmem_request(void);
@@ -205,6 +211,8 @@ bulkops_shmem_request(void)
 	RequestAddinShmemSpace(MAXALIGN(sizeof(BulkopsShared)));
 	RequestAddinShmemSpace(bulkops_target_state_shmem_size());
 	bulkops_target_state_shmem_request();
+	RequestAddinShmemSpace(bulkops_stats_shmem_size());
+	bulkops_stats_shmem_request();
 }
 
 static void
@@ -223,6 +231,7 @@ bulkops_shmem_startup(void)
 		SpinLockInit(&bulkops_shared->mutex);
 	}
 	bulkops_target_state_shmem_init();
+	bulkops_stats_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -254,8 +263,10 @@ bulkops_worker_register_self(Oid dboid, int lane)
 		bulkops_shared->slots[free_slot].lane = lane;
 		bulkops_shared->slots[free_slot].pid = MyProcPid;
 		bulkops_shared->slots[free_slot].pgprocno = MyProc->pgprocno;
+		bulkops_shared->slots[free_slot].last_loop = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&bulkops_shared->mutex);
+	my_slot = free_slot;
 
 	if (free_slot < 0)
 		ereport(ERROR,
@@ -278,6 +289,47 @@ bulkops_worker_unregister_self(void)
 			memset(&bulkops_shared->slots[i], 0, sizeof(BulkopsWorkerSlot));
 	}
 	SpinLockRelease(&bulkops_shared->mutex);
+	my_slot = -1;
+}
+
+/* A worker's loop goes round: note when. */
+void
+bulkops_worker_beat(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (my_slot < 0)
+		return;
+	SpinLockAcquire(&bulkops_shared->mutex);
+	if (bulkops_shared->slots[my_slot].pid == MyProcPid)
+		bulkops_shared->slots[my_slot].last_loop = now;
+	SpinLockRelease(&bulkops_shared->mutex);
+}
+
+/*
+ * The workers serving database dboid, in out (room for BULKOPS_MAX_LANES);
+ * returns how many there are.
+ */
+int
+bulkops_worker_list(Oid dboid, BulkopsWorkerInfo *out)
+{
+	int			i;
+	int			n = 0;
+
+	if (bulkops_shared == NULL)
+		return 0;
+	SpinLockAcquire(&bulkops_shared->mutex);
+	for (i = 0; i < lengthof(bulkops_shared->slots) && n < BULKOPS_MAX_LANES; i++)
+		if (bulkops_shared->slots[i].pid != 0 &&
+			bulkops_shared->slots[i].dboid == dboid)
+		{
+			out[n].lane = bulkops_shared->slots[i].lane;
+			out[n].pid = bulkops_shared->slots[i].pid;
+			out[n].last_loop = bulkops_shared->slots[i].last_loop;
+			n++;
+		}
+	SpinLockRelease(&bulkops_shared->mutex);
+	return n;
 }
 
 /* The pid of the database's first worker (lane 0), or 0. */

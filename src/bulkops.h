@@ -8,6 +8,7 @@
 #ifndef BULKOPS_H
 #define BULKOPS_H
 
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -53,6 +54,17 @@ extern int	bulkops_lane;
 extern void bulkops_worker_register_self(Oid dboid, int lane);
 extern void bulkops_worker_unregister_self(void);
 extern int	bulkops_worker_pid(Oid dboid);
+
+/* A worker, as monitoring sees it. */
+typedef struct BulkopsWorkerInfo
+{
+	int			lane;
+	int			pid;
+	TimestampTz last_loop;		/* when its loop last went round */
+} BulkopsWorkerInfo;
+
+extern void bulkops_worker_beat(void);
+extern int	bulkops_worker_list(Oid dboid, BulkopsWorkerInfo *out);
 
 /* crash.c: test-only crash injection (bulkops.crash_at) */
 extern bool bulkops_crash_armed;

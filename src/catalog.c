@@ -43,6 +43,7 @@
 #include "bulkops.h"
 #include "catalog.h"
 #include "exec.h"
+#include "joblog.h"
 #include "receipts.h"
 
 /* Run one of the statements below; SPI must be connected. */
@@ -461,23 +462,41 @@ bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no,
 				 3, types, values, NULL, false, SPI_OK_UPDATE);
 }
 
-/* Add counts (by status: succeeded, failed, cancelled, unknown) to a job. */
+/*
+ * Add counts (by status: succeeded, failed, cancelled, unknown) to a job,
+ * to its recent rate, and to its failed rows' error codes (error_codes: a
+ * JSON object of counts, or NULL); and to its target's counters since
+ * install (bulkops.row_counts: one row per transaction, which the worker
+ * folds; an insert waits for no other writer).
+ */
 void
-bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts)
+bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts,
+							   const char *error_codes)
 {
-	Oid			types[5] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[5];
+	Oid			types[6] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "     ";
 
 	values[0] = Int64GetDatum(job_id);
 	values[1] = Int64GetDatum(counts[BULKOPS_ROW_SUCCEEDED]);
 	values[2] = Int64GetDatum(counts[BULKOPS_ROW_FAILED]);
 	values[3] = Int64GetDatum(counts[BULKOPS_ROW_CANCELLED]);
 	values[4] = Int64GetDatum(counts[BULKOPS_ROW_UNKNOWN]);
+	values[5] = text_or_null(error_codes, &nulls[5]);
 	SPI_connect();
-	run("UPDATE bulkops.jobs SET rows_succeeded = rows_succeeded + $2, "
-		"rows_failed = rows_failed + $3, rows_cancelled = rows_cancelled + $4, "
-		"rows_unknown = rows_unknown + $5 WHERE id = $1",
-		5, types, values, NULL, SPI_OK_UPDATE);
+	run("WITH j AS ("
+		" UPDATE bulkops.jobs SET rows_succeeded = rows_succeeded + $2,"
+		" rows_failed = rows_failed + $3, rows_cancelled = rows_cancelled + $4,"
+		" rows_unknown = rows_unknown + $5,"
+		" recent_rows = bulkops._decayed(recent_rows, recent_at, now()) + $2 + $3 + $4 + $5,"
+		" recent_at = now(),"
+		" error_counts = CASE WHEN $6 IS NULL THEN error_counts"
+		"  ELSE bulkops._add_counts(error_counts, $6::jsonb) END"
+		" WHERE id = $1 RETURNING target, created_by) "
+		"INSERT INTO bulkops.row_counts"
+		" (target, created_by, succeeded, failed, cancelled, unknown)"
+		" SELECT target, created_by, $2, $3, $4, $5 FROM j",
+		6, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 }
 
@@ -713,12 +732,21 @@ bulkops_catalog_finish_job(int64 job_id)
 		"  ELSE 'partial' END"
 		" WHERE id = $1 AND batches_done >= batches_total"
 		" AND state IN ('queued', 'running')"
-		" RETURNING id, state)"
-		"SELECT pg_notify('bulkops_jobs', id::text) FROM done",
+		" RETURNING *)"
+		"SELECT pg_notify('bulkops_jobs', id::text), "
+		BULKOPS_JOB_SUMMARY_COLUMNS " FROM done",
 		1, types, values, NULL, SPI_OK_SELECT);
 	ended = (SPI_processed > 0);
 	if (ended)
+	{
+		BulkopsJobSummary summary;
+
+		/* a line in the server log, if this commits */
+		bulkops_job_summary_read(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								 2, &summary);
+		bulkops_joblog_ended(&summary);
 		bulkops_crash_point("finish_job");
+	}
 	SPI_finish();
 	return ended;
 }
@@ -830,12 +858,18 @@ bulkops_catalog_cancel_queued(int64 job_id, bool timed_out)
 	 * A job that ended meanwhile had no queued batch left to settle above; it
 	 * must not look cancelled afterwards.
 	 */
-	run("UPDATE bulkops.jobs SET cancel_requested = true, timed_out = timed_out OR $4,"
+	run("WITH j AS ("
+		" UPDATE bulkops.jobs SET cancel_requested = true, timed_out = timed_out OR $4,"
 		" rows_cancelled = rows_cancelled + $2, rows_unknown = rows_unknown + $5,"
 		" batches_done = batches_done + $3,"
 		" last_error = CASE WHEN $4 THEN 'the job''s deadline passed' ELSE last_error END"
-		" WHERE id = $1 AND state IN ('queued', 'running')",
-		5, types, values, NULL, SPI_OK_UPDATE);
+		" WHERE id = $1 AND state IN ('queued', 'running')"
+		" RETURNING target, created_by, 0::bigint AS s, 0::bigint AS f, $2 AS c, $5 AS u),"
+		"counted AS ("
+		" INSERT INTO bulkops.row_counts (target, created_by, succeeded, failed, cancelled, unknown)"
+		" SELECT target, created_by, s, f, c, u FROM j WHERE c + u > 0) "
+		"SELECT 1 FROM j",
+		5, types, values, NULL, SPI_OK_SELECT);
 	stopped = (SPI_processed == 1);
 	SPI_finish();
 	return stopped;

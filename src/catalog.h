@@ -5,7 +5,8 @@
  *	  (catalog.c: the worker's, on jobs, batches and receipts;
  *	  catalog_jobs.c: the backends' on jobs and batches; catalog_exports.c:
  *	  the worker's on an export's counters, rejects and staged pages;
- *	  catalog_targets.c: targets and their grants).
+ *	  catalog_targets.c: targets and their grants; catalog_metrics.c: what
+ *	  monitoring reads and the worker's fold of the row counters).
  *
  * The worker's functions run inside its transaction (exec.c), with the
  * worker session's fixed settings; what they return lives in SPI's
@@ -94,7 +95,8 @@ extern BulkopsStoppedJob *bulkops_catalog_cancelled_jobs(int *n);
 
 extern void bulkops_catalog_mark_maybe_applied(int64 job_id, int32 batch_no,
 											   int64 generation);
-extern void bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts);
+extern void bulkops_catalog_count_outcomes(int64 job_id, const int64 *counts,
+										   const char *error_codes);
 extern void bulkops_catalog_save_progress(int64 job_id, int32 batch_no,
 										  int64 generation,
 										  const char *progress);
@@ -303,5 +305,25 @@ extern void bulkops_catalog_each_batch(int64 job_id, int64 generation,
 									   void (*fn) (void *arg, HeapTuple tup,
 												   TupleDesc desc),
 									   void *arg);
+
+/* ---- monitoring (catalog_metrics.c) ---- */
+
+struct BulkopsJobSummary;
+
+/* A job's progress, as bulkops.job_progress shows it. */
+typedef struct BulkopsJobProgress
+{
+	int64		done;
+	int64		total;
+	double		rate;			/* rows per second over the last minute; < 0:
+								 * unknown */
+	TimestampTz eta;			/* 0: unknown */
+} BulkopsJobProgress;
+
+extern int64 bulkops_catalog_fold_row_counts(void);
+extern List *bulkops_catalog_owned_targets(void);
+extern bool bulkops_catalog_job_summary(int64 job_id,
+										struct BulkopsJobSummary *summary);
+extern bool bulkops_catalog_job_progress(int64 job_id, BulkopsJobProgress *p);
 
 #endif							/* BULKOPS_CATALOG_H */

@@ -29,8 +29,9 @@
 
 /*
  * Count what a page of an export (or its end) did: records received,
- * stored and refused.  A table the export created (relid, or InvalidOid)
- * is named by its OID from now on.
+ * stored and refused (the last two in the job's recent rate too).  A
+ * table the export created (relid, or InvalidOid) is named by its OID from
+ * now on.
  */
 void
 bulkops_catalog_count_export(int64 job_id, int64 total, int64 stored,
@@ -45,6 +46,8 @@ bulkops_catalog_count_export(int64 job_id, int64 total, int64 stored,
 	bulkops_exec("UPDATE bulkops.jobs SET rows_total = rows_total + $2, "
 				 "rows_succeeded = rows_succeeded + $4, "
 				 "rows_failed = rows_failed + $5, "
+				 "recent_rows = bulkops._decayed(recent_rows, recent_at, now()) + $4 + $5, "
+				 "recent_at = now(), "
 				 "destination = coalesce(destination, $3::regclass), "
 				 "destination_schema = CASE WHEN $3 IS NULL THEN destination_schema END, "
 				 "destination_table = CASE WHEN $3 IS NULL THEN destination_table END "

@@ -52,6 +52,7 @@
 #include "batch.h"
 #include "oauth.h"
 #include "ratelimit.h"
+#include "stats.h"
 #include "target_state.h"
 
 /* a batch waiting for this worker's own fetch looks again this often */
@@ -165,6 +166,7 @@ start_fetch(Work *w, const char *token_url)
 	f->cap_ms = 1000L * bulkops_opt_int(w->batch.options, "retry_after_max",
 										BULKOPS_RETRY_AFTER_MAX_DEFAULT);
 	f->call = bulkops_http_start(&req, NIL, &opts, f);
+	bulkops_stats_request(w->target, true);
 	fetches = lappend(fetches, f);
 	MemoryContextSwitchTo(old);
 	explicit_bzero(req.body->data, req.body->len);
@@ -335,6 +337,7 @@ bulkops_oauth_prepare(Work *w, List **headers, char **error)
 			s->gen++;
 		}
 		bulkops_target_state_unlock();
+		bulkops_stats_token_result(w->target, false);
 		wake_waiters(w->target);
 		w->oauth.waiting = false;
 		*error = failure;
@@ -508,6 +511,7 @@ bulkops_oauth_call_done(BulkopsHttpCall *call)
 		}
 	}
 	bulkops_target_state_unlock();
+	bulkops_stats_token_result(f->target, out.error == NULL);
 
 	if (out.error == NULL)
 		explicit_bzero(out.tok.access_token, strlen(out.tok.access_token));

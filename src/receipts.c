@@ -105,6 +105,32 @@ bulkops_receipts_all_succeeded(const BulkopsReceiptSet *set)
 	return true;
 }
 
+/* The status of row's receipt; false while it has none. */
+bool
+bulkops_receipts_status(const BulkopsReceiptSet *set, int row,
+						BulkopsRowStatus *status)
+{
+	if (set->flags[row] == 0)
+		return false;
+	*status = (BulkopsRowStatus) ((set->flags[row] & FLAG_STATUS_MASK) - 1);
+	return true;
+}
+
+/*
+ * The error code of row's receipt, as bulkops.receipts shows it: the row's
+ * own, else the one all rows of its answer share; NULL if none.
+ */
+const char *
+bulkops_receipts_error_code(const BulkopsReceiptSet *set, int row)
+{
+	if (set->flags[row] == 0)
+		return NULL;
+	if (set->error_codes && set->error_codes[row])
+		return set->error_codes[row];
+	return set->answer_of[row] < set->nanswers
+		? set->answer_codes[set->answer_of[row]] : NULL;
+}
+
 /* ---- reading the arrays ---- */
 
 /* A text[] as C strings (NULL elements as NULL), or NULL for SQL NULL. */

@@ -76,5 +76,9 @@ extern void bulkops_receipts_datums(const BulkopsReceiptSet *set,
 									Datum *values, bool *nulls);
 extern bool bulkops_receipts_pending(const BulkopsReceiptSet *set, int row);
 extern bool bulkops_receipts_all_succeeded(const BulkopsReceiptSet *set);
+extern bool bulkops_receipts_status(const BulkopsReceiptSet *set, int row,
+									BulkopsRowStatus *status);
+extern const char *bulkops_receipts_error_code(const BulkopsReceiptSet *set,
+											   int row);
 
 #endif							/* BULKOPS_RECEIPTS_H */

@@ -49,6 +49,7 @@
 
 #include "catalog.h"
 #include "exec.h"
+#include "joblog.h"
 #include "results.h"
 
 /*
@@ -117,7 +118,9 @@ write_outcomes(Work *w, List *outcomes, int http_status, bool *dirty)
 	if (settled == 0)
 		return;
 	bulkops_work_settled(w);
-	bulkops_catalog_count_outcomes(w->batch.job_id, counts);
+	bulkops_catalog_count_outcomes(w->batch.job_id, counts,
+								   counts[BULKOPS_ROW_FAILED] > 0
+								   ? bulkops_joblog_failed_codes(w->receipts) : NULL);
 	*dirty = true;
 }
 

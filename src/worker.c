@@ -46,7 +46,7 @@
  * memory context under TopMemoryContext, deleted when the batch is done),
  * catalog.c every statement on bulkops' tables, exec.c transactions,
  * http.c libcurl, oauth_cache.c tokens, ratelimit.c pacing, retention.c
- * partitions and the purge.
+ * partitions and the purge, stats.c and counters.c what monitoring reads.
  *
  *-------------------------------------------------------------------------
  */
@@ -79,10 +79,12 @@
 #include "batch.h"
 #include "catalog.h"
 #include "claim.h"
+#include "counters.h"
 #include "exec.h"
 #include "ratelimit.h"
 #include "results.h"
 #include "retention.h"
+#include "stats.h"
 
 static TimestampTz next_claim = 0;
 
@@ -179,6 +181,7 @@ bulkops_worker_main(Datum arg)
 		/* whatever one turn of the loop allocates dies with it */
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
+		bulkops_worker_beat();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -200,7 +203,10 @@ bulkops_worker_main(Datum arg)
 				recovered = bulkops_recover();
 			skipped = bulkops_claim();
 			if (bulkops_lane == 0)
+			{
 				bulkops_retention_tick();
+				bulkops_counters_tick();
+			}
 			claim_retried = skipped && !claim_retried;
 			next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 claim_retried
@@ -483,6 +489,7 @@ send_request(Work *w, bool abort)
 	if (!abort)
 		bulkops_crash_point(w->batch.step == 0 ? "submit" : "poll");
 	w->call = bulkops_http_start(&req, auth, &opts, w);
+	bulkops_stats_request(w->target, false);
 	if (w->batch.step > 0 && !abort)
 		w->call->crash_point = "fetch";
 	w->aborting = abort;
@@ -589,6 +596,7 @@ handle_answer(Work *w, BulkopsHttpCall *call)
 	bool		deferred;
 	MemoryContext old;
 
+	bulkops_stats_answer(w->target, call);
 	if (w->aborting)
 	{
 		abort_answered(w, call);
@@ -932,6 +940,7 @@ plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_after_ms)
 			break;
 	}
 	MemoryContextSwitchTo(old);
+	bulkops_stats_planned(w->target, (int) w->last_status, res, w->due);
 }
 
 /*

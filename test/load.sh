@@ -10,7 +10,8 @@
 #   - no deadlock, no crashed process (the server log),
 #   - no lost job (every job final, every batch done),
 #   - no lost row (exactly one receipt per row, row numbers 1..rows_total, the
-#     job's counters equal its receipts by status),
+#     job's counters equal its receipts by status, each target's row counters
+#     of bulkops.metrics the sums of its jobs' counters),
 # and prints figures: jobs, rows, rows/s, time, enqueue latency (max and mean),
 # and the time from a cancel to its job's end.  LOAD_WORKERS (2) workers serve
 # the database (bulkops.workers_per_database), so their sharing of targets,
@@ -181,6 +182,20 @@ WITH r AS (SELECT job_id,
 SELECT count(*) FROM bulkops.jobs j LEFT JOIN r ON r.job_id = j.id
 WHERE (j.rows_succeeded, j.rows_failed, j.rows_cancelled, j.rows_unknown)
       <> (coalesce(r.s, 0), coalesce(r.f, 0), coalesce(r.c, 0), coalesce(r.u, 0))
+SQL
+)"
+check "the per-target row counters (bulkops.metrics) match the jobs' counters" "$(q <<'SQL'
+SELECT count(*) FROM
+  (SELECT target, sum(rows_succeeded) AS s, sum(rows_failed) AS f,
+          sum(rows_cancelled) AS c, sum(rows_unknown) AS u
+   FROM bulkops.jobs GROUP BY target) j
+  FULL JOIN
+  (SELECT target, sum(value) FILTER (WHERE labels->>'status' = 'succeeded') AS s,
+          sum(value) FILTER (WHERE labels->>'status' = 'failed') AS f,
+          sum(value) FILTER (WHERE labels->>'status' = 'cancelled') AS c,
+          sum(value) FILTER (WHERE labels->>'status' = 'unknown') AS u
+   FROM bulkops.metrics WHERE metric = 'rows_total' GROUP BY target) m USING (target)
+WHERE (j.s, j.f, j.c, j.u) IS DISTINCT FROM (m.s, m.f, m.c, m.u)
 SQL
 )"
 check "every job's state agrees with its counters" "$(q <<'SQL'

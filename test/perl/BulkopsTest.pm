@@ -31,7 +31,7 @@ our @EXPORT = qw(start_mock start_tls_mock mock_port mock_tls_port mock_url
   mock_get mock_post mock_delete bulkops_node wait_for_job worker_pid
   clinia_target mock_faults mock_requests wait_requests make_rsa_key
   query_until log_says counters_agree receipt_rows dialects fill_name missing export_node
-  export_pages_fetched);
+  export_pages_fetched rows_with_failures);
 
 # No request of ours, nor of the server we start, may go through a proxy.
 delete @ENV{qw(http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY)};
@@ -363,6 +363,26 @@ sub clinia_target
 	$node->safe_psql($dbname // 'postgres',
 		"SELECT bulkops.create_target('$name', 'clinia', '$url', resource => 'Row', "
 		  . "options => '$options')");
+	return;
+}
+
+=pod
+
+=item rows_with_failures($node, $table, $rows, $every)
+
+Create table $table of $rows rows (id, name) in database postgres, every
+$every-th of which the clinia mock refuses (its column _fail, error code
+VALIDATION).
+
+=cut
+
+sub rows_with_failures
+{
+	my ($node, $table, $rows, $every) = @_;
+	$node->safe_psql('postgres',
+		"CREATE TABLE $table AS SELECT i AS id, 'row ' || i AS name, "
+		  . "CASE WHEN i % $every = 0 THEN 'no' END AS _fail "
+		  . "FROM generate_series(1, $rows) AS i");
 	return;
 }
 
