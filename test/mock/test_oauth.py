@@ -121,12 +121,13 @@ class TestOAuth(MockTestCase):
                   "client_secret": "s3cret"}, "invalid_client"),
                 ({"grant_type": "client_credentials"}, "invalid_request"),
                 ({"client_id": "cid"}, "invalid_request"),
-                ({"grant_type": "password"}, "unsupported_grant_type")):
+                ({"grant_type": "password"}, "invalid_request"),
+                ({"grant_type": "implicit"}, "unsupported_grant_type")):
             status, out = self.token(form)
             self.assertEqual((status, out["error"]), (400, code), form)
             self.assertIn("error_description", out)
         st = self.stats()["oauth"]
-        self.assertEqual((st["refused"], st["issued"]), (5, 0))
+        self.assertEqual((st["refused"], st["issued"]), (6, 0))
 
     def test_without_config_anything_goes_and_clinia_does_not_check(self):
         status, out = self.token({"grant_type": "client_credentials", "client_id": "x"})
