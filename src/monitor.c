@@ -15,11 +15,8 @@
  * caller by catalog_metrics.c).  Which workers serve the database is
  * anyone's to know, as bulkops.worker_pid() and pg_stat_activity tell.
  *
- * A target's backoff is read in one place, target_backoff().  Today that
- * is what the workers saw of it (stats.c), since ratelimit.c keeps
- * nothing a backend could read; once the workers share one backoff per
- * target in shared memory, target_backoff() reads that instead, and
- * nothing else here changes.
+ * A target's backoff is read in one place, target_backoff(): the hold the
+ * database's workers share for it in shared memory (target_state.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +32,7 @@
 #include "joblog.h"
 #include "monitor.h"
 #include "stats.h"
+#include "target_state.h"
 
 /* A target's backoff: no request before until. */
 typedef struct Backoff
@@ -51,14 +49,13 @@ typedef struct Backoff
 static bool
 target_backoff(const char *target, TimestampTz now, Backoff *b)
 {
-	BulkopsTargetStats s;
+	BulkopsHold h;
 
-	if (!bulkops_stats_get(MyDatabaseId, target, &s) || !s.in_backoff ||
-		s.backoff_until <= now)
+	if (!bulkops_hold_get(target, &h) || h.until <= now)
 		return false;
-	b->until = s.backoff_until;
-	b->since = s.backoff_since;
-	b->status = s.backoff_status;
+	b->until = h.until;
+	b->since = h.since;
+	b->status = h.status;
 	return true;
 }
 

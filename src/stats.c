@@ -18,19 +18,12 @@
  * expect resets.  Rows by receipt status must survive restarts: they are
  * counted in a table, in the receipts' transaction (catalog.c).
  *
- * Backoff.  ratelimit.c keeps nothing a backend could read: a batch
- * refused for a rate or usage limit (HTTP 429 or 503, or a dialect's
- * limit) waits in its worker's memory.  So the worker reports here each
- * answer it planned a wait for such a limit after, and each other answer:
- * a target is in backoff from the first such wait until an answer without
- * a limit arrives once the longest wait asked for since is over (answers to
- * requests that were in flight meanwhile do not end it).  One LOG line
- * says when a target enters backoff, one when it leaves.  When the
- * workers share one backoff per target, monitor.c's target_backoff() reads
- * that instead, and this part goes.
+ * Backoff.  What monitoring shows of a target's backoff is the hold its
+ * workers share (target_state.c, read by monitor.c), and the LOG lines on
+ * entering and leaving it are ratelimit.c's; here only the retries are
+ * counted, and whether a target was last seen waiting for a limit.
  *
- * Nothing here opens a transaction or names a secret: the log lines name
- * a target and an HTTP status.
+ * Nothing here opens a transaction or names a secret.
  *
  *-------------------------------------------------------------------------
  */
@@ -191,9 +184,6 @@ bulkops_stats_planned(const char *target, int http_status,
 	bool		retry = (res->next == BULKOPS_NEXT_RETRY);
 	bool		limited = retry &&
 	(res->limited || http_status == 429 || http_status == 503);
-	bool		entered = false;
-	bool		left = false;
-	TimestampTz since = 0;
 
 	s = begin(target, now);
 	if (s == NULL)
@@ -202,7 +192,7 @@ bulkops_stats_planned(const char *target, int http_status,
 		s->retries++;
 	if (limited && !s->in_backoff)
 	{
-		s->in_backoff = entered = true;
+		s->in_backoff = true;
 		s->backoff_since = now;
 		s->backoff_until = due;
 		s->backoff_status = http_status;
@@ -210,22 +200,8 @@ bulkops_stats_planned(const char *target, int http_status,
 	else if (limited)
 		s->backoff_until = Max(s->backoff_until, due);
 	else if (http_status > 0 && s->in_backoff && now >= s->backoff_until)
-	{
 		s->in_backoff = false;
-		left = true;
-		since = s->backoff_since;
-	}
 	end();
-
-	if (entered)
-		ereport(LOG,
-				(errmsg("bulkops: target \"%s\" entered backoff until %s: it answered HTTP %d%s",
-						target, timestamptz_to_str(due), http_status,
-						res->limited ? ", a usage limit" : "")));
-	else if (left)
-		ereport(LOG,
-				(errmsg("bulkops: target \"%s\" left backoff after %.1f s: it answered HTTP %d",
-						target, (now - since) / 1000000.0, http_status)));
 }
 
 /* A token fetch for target ended: a token (ok), or none. */

@@ -72,19 +72,19 @@ my $job2 = $node->safe_psql('postgres',
 is(wait_for_job($node, $job2), 'succeeded', 'the job told to wait succeeds');
 ok( log_says(
 		$node,
-		qr/LOG:  bulkops: target "crm" entered backoff until \d{4}-\S+ \S+.*: it answered HTTP 429\n/,
+		qr/LOG:  bulkops holds every request to target "crm" until \d{4}-\S+ \S+\n.*DETAIL:  It answered HTTP 429, a rate or usage limit; Retry-After asked for 2 s\./,
 		$offset),
 	'entering backoff is logged');
 ok( log_says(
 		$node,
-		qr/LOG:  bulkops: target "crm" left backoff after \d+\.\d s: it answered HTTP 2\d\d\n/,
+		qr/LOG:  bulkops sends to target "crm" again\n.*DETAIL:  It answered HTTP 2\d\d, without a limit; its requests were held from /,
 		$offset),
 	'leaving it too');
 ok(log_says($node, qr/job $job2 on target "crm" upsert ended succeeded: 500 succeeded, 0 failed, 500 rows in/,
 		$offset),
 	'a job that succeeded has its line');
-is(lines_about(qr/target "crm" entered backoff/), 1, 'one line on entering');
-is(lines_about(qr/target "crm" left backoff/), 1, 'one line on leaving');
+is(lines_about(qr/holds every request to target "crm"/), 1, 'one line on entering');
+is(lines_about(qr/sends to target "crm" again/), 1, 'one line on leaving');
 mock_faults();
 
 # 3. wait() while a job runs: the recent rate and an ETA, then the summary.
