@@ -9,7 +9,7 @@
 #   * two workers: two jobs of 30 batches each, the second enqueued just
 #     after the first, on one target, have their batches done in turn:
 #     among the first 30 batches done, each job has about half; oldest first,
-#     the second would have almost none.  Both workers serve both jobs, and
+#     the second would have almost none.  Both workers take part, and
 #     each job ends with exactly one receipt per row.
 use strict;
 use warnings;
@@ -132,13 +132,15 @@ cmp_ok($second_early, '>=', 10,
 	"second job: $second_early of the first 30 batches done");
 cmp_ok($second_early, '<=', 20,
 	"first job: " . (30 - $second_early) . " of the first 30 batches done");
+# Both workers took part.  Which worker takes which job's next batch is
+# not fixed: two workers that alternate can each keep to one job, and the
+# jobs are served in turn all the same (checked above).
 is( $node->safe_psql(
 		'postgres', qq{
-		SELECT string_agg(n::text, ',' ORDER BY job_id) FROM (
-		    SELECT job_id, count(DISTINCT lane) AS n FROM bulkops.batches
-		    WHERE job_id IN ($first, $second) GROUP BY job_id) l}),
-	'2,2',
-	'both workers held batches of each job');
+		SELECT count(DISTINCT lane) FROM bulkops.batches
+		WHERE job_id IN ($first, $second)}),
+	'2',
+	'both workers held batches of these jobs');
 
 $node->stop;
 done_testing();
