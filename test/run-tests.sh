@@ -52,11 +52,11 @@ count_prove() {
 }
 
 echo "=== TAP suites"
-make -s prove-only >"$logs/tap" 2>&1
+make -s prove-only PROVE_FLAGS=--timer >"$logs/tap" 2>&1
 count_prove "$logs/tap"
 
 echo "=== crash matrices with two workers per database"
-BULKOPS_CRASH_WORKERS=2 make -s prove-only \
+BULKOPS_CRASH_WORKERS=2 make -s prove-only PROVE_FLAGS=--timer \
 	PROVE_TESTS="test/t/010_crash_points.pl test/t/012_crash_server.pl" >"$logs/tap2" 2>&1
 count_prove "$logs/tap2"
 
