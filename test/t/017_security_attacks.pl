@@ -5,9 +5,10 @@
 # - database-level settings a database's owner may make (a search_path with
 #   a schema of planted functions and operators first, statement_timeout,
 #   lock_timeout, idle_in_transaction_session_timeout and
-#   default_transaction_read_only of 1 ms / on, exit_on_error) neither make
-#   the worker run the plants nor make it fail: a push and an export both
-#   succeed under them;
+#   default_transaction_read_only of 1 ms / on, exit_on_error), and the
+#   same made for the role the worker connects as in that database, neither
+#   make the worker run the plants nor make it fail: a push and an export
+#   both succeed under them;
 # - user code the worker runs for an export (a trigger on the destination,
 #   owned by the job's creator) that sets search_path and statement_timeout
 #   with set_config(..., false) and takes a session advisory lock leaves
@@ -106,6 +107,20 @@ tq(join '; ',
 		'exit_on_error = on'));
 ok(restart_worker(), 'a new worker serves the database with every hostile setting');
 push_succeeds('every hostile setting');
+
+# ... and the settings of the role the worker connects as (the bootstrap
+# superuser) in this database, which come after the database's
+my $boot = tq('SELECT rolname FROM pg_roles WHERE oid = 10');
+tq(join '; ',
+	map { qq{ALTER ROLE "$boot" IN DATABASE tampered SET $_} } (
+		'search_path = evil, pg_catalog',
+		"statement_timeout = '1ms'",
+		'default_transaction_read_only = on'));
+is($node->safe_psql('tampered', 'SET statement_timeout = 0; SHOW search_path'),
+	'evil, pg_catalog', "control: a new session of $boot there gets the planted path");
+ok(restart_worker(), "a new worker serves the database with $boot's own hostile settings");
+push_succeeds("the settings of the role the worker connects as");
+tq(qq{ALTER ROLE "$boot" IN DATABASE tampered RESET ALL});
 
 # 2. an export whose destination has a tampering trigger
 tq(q{
