@@ -118,11 +118,25 @@ bulkops_catalog_insert_job(const char *target, const char *dialect,
 							   "generation, sync_id) "
 							   "VALUES ($1, $2, $3, $4, $5, $6::regrole, $7, $8) RETURNING id",
 							   8, types, values, nulls, false, 1);
-	bulkops_leave(&s);
+
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not create job: %s", SPI_result_code_string(rc));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
+
+	/*
+	 * The worker attaches a generation's partition while jobs are enqueued.
+	 * An INSERT that routed a batch by the partitions as they were before, to
+	 * the default partition, would then fail its check against the default's
+	 * new bound: take the default partition's lock first, so that an attach
+	 * under way ends before this job's batches are routed (and one that
+	 * starts later waits for this transaction, or gives up and tries again on
+	 * its next tick).
+	 */
+	if (SPI_execute("LOCK TABLE ONLY bulkops.batches_default IN ROW EXCLUSIVE MODE",
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock bulkops.batches_default");
+	bulkops_leave(&s);
 	SPI_finish();
 	return id;
 }
