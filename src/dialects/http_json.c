@@ -7,9 +7,9 @@
  *	  (docs/protocols/http_json.md).
  *
  * This file owns the options (read into an HjConfig and checked at
- * create_target, alter_target and every enqueue), the body and row
- * templates, the encoding of rows and the requests; http_json_answers.c
- * reads the answers.
+ * create_target, alter_target and every enqueue), the encoding of rows and
+ * the requests; http_json_templates.c compiles the body and row
+ * templates, and http_json_answers.c reads the answers.
  *
  * A row is encoded once, at enqueue, with the row template applied, so the
  * batch holds each row's final JSON.  In front of it the batch keeps the
@@ -89,11 +89,6 @@ static const BulkopsOptionDef http_json_options[] = {
 	{"idempotent_insert", BULKOPS_OPT_BOOL, 0, 0, BULKOPS_JOB_TARGET_OR_SAFE,
 	.dflt = 0},
 	{NULL}
-};
-
-/* the placeholders of the templates, by HjPieceKind */
-static const char *const placeholders[HJ_NUM_PIECE_KINDS] = {
-	NULL, "$rows", "$row", "$key", "$operation"
 };
 
 /* the placeholders of the paths, and the bit each is in a path's mask */
@@ -247,212 +242,6 @@ check_path(const char *option, const char *path, int allowed)
 	return used;
 }
 
-static HjPieceKind
-placeholder_kind(const char *s, int len)
-{
-	int			k;
-
-	for (k = HJ_ROWS; k < HJ_NUM_PIECE_KINDS; k++)
-		if (strlen(placeholders[k]) == len && memcmp(placeholders[k], s, len) == 0)
-			return (HjPieceKind) k;
-	return HJ_TEXT;
-}
-
-/* End the text piece being written (if any), then add a placeholder. */
-static void
-add_piece(HjTemplate *t, StringInfo buf, HjPieceKind kind, int *cap)
-{
-	if (t->npieces + 2 > *cap)
-	{
-		*cap = Max(*cap * 2, 8);
-		t->pieces = t->pieces ? repalloc(t->pieces, sizeof(HjPiece) * *cap)
-			: palloc(sizeof(HjPiece) * *cap);
-	}
-	if (buf->len > 0)
-	{
-		HjPiece    *p = &t->pieces[t->npieces++];
-
-		p->kind = HJ_TEXT;
-		p->text = pnstrdup(buf->data, buf->len);
-		p->len = buf->len;
-		resetStringInfo(buf);
-	}
-	if (kind != HJ_TEXT)
-	{
-		HjPiece    *p = &t->pieces[t->npieces++];
-
-		p->kind = kind;
-		p->text = NULL;
-		p->len = 0;
-		t->uses[kind]++;
-	}
-}
-
-/* Write a template's scalar as JSON text, or as the placeholder it is. */
-static void
-emit_scalar(HjTemplate *t, StringInfo buf, JsonbValue *v, int *cap)
-{
-	HjPieceKind kind;
-
-	switch (v->type)
-	{
-		case jbvString:
-			kind = placeholder_kind(v->val.string.val, v->val.string.len);
-			if (kind != HJ_TEXT)
-				add_piece(t, buf, kind, cap);
-			else
-				bulkops_json_string(buf, v->val.string.val, v->val.string.len);
-			break;
-		case jbvNumeric:
-			appendStringInfoString(buf,
-								   DatumGetCString(DirectFunctionCall1(numeric_out,
-																	   NumericGetDatum(v->val.numeric))));
-			break;
-		case jbvBool:
-			appendStringInfoString(buf, v->val.boolean ? "true" : "false");
-			break;
-		case jbvNull:
-			appendStringInfoString(buf, "null");
-			break;
-		default:
-			elog(ERROR, "unexpected jsonb value type %d in a template", (int) v->type);
-	}
-}
-
-/*
- * Write a template's object or array as JSON text without whitespace,
- * members in the order jsonb keeps them, placeholders cut out where they
- * are whole string values (never as member names).
- */
-static void
-emit_container(HjTemplate *t, StringInfo buf, JsonbContainer *c, int *cap)
-{
-	JsonbIterator *it = JsonbIteratorInit(c);
-	JsonbIteratorToken tok;
-	JsonbValue	v;
-	int			depth = 0;
-	int			room = 8;
-	bool	   *started = palloc(sizeof(bool) * room);	/* per open container:
-														 * an item was written */
-	bool		after_key = false;
-
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
-	{
-		bool		item = (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY ||
-							tok == WJB_KEY || tok == WJB_ELEM || tok == WJB_VALUE);
-
-		/* a comma before every member or element but the first */
-		if (item && !after_key && depth > 0)
-		{
-			if (started[depth - 1])
-				appendStringInfoChar(buf, ',');
-			started[depth - 1] = true;
-		}
-		after_key = false;
-		switch (tok)
-		{
-			case WJB_BEGIN_OBJECT:
-			case WJB_BEGIN_ARRAY:
-				appendStringInfoChar(buf, tok == WJB_BEGIN_OBJECT ? '{' : '[');
-				if (depth == room)
-				{
-					room *= 2;
-					started = repalloc(started, sizeof(bool) * room);
-				}
-				started[depth++] = false;
-				break;
-			case WJB_END_OBJECT:
-			case WJB_END_ARRAY:
-				appendStringInfoChar(buf, tok == WJB_END_OBJECT ? '}' : ']');
-				depth--;
-				break;
-			case WJB_KEY:
-				bulkops_json_string(buf, v.val.string.val, v.val.string.len);
-				appendStringInfoChar(buf, ':');
-				after_key = true;
-				break;
-			case WJB_VALUE:
-			case WJB_ELEM:
-				emit_scalar(t, buf, &v, cap);
-				break;
-			default:
-				break;
-		}
-	}
-	pfree(started);
-}
-
-/*
- * A template given as JSON text in a string, parsed; an error naming the
- * option when it is not JSON.
- */
-static Jsonb *
-parse_template_text(const char *option, JsonbValue *v)
-{
-	char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
-	MemoryContext cxt = CurrentMemoryContext;
-	Jsonb	   *volatile jb = NULL;
-	char	   *volatile why = NULL;
-
-	PG_TRY();
-	{
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s)));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		why = edata->detail ? edata->detail : edata->message;
-	}
-	PG_END_TRY();
-	if (jb == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("http_json option \"%s\" is a string that is neither a placeholder nor JSON text",
-						option),
-				 errdetail("%s", why),
-				 errhint("Give the template as JSON, e.g. {\"records\": \"$rows\"}, or as JSON text in a string.")));
-	return jb;
-}
-
-/*
- * Compile option's template v: a JSON value, or the same written as JSON
- * text in a string (a string that is exactly a placeholder is that
- * placeholder).
- */
-static void
-compile_template(const char *option, JsonbValue *v, HjTemplate *t)
-{
-	StringInfoData buf;
-	int			cap = 0;
-
-	memset(t, 0, sizeof(HjTemplate));
-	initStringInfo(&buf);
-	if (v->type == jbvString &&
-		placeholder_kind(v->val.string.val, v->val.string.len) == HJ_TEXT)
-	{
-		Jsonb	   *jb = parse_template_text(option, v);
-
-		if (JB_ROOT_IS_SCALAR(jb))
-		{
-			JsonbValue	s;
-
-			JsonbExtractScalar(&jb->root, &s);
-			emit_scalar(t, &buf, &s, &cap);
-		}
-		else
-			emit_container(t, &buf, &jb->root, &cap);
-	}
-	else if (v->type == jbvBinary)
-		emit_container(t, &buf, v->val.binary.data, &cap);
-	else
-		emit_scalar(t, &buf, v, &cap);
-	add_piece(t, &buf, HJ_TEXT, &cap);
-}
-
 /* option name's template, or its default, a placeholder */
 static void
 template_option(Jsonb *options, const char *name, const char *dflt,
@@ -468,7 +257,7 @@ template_option(Jsonb *options, const char *name, const char *dflt,
 		d.val.string.len = strlen(dflt);
 		v = &d;
 	}
-	compile_template(name, v, t);
+	hj_compile_template(name, v, t);
 }
 
 static void

@@ -107,4 +107,7 @@ extern void hj_handle_response(const BulkopsBatch *batch,
 							   const BulkopsResponse *resp,
 							   BulkopsResult *result);
 
+/* http_json_templates.c */
+extern void hj_compile_template(const char *option, JsonbValue *v, HjTemplate *t);
+
 #endif							/* BULKOPS_HTTP_JSON_H */
