@@ -323,26 +323,8 @@ CREATE POLICY jobs_visible ON @extschema@.jobs
 CREATE POLICY batches_visible ON @extschema@.batches
     USING (job_id IN (SELECT j.id FROM @extschema@.jobs j));
 
-CREATE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
-SELECT j.id, j.target, j.operation, j.state, j.rows_total,
-       j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown AS rows_done,
-       CASE WHEN j.rows_total > 0
-            THEN round(100.0 * (j.rows_succeeded + j.rows_failed + j.rows_cancelled
-                                + j.rows_unknown) / j.rows_total, 1)
-            ELSE 100.0 END AS percent,
-       CASE WHEN j.started_at IS NOT NULL
-                 AND coalesce(j.finished_at, now()) > j.started_at
-            THEN round((j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown)
-                       / extract(epoch FROM coalesce(j.finished_at, now()) - j.started_at))
-            END AS rows_per_second,
-       (SELECT jsonb_object_agg(s.key, s.total)
-          FROM (SELECT e.key, sum(e.value::text::numeric) AS total
-                  FROM @extschema@.batches b, jsonb_each(b.progress) e
-                 WHERE b.job_id = j.id AND jsonb_typeof(e.value) = 'number'
-                 GROUP BY e.key) s) AS remote_progress,
-       j.created_by, j.created_at, j.started_at, j.finished_at, j.last_error
-FROM @extschema@.jobs j;
-GRANT SELECT ON @extschema@.job_progress TO PUBLIC;
+-- (bulkops.job_progress, dropped above, is made again with the monitoring
+-- section's columns at the end of this script)
 
 -- The same test in SQL as in C (has_privs_of_role): a NOINHERIT member of
 -- bulkops_admin is not an admin until it SET ROLEs.
@@ -824,7 +806,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.check_health(interval, interval, interval,
 -- started less than a minute ago), over its whole run once it has ended;
 -- eta from that recent rate (finished_at once it has ended).  The clock,
 -- not now(): bulkops.wait() reads this view all through one statement.
-CREATE OR REPLACE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
+CREATE VIEW @extschema@.job_progress WITH (security_invoker = true, security_barrier = true) AS
 SELECT j.id, j.target, j.operation, j.state, j.rows_total,
        j.rows_succeeded + j.rows_failed + j.rows_cancelled + j.rows_unknown AS rows_done,
        CASE WHEN j.rows_total > 0
@@ -855,3 +837,4 @@ LATERAL (SELECT CASE
                 / (60 * (1 - exp(-greatest(extract(epoch FROM clock_timestamp() - j.started_at)::float8,
                                            0.001) / 60))))::numeric, 1)
     END AS rate) r;
+GRANT SELECT ON @extschema@.job_progress TO PUBLIC;
