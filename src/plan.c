@@ -229,7 +229,7 @@ bulkops_plan_next(Work *w, BulkopsResult *res, bool not_applied, long retry_afte
 			break;
 	}
 	MemoryContextSwitchTo(old);
-	bulkops_stats_planned(w->target, (int) w->last_status, res, w->due);
+	bulkops_stats_planned(w->target, res);
 }
 
 /*

@@ -3,8 +3,7 @@
  * stats.c
  *	  What the workers count about each target since the server started,
  *	  in shared memory: requests sent, answers by class, timeouts and other
- *	  transport failures, retries, OAuth token fetches and their failures;
- *	  and what they saw of its backoff.
+ *	  transport failures, retries, OAuth token fetches and their failures.
  *
  * One slot per target (of a database) that a worker sent to since the
  * server started, BULKOPS_STATS_SLOTS for all databases together; when
@@ -21,7 +20,7 @@
  * Backoff.  What monitoring shows of a target's backoff is the hold its
  * workers share (target_state.c, read by monitor.c), and the LOG lines on
  * entering and leaving it are ratelimit.c's; here only the retries are
- * counted, and whether a target was last seen waiting for a limit.
+ * counted.
  *
  * Nothing here opens a transaction or names a secret.
  *
@@ -170,37 +169,21 @@ bulkops_stats_answer(const char *target, const BulkopsHttpCall *call)
 }
 
 /*
- * What the worker planned after an answer to target with http_status (0:
- * none arrived): res, as plan_next left it, with the batch due again at
- * due.  A retry is counted; a wait for a limit begins or extends the
- * target's backoff; any other answer ends it, once the wait is over.
+ * What the worker planned after an answer to target (res, as plan.c left
+ * it): a retry is counted.  A target's backoff is the hold its workers
+ * share (target_state.c), which monitor.c reads.
  */
 void
-bulkops_stats_planned(const char *target, int http_status,
-					  const BulkopsResult *res, TimestampTz due)
+bulkops_stats_planned(const char *target, const BulkopsResult *res)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	BulkopsTargetStats *s;
-	bool		retry = (res->next == BULKOPS_NEXT_RETRY);
-	bool		limited = retry &&
-	(res->limited || http_status == 429 || http_status == 503);
 
-	s = begin(target, now);
+	if (res->next != BULKOPS_NEXT_RETRY)
+		return;
+	s = begin(target, GetCurrentTimestamp());
 	if (s == NULL)
 		return;
-	if (retry)
-		s->retries++;
-	if (limited && !s->in_backoff)
-	{
-		s->in_backoff = true;
-		s->backoff_since = now;
-		s->backoff_until = due;
-		s->backoff_status = http_status;
-	}
-	else if (limited)
-		s->backoff_until = Max(s->backoff_until, due);
-	else if (http_status > 0 && s->in_backoff && now >= s->backoff_until)
-		s->in_backoff = false;
+	s->retries++;
 	end();
 }
 

@@ -49,15 +49,6 @@ typedef struct BulkopsTargetStats
 	bool		token_failed;	/* the last one got none */
 	TimestampTz token_at;		/* when the last one ended */
 
-	/*
-	 * Backoff, as the workers saw it: from an answer that made a batch wait
-	 * for a rate or usage limit until the first answer without one once that
-	 * wait is over.
-	 */
-	bool		in_backoff;
-	TimestampTz backoff_since;
-	TimestampTz backoff_until;	/* the longest wait asked for since */
-	int			backoff_status; /* the HTTP status that began it */
 } BulkopsTargetStats;
 
 /* shared memory: bulkops.c's hooks */
@@ -69,9 +60,8 @@ extern void bulkops_stats_shmem_init(void);
 extern void bulkops_stats_request(const char *target, bool token);
 extern void bulkops_stats_answer(const char *target,
 								 const BulkopsHttpCall *call);
-extern void bulkops_stats_planned(const char *target, int http_status,
-								  const BulkopsResult *res,
-								  TimestampTz due);
+extern void bulkops_stats_planned(const char *target,
+								  const BulkopsResult *res);
 extern void bulkops_stats_token_result(const char *target, bool ok);
 
 /* readers */
