@@ -59,7 +59,8 @@
 
 #define MAX_ANSWERS			UINT16_MAX
 
-static const char *const status_names[] = {
+/* by BulkopsRowStatus: a receipt's status as bulkops.receipts shows it */
+const char *const bulkops_receipt_status_names[BULKOPS_RECEIPT_NSTATUSES] = {
 	"succeeded", "failed", "cancelled", "unknown"
 };
 
@@ -615,7 +616,7 @@ bulkops_receipts_sql(PG_FUNCTION_ARGS)
 	int32	   *attempts;
 	TimestampTz *at;
 	int			nanswers;
-	Datum		statuses[4];
+	Datum		statuses[BULKOPS_RECEIPT_NSTATUSES];
 	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -650,8 +651,8 @@ bulkops_receipts_sql(PG_FUNCTION_ARGS)
 	fixed_array(PG_GETARG_DATUM(7), PG_ARGISNULL(7), INT4OID, http, nanswers);
 	fixed_array(PG_GETARG_DATUM(8), PG_ARGISNULL(8), INT4OID, attempts, nanswers);
 	fixed_array(PG_GETARG_DATUM(9), PG_ARGISNULL(9), TIMESTAMPTZOID, at, nanswers);
-	for (i = 0; i < 4; i++)
-		statuses[i] = CStringGetTextDatum(status_names[i]);
+	for (i = 0; i < BULKOPS_RECEIPT_NSTATUSES; i++)
+		statuses[i] = CStringGetTextDatum(bulkops_receipt_status_names[i]);
 
 	for (i = 0; i < nrows; i++)
 	{

@@ -30,6 +30,9 @@
  */
 #define BULKOPS_RECEIPT_STATUS(flags) ((int) ((flags) & 0x07) - 1)
 
+#define BULKOPS_RECEIPT_NSTATUSES 4
+extern const char *const bulkops_receipt_status_names[BULKOPS_RECEIPT_NSTATUSES];
+
 extern const char *const bulkops_receipt_columns[BULKOPS_RECEIPT_NCOLUMNS];
 extern const Oid bulkops_receipt_types[BULKOPS_RECEIPT_NCOLUMNS];
 

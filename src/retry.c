@@ -37,10 +37,6 @@
 #include "receipts.h"
 #include "sync_state.h"
 
-static const char *const status_names[] = {
-	"succeeded", "failed", "cancelled", "unknown"
-};
-
 typedef struct RetryState
 {
 	BulkopsJobRow job;
@@ -75,10 +71,10 @@ wanted_statuses(ArrayType *arr)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("statuses must not contain null")));
 		name = TextDatumGetCString(elems[i]);
-		for (s = 0; s < lengthof(status_names); s++)
-			if (strcmp(name, status_names[s]) == 0)
+		for (s = 0; s < BULKOPS_RECEIPT_NSTATUSES; s++)
+			if (strcmp(name, bulkops_receipt_status_names[s]) == 0)
 				break;
-		if (s == lengthof(status_names))
+		if (s == BULKOPS_RECEIPT_NSTATUSES)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("\"%s\" is not a receipt status", name),
